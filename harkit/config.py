@@ -1,0 +1,125 @@
+"""Typed, validated configuration: YAML files, command-line overrides, saved resolved copies.
+
+Every config section is a :class:`StrictModel` (pydantic, unknown keys forbidden). Loading
+goes through :func:`load_config`, which turns validation failures into a :class:`ConfigError`
+naming the file, the dotted key, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from harkit.errors import HarkitError
+from harkit.io import atomic_write_text
+
+__all__ = [
+    "ConfigError",
+    "StrictModel",
+    "apply_overrides",
+    "atomic_write_text",
+    "load_config",
+    "load_yaml",
+    "parse_config",
+    "save_config",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(HarkitError, ValueError):
+    """A config file or override is malformed; the message names the source and key."""
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors, values are validated on set."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file, a syntax error or a non-mapping is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    keys = dotted.split(".")
+    node = data
+    for depth, key in enumerate(keys[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        elif not isinstance(child, dict):
+            where = ".".join(keys[: depth + 1])
+            raise ConfigError(f"{source}: cannot set '{dotted}': '{where}' is not a mapping")
+        node = child
+    node[keys[-1]] = value
+
+
+def apply_overrides(
+    data: Mapping[str, Any], overrides: Iterable[str], source: str = "override"
+) -> dict[str, Any]:
+    """Return a deep copy of ``data`` with ``key.sub=value`` overrides applied.
+
+    Values are parsed as YAML, so ``lr=1e-3`` is a float, ``layers=[1,2]`` a list and
+    ``name=gru`` a string.
+    """
+    result = yaml.safe_load(yaml.safe_dump(dict(data)))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{source}: override '{item}' must look like key.sub=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: override '{item}': value is not valid YAML") from exc
+        _set_dotted(result, key, value, source)
+    return result
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "<root>"
+    if error["type"] == "extra_forbidden":
+        return f"key '{key}': unknown key"
+    if error["type"] == "missing":
+        return f"key '{key}': required key is missing"
+    found = error.get("input")
+    return f"key '{key}': {error['msg'].lower()}, got {found!r}"
+
+
+def parse_config(model: type[M], data: Mapping[str, Any], source: str) -> M:
+    """Validate ``data`` against ``model``; errors name ``source`` and each bad key."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        details = "\n  ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(f"{source}: invalid config for {model.__name__}:\n  {details}") from None
+
+
+def load_config(model: type[M], path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> M:
+    """Load a YAML file into ``model`` with ``key=value`` overrides applied on top."""
+    data = apply_overrides(load_yaml(path), overrides, source=str(path))
+    return parse_config(model, data, source=str(path))
+
+
+def save_config(config: BaseModel, path: str | os.PathLike[str]) -> Path:
+    """Save the resolved config as YAML (atomically), next to the outputs it produced."""
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return atomic_write_text(path, text)

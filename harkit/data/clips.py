@@ -1,0 +1,163 @@
+"""Clip datasets: decode, sample and transform videos of an index, skipping bad files.
+
+A bad video never kills a long job: ``__getitem__`` returns a :class:`SkippedVideo` instead of
+raising, :func:`collate_clips` moves those out of the batch, and the consumer hands them to a
+:class:`SkipReport`, which logs each file once and keeps a JSON report on disk. The report
+lives in the main process, so it works the same with any number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from harkit.data.datasets import VideoIndex
+from harkit.data.sampling import SampledIndices, SamplingConfig, sample_indices
+from harkit.data.transforms import clip_to_tensor
+from harkit.data.video import FrameCountError, VideoReadError, get_reader
+from harkit.io import atomic_write_text
+
+__all__ = ["ClipDataset", "SkipReport", "SkippedVideo", "collate_clips", "load_clip"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SkippedVideo:
+    """Stands in for an item whose video could not be read."""
+
+    index: int
+    path: str
+    reason: str
+
+
+def load_clip(
+    path: str | Path,
+    sampling: SamplingConfig,
+    *,
+    backend: str = "auto",
+    train: bool = False,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, SampledIndices]:
+    """Decode the sampled frames of one video: ``uint8 (T, H, W, 3)`` or ``(T, L, H, W, 3)``.
+
+    When the header over-counts frames, the video is sampled again with the counted length.
+    """
+    reader = get_reader(backend, path)
+    num_frames = reader.info(path).num_frames
+    for _ in range(2):
+        sampled = sample_indices(num_frames, sampling, train=train, rng=rng)
+        try:
+            frames = reader.read_frames(path, sampled.indices.reshape(-1))
+        except FrameCountError as exc:
+            if exc.actual < 1:
+                raise
+            num_frames = exc.actual
+            continue
+        return frames.reshape(*sampled.indices.shape, *frames.shape[1:]), sampled
+    raise VideoReadError(path, "frame count changed between two decodes")
+
+
+class ClipDataset(Dataset):
+    """Items of a :class:`VideoIndex` as transformed clips.
+
+    Each item is a dict: ``video`` float ``(T, 3, S, S)`` (``(T, L, 3, S, S)`` for segment
+    sampling; ``uint8 (T, 3, H, W)`` without a transform), ``mask`` bool ``(T,)`` / ``(T, L)``, ``label`` int, ``index`` int. Training
+    sampling draws from a generator seeded by the worker's torch seed and the item index, so
+    runs are reproducible under ``lightning.seed_everything`` and differ between epochs.
+    """
+
+    def __init__(
+        self,
+        index: VideoIndex,
+        sampling: SamplingConfig,
+        transform: Callable[[np.ndarray], torch.Tensor] | None = None,
+        *,
+        train: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        self.index = index
+        self.sampling = sampling
+        self.transform = transform
+        self.train = train
+        self.backend = backend
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, Any] | SkippedVideo:
+        item = self.index[i]
+        rng = np.random.default_rng([torch.initial_seed() % 2**63, i]) if self.train else None
+        try:
+            frames, sampled = load_clip(
+                item.path, self.sampling, backend=self.backend, train=self.train, rng=rng
+            )
+        except VideoReadError as exc:
+            return SkippedVideo(i, str(item.path), exc.reason)
+        flat = frames.reshape(-1, *frames.shape[-3:])
+        video = self.transform(flat) if self.transform else clip_to_tensor(flat)
+        return {
+            "video": video.reshape(*sampled.indices.shape, *video.shape[1:]),
+            "mask": torch.from_numpy(sampled.mask),
+            "label": self.index.class_index(item.label),
+            "index": i,
+        }
+
+
+def collate_clips(batch: Sequence[dict[str, Any] | SkippedVideo]) -> dict[str, Any]:
+    """Stack good items; bad ones go to ``batch['skipped']``. Variable ``T`` is padded."""
+    good = [b for b in batch if not isinstance(b, SkippedVideo)]
+    skipped = [b for b in batch if isinstance(b, SkippedVideo)]
+    out: dict[str, Any] = {"skipped": skipped}
+    if not good:
+        return out
+    lengths = [b["video"].shape[0] for b in good]
+    size = max(lengths)
+    video = good[0]["video"].new_zeros((len(good), size, *good[0]["video"].shape[1:]))
+    mask = torch.zeros((len(good), size, *good[0]["mask"].shape[1:]), dtype=torch.bool)
+    for row, b in enumerate(good):
+        video[row, : lengths[row]] = b["video"]
+        mask[row, : lengths[row]] = b["mask"]
+    valid = mask if mask.ndim == 2 else mask.any(dim=2)
+    out.update(
+        video=video,
+        mask=mask,
+        lengths=valid.sum(dim=1),
+        label=torch.tensor([b["label"] for b in good]),
+        index=torch.tensor([b["index"] for b in good]),
+    )
+    return out
+
+
+class SkipReport:
+    """Unreadable videos met during a job: logged once each, saved as JSON on every change."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.entries: dict[str, str] = {}
+        if self.path and self.path.is_file():
+            self.entries = json.loads(self.path.read_text(encoding="utf-8"))
+
+    def record(self, path: str | Path, reason: str) -> None:
+        key = str(path)
+        if key in self.entries:
+            return
+        self.entries[key] = reason
+        log.warning("skipping unreadable video %s: %s", key, reason)
+        if self.path:
+            atomic_write_text(self.path, json.dumps(self.entries, indent=1, sort_keys=True))
+
+    def record_batch(self, batch: dict[str, Any]) -> None:
+        for skipped in batch.get("skipped", ()):
+            self.record(skipped.path, skipped.reason)
+
+    def __len__(self) -> int:
+        return len(self.entries)

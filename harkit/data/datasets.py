@@ -1,0 +1,338 @@
+"""Dataset indexes: which videos exist, their labels, groups and official splits.
+
+An index lists :class:`VideoItem` rows and a stable class list; it never decodes video (the
+clip dataset does). Builders exist for UCF101, HMDB51 and UCF50 with their official
+protocols, a generic ``root/<class>/<video>`` folder and a CSV manifest
+``path,label[,split[,group]]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from pydantic import PositiveInt, confloat
+
+from harkit.config import StrictModel
+from harkit.data.video import FRAME_EXTENSIONS
+from harkit.errors import HarkitError
+from harkit.io import atomic_write_text
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "DatasetConfig",
+    "DatasetError",
+    "VideoIndex",
+    "VideoItem",
+    "build_index",
+    "csv_index",
+    "folder_index",
+    "hmdb51_index",
+    "load_classes",
+    "load_index",
+    "parse_group",
+    "ucf50_index",
+    "ucf101_index",
+]
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".wmv")
+# UCF101/UCF50 name clips v_<Class>_g<group>_c<clip>; the synthetic set uses <class>_a<actor>_c<clip>.
+_GROUP_PATTERNS = (re.compile(r"_(g\d+)_c\d+", re.IGNORECASE), re.compile(r"_(a\d+)_c\d+"))
+
+
+class DatasetError(HarkitError):
+    """A dataset folder, split file or manifest is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One video (file or frame folder) with its label and, where known, group and split."""
+
+    path: Path
+    label: str
+    group: str | None = None
+    split: str | None = None
+
+
+@dataclass
+class VideoIndex:
+    """Items plus the class list that fixes each label's integer index."""
+
+    name: str
+    items: list[VideoItem]
+    classes: list[str]
+
+    def __post_init__(self) -> None:
+        known = set(self.classes)
+        unknown = sorted({item.label for item in self.items} - known)
+        if unknown:
+            raise DatasetError(f"{self.name}: labels not in the class list: {unknown[:10]}")
+        self._class_to_index = {label: i for i, label in enumerate(self.classes)}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[VideoItem]:
+        return iter(self.items)
+
+    def __getitem__(self, i: int) -> VideoItem:
+        return self.items[i]
+
+    def class_index(self, label: str) -> int:
+        return self._class_to_index[label]
+
+    @property
+    def targets(self) -> list[int]:
+        return [self._class_to_index[item.label] for item in self.items]
+
+    @property
+    def groups(self) -> list[str | None]:
+        return [item.group for item in self.items]
+
+    def subset(self, split: str) -> VideoIndex:
+        """The items of one split (``train``/``test``/``val``), same class list."""
+        return self.select(item for item in self.items if item.split == split)
+
+    def select(self, items: Iterable[VideoItem]) -> VideoIndex:
+        return VideoIndex(self.name, list(items), list(self.classes))
+
+    def with_splits(self, splits: Iterable[str]) -> VideoIndex:
+        return self.select(replace(it, split=s) for it, s in zip(self.items, splits, strict=True))
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(item.label for item in self.items)
+        return {label: counts.get(label, 0) for label in self.classes}
+
+    def save_classes(self, path: str | Path) -> Path:
+        """Write the class list (index order) as JSON, atomically."""
+        return atomic_write_text(path, json.dumps(self.classes, indent=1) + "\n")
+
+
+def load_classes(path: str | Path) -> list[str]:
+    """Read a class list written by :meth:`VideoIndex.save_classes`."""
+    path = Path(path)
+    try:
+        classes = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read class list ({exc})") from exc
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise DatasetError(f"{path}: expected a JSON list of class names")
+    return classes
+
+
+def parse_group(name: str) -> str | None:
+    """Group id from a clip name (``v_Diving_g05_c02`` -> ``g05``, ``x_a03_c01`` -> ``a03``)."""
+    for pattern in _GROUP_PATTERNS:
+        match = pattern.search(name)
+        if match:
+            return match.group(1).lower()
+    return None
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Non-empty stripped lines; tolerates CRLF (the UCF101 files use it) and a BOM."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: split file not found")
+    text = path.read_text(encoding="utf-8-sig")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _is_video(path: Path) -> bool:
+    if path.is_dir():
+        return any(p.suffix.lower() in FRAME_EXTENSIONS for p in path.iterdir())
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def ucf101_index(
+    root: str | Path, split: int = 1, annotations: str | Path | None = None
+) -> VideoIndex:
+    """UCF101 with official split ``split`` (1-3); classes in ``classInd.txt`` order.
+
+    ``annotations`` is the ``ucfTrainTestlist`` folder (default: ``root/ucfTrainTestlist``).
+    A ``.avi`` path whose file is absent but whose frame folder (same name, no suffix) exists
+    resolves to the folder, so the pre-extracted ``jpegs_256`` layout works unchanged.
+    """
+    if split not in (1, 2, 3):
+        raise DatasetError(f"UCF101 has official splits 1, 2, 3; got split={split}")
+    root = Path(root)
+    ann = Path(annotations) if annotations else root / "ucfTrainTestlist"
+    class_file = ann / "classInd.txt"
+    classes: list[str] = []
+    for n, line in enumerate(_read_lines(class_file), 1):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) != n:
+            raise DatasetError(f"{class_file}:{n}: expected '<{n}> <ClassName>', got {line!r}")
+        classes.append(parts[1])
+
+    items: list[VideoItem] = []
+    for split_name, file in (
+        ("train", f"trainlist0{split}.txt"),
+        ("test", f"testlist0{split}.txt"),
+    ):
+        list_file = ann / file
+        for n, line in enumerate(_read_lines(list_file), 1):
+            parts = line.split()
+            rel = parts[0]
+            label = rel.split("/")[0]
+            if label not in classes:
+                raise DatasetError(
+                    f"{list_file}:{n}: class folder '{label}' is not in classInd.txt"
+                )
+            if len(parts) > 1:
+                class_id = int(parts[1])  # 1-based in classInd.txt
+                if not 1 <= class_id <= len(classes) or classes[class_id - 1] != label:
+                    raise DatasetError(
+                        f"{list_file}:{n}: class id {class_id} does not match folder '{label}'"
+                    )
+            path = root / rel
+            if not path.exists() and path.with_suffix("").is_dir():
+                path = path.with_suffix("")
+            items.append(VideoItem(path, label, parse_group(Path(rel).stem), split_name))
+    return VideoIndex(f"ucf101-split{split}", items, classes)
+
+
+def hmdb51_index(root: str | Path, annotations: str | Path, split: int = 1) -> VideoIndex:
+    """HMDB51 with official split ``split`` (1-3) from ``<class>_test_split<k>.txt`` files.
+
+    Lines read ``<video>.avi <0|1|2>``: 1 train, 2 test, 0 unused (left out).
+    """
+    if split not in (1, 2, 3):
+        raise DatasetError(f"HMDB51 has official splits 1, 2, 3; got split={split}")
+    root, ann = Path(root), Path(annotations)
+    files = sorted(ann.glob(f"*_test_split{split}.txt"))
+    if not files:
+        raise DatasetError(f"{ann}: no '<class>_test_split{split}.txt' files found")
+    classes = [f.name[: -len(f"_test_split{split}.txt")] for f in files]
+    items = []
+    for label, file in zip(classes, files, strict=True):
+        for n, line in enumerate(_read_lines(file), 1):
+            parts = line.split()
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise DatasetError(f"{file}:{n}: expected '<video>.avi <0|1|2>', got {line!r}")
+            if parts[1] == "0":
+                continue
+            split_name = "train" if parts[1] == "1" else "test"
+            items.append(VideoItem(root / label / parts[0], label, None, split_name))
+    return VideoIndex(f"hmdb51-split{split}", items, classes)
+
+
+def folder_index(root: str | Path, name: str | None = None) -> VideoIndex:
+    """Any ``root/<class>/<video>`` tree (videos or frame folders); classes sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    items = [
+        VideoItem(video, class_dir.name, parse_group(video.stem))
+        for class_dir in class_dirs
+        for video in sorted(class_dir.iterdir())
+        if not video.name.startswith(".") and _is_video(video)
+    ]
+    classes = sorted({item.label for item in items})
+    if not items:
+        raise DatasetError(f"{root}: no videos found under <class>/ folders")
+    return VideoIndex(name or root.name, items, classes)
+
+
+def ucf50_index(root: str | Path) -> VideoIndex:
+    """UCF50 as a folder tree; groups ``gXX`` drive leave-one-group-out (see ``splits``)."""
+    index = folder_index(root, name="ucf50")
+    missing = [str(item.path) for item in index if item.group is None][:5]
+    if missing:
+        raise DatasetError(f"UCF50 clip names must contain _gXX_cYY; not found in {missing}")
+    return index
+
+
+def csv_index(path: str | Path) -> VideoIndex:
+    """A CSV manifest ``path,label[,split[,group]]``; relative paths are from the CSV's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: manifest not found")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        if "path" not in columns or "label" not in columns:
+            raise DatasetError(f"{path}: header must start with 'path,label', got {columns}")
+        items = []
+        for n, row in enumerate(reader, 2):
+            if not row.get("path") or not row.get("label"):
+                raise DatasetError(f"{path}:{n}: empty 'path' or 'label'")
+            video = Path(row["path"])
+            items.append(
+                VideoItem(
+                    video if video.is_absolute() else path.parent / video,
+                    row["label"],
+                    row.get("group") or parse_group(video.stem),
+                    row.get("split") or None,
+                )
+            )
+    classes_file = path.parent / "classes.json"
+    classes = (
+        load_classes(classes_file)
+        if classes_file.is_file()
+        else sorted({item.label for item in items})
+    )
+    return VideoIndex(path.stem if path.stem != "manifest" else path.parent.name, items, classes)
+
+
+class DatasetConfig(StrictModel):
+    """Which dataset and which split a run uses."""
+
+    kind: Literal["auto", "ucf101", "hmdb51", "ucf50", "folder", "csv"] = "auto"
+    """``auto``: ``csv`` for a .csv file or a folder holding ``manifest.csv``, else ``folder``."""
+    root: Path
+    """Video root (``folder``, ``ucf101``, ``hmdb51``, ``ucf50``) or the manifest (``csv``)."""
+    annotations: Path | None = None
+    """Split files: ``ucfTrainTestlist`` for UCF101, the split-text folder for HMDB51."""
+    split: PositiveInt = 1
+    """Official split (UCF101/HMDB51: 1-3), or the held-out group for UCF50 (1-25)."""
+    test_fraction: confloat(gt=0.0, lt=1.0) = 0.2
+    """Group-aware split size where the data has no split of its own."""
+    seed: int = 0
+    allow_leakage: bool = False
+    """Accept a split that puts one group on both sides (refused by default)."""
+
+
+def load_index(config: DatasetConfig) -> VideoIndex:
+    """The index of ``config`` as the data defines it (official splits where they exist)."""
+    from harkit.data.splits import leave_one_group_out
+
+    kind, root = config.kind, Path(config.root)
+    if kind == "auto":
+        is_csv = root.suffix.lower() == ".csv" or (root / "manifest.csv").is_file()
+        kind = "csv" if is_csv else "folder"
+    if kind == "ucf101":
+        return ucf101_index(root, config.split, config.annotations)
+    if kind == "hmdb51":
+        if config.annotations is None:
+            raise DatasetError(
+                "hmdb51 needs 'annotations': the folder of *_test_split<k>.txt files"
+            )
+        return hmdb51_index(root, config.annotations, config.split)
+    if kind == "ucf50":
+        return leave_one_group_out(ucf50_index(root), f"g{config.split:02d}")
+    if kind == "folder":
+        return folder_index(root)
+    return csv_index(root / "manifest.csv" if root.is_dir() else root)
+
+
+def build_index(config: DatasetConfig) -> VideoIndex:
+    """The index of ``config``, with every item assigned to ``train`` or ``test``.
+
+    Official splits are used where they exist; UCF50 holds out group ``split``; other data
+    without a split column is split group-aware (stratified by class) with ``test_fraction``.
+    The leakage guard runs last.
+    """
+    from harkit.data.splits import assert_no_leakage, group_split
+
+    index = load_index(config)
+    if any(item.split is None for item in index):
+        index = group_split(index, config.test_fraction, config.seed)
+    assert_no_leakage(index, allow=config.allow_leakage)
+    return index

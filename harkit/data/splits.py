@@ -1,0 +1,83 @@
+"""Group-aware splits and the leakage guard.
+
+Clips of one group (a UCF101/UCF50 ``gXX`` source video, an actor) look alike; a split with
+one group on both sides inflates accuracy. Splits made here never do that, and
+:func:`assert_no_leakage` refuses a split that does unless the user overrides it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from harkit.data.datasets import DatasetError, VideoIndex
+
+__all__ = [
+    "LeakageError",
+    "assert_no_leakage",
+    "group_split",
+    "leaked_groups",
+    "leave_one_group_out",
+]
+
+log = logging.getLogger(__name__)
+
+
+class LeakageError(DatasetError):
+    """A split puts clips of one group in both train and test."""
+
+
+def leaked_groups(index: VideoIndex, train: str = "train", test: str = "test") -> list[str]:
+    """Groups that have clips in both ``train`` and ``test``."""
+    sides: dict[str, set[str]] = {}
+    for item in index:
+        if item.group is not None and item.split in (train, test):
+            sides.setdefault(item.group, set()).add(item.split)
+    return sorted(group for group, seen in sides.items() if len(seen) == 2)
+
+
+def assert_no_leakage(index: VideoIndex, allow: bool = False) -> None:
+    """Raise :class:`LeakageError` listing the groups on both sides (warn when ``allow``)."""
+    leaked = leaked_groups(index)
+    if not leaked:
+        return
+    shown = ", ".join(leaked[:20]) + (f" (+{len(leaked) - 20} more)" if len(leaked) > 20 else "")
+    message = f"{index.name}: {len(leaked)} group(s) appear in both train and test: {shown}"
+    if allow:
+        log.warning("%s (allowed by allow_leakage)", message)
+        return
+    raise LeakageError(
+        f"{message}. Use a group-aware split ('harkit data split') or set allow_leakage: true"
+    )
+
+
+def group_split(index: VideoIndex, test_fraction: float = 0.2, seed: int = 0) -> VideoIndex:
+    """Assign ``train``/``test`` with whole groups on one side, class proportions kept.
+
+    Items without a group count as their own group. Uses scikit-learn's
+    ``StratifiedGroupKFold`` with ``round(1 / test_fraction)`` folds and takes one as test.
+    """
+    if len(index) < 2:
+        raise DatasetError(f"{index.name}: need at least 2 videos to split, found {len(index)}")
+    folds = max(2, round(1 / test_fraction))
+    groups = [item.group or f"__video{i}" for i, item in enumerate(index)]
+    if len(set(groups)) < folds:
+        raise DatasetError(
+            f"{index.name}: {len(set(groups))} groups cannot make a {test_fraction:.0%} "
+            f"group-aware test split (needs >= {folds} groups)"
+        )
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    _, test_rows = next(splitter.split(np.zeros(len(index)), index.targets, groups))
+    is_test = np.zeros(len(index), dtype=bool)
+    is_test[test_rows] = True
+    return index.with_splits("test" if t else "train" for t in is_test)
+
+
+def leave_one_group_out(index: VideoIndex, test_group: str) -> VideoIndex:
+    """UCF50's protocol: every clip of ``test_group`` is test, the rest train."""
+    groups = sorted({item.group for item in index if item.group})
+    if test_group not in groups:
+        raise DatasetError(f"{index.name}: group '{test_group}' not found; groups are {groups}")
+    return index.with_splits("test" if item.group == test_group else "train" for item in index)

@@ -1,0 +1,57 @@
+"""Temporal heads over feature sequences ``(B, T, D)`` + ``lengths`` -> logits, and fusion.
+
+Nothing here knows about video files: inputs are feature tensors from the feature store or
+from an end-to-end network's trunk.
+"""
+
+from harkit.heads.fusion import (
+    FUSION_MODES,
+    ConcatFusion,
+    DualLayerAttentionHead,
+    TwoStreamHead,
+    WeightedAverageFusion,
+    concat_features,
+)
+from harkit.heads.pooling import (
+    POOLINGS,
+    HeadError,
+    TemporalPool,
+    check_lengths,
+    last_valid,
+    length_mask,
+    masked_mean,
+    masked_softmax,
+    masked_step_cross_entropy,
+    vote_logits,
+)
+from harkit.heads.recurrent import (
+    CELLS,
+    MeanPoolHead,
+    RecurrentEncoder,
+    RecurrentHead,
+    RecurrentStack,
+)
+
+__all__ = [
+    "CELLS",
+    "FUSION_MODES",
+    "POOLINGS",
+    "ConcatFusion",
+    "DualLayerAttentionHead",
+    "HeadError",
+    "MeanPoolHead",
+    "RecurrentEncoder",
+    "RecurrentHead",
+    "RecurrentStack",
+    "TemporalPool",
+    "TwoStreamHead",
+    "WeightedAverageFusion",
+    "check_lengths",
+    "concat_features",
+    "last_valid",
+    "length_mask",
+    "masked_mean",
+    "masked_softmax",
+    "masked_step_cross_entropy",
+    "vote_logits",
+]

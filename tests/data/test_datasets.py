@@ -1,0 +1,127 @@
+import pytest
+
+from harkit.data.datasets import (
+    DatasetConfig,
+    DatasetError,
+    build_index,
+    csv_index,
+    folder_index,
+    hmdb51_index,
+    load_classes,
+    parse_group,
+    ucf101_index,
+)
+from harkit.data.splits import LeakageError, leaked_groups
+
+
+def touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("split", "train", "test"), [(1, 9537, 3783), (2, 9586, 3734), (3, 9624, 3696)]
+)
+def test_ucf101_official_splits(shared_dir, split, train, test):
+    ann = shared_dir / "data" / "ucf101" / "ucfTrainTestlist"
+    index = ucf101_index("/data/UCF-101", split=split, annotations=ann)
+    assert len(index.classes) == 101
+    assert index.classes[0] == "ApplyEyeMakeup" and index.classes[-1] == "YoYo"
+    assert len(index.subset("train")) == train and len(index.subset("test")) == test
+    assert leaked_groups(index) == []
+    assert len({item.group for item in index}) == 25
+    assert not any("\r" in str(item.path) or "\r" in item.label for item in index)
+
+
+def write_ucf_lists(ann, lines_train, lines_test, classes=("Diving", "Jump")):
+    ann.mkdir(parents=True, exist_ok=True)
+    (ann / "classInd.txt").write_text("".join(f"{i} {c}\r\n" for i, c in enumerate(classes, 1)))
+    (ann / "trainlist01.txt").write_text("\r\n".join(lines_train) + "\r\n")
+    (ann / "testlist01.txt").write_text("\r\n".join(lines_test) + "\r\n")
+
+
+def test_ucf101_checks_ids_and_resolves_frame_folders(tmp_path):
+    ann = tmp_path / "lists"
+    write_ucf_lists(ann, ["Jump/v_Jump_g08_c01.avi 2"], ["Diving/v_Diving_g01_c01.avi"])
+    (tmp_path / "Jump" / "v_Jump_g08_c01").mkdir(parents=True)  # jpegs_256 layout
+    index = ucf101_index(tmp_path, 1, ann)
+    assert index.targets == [1, 0]
+    assert index[0].path == tmp_path / "Jump" / "v_Jump_g08_c01"
+    assert index[0].group == "g08" and index[1].split == "test"
+
+    write_ucf_lists(ann, ["Jump/v_Jump_g08_c01.avi 1"], [])
+    with pytest.raises(DatasetError, match=r"trainlist01.txt:1: class id 1 does not match"):
+        ucf101_index(tmp_path, 1, ann)
+    with pytest.raises(DatasetError, match="splits 1, 2, 3"):
+        ucf101_index(tmp_path, 4, ann)
+
+
+def test_hmdb51_split_files(tmp_path):
+    ann = tmp_path / "splits"
+    ann.mkdir()
+    (ann / "brush_hair_test_split1.txt").write_text("a.avi 1 \nb.avi 2 \nc.avi 0 \n")
+    (ann / "cartwheel_test_split1.txt").write_text("d.avi 1\r\ne.avi 2\r\n")
+    index = hmdb51_index(tmp_path / "videos", ann, split=1)
+    assert index.classes == ["brush_hair", "cartwheel"]
+    assert [(i.path.name, i.split) for i in index] == [
+        ("a.avi", "train"),
+        ("b.avi", "test"),
+        ("d.avi", "train"),
+        ("e.avi", "test"),
+    ]
+    (ann / "cartwheel_test_split1.txt").write_text("d.avi 7\n")
+    with pytest.raises(DatasetError, match=r"cartwheel_test_split1.txt:1"):
+        hmdb51_index(tmp_path, ann, split=1)
+
+
+def test_ucf50_leave_one_group_out(tmp_path):
+    for c in ("Biking", "Diving"):
+        for g in (1, 2, 3):
+            for k in (1, 2):
+                touch(tmp_path / c / f"v_{c}_g{g:02d}_c{k:02d}.avi")
+    index = build_index(DatasetConfig(kind="ucf50", root=tmp_path, split=2))
+    test = index.subset("test")
+    assert len(test) == 4 and {i.group for i in test} == {"g02"}
+    assert leaked_groups(index) == []
+
+
+def test_folder_and_group_parsing(tmp_path):
+    touch(tmp_path / "wave" / "wave_a01_c01.mp4")
+    touch(tmp_path / "wave" / "notes.txt")
+    touch(tmp_path / "clap" / "clap_a02_c01.avi")
+    index = folder_index(tmp_path)
+    assert index.classes == ["clap", "wave"] and len(index) == 2
+    assert parse_group("v_Diving_g05_c02") == "g05" and parse_group("x") is None
+    with pytest.raises(DatasetError, match="not found"):
+        folder_index(tmp_path / "missing")
+
+
+def test_csv_manifest_relative_paths_and_errors(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,split,group\nv/a.mp4,run,train,p1\n/abs/b.mp4,walk,test,\n")
+    index = csv_index(manifest)
+    assert index[0].path == tmp_path / "v" / "a.mp4" and index[0].group == "p1"
+    assert index[1].group is None and index.classes == ["run", "walk"]
+    (tmp_path / "bad.csv").write_text("file,class\na,b\n")
+    with pytest.raises(DatasetError, match="header must start with 'path,label'"):
+        csv_index(tmp_path / "bad.csv")
+
+
+def test_class_list_round_trip_and_stability(tmp_path):
+    touch(tmp_path / "data" / "b" / "x_a01_c01.mp4")
+    touch(tmp_path / "data" / "a" / "y_a02_c01.mp4")
+    index = folder_index(tmp_path / "data")
+    index.save_classes(tmp_path / "classes.json")
+    assert load_classes(tmp_path / "classes.json") == ["a", "b"]
+
+
+def test_build_index_refuses_leaky_manifest_unless_allowed(tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "path,label,split,group\na.mp4,run,train,g01\nb.mp4,run,test,g01\nc.mp4,run,test,g02\n"
+    )
+    with pytest.raises(LeakageError, match="g01"):
+        build_index(DatasetConfig(root=tmp_path))
+    index = build_index(DatasetConfig(root=manifest, allow_leakage=True))
+    assert len(index) == 3

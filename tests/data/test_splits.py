@@ -1,0 +1,41 @@
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harkit.data.datasets import DatasetError, VideoIndex, VideoItem
+from harkit.data.splits import LeakageError, assert_no_leakage, group_split, leaked_groups
+
+
+def index_with_groups(classes=4, groups=10, clips=3):
+    items = [
+        VideoItem(Path(f"{c}/{c}_g{g:02d}_c{k}.mp4"), f"class{c}", f"g{g:02d}")
+        for c in range(classes)
+        for g in range(groups)
+        for k in range(clips)
+    ]
+    return VideoIndex("toy", items, [f"class{c}" for c in range(classes)])
+
+
+def test_group_split_keeps_groups_whole_and_classes_balanced():
+    index = group_split(index_with_groups(), test_fraction=0.2, seed=0)
+    assert leaked_groups(index) == []
+    test = index.subset("test")
+    assert 0.1 < len(test) / len(index) < 0.3
+    assert set(Counter(i.label for i in test)) == set(index.classes)
+    again = group_split(index_with_groups(), test_fraction=0.2, seed=0)
+    assert [i.split for i in again] == [i.split for i in index]
+
+
+def test_group_split_needs_enough_groups():
+    with pytest.raises(DatasetError, match="groups cannot make"):
+        group_split(index_with_groups(groups=2, classes=1), test_fraction=0.2)
+
+
+def test_leakage_error_lists_the_groups():
+    index = index_with_groups(classes=1, groups=3, clips=2)
+    index = index.with_splits(["train", "test", "train", "train", "test", "test"])
+    assert leaked_groups(index) == ["g00"]
+    with pytest.raises(LeakageError, match=r"1 group\(s\) appear in both train and test: g00"):
+        assert_no_leakage(index)
+    assert_no_leakage(index, allow=True)
