@@ -1,0 +1,128 @@
+"""`Backbone`: a built network plus its spec, frozen by default, optionally multi-layer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from harkit.backbones.errors import BackboneError
+from harkit.backbones.inflate import TIME_PADDED_MODULES
+from harkit.backbones.spec import BackboneSpec
+
+__all__ = ["Backbone"]
+
+
+def _global_pool(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(2).mean(dim=2) if x.ndim > 2 else x
+
+
+class Backbone(nn.Module):
+    """Maps a preprocessed batch to pooled features ``(B, feature_dim)``.
+
+    With ``layers`` it returns ``{'pooled': (B, D), layer: (B, C_layer), ...}``, each
+    intermediate map globally average pooled. A frozen backbone has ``requires_grad=False``
+    and stays in eval mode even when a parent module calls ``.train()``, so batch-norm
+    statistics never drift during head training. Segment clips shorter than
+    ``spec.min_frames`` are padded by repeating their last frame.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        spec: BackboneSpec,
+        *,
+        weights: str = "none",
+        frozen: bool = True,
+        layers: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.weights = weights
+        self.frozen = frozen
+        self.layers: tuple[str, ...] = tuple(layers or ())
+        self.net = net if not self.layers else _multi_layer(net, spec, self.layers)
+        if frozen:
+            self.net.requires_grad_(False)
+        self.eval()
+
+    @property
+    def feature_dim(self) -> int:
+        return self.spec.feature_dim
+
+    @property
+    def output_dims(self) -> dict[str, int]:
+        """Feature size of every output: ``{'pooled': D}`` plus one entry per layer."""
+        return {"pooled": self.spec.feature_dim, **{k: self.spec.layers[k] for k in self.layers}}
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(False if self.frozen else mode)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        short = self.spec.min_frames - (x.shape[2] if x.ndim == 5 else self.spec.min_frames)
+        if short > 0:  # e.g. the last, shorter segment of a video: repeat its last frame
+            x = torch.cat([x, x[:, :, -1:].expand(-1, -1, short, -1, -1)], dim=2)
+        if self.net.training != self.training:  # fx GraphModule deep copies come back training
+            self.train(self.training)
+        out = self.net(x)
+        if not self.layers:
+            return out
+        return {key: _global_pool(value) for key, value in out.items()}
+
+    def with_layers(self, layers: Sequence[str]) -> Backbone:
+        """A multi-layer view of this backbone sharing its parameters."""
+        if self.layers:
+            raise BackboneError("this backbone already returns multi-layer features")
+        return Backbone(
+            self.net, self.spec, weights=self.weights, frozen=self.frozen, layers=layers
+        )
+
+    def extra_repr(self) -> str:
+        return f"name={self.spec.name!r}, weights={self.weights!r}, frozen={self.frozen}"
+
+
+def _multi_layer(net: nn.Module, spec: BackboneSpec, layers: Sequence[str]) -> nn.Module:
+    from torchvision.models.feature_extraction import (
+        create_feature_extractor,
+        get_graph_node_names,
+    )
+
+    unknown = [name for name in layers if name not in spec.layers]
+    if unknown or len(set(layers)) != len(layers) or "pooled" in layers:
+        raise BackboneError(
+            f"backbone {spec.name!r}: bad layers {list(layers)}; available layers: "
+            f"{', '.join(spec.layers) or '(none)'}"
+        )
+    tracer_kwargs = {"leaf_modules": _leaf_types(net, layers)}
+    was_training = net.training
+    net.eval()
+    eval_nodes = get_graph_node_names(net, tracer_kwargs=tracer_kwargs)[1]
+    return_nodes = {name: name for name in layers}
+    return_nodes[eval_nodes[-1]] = "pooled"  # the node feeding the output: pooled features
+    extractor = create_feature_extractor(
+        net,
+        eval_return_nodes=return_nodes,
+        train_return_nodes=return_nodes,
+        tracer_kwargs=tracer_kwargs,
+        suppress_diff_warning=True,
+    )
+    net.train(was_training)
+    return extractor
+
+
+def _leaf_types(net: nn.Module, layers: Sequence[str]) -> list[type[nn.Module]]:
+    """Module types torch.fx may treat as opaque: all but the requested layers' ancestors.
+
+    Tracing only what is needed keeps the graph small (tracing every timm BatchNormAct2d takes
+    tens of seconds), and the time-padded 3D modules cannot be traced at all.
+    """
+    keep: set[type[nn.Module]] = {type(net)}
+    for layer in layers:
+        parts = layer.split(".")
+        for i in range(1, len(parts)):
+            keep.add(type(net.get_submodule(".".join(parts[:i]))))
+    # The tracer checks isinstance, so a base class of a kept type must not become a leaf.
+    leaves = {t for t in map(type, net.modules()) if not any(issubclass(k, t) for k in keep)}
+    return sorted(leaves | set(TIME_PADDED_MODULES), key=lambda t: t.__qualname__)

@@ -1,0 +1,432 @@
+"""The registered backbones: torchvision / timm 2D CNNs, torchvision Kinetics 3D CNNs, I3D."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import cache
+
+import torch
+from torch import nn
+
+from harkit.backbones.errors import WeightsLoadError
+from harkit.backbones.inflate import adapt_input_channels, inflate_model
+from harkit.backbones.spec import BackboneSpec, register_backbone
+from harkit.backbones.weights import load_into, timm_pretrained, torchvision_state_dict
+
+__all__ = ["I3D_TIME_KERNELS", "build_i3d"]
+
+IMAGENET = "imagenet"
+KINETICS = "kinetics"
+
+
+@cache
+def _tv_transform(
+    weights_name: str,
+) -> tuple[int, int | None, tuple[float, ...], tuple[float, ...]]:
+    """(crop size, resize size, mean, std) from a torchvision weights enum's transforms."""
+    from torchvision.models import get_weight
+
+    t = get_weight(weights_name).transforms()
+    resize = t.resize_size[0] if getattr(t, "resize_size", None) else None
+    return int(t.crop_size[0]), resize, tuple(t.mean), tuple(t.std)
+
+
+def _torchvision_builder(
+    make: Callable[[], nn.Module],
+    strip_head: Callable[[nn.Module], None],
+    ignore_prefixes: tuple[str, ...],
+) -> Callable[[BackboneSpec, str | None, Mapping[str, torch.Tensor] | None], nn.Module]:
+    """Builder for a torchvision model: random init, head removed, then weights loaded."""
+
+    def build(
+        spec: BackboneSpec, tag: str | None, state_dict: Mapping[str, torch.Tensor] | None
+    ) -> nn.Module:
+        if tag is not None:  # before building: an offline failure should be quick
+            state_dict = torchvision_state_dict(spec.weights[tag], backbone=spec.name)
+        model = make()
+        strip_head(model)
+        if state_dict is not None:
+            load_into(model, state_dict, name=spec.name, ignore_prefixes=ignore_prefixes)
+        return model
+
+    return build
+
+
+def _set(**attrs: object) -> Callable[[nn.Module], None]:
+    def strip(model: nn.Module) -> None:
+        for key, value in attrs.items():
+            setattr(model, key, value() if callable(value) else value)
+
+    return strip
+
+
+def _tv_spec(
+    name: str,
+    kind: str,
+    feature_dim: int,
+    weights: Mapping[str, str],
+    builder: Callable,
+    layers: Mapping[str, int],
+    description: str,
+    **overrides: object,
+) -> BackboneSpec:
+    crop, resize, mean, std = _tv_transform(next(iter(weights.values())))
+    fields: dict = {
+        "input_size": crop,
+        "resize_size": resize,
+        "mean": mean,
+        "std": std,
+        **overrides,
+    }
+    return BackboneSpec(
+        name=name,
+        kind=kind,  # type: ignore[arg-type]
+        feature_dim=feature_dim,
+        builder=builder,
+        weights=weights,
+        default_weights=next(iter(weights)),
+        layers=layers,
+        source="torchvision",
+        description=description,
+        **fields,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# 2D, torchvision
+
+_GOOGLENET_W = "GoogLeNet_Weights.IMAGENET1K_V1"
+_GOOGLENET_IGNORE = ("fc.", "aux1.", "aux2.")
+_GOOGLENET_LAYERS = {
+    "inception3b": 480,
+    "inception4a": 512,
+    "inception4e": 832,
+    "inception5b": 1024,
+}
+# torchvision's GoogLeNet weights were trained on inputs scaled to [-1, 1]; its
+# transform_input=True flag converts ImageNet-normalised input to that. We build with
+# transform_input=False and put mean = std = 0.5 in the spec instead: the same numbers, and
+# the inflated I3D (which cannot use the 2D-only flag) shares the preprocessing.
+_HALF3 = (0.5, 0.5, 0.5)
+
+
+def _googlenet_2d() -> nn.Module:
+    from torchvision.models import googlenet
+
+    return googlenet(weights=None, aux_logits=False, transform_input=False, init_weights=False)
+
+
+def _resnet(name: str, dim: int, weights: str, layers: Mapping[str, int]) -> BackboneSpec:
+    import torchvision.models as tvm
+
+    make = getattr(tvm, name)
+    return _tv_spec(
+        name,
+        "frame",
+        dim,
+        {IMAGENET: weights},
+        _torchvision_builder(lambda: make(weights=None), _set(fc=nn.Identity), ("fc.",)),
+        layers,
+        f"torchvision {name}, global-average-pooled layer4 ({dim}-d)",
+    )
+
+
+register_backbone(
+    _tv_spec(
+        "googlenet",
+        "frame",
+        1024,
+        {IMAGENET: _GOOGLENET_W},
+        _torchvision_builder(_googlenet_2d, _set(fc=nn.Identity), _GOOGLENET_IGNORE),
+        _GOOGLENET_LAYERS,
+        "torchvision GoogLeNet (Inception-V1), pooled inception5b (1024-d); input in [-1, 1]",
+        mean=_HALF3,
+        std=_HALF3,
+    )
+)
+register_backbone(
+    _resnet(
+        "resnet18",
+        512,
+        "ResNet18_Weights.IMAGENET1K_V1",
+        {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512},
+    )
+)
+register_backbone(
+    _resnet(
+        "resnet50",
+        2048,
+        "ResNet50_Weights.IMAGENET1K_V2",
+        {"layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048},
+    )
+)
+register_backbone(
+    _resnet(
+        "resnet152",
+        2048,
+        "ResNet152_Weights.IMAGENET1K_V2",
+        {"layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048},
+    )
+)
+
+_VGG16_W = "VGG16_Weights.IMAGENET1K_V1"
+_VGG16_LAYERS = {"features.16": 256, "features.23": 512, "features.29": 512, "features.30": 512}
+
+
+def _vgg16(strip: Callable[[nn.Module], None]) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        from torchvision.models import vgg16
+
+        # Built on the meta device first: fc6 alone has 103M parameters, which are slow to
+        # initialise and, for the conv5 variant, thrown away.
+        with torch.device("meta"):
+            model = vgg16(weights=None)
+        strip(model)
+        model.to_empty(device="cpu")
+        for module in model.modules():  # torchvision's VGG initialisation
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0, 0.01)
+                nn.init.zeros_(module.bias)
+        return model
+
+    return make
+
+
+def _strip_vgg_conv(model: nn.Module) -> None:
+    model.avgpool = nn.AdaptiveAvgPool2d(1)
+    model.classifier = nn.Identity()
+
+
+def _strip_vgg_fc7(model: nn.Module) -> None:
+    model.classifier = model.classifier[:-1]  # keep fc6-relu-drop-fc7-relu-drop
+
+
+def _keep(model: nn.Module) -> None:
+    pass
+
+
+# vgg16: global-average-pooled conv5 (after pool5, like Keras' pooling='avg'), 512-d. It obeys
+# the "GAP, classifier removed" contract, works at any resolution, and skips the 120M
+# parameters of fc6/fc7. The classic 4096-d fc7 descriptor is the separate 'vgg16_fc7'.
+register_backbone(
+    _tv_spec(
+        "vgg16",
+        "frame",
+        512,
+        {IMAGENET: _VGG16_W},
+        _torchvision_builder(_vgg16(_strip_vgg_conv), _keep, ("classifier.",)),
+        _VGG16_LAYERS,
+        "torchvision VGG16, global-average-pooled pool5 (512-d)",
+    )
+)
+register_backbone(
+    _tv_spec(
+        "vgg16_fc7",
+        "frame",
+        4096,
+        {IMAGENET: _VGG16_W},
+        _torchvision_builder(_vgg16(_strip_vgg_fc7), _keep, ("classifier.6.",)),
+        _VGG16_LAYERS,
+        "torchvision VGG16, fc7 after ReLU (4096-d); conv5 resampled to 7x7 first",
+    )
+)
+
+
+def _mobilenet_v3_large() -> nn.Module:
+    from torchvision.models import mobilenet_v3_large
+
+    return mobilenet_v3_large(weights=None)
+
+
+register_backbone(
+    _tv_spec(
+        "mobilenet_v3_large",
+        "frame",
+        960,
+        {IMAGENET: "MobileNet_V3_Large_Weights.IMAGENET1K_V2"},
+        _torchvision_builder(
+            _mobilenet_v3_large,
+            _set(classifier=nn.Identity),
+            ("classifier.",),
+        ),
+        {"features.3": 24, "features.6": 40, "features.12": 112, "features.16": 960},
+        "torchvision MobileNetV3-Large, pooled last conv (960-d)",
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2D, timm
+
+_IRV2 = "inception_resnet_v2"
+_IRV2_TAG = "tf_in1k"
+
+
+def _build_irv2(
+    spec: BackboneSpec, tag: str | None, state_dict: Mapping[str, torch.Tensor] | None
+) -> nn.Module:
+    import timm
+
+    if tag is not None:
+        arch, _, pretrained_tag = spec.weights[tag].partition(".")
+        return timm_pretrained(arch, pretrained_tag, backbone=spec.name)
+    model = timm.create_model(_IRV2, pretrained=False, num_classes=0)
+    if state_dict is not None:
+        load_into(model, state_dict, name=spec.name, ignore_prefixes=("classif.",))
+    return model
+
+
+@register_backbone
+def _inception_resnet_v2() -> BackboneSpec:
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(f"{_IRV2}.{_IRV2_TAG}")
+    size = int(cfg.input_size[-1])
+    return BackboneSpec(
+        name=_IRV2,
+        kind="frame",
+        input_size=size,
+        resize_size=round(size / cfg.crop_pct),
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        feature_dim=1536,
+        builder=_build_irv2,
+        weights={IMAGENET: f"{_IRV2}.{_IRV2_TAG}"},
+        default_weights=IMAGENET,
+        layers={"mixed_5b": 320, "mixed_6a": 1088, "mixed_7a": 2080, "conv2d_7b": 1536},
+        source="timm",
+        description="timm Inception-ResNet-V2, pooled conv2d_7b (1536-d), 299 px, input in [-1, 1]",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# 3D, torchvision (Kinetics-400)
+
+
+def _video(name: str) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        import torchvision.models.video as tvv
+
+        return getattr(tvv, name)(weights=None)
+
+    return make
+
+
+def _strip_s3d(model: nn.Module) -> None:
+    # S3D's AvgPool3d((2, 7, 7)) needs >= 16 frames at 224 px; a global average is identical
+    # there and also works for the short segments of seed 001.
+    model.avgpool = nn.AdaptiveAvgPool3d(1)
+    model.classifier = nn.Identity()
+
+
+_VIDEO_RESNET_LAYERS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
+
+register_backbone(
+    _tv_spec(
+        "s3d",
+        "segment",
+        1024,
+        {KINETICS: "S3D_Weights.KINETICS400_V1"},
+        _torchvision_builder(_video("s3d"), _strip_s3d, ("classifier.",)),
+        {"features.6": 480, "features.12": 832, "features.15": 1024},
+        "torchvision S3D (Kinetics-400), pooled last block (1024-d)",
+        min_frames=5,  # its temporal pools need >= 5 input frames
+    )
+)
+register_backbone(
+    _tv_spec(
+        "r3d_18",
+        "segment",
+        512,
+        {KINETICS: "R3D_18_Weights.KINETICS400_V1"},
+        _torchvision_builder(_video("r3d_18"), _set(fc=nn.Identity), ("fc.",)),
+        _VIDEO_RESNET_LAYERS,
+        "torchvision R3D-18 (Kinetics-400), pooled layer4 (512-d), 112 px",
+    )
+)
+register_backbone(
+    _tv_spec(
+        "r2plus1d_18",
+        "segment",
+        512,
+        {KINETICS: "R2Plus1D_18_Weights.KINETICS400_V1"},
+        _torchvision_builder(_video("r2plus1d_18"), _set(fc=nn.Identity), ("fc.",)),
+        _VIDEO_RESNET_LAYERS,
+        "torchvision R(2+1)D-18 (Kinetics-400), pooled layer4 (512-d), 112 px",
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3D, I3D inflated from GoogLeNet
+
+# I3D paper choices; every other conv/pool uses its spatial kernel and stride in time too
+# (stem 7x7/2 -> 7x7x7/2, 3x3 -> 3x3x3, 1x1 -> 1x1x1, maxpool3 3x3/2 -> 3x3x3/2,
+# maxpool4 2x2/2 -> 2x2x2/2). The first two max-pools do not pool time.
+I3D_TIME_KERNELS: dict[str, tuple[int, int]] = {"maxpool1": (1, 1), "maxpool2": (1, 1)}
+
+
+def build_i3d(googlenet_2d: nn.Module | None = None, in_channels: int = 3) -> nn.Module:
+    """Inflate a torchvision GoogLeNet (random if not given) into I3D.
+
+    For ``in_channels != 3`` (optical flow) the stem filters are averaged over RGB and repeated.
+    The result maps ``(B, C, T, H, W)`` to ``(B, 1024)``.
+    """
+    net2d = googlenet_2d if googlenet_2d is not None else _googlenet_2d()
+    net2d.fc = nn.Identity()
+    net2d.aux1 = net2d.aux2 = None
+    net2d.aux_logits = False
+    net2d.transform_input = False
+    net3d = inflate_model(net2d, I3D_TIME_KERNELS)
+    if in_channels != net3d.conv1.conv.in_channels:
+        net3d.conv1.conv = adapt_input_channels(net3d.conv1.conv, in_channels)
+    return net3d
+
+
+def _build_i3d(
+    spec: BackboneSpec, tag: str | None, state_dict: Mapping[str, torch.Tensor] | None
+) -> nn.Module:
+    if tag is not None:
+        state_dict = torchvision_state_dict(spec.weights[tag], backbone=spec.name)
+    if state_dict is None:
+        return build_i3d(in_channels=spec.in_channels)
+    stem = state_dict.get("conv1.conv.weight")
+    if stem is None:
+        raise WeightsLoadError(
+            f"weights for {spec.name!r} need a 'conv1.conv.weight' tensor (a torchvision "
+            "GoogLeNet state_dict to inflate, or a harkit I3D state_dict)"
+        )
+    if stem.ndim == 4:  # 2D GoogLeNet: inflate it
+        net2d = _googlenet_2d()
+        load_into(net2d, state_dict, name="googlenet", ignore_prefixes=_GOOGLENET_IGNORE)
+        return build_i3d(net2d, in_channels=spec.in_channels)
+    net3d = build_i3d(in_channels=spec.in_channels)
+    return load_into(net3d, state_dict, name=spec.name, ignore_prefixes=_GOOGLENET_IGNORE)
+
+
+for _name, _channels, _desc in (
+    ("i3d", 3, "RGB"),
+    ("i3d_flow", 2, "optical flow (x, y); stem = RGB filters averaged and repeated"),
+):
+    register_backbone(
+        BackboneSpec(
+            name=_name,
+            kind="segment",
+            input_size=224,
+            resize_size=256,
+            mean=(0.5,) * _channels,
+            std=(0.5,) * _channels,
+            feature_dim=1024,
+            in_channels=_channels,
+            builder=_build_i3d,
+            weights={IMAGENET: _GOOGLENET_W},
+            default_weights=IMAGENET,
+            layers=dict(_GOOGLENET_LAYERS),
+            source="harkit (inflated torchvision GoogLeNet)",
+            description=f"I3D, Inception-V1 inflated from ImageNet GoogLeNet, {_desc}; "
+            "input in [-1, 1]",
+        )
+    )
