@@ -12,7 +12,6 @@ from pathlib import Path
 from harkit.config import apply_overrides, parse_config
 from harkit.data.datasets import DatasetConfig, load_index
 from harkit.data.inspect import summarize
-from harkit.data.splits import group_split, leaked_groups
 from harkit.io import atomic_write_text
 
 
@@ -73,6 +72,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    from harkit.data.splits import leaked_groups
+
     index = load_index(_dataset_config(args))
     summary = summarize(index, probe_videos=not args.no_probe)
     print(summary.to_text())
@@ -87,6 +88,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_split(args: argparse.Namespace) -> int:
+    from harkit.data.splits import group_split
+
     index = group_split(load_index(_dataset_config(args)), args.test_fraction, args.seed)
     base = args.out.resolve().parent
     buffer = io.StringIO()

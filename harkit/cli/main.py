@@ -12,7 +12,19 @@ from harkit import __version__
 from harkit.errors import HarkitError
 
 # Each module exposes ``register(subparsers)``; the parser it adds sets ``func``.
-VERB_MODULES = ("harkit.cli.data",)
+# Listed in pipeline order, which is the order ``harkit --help`` shows them.
+VERB_MODULES = (
+    "harkit.cli.data",
+    "harkit.cli.flow",
+    "harkit.cli.extract",
+    "harkit.cli.info",
+    "harkit.cli.train",
+    "harkit.cli.evaluate",
+    "harkit.cli.ablate",
+    "harkit.cli.predict",
+    "harkit.cli.stream",
+    "harkit.cli.export",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,63 +1,42 @@
 """Video I/O and clips: readers, sampling, transforms, dataset indexes, splits, clip datasets."""
 
-from harkit.data.clips import ClipDataset, SkippedVideo, SkipReport, collate_clips, load_clip
-from harkit.data.datasets import (
-    DatasetConfig,
-    DatasetError,
-    VideoIndex,
-    VideoItem,
-    build_index,
-    csv_index,
-    folder_index,
-    hmdb51_index,
-    ucf50_index,
-    ucf101_index,
-)
-from harkit.data.sampling import SampledIndices, SamplingConfig, sample_indices
-from harkit.data.splits import LeakageError, assert_no_leakage, group_split, leave_one_group_out
-from harkit.data.transforms import ClipTransform, TransformConfig
-from harkit.data.video import (
-    FrameCountError,
-    VideoInfo,
-    VideoReader,
-    VideoReadError,
-    available_backends,
-    get_reader,
-    probe,
-    read_frames,
-)
+from harkit._lazy import lazy_exports
 
-__all__ = [
-    "ClipDataset",
-    "ClipTransform",
-    "DatasetConfig",
-    "DatasetError",
-    "FrameCountError",
-    "LeakageError",
-    "SampledIndices",
-    "SamplingConfig",
-    "SkipReport",
-    "SkippedVideo",
-    "TransformConfig",
-    "VideoIndex",
-    "VideoInfo",
-    "VideoItem",
-    "VideoReadError",
-    "VideoReader",
-    "assert_no_leakage",
-    "available_backends",
-    "build_index",
-    "collate_clips",
-    "csv_index",
-    "folder_index",
-    "get_reader",
-    "group_split",
-    "hmdb51_index",
-    "leave_one_group_out",
-    "load_clip",
-    "probe",
-    "read_frames",
-    "sample_indices",
-    "ucf50_index",
-    "ucf101_index",
-]
+_EXPORTS = {
+    "ClipDataset": "harkit.data.clips",
+    "ClipTransform": "harkit.data.transforms",
+    "DatasetConfig": "harkit.data.datasets",
+    "DatasetError": "harkit.data.datasets",
+    "FrameCountError": "harkit.data.video",
+    "LeakageError": "harkit.data.splits",
+    "SampledIndices": "harkit.data.sampling",
+    "SamplingConfig": "harkit.data.sampling",
+    "SkipReport": "harkit.data.clips",
+    "SkippedVideo": "harkit.data.clips",
+    "TransformConfig": "harkit.data.transforms",
+    "VideoIndex": "harkit.data.datasets",
+    "VideoInfo": "harkit.data.video",
+    "VideoItem": "harkit.data.datasets",
+    "VideoReadError": "harkit.data.video",
+    "VideoReader": "harkit.data.video",
+    "assert_no_leakage": "harkit.data.splits",
+    "available_backends": "harkit.data.video",
+    "build_index": "harkit.data.datasets",
+    "collate_clips": "harkit.data.clips",
+    "csv_index": "harkit.data.datasets",
+    "folder_index": "harkit.data.datasets",
+    "get_reader": "harkit.data.video",
+    "group_split": "harkit.data.splits",
+    "hmdb51_index": "harkit.data.datasets",
+    "leave_one_group_out": "harkit.data.splits",
+    "load_clip": "harkit.data.clips",
+    "probe": "harkit.data.video",
+    "read_frames": "harkit.data.video",
+    "sample_indices": "harkit.data.sampling",
+    "ucf101_index": "harkit.data.datasets",
+    "ucf50_index": "harkit.data.datasets",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

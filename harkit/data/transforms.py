@@ -9,14 +9,15 @@ applies them to all frames alike (a flipped clip has every frame flipped).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from pydantic import NonNegativeFloat, PositiveInt, confloat
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from harkit.config import StrictModel
+
+if TYPE_CHECKING:  # torch/torchvision load on first use: recipes validate without them
+    import torch
 
 __all__ = ["ClipTransform", "TransformConfig", "clip_to_tensor"]
 
@@ -41,6 +42,8 @@ class TransformConfig(StrictModel):
 
 def clip_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """``uint8 (T, H, W, 3)`` -> ``uint8 (T, 3, H, W)`` tensor, without copying pixels."""
+    import torch
+
     tensor = torch.from_numpy(frames) if isinstance(frames, np.ndarray) else frames
     if tensor.ndim != 4 or tensor.shape[-1] != 3:
         raise ValueError(f"expected a clip of shape (T, H, W, 3), got {tuple(tensor.shape)}")
@@ -58,11 +61,14 @@ class ClipTransform:
         std: Sequence[float] = IMAGENET_STD,
         train: bool = False,
     ) -> None:
+        import torch
+        from torchvision.transforms import v2
+
         crop = config.crop_size or input_size
         resize = config.resize or crop
         if resize < crop:
             raise ValueError(f"resize ({resize}) must be >= crop_size ({crop})")
-        steps: list[v2.Transform] = [v2.Resize(resize, antialias=True)]
+        steps = [v2.Resize(resize, antialias=True)]
         if train and config.rotation > 0:
             steps.append(v2.RandomRotation(config.rotation))
         steps.append(v2.RandomCrop(crop) if train and config.random_crop else v2.CenterCrop(crop))
@@ -73,6 +79,9 @@ class ClipTransform:
         self.output_size = crop
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        import torch
+        from torchvision import tv_tensors
+
         video = tv_tensors.Video(clip_to_tensor(frames))
         return self.pipeline(video).as_subclass(torch.Tensor)
 

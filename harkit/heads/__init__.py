@@ -12,6 +12,7 @@ from harkit.heads.fusion import (
     WeightedAverageFusion,
     concat_features,
 )
+from harkit.heads.normalize import CenteredHead, causal_center
 from harkit.heads.pooling import (
     POOLINGS,
     HeadError,
@@ -36,6 +37,7 @@ __all__ = [
     "CELLS",
     "FUSION_MODES",
     "POOLINGS",
+    "CenteredHead",
     "ConcatFusion",
     "DualLayerAttentionHead",
     "HeadError",
@@ -46,6 +48,7 @@ __all__ = [
     "TemporalPool",
     "TwoStreamHead",
     "WeightedAverageFusion",
+    "causal_center",
     "check_lengths",
     "concat_features",
     "last_valid",

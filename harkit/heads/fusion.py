@@ -175,6 +175,11 @@ class TwoStreamHead(nn.Module):
     ) -> Tensor:
         return self.classifier(self.features(x, lengths, x_b, lengths_b))
 
+    @property
+    def streamable(self) -> bool:
+        """Both streams are unidirectional, so :meth:`step` is always available."""
+        return True
+
     def init_state(
         self,
         batch_size: int,
@@ -265,6 +270,11 @@ class DualLayerAttentionHead(nn.Module):
         self, x: Tensor, lengths: Tensor | None = None, x_b: Tensor | None = None
     ) -> Tensor:
         return self.classifier(self.features(x, lengths, x_b))
+
+    @property
+    def streamable(self) -> bool:
+        """True when :meth:`step` is available (unidirectional LSTMs)."""
+        return not any(stack.bidirectional for stack in self.stacks)
 
     def init_state(
         self,

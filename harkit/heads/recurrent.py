@@ -346,6 +346,8 @@ class MeanPoolHead(nn.Module):
         self.mlp, out_dim = _mlp(input_dim, hidden, dropout)
         self.classifier = nn.Linear(out_dim, num_classes)
 
+    streamable = False  # the mean needs the whole clip
+
     def features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Penultimate representation (MLP output of the masked mean)."""
         lengths = check_lengths(x, lengths)

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from harkit.backbones import create_backbone, get_backbone_spec
-from harkit.heads import DualLayerAttentionHead, MeanPoolHead, RecurrentHead, TwoStreamHead
+from harkit.heads import (
+    CenteredHead,
+    DualLayerAttentionHead,
+    MeanPoolHead,
+    RecurrentHead,
+    TwoStreamHead,
+)
 from harkit.models.networks import C3DGRU, Small2DCNNGRU
 from harkit.models.recipe import FeatureSource, HeadConfig, Recipe
 
@@ -50,6 +56,11 @@ def feature_dims(recipe: Recipe) -> list[int]:
 
 def build_head(config: HeadConfig, input_dims: Sequence[int], num_classes: int) -> nn.Module:
     """A head for inputs of ``input_dims`` (one per feature source)."""
+    head = _build_head(config, input_dims, num_classes)
+    return CenteredHead(head) if config.center else head
+
+
+def _build_head(config: HeadConfig, input_dims: Sequence[int], num_classes: int) -> nn.Module:
     total = sum(input_dims)
     if config.type == "mean":
         return MeanPoolHead(total, num_classes, hidden=config.fc or (256,), dropout=config.dropout)
@@ -108,8 +119,14 @@ class ClipC3D(nn.Module):
 class CRNN(nn.Module):
     """Seed 002: frame backbone -> FC embedding chain -> recurrent head, trained end to end."""
 
-    def __init__(self, encoder: nn.Module, feature_dim: int, embed: Sequence[int],
-                 head: nn.Module, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        feature_dim: int,
+        embed: Sequence[int],
+        head: nn.Module,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         layers: list[nn.Module] = []
@@ -137,8 +154,16 @@ def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
     frames = recipe.input.sampling.num_frames
     if net.type == "c3d_gru":
         units = [net.units, net.units] if net.rnn == "lstm_gru" else net.units
-        return ClipC3D(C3DGRU(num_classes, frames=frames, size=net.size, dropout=net.dropout,
-                              rnn=cells, units=units))
+        return ClipC3D(
+            C3DGRU(
+                num_classes,
+                frames=frames,
+                size=net.size,
+                dropout=net.dropout,
+                rnn=cells,
+                units=units,
+            )
+        )
     if net.type == "small2d_gru":
         if cells is None:
             cells = "gru"
@@ -160,4 +185,3 @@ def pixel_preprocessing(recipe: Recipe) -> tuple[int, tuple[float, ...], tuple[f
         return spec.input_size, tuple(spec.mean), tuple(spec.std)
     # From-scratch networks: inputs scaled to [-1, 1].
     return net.size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-

@@ -75,6 +75,8 @@ class HeadConfig(StrictModel):
     pooling: Literal["last", "mean", "attention", "vote"] = "last"
     fusion: Literal["learned", "average"] = "learned"
     """Two-stream fusion: learned ``alpha*A + (1-alpha)*B`` or the plain average."""
+    center: bool = False
+    """Subtract each step's running mean over the clip first (removes static appearance)."""
 
 
 class NetworkConfig(StrictModel):

@@ -34,6 +34,7 @@ EXPECTED = {
     "s3d": ("segment", 224, 1024, 3),
     "r3d_18": ("segment", 112, 512, 3),
     "r2plus1d_18": ("segment", 112, 512, 3),
+    "tiny_image": ("frame", 16, 768, 3),
 }
 FRAMES = 3  # clip length used for segment models (shorter than s3d.min_frames)
 
@@ -59,6 +60,9 @@ def test_spec_metadata(name: str):
         channels,
     )
     assert len(spec.mean) == len(spec.std) == channels
+    if name == "tiny_image":  # the weight-free descriptor
+        assert not spec.weights and spec.default_weights == "none"
+        return
     assert spec.default_weights in spec.weights
     assert spec.weights and all(spec.layers.values())
 

@@ -1,0 +1,116 @@
+"""``harkit extract``: CNN features of a dataset into feature stores (resumable, torchrun-able)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from harkit.cli.data import _add_dataset_args, _dataset_config
+from harkit.config import ConfigError, apply_overrides, parse_config
+from harkit.data.datasets import load_index
+from harkit.data.sampling import SamplingConfig
+from harkit.data.transforms import TransformConfig
+from harkit.models.recipe import FeatureSource
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "extract",
+        help="extract frozen-CNN features into feature stores",
+        description="Decode every video once and store per-step features of each backbone. "
+        "Resumable; under torchrun each rank takes a share of the videos.",
+    )
+    _add_dataset_args(parser)
+    parser.add_argument("--store", type=Path, required=True, help="feature store root folder")
+    parser.add_argument(
+        "--backbone", action="append", default=[], metavar="NAME", help="repeat for several"
+    )
+    parser.add_argument(
+        "--weights", default="imagenet", help="imagenet | kinetics | none | PATH (all backbones)"
+    )
+    parser.add_argument("--layer", help="intermediate layer instead of the pooled output")
+    parser.add_argument("--stream", choices=["rgb", "flow"], default="rgb")
+    parser.add_argument("--recipe", help="take sources, sampling and transform from a recipe")
+    parser.add_argument(
+        "--sampling",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="SamplingConfig fields, e.g. strategy=uniform num_frames=20",
+    )
+    parser.add_argument("--flow-root", type=Path, help="flow files for flow-stream sources")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    parser.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="stored dtype")
+    parser.add_argument("--workers", type=int, default=2, help="decoding processes")
+    parser.add_argument("--batch-size", type=int, default=32, help="frames per network call")
+    parser.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the backbones")
+    parser.add_argument("--retry-failed", action="store_true", help="retry videos that failed")
+    parser.add_argument("--report", type=Path, help="write the extraction report JSON here")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run_extract)
+
+
+def resolve_sources(
+    args: argparse.Namespace,
+) -> tuple[list[FeatureSource], SamplingConfig, TransformConfig, str]:
+    """Sources, sampling, transform and flow method from ``--recipe`` and/or ``--backbone``."""
+    sampling_fields: dict = {}
+    transform, flow_method = TransformConfig(), "tvl1"
+    sources: list[FeatureSource] = []
+    if args.recipe:
+        from harkit.models.recipe import load_recipe
+
+        recipe = load_recipe(args.recipe)
+        if not recipe.input.features:
+            raise ConfigError(f"recipe {recipe.name!r} has no input.features to extract")
+        sources = list(recipe.input.features)
+        sampling_fields = recipe.input.sampling.model_dump()
+        transform, flow_method = recipe.input.transform, recipe.input.flow_method
+    if args.backbone:  # explicit backbones replace the recipe's
+        sources = [
+            parse_config(
+                FeatureSource,
+                {
+                    "backbone": b,
+                    "weights": args.weights,
+                    "layer": args.layer,
+                    "stream": args.stream,
+                },
+                source="command line",
+            )
+            for b in args.backbone
+        ]
+    if not sources:
+        raise ConfigError("give --backbone NAME (repeatable) or --recipe NAME")
+    sampling = parse_config(
+        SamplingConfig, apply_overrides(sampling_fields, args.sampling, "--sampling"), "--sampling"
+    )
+    return sources, sampling, transform, flow_method
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from harkit.features.pipeline import extract_features
+
+    sources, sampling, transform, flow_method = resolve_sources(args)
+    index = load_index(_dataset_config(args))
+    report = extract_features(
+        index, sources, args.store, sampling, transform,
+        dtype="float16" if args.dtype == "fp16" else "float32",
+        precision=args.precision, batch_size=args.batch_size, num_workers=args.workers,
+        device=args.device, compile=args.compile, flow_root=args.flow_root,
+        flow_method=flow_method, retry_failed=args.retry_failed, progress=not args.no_progress,
+    )  # fmt: skip
+    if args.report:
+        from harkit.io import atomic_write_text
+
+        atomic_write_text(args.report, json.dumps(report.to_dict(), indent=1) + "\n")
+    prefix = f"rank {report.rank}/{report.world_size}: " if report.world_size > 1 else ""
+    print(
+        f"{prefix}{report.videos} videos: {report.extracted} extracted, {report.existing} already "
+        f"done, {report.failed} failed ({report.steps} steps in {report.seconds:.1f} s)"
+    )
+    for key, path in report.stores.items():
+        print(f"  {key} -> {path}")
+    return 0

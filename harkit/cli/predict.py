@@ -1,0 +1,101 @@
+"""``harkit predict RUN VIDEO_OR_FOLDER...``: label videos with a trained run.
+
+Output: one line per video, ``<file>  <label> <confidence>`` followed by the top-k list and
+seed 004's ``Class: <label>, Confidence: <p>`` line; with ``--json``, one JSON object per
+video (``{"source", "label", "confidence", "top_k"}``, or ``{"source", "error"}`` for a file
+that could not be read). Unreadable files are reported on stderr and do not stop the run.
+
+Exit status: 0 when at least one video was predicted (even if others were unreadable), 1 when
+none could be, 2 for input errors (missing run folder, no weights, incompatible versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harkit.data.video import FRAME_EXTENSIONS
+from harkit.errors import HarkitError
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".ts", ".m4v",
+                    ".flv", ".wmv", ".3gp")  # fmt: skip
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="recognise the action in video files or folders",
+        description="Label videos with a trained run folder. Exit status: 0 if at least one "
+        "video was predicted, 1 if none could be, 2 on input errors.",
+    )
+    p.add_argument("run", type=Path, help="trained run folder")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER")
+    p.add_argument("--top-k", type=int, default=5, help="classes listed per video (default 5)")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.add_argument("--batch-size", type=int, default=8, help="videos per CNN batch (default 8)")
+    p.add_argument("--engine", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--onnx-dir", type=Path, help="exported files (default RUN/onnx)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-fast", action="store_true", help="plain fp32 CNN (no fast path)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_predict)
+
+
+def collect_videos(inputs: list[Path]) -> list[Path]:
+    """Files as given; folders searched recursively for video files (a folder of frame
+    images counts as one video)."""
+    out: list[Path] = []
+    for item in inputs:
+        if not item.is_dir():
+            out.append(item)  # missing files are reported per file, like unreadable ones
+            continue
+        if any(p.suffix.lower() in FRAME_EXTENSIONS for p in item.iterdir() if p.is_file()):
+            out.append(item)
+            continue
+        found = sorted(
+            p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+        )
+        if not found:
+            raise HarkitError(f"{item}: no video files inside")
+        out.extend(found)
+    return out
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from harkit.infer.recognizer import Recognizer
+
+    if args.top_k < 1 or args.batch_size < 1:
+        raise HarkitError("--top-k and --batch-size must be at least 1")
+    videos = collect_videos(args.inputs)
+    recognizer = Recognizer.from_run(
+        args.run, device=args.device, engine=args.engine, fast=not args.no_fast,
+        onnx_dir=args.onnx_dir,
+    )  # fmt: skip
+    show_bar = not args.no_progress and (len(videos) > 1 or any(p.is_dir() for p in args.inputs))
+    bar = tqdm(total=len(videos), unit="video", disable=not show_bar, file=sys.stderr)
+    predicted = failed = 0
+    width = max(len(str(v)) for v in videos)
+    for pred in recognizer.predict_many(videos, batch_size=args.batch_size, top_k=args.top_k):
+        bar.update(1)
+        if not pred.ok:
+            failed += 1
+            bar.write(f"harkit: cannot read {pred.source}: {pred.error}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(pred.to_dict()), flush=True)
+            continue
+        predicted += 1
+        if args.json:
+            print(json.dumps(pred.to_dict()), flush=True)
+        else:
+            others = "  ".join(f"{lab} {p:.2f}" for lab, p in pred.top_k[1:])
+            line = f"{pred.source:<{width}}  {pred.label} {pred.confidence:.2f}"
+            bar.write(line + (f"  ({others})" if others else ""), file=sys.stdout)
+            bar.write(f"  {pred.format()}", file=sys.stdout)
+    bar.close()
+    if failed:
+        print(f"harkit: {failed} of {len(videos)} videos could not be read", file=sys.stderr)
+    return 0 if predicted else 1

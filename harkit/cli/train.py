@@ -1,0 +1,110 @@
+"""``harkit train``: train a recipe on a dataset split into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from harkit.config import ConfigError, parse_config
+from harkit.data.datasets import DatasetConfig
+
+KINDS = ["auto", "folder", "csv", "ucf101", "hmdb51", "ucf50"]
+
+
+def add_dataset_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--dataset ROOT --kind --annotations --split --allow-leakage`` (shared by verbs)."""
+    parser.add_argument("--dataset", type=Path, required=required,
+                        help="dataset folder or CSV manifest")
+    parser.add_argument("--kind", default="auto", choices=KINDS)
+    parser.add_argument("--annotations", type=Path, help="split files (UCF101/HMDB51)")
+    parser.add_argument("--split", type=int, default=1, help="official split number")
+    parser.add_argument("--test-fraction", type=float, default=0.2,
+                        help="group-aware test share for data without splits")
+    parser.add_argument("--allow-leakage", action="store_true",
+                        help="accept a split with one group on both sides (not recommended)")
+
+
+def add_set_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", "-s", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a recipe key, e.g. head.hidden=512")
+
+
+def dataset_config(args: argparse.Namespace) -> DatasetConfig:
+    fields: dict[str, object] = {
+        "kind": args.kind,
+        "root": args.dataset,
+        "split": args.split,
+        "test_fraction": args.test_fraction,
+        "allow_leakage": args.allow_leakage,
+    }
+    if args.annotations:
+        fields["annotations"] = args.annotations
+    return parse_config(DatasetConfig, fields, source="command line")
+
+
+def parse_splits(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--splits '{text}' must be a comma-separated list of numbers") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a recipe into a run folder")
+    p.add_argument("--recipe", required=True, help="recipe name (harkit info --list) or YAML path")
+    add_dataset_args(p)
+    p.add_argument("--store", type=Path, help="feature store folder (features mode)")
+    p.add_argument("--run", type=Path, help="run folder (default: runs/<recipe>)")
+    add_set_arg(p)
+    p.add_argument("--devices", default="1", help="devices per node (int, or 'auto')")
+    p.add_argument("--num-nodes", type=int, default=1)
+    p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"])
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.ckpt")
+    p.add_argument("--splits", help="train + evaluate each split, e.g. 1,2,3; report the mean")
+    p.add_argument("--clips", type=int, default=1, help="views per test video (with --splits)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+
+def _devices(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from harkit.models.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    config = dataset_config(args)
+    run_dir = args.run or Path("runs") / recipe.name
+    kwargs = {
+        "store": args.store,
+        "devices": _devices(args.devices),
+        "num_nodes": args.num_nodes,
+        "accelerator": args.accelerator,
+        "progress": not args.no_progress,
+    }
+    splits = parse_splits(args.splits)
+    if splits:
+        from harkit.train.evaluate import train_and_evaluate
+
+        if args.resume:
+            raise ConfigError("--resume works on one run folder; resume each RUN/splitK instead")
+        summary = train_and_evaluate(recipe, config, run_dir, splits=splits, clips=args.clips,
+                                     **kwargs)
+        mean = summary["mean"]["top1"]
+        print(f"{recipe.name}: mean top-1 over splits {splits}: {100 * mean:.2f}% -> "
+              f"{run_dir / 'splits.md'}")
+        return 0
+    from harkit.train.trainer import train
+
+    info = train(recipe, config, run_dir, resume=args.resume, **kwargs)
+    if info:
+        best = info.get("best_score")
+        shown = f"{100 * best:.2f}%" if best is not None else "n/a"
+        print(f"trained {recipe.name} -> {run_dir} (best {info['monitor']} {shown} "
+              f"at epoch {info['best_epoch']})")
+        print(json.dumps(info.get("counts", {})))
+    return 0

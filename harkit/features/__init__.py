@@ -1,0 +1,60 @@
+"""Feature extraction and the feature store: frozen backbones -> cached per-video features.
+
+>>> from harkit.features import FeatureExtractor, extract_features, FeatureDataset
+"""
+
+from harkit.features.dataset import (
+    FeatureDataset,
+    StoreLocation,
+    ensure_features,
+    feature_stores_for,
+)
+from harkit.features.extractor import (
+    FeatureExtractor,
+    FeatureExtractorError,
+    Precision,
+    Preprocessor,
+    resolve_precision,
+    source_key,
+)
+from harkit.features.pipeline import (
+    ExtractionReport,
+    dataset_video_root,
+    extract_features,
+    load_flow_clip,
+    skip_report_path,
+    video_id,
+)
+from harkit.features.store import (
+    FEATURE_FORMAT_VERSION,
+    FeatureStore,
+    FeatureStoreError,
+    StoreConfig,
+    StoreRow,
+    store_config,
+)
+
+__all__ = [
+    "FEATURE_FORMAT_VERSION",
+    "ExtractionReport",
+    "FeatureDataset",
+    "FeatureExtractor",
+    "FeatureExtractorError",
+    "FeatureStore",
+    "FeatureStoreError",
+    "Precision",
+    "Preprocessor",
+    "StoreConfig",
+    "StoreLocation",
+    "StoreRow",
+    "dataset_video_root",
+    "ensure_features",
+    "extract_features",
+    "feature_stores_for",
+    "load_flow_clip",
+    "resolve_precision",
+    "skip_report_path",
+    "source_key",
+    "store_config",
+    "video_id",
+]

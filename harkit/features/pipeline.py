@@ -1,0 +1,277 @@
+"""`extract_features`: a dataset's videos -> one feature store per source, resumable, sharded.
+
+Each video is decoded once (in DataLoader workers, together with every backbone's
+preprocessing, so the network never waits on the decoder) and its clip feeds every source.
+Videos already in all stores are not redone; a video that cannot be read is recorded as
+``failed`` in each store and in ``extract_skipped[.rankR].json`` and skipped. Under torchrun
+rank ``r`` of ``N`` takes items ``i % N == r`` and all ranks write into the same stores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from harkit.data.clips import SkipReport, load_clip
+from harkit.data.datasets import DatasetConfig, VideoIndex
+from harkit.data.sampling import SamplingConfig, sample_indices
+from harkit.data.transforms import TransformConfig
+from harkit.errors import HarkitError
+from harkit.features.extractor import FeatureExtractor, Precision, Preprocessor, source_key
+from harkit.features.store import FeatureStore, StoreDtype, store_config
+from harkit.flow.extract import CONFIG_FILE as FLOW_CONFIG_FILE
+from harkit.flow.extract import common_video_root, resolve_shard, shard_indices
+from harkit.flow.storage import flow_file_path, load_flow
+from harkit.models.recipe import FeatureSource
+
+__all__ = [
+    "ExtractionReport",
+    "dataset_video_root",
+    "extract_features",
+    "load_flow_clip",
+    "skip_report_path",
+    "video_id",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractionReport:
+    """What one rank did."""
+
+    rank: int
+    world_size: int
+    videos: int
+    """Videos in this rank's share."""
+    extracted: int
+    existing: int
+    failed: int
+    steps: int
+    """Time steps (frames or segments) computed."""
+    seconds: float
+    stores: dict[str, str] = field(default_factory=dict)
+    skip_report: str = ""
+    extractor: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def dataset_video_root(config: DatasetConfig) -> Path:
+    """The folder that video ids are relative to: the dataset root (a CSV's folder)."""
+    root = Path(os.path.abspath(config.root))
+    return root.parent if root.suffix.lower() == ".csv" else root
+
+
+def video_id(path: str | Path, video_root: str | Path) -> str:
+    """Store id of a video: its path relative to ``video_root``, POSIX style."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(video_root)).as_posix()
+    except ValueError:
+        raise HarkitError(f"{path} is not under the video root {video_root}") from None
+
+
+def skip_report_path(store_root: str | Path, rank: int = 0, world_size: int = 1) -> Path:
+    name = "extract_skipped.json" if world_size == 1 else f"extract_skipped.rank{rank}.json"
+    return Path(store_root) / name
+
+
+def _flow_video_root(flow_root: Path, index: VideoIndex) -> Path:
+    stamp = flow_root / FLOW_CONFIG_FILE
+    if stamp.is_file():
+        return Path(json.loads(stamp.read_text(encoding="utf-8"))["video_root"])
+    return common_video_root(index)
+
+
+def load_flow_clip(
+    video: str | Path, flow_root: str | Path, flow_video_root: str | Path, sampling: SamplingConfig
+) -> np.ndarray:
+    """Stored flow of ``video`` sampled over its pairs as :class:`~harkit.flow.FlowDataset`
+    does: ``uint8 (T, H, W, 2)`` or ``(T, L, H, W, 2)``."""
+    stored = load_flow(flow_file_path(video, flow_video_root, flow_root))
+    picks = sample_indices(len(stored.flow), sampling).indices
+    flat = stored.flow[picks.reshape(-1)]
+    return flat.reshape(*picks.shape, *flat.shape[1:])
+
+
+class _Jobs(Dataset):
+    """Decode + preprocess one video per item (runs in DataLoader workers)."""
+
+    def __init__(
+        self,
+        index: VideoIndex,
+        positions: Sequence[int],
+        sampling: SamplingConfig,
+        preprocessor: Preprocessor,
+        backend: str,
+        flow_root: Path | None,
+        flow_video_root: Path | None,
+    ) -> None:
+        self.index, self.positions, self.sampling = index, list(positions), sampling
+        self.preprocessor, self.backend = preprocessor, backend
+        self.flow_root, self.flow_video_root = flow_root, flow_video_root
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        position = self.positions[k]
+        path = self.index[position].path
+        try:
+            frames = flow = None
+            if self.preprocessor.needs_rgb:
+                frames, _ = load_clip(path, self.sampling, backend=self.backend)
+            if self.preprocessor.needs_flow:
+                assert self.flow_root is not None and self.flow_video_root is not None
+                flow = load_flow_clip(path, self.flow_root, self.flow_video_root, self.sampling)
+            inputs = self.preprocessor(frames, flow)
+        except (HarkitError, ValueError) as exc:  # unreadable video / flow, too small to crop
+            return {"position": position, "error": getattr(exc, "reason", None) or str(exc)}
+        return {"position": position, "inputs": inputs}
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+def _init_worker(_: int) -> None:
+    # Workers decode; one thread each leaves the cores to the network in the main process.
+    # (Not cv2.setNumThreads: in a forked child it deadlocks on the parent's thread pool.)
+    torch.set_num_threads(1)
+
+
+def extract_features(
+    index: VideoIndex,
+    sources: Sequence[FeatureSource],
+    store_root: str | Path,
+    sampling: SamplingConfig | None = None,
+    transform: TransformConfig | None = None,
+    *,
+    dtype: StoreDtype = "float16",
+    precision: Precision = "auto",
+    batch_size: int = 32,
+    num_workers: int = 2,
+    device: str | torch.device | None = None,
+    compile: bool = False,
+    flow_root: str | Path | None = None,
+    flow_method: str | None = "tvl1",
+    video_root: str | Path | None = None,
+    backend: str = "auto",
+    rank: int | None = None,
+    world_size: int | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> ExtractionReport:
+    """Extract this rank's share of ``index`` into one store per source under ``store_root``.
+
+    ``batch_size`` frames (segments: ``batch_size // L``) go through a network at once;
+    ``num_workers`` DataLoader processes decode and preprocess (0: in this process).
+    ``video_root`` (default: the deepest folder holding every video) makes the video ids.
+    ``flow_root`` holds the flow files (``harkit flow``) that ``stream='flow'`` sources read.
+    Failed videos are retried only with ``retry_failed``.
+    """
+    sampling = sampling or SamplingConfig()
+    transform = transform or TransformConfig()
+    if not sources:
+        raise HarkitError("extract_features needs at least one feature source")
+    if num_workers < 0 or batch_size < 1:
+        raise HarkitError("num_workers must be >= 0 and batch_size >= 1")
+    rank, world_size = resolve_shard(rank, world_size)
+    store_root = Path(store_root)
+    root = Path(os.path.abspath(video_root)) if video_root else common_video_root(index)
+    preprocessor = Preprocessor(sources, transform)
+    flow_dir = flow_video_root = None
+    if preprocessor.needs_flow:
+        if flow_root is None:
+            raise HarkitError(
+                "flow-stream sources need flow files: compute them with `harkit flow` and pass "
+                "flow_root (--flow-root)"
+            )
+        flow_dir = Path(flow_root)
+        flow_video_root = _flow_video_root(flow_dir, index)
+
+    stores = {
+        source_key(s): FeatureStore.at(
+            store_root, store_config(s, sampling, transform, dtype=dtype, flow_method=flow_method)
+        )
+        for s in sources
+    }
+    report = SkipReport(skip_report_path(store_root, rank, world_size))
+    ids = [video_id(item.path, root) for item in index]
+    positions = shard_indices(len(index), rank, world_size)
+    done = {key: store.done_ids(include_failed=not retry_failed) for key, store in stores.items()}
+    todo = [p for p in positions if any(ids[p] not in d for d in done.values())]
+    existing = len(positions) - len(todo)
+
+    start = time.perf_counter()
+    summary = ExtractionReport(
+        rank, world_size, len(positions), 0, existing, 0, 0, 0.0,
+        {k: str(s.path) for k, s in stores.items()}, str(report.path),
+    )  # fmt: skip
+    if not todo:
+        log.info("features rank %d/%d: all %d videos already done", rank, world_size, existing)
+        return summary
+    extractor = FeatureExtractor(
+        sources, transform, device=device, precision=precision, compile=compile,
+        chunk_size=batch_size,
+    )  # fmt: skip
+    summary.extractor = extractor.describe()
+    jobs = _Jobs(index, todo, sampling, preprocessor, backend, flow_dir, flow_video_root)
+    workers = min(num_workers, len(todo))
+    loader = DataLoader(
+        jobs,
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_identity,
+        worker_init_fn=_init_worker if workers else None,
+        prefetch_factor=4 if workers else None,
+    )
+    bar = _progress_bar(len(positions), existing, enabled=progress, rank=rank)
+    try:
+        for job in loader:
+            position = job["position"]
+            vid, path = ids[position], os.path.abspath(index[position].path)
+            if "error" in job:
+                summary.failed += 1
+                report.record(index[position].path, job["error"])
+                for key, store in stores.items():
+                    if vid not in done[key]:
+                        store.put_failed(vid, job["error"], path=path)
+            else:
+                features = extractor.run(job["inputs"])
+                for key, store in stores.items():
+                    if vid not in done[key]:
+                        store.put(vid, features[key], path=path)
+                summary.extracted += 1
+                summary.steps += int(next(iter(features.values())).shape[0])
+            bar.update(1)
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(steps_per_s=f"{summary.steps / elapsed:.1f}")
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    log.info(
+        "features rank %d/%d: %d videos, %d extracted (%d steps, %.1f/s), %d already done, "
+        "%d failed",
+        rank, world_size, len(positions), summary.extracted, summary.steps,
+        summary.steps / max(summary.seconds, 1e-9), existing, summary.failed,
+    )  # fmt: skip
+    return summary
+
+
+def _progress_bar(total: int, done: int, *, enabled: bool, rank: int):
+    from tqdm.auto import tqdm
+
+    desc = "features" if rank == 0 else f"features rank {rank}"
+    return tqdm(total=total, initial=done, desc=desc, unit="video", disable=not enabled)

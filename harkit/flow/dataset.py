@@ -1,0 +1,133 @@
+"""The flow stream's dataset: stored flow files as normalised 2-channel clips.
+
+Items follow :class:`harkit.data.clips.ClipDataset`: a dict with ``video`` float32
+``(T, 2, S, S)`` (``(T, L, 2, S, S)`` for segment sampling), ``mask``, ``label`` and ``index``,
+so :func:`harkit.data.clips.collate_clips` batches both streams alike. A time step is one
+flow pair (x, y channels); values are displacement / bound in ``[-1, 1]`` (I3D flow input).
+Sampling, when given, picks among the stored pairs as if they were frames. A missing or
+unreadable flow file gives a :class:`harkit.data.clips.SkippedVideo`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from harkit.data.clips import SkippedVideo
+from harkit.data.datasets import VideoIndex
+from harkit.data.sampling import SamplingConfig, sample_indices
+from harkit.flow.extract import CONFIG_FILE, common_video_root, working_shape
+from harkit.flow.storage import FlowFileError, flow_file_path, load_flow
+
+__all__ = ["FlowDataset", "flow_to_tensor"]
+
+
+def flow_to_tensor(
+    quantized: np.ndarray,
+    size: int,
+    *,
+    resize: int | None = None,
+    crop_at: tuple[float, float] = (0.5, 0.5),
+    hflip: bool = False,
+) -> torch.Tensor:
+    """``uint8 (N, H, W, 2)`` stored flow -> ``float32 (N, 2, size, size)`` in ``[-1, 1]``.
+
+    The shorter side is resized to ``resize`` (default ``size``) with the displacements scaled
+    by the same factor, then a ``size`` square is cut at relative position ``crop_at``
+    (``(0.5, 0.5)`` = centre). ``hflip`` mirrors the clip and negates x motion.
+    """
+    flow = torch.from_numpy(np.ascontiguousarray(quantized)).permute(0, 3, 1, 2)
+    flow = flow.float().div_(127.5).sub_(1.0)  # = displacement / bound
+    height, width = flow.shape[-2:]
+    new_h, new_w = working_shape(height, width, resize or size)
+    if (new_h, new_w) != (height, width):
+        flow = F.interpolate(flow, size=(new_h, new_w), mode="bilinear", antialias=True)
+        scale = torch.tensor([new_w / width, new_h / height]).view(1, 2, 1, 1)
+        flow = (flow * scale).clamp_(-1.0, 1.0)
+    if min(new_h, new_w) < size:
+        raise ValueError(f"cannot crop {size}x{size} from flow of {new_h}x{new_w}")
+    top = round((new_h - size) * crop_at[0])
+    left = round((new_w - size) * crop_at[1])
+    flow = flow[:, :, top : top + size, left : left + size]
+    if hflip:
+        flow = flow.flip(-1)
+        flow[:, 0].neg_()
+    return flow.contiguous()
+
+
+class FlowDataset(Dataset):
+    """Items of a :class:`VideoIndex` as stored flow clips (see the module docstring).
+
+    ``video_root`` maps videos to flow files as the extraction did; by default it is read from
+    ``flow_root/flow_config.json``. ``train`` draws a random crop position and, with
+    probability ``hflip``, a horizontal flip per clip.
+    """
+
+    def __init__(
+        self,
+        index: VideoIndex,
+        flow_root: str | Path,
+        sampling: SamplingConfig | None = None,
+        size: int = 224,
+        *,
+        resize: int | None = None,
+        video_root: str | Path | None = None,
+        train: bool = False,
+        hflip: float = 0.0,
+    ) -> None:
+        if resize is not None and resize < size:
+            raise ValueError(f"resize ({resize}) must be >= size ({size})")
+        self.index = index
+        self.flow_root = Path(flow_root)
+        self.sampling = sampling
+        self.size = size
+        self.resize = resize
+        self.train = train
+        self.hflip = hflip
+        self.video_root = Path(video_root) if video_root else self._stored_root()
+
+    def _stored_root(self) -> Path:
+        stamp = self.flow_root / CONFIG_FILE
+        if stamp.is_file():
+            return Path(json.loads(stamp.read_text(encoding="utf-8"))["video_root"])
+        return common_video_root(self.index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def flow_path(self, i: int) -> Path:
+        return flow_file_path(self.index[i].path, self.video_root, self.flow_root)
+
+    def __getitem__(self, i: int) -> dict[str, Any] | SkippedVideo:
+        item = self.index[i]
+        try:
+            stored = load_flow(self.flow_path(i))
+        except FlowFileError as exc:
+            return SkippedVideo(i, str(item.path), str(exc))
+        pairs = len(stored.flow)
+        rng = np.random.default_rng([torch.initial_seed() % 2**63, i]) if self.train else None
+        if self.sampling is None:
+            picks, mask = np.arange(pairs), np.ones(pairs, dtype=bool)
+        else:
+            sampled = sample_indices(pairs, self.sampling, train=self.train, rng=rng)
+            picks, mask = sampled.indices, sampled.mask
+        crop_at, flip = (0.5, 0.5), False
+        if self.train and rng is not None:
+            crop_at = (float(rng.random()), float(rng.random()))
+            flip = bool(rng.random() < self.hflip)
+        video = flow_to_tensor(
+            stored.flow[picks.reshape(-1)], self.size,
+            resize=self.resize, crop_at=crop_at, hflip=flip,
+        )  # fmt: skip
+        return {
+            "video": video.reshape(*picks.shape, *video.shape[1:]),
+            "mask": torch.from_numpy(mask),
+            "label": self.index.class_index(item.label),
+            "index": i,
+        }

@@ -1,0 +1,133 @@
+"""Flow storage: displacement quantised to uint8 the I3D way, one compressed ``.npz`` per video.
+
+Quantisation: each component is clipped to ``[-bound, +bound]`` pixels (``bound`` = 20) and
+mapped linearly to 0-255, ``q = round((d + bound) * 255 / (2 * bound))``; decoding is the
+inverse, so a round trip is off by at most half a step (``bound / 255`` px) inside the bound.
+For the network, ``q / 127.5 - 1`` is ``d / bound`` in ``[-1, 1]``.
+
+A flow file ``<flow_root>/<video path relative to the video root>.npz`` holds
+
+* ``flow``     ``uint8 (P, H, W, 2)``: P = T - 1 pairs, x then y, at the working size
+* ``indices``  ``int64 (T,)``: the frame indices the pairs run between (pair k: k -> k+1)
+* ``method``   the flow method name, ``bound`` the clip bound in pixels
+
+written with ``np.savez_compressed`` to a temp file and renamed, so a file that exists is
+complete. Smooth flow fields compress well (zlib), and reading back is one inflate.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harkit.errors import HarkitError
+
+__all__ = [
+    "DEFAULT_BOUND",
+    "FlowFile",
+    "FlowFileError",
+    "decode_flow",
+    "flow_file_path",
+    "load_flow",
+    "quantize_flow",
+    "save_flow",
+]
+
+DEFAULT_BOUND = 20.0
+
+
+class FlowFileError(HarkitError):
+    """A flow file is missing or unreadable."""
+
+
+def quantize_flow(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
+    """``float (…, 2)`` displacement in pixels -> ``uint8``, clipped to ``±bound``."""
+    scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2.0 * bound))
+    return np.rint(scaled).astype(np.uint8)
+
+
+def decode_flow(quantized: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
+    """``uint8`` flow -> ``float32`` displacement in pixels (the inverse of the quantisation)."""
+    q = np.asarray(quantized)
+    if q.dtype != np.uint8:
+        raise ValueError(f"expected uint8 quantised flow, got {q.dtype}")
+    return q.astype(np.float32) * np.float32(2.0 * bound / 255.0) - np.float32(bound)
+
+
+@dataclass(frozen=True)
+class FlowFile:
+    """The contents of one flow file."""
+
+    flow: np.ndarray
+    indices: np.ndarray
+    method: str
+    bound: float
+
+    def displacement(self) -> np.ndarray:
+        """``float32 (P, H, W, 2)`` in pixels."""
+        return decode_flow(self.flow, self.bound)
+
+
+def flow_file_path(video: str | Path, video_root: str | Path, flow_root: str | Path) -> Path:
+    """``flow_root / <video relative to video_root> + '.npz'`` (``a/b.avi`` -> ``a/b.avi.npz``).
+
+    The suffix is appended, not replaced, so ``x.mp4`` and ``x.avi`` (or a frame folder ``x``)
+    never share a flow file.
+    """
+    video, video_root = Path(os.path.abspath(video)), Path(os.path.abspath(video_root))
+    try:
+        rel = video.relative_to(video_root)
+    except ValueError:
+        raise FlowFileError(f"{video} is not under the video root {video_root}") from None
+    return Path(flow_root) / rel.parent / f"{rel.name}.npz"
+
+
+def save_flow(
+    path: str | Path,
+    flow: np.ndarray,
+    indices: np.ndarray,
+    method: str,
+    bound: float = DEFAULT_BOUND,
+) -> Path:
+    """Write a flow file atomically (temp file in the same folder, then ``os.replace``)."""
+    path = Path(path)
+    flow = np.asarray(flow)
+    indices = np.asarray(indices, dtype=np.int64)
+    if flow.dtype != np.uint8 or flow.ndim != 4 or flow.shape[-1] != 2:
+        raise ValueError(f"flow must be uint8 (P, H, W, 2), got {flow.dtype} {flow.shape}")
+    if indices.shape != (len(flow) + 1,):
+        raise ValueError(f"need {len(flow) + 1} frame indices for {len(flow)} pairs")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(
+                handle, flow=flow, indices=indices, method=np.array(method), bound=np.float32(bound)
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_flow(path: str | Path) -> FlowFile:
+    """Read a flow file written by :func:`save_flow`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FlowFileError(f"{path}: flow file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return FlowFile(
+                flow=data["flow"],
+                indices=data["indices"],
+                method=str(data["method"]),
+                bound=float(data["bound"]),
+            )
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise FlowFileError(f"{path}: unreadable flow file ({exc})") from exc

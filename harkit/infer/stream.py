@@ -1,0 +1,697 @@
+"""Continuous recognition on a video stream: a file, a webcam or a network URL.
+
+Two decoders, chosen per model (``mode='auto'``):
+
+* **incremental** (streamable models: a per-frame/per-segment encoder and a unidirectional
+  head): every sampled frame goes once through the CNN and once through ``head.step`` with the
+  kept recurrent state, O(1) work per frame, and every step yields a decision.
+* **windowed** (bidirectional heads such as corehar's BiLSTM, seed 003's 3D CNN): the features
+  of the last ``window`` sampled frames are kept (each frame still goes through the CNN only
+  once) and the head re-runs over that window every ``hop`` sampled frames. Clip encoders (3D
+  CNN over the whole clip) keep the last ``window`` raw frames instead.
+
+Only every ``frame_jump``-th frame is sampled (default: the recipe's ``stride`` for stride
+sampling, else 1), as in training.
+
+**State reset policy** (incremental decoding). A recurrent state fed frame by frame over an
+endless stream drifts away from training, where clips have ``window`` steps. The default
+policy ``staggered`` keeps two states, each reset every ``window`` steps and offset by half a
+window; the decision comes from the one that has seen more steps, so after warm-up the head
+always looks at between ``window/2`` and ``window`` recent steps, like a training clip, at the
+cost of two head steps per frame (still O(1)). ``periodic`` resets one state every ``window``
+steps (the context then collapses to one step after each reset); ``none`` never resets
+(equal to the full forward over everything seen, used to check the decoder).
+
+Decisions are smoothed: an exponential moving average over the class probabilities
+(``smoothing`` = weight kept from the past, 0 = off) and hysteresis (the shown label switches
+only when a new label beats it by ``switch_margin`` on ``switch_patience`` consecutive
+decisions), so the label does not flicker.
+
+Real time: with ``realtime=True`` a file is played at its native frame rate; live sources
+(cameras, URLs) always are real time. A frame that is already more than ``late_frames`` frame
+intervals behind the source clock when it is read is dropped unprocessed (counted in
+``frames_dropped``), so a slow model skips frames instead of lagging further and further.
+Network sources reconnect with exponential back-off (bounded attempts, see
+:class:`URLSource`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from harkit.infer.errors import InferenceError, SourceError
+from harkit.infer.pipeline import SplitModel
+
+__all__ = [
+    "AnnotatedWriter",
+    "CameraSource",
+    "Decision",
+    "FileSource",
+    "Frame",
+    "FrameSource",
+    "IncrementalDecoder",
+    "LabelSmoother",
+    "StreamConfig",
+    "StreamRecognizer",
+    "StreamStats",
+    "URLSource",
+    "open_source",
+    "run_stream",
+]
+
+log = logging.getLogger(__name__)
+
+ResetPolicy = Literal["staggered", "periodic", "none"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Sources
+
+
+@dataclass
+class Frame:
+    """One decoded frame: RGB ``uint8 (H, W, 3)``, its index and time (s) in the source.
+
+    ``restart`` marks the first frame after a reconnect (the source clock starts again).
+    """
+
+    index: int
+    time: float
+    image: np.ndarray
+    restart: bool = False
+
+
+class FrameSource(ABC):
+    """Frames of a stream in order. ``live``: frames arrive in real time (drop when late);
+    ``paced``: the reader must wait for each frame's time itself (a file in real time)."""
+
+    name: str = ""
+    fps: float = 25.0
+    live: bool = False
+    paced: bool = False
+    reconnects: int = 0
+    end_reason: str = "end of stream"
+
+    @abstractmethod
+    def frames(self) -> Iterator[Frame]:
+        """Yield frames until the stream ends (or is lost for good)."""
+
+
+def _rate(stream: Any, default: float = 25.0) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    value = float(rate) if rate else 0.0
+    return value if 0 < value < 1000 else default
+
+
+class FileSource(FrameSource):
+    """A video file decoded with PyAV, as fast as possible or at its native rate."""
+
+    def __init__(self, path: str | Path, realtime: bool = False) -> None:
+        import av
+
+        self.path = Path(path)
+        self.name = str(path)
+        if not self.path.is_file():
+            raise SourceError(f"{path}: video file not found")
+        try:
+            with av.open(str(self.path)) as container:
+                if not container.streams.video:
+                    raise SourceError(f"{path}: the file has no video stream")
+                self.fps = _rate(container.streams.video[0])
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"{path}: not a readable video ({exc})") from exc
+        self.paced = self.live = realtime
+
+    def frames(self) -> Iterator[Frame]:
+        import av
+
+        try:
+            with av.open(str(self.path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for i, frame in enumerate(container.decode(stream)):
+                    t = float(frame.time) if frame.time is not None else i / self.fps
+                    yield Frame(i, t, frame.to_ndarray(format="rgb24"))
+        except av.error.FFmpegError as exc:
+            log.warning("%s: decoding stopped early (%s)", self.name, exc)
+            self.end_reason = f"decoding error: {exc}"
+
+
+class CameraSource(FrameSource):
+    """A webcam through ``cv2.VideoCapture(index)``."""
+
+    live = True
+
+    def __init__(self, index: int, max_failures: int = 30) -> None:
+        import cv2
+
+        self.name = f"camera {index}"
+        self.capture = cv2.VideoCapture(index)
+        if not self.capture.isOpened():
+            self.capture.release()
+            raise SourceError(f"no camera at index {index} (cv2.VideoCapture cannot open it)")
+        fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 0 < fps < 1000 else 30.0
+        self.max_failures = max_failures
+
+    def frames(self) -> Iterator[Frame]:
+        import cv2
+
+        start = time.monotonic()
+        failures, index = 0, 0
+        try:
+            while failures < self.max_failures:  # bounded: a camera unplugged mid-stream ends
+                ok, bgr = self.capture.read()
+                if not ok:
+                    failures += 1
+                    time.sleep(0.01)
+                    continue
+                failures = 0
+                yield Frame(index, time.monotonic() - start, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                index += 1
+            self.end_reason = "camera stopped delivering frames"
+        finally:
+            self.capture.release()
+
+
+class URLSource(FrameSource):
+    """A network stream (rtsp/http/...) through PyAV, reconnecting with exponential back-off.
+
+    ``timeout``: seconds to open and to wait for data (``av.open(url, timeout=...)``).
+    A failed open or a stream that stops early is retried after ``backoff * 2**k`` seconds
+    (capped at ``max_backoff``), at most ``retries`` times in a row and ``max_reconnects``
+    times in all; after that the stream ends (or, if no frame ever arrived, raises
+    :class:`SourceError`). The end of data counts as a drop unless the container announced a
+    duration and it was reached. After a reconnect to a source with a known duration
+    (a file served over HTTP), frames already seen are skipped, so playback resumes.
+    """
+
+    live = True
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        max_reconnects: int = 10,
+    ) -> None:
+        self.url = self.name = url
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_reconnects = max_reconnects
+        self.drops = 0
+
+    def _open(self):
+        import av
+
+        options = {"rtsp_transport": "tcp"} if self.url.startswith("rtsp") else {}
+        return av.open(self.url, options=options, timeout=(self.timeout, self.timeout))
+
+    def _why(self, exc: BaseException) -> str:
+        # FFmpeg reports its own timeout (the interrupt callback) as "Immediate exit requested".
+        if "Immediate exit requested" in str(exc):
+            return f"no answer within {self.timeout:g} s"
+        return str(getattr(exc, "strerror", None) or exc)
+
+    def _wait(self, attempt: int, reason: str) -> None:
+        delay = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+        log.warning("%s: %s; reconnecting in %.2f s (attempt %d of %d)",
+                    self.url, reason, delay, attempt, self.retries)
+        time.sleep(delay)
+
+    def frames(self) -> Iterator[Frame]:
+        import av
+
+        index, attempt = 0, 0
+        last_time: float | None = None
+        offset = 0.0
+        restart = False
+        while True:
+            try:
+                container = self._open()
+            except (av.error.FFmpegError, OSError) as exc:
+                attempt += 1
+                why = self._why(exc)
+                if attempt > self.retries:
+                    if index == 0:
+                        raise SourceError(
+                            f"cannot open stream {self.url}: {why} "
+                            f"(gave up after {self.retries} retries)"
+                        ) from None
+                    self.end_reason = f"lost the stream, {self.retries} reconnects failed"
+                    log.error("%s: %s", self.url, self.end_reason)
+                    return
+                self._wait(attempt, f"cannot connect ({why})")
+                continue
+            clean, reason, got = False, "the stream ended early", 0
+            try:
+                if not container.streams.video:
+                    raise SourceError(f"{self.url}: the stream has no video")
+                stream = container.streams.video[0]
+                self.fps = _rate(stream, self.fps)
+                duration = container.duration / 1e6 if container.duration else None
+                first: float | None = None
+                for frame in container.decode(stream):
+                    t = float(frame.time) if frame.time is not None else got / self.fps
+                    got += 1
+                    if duration is not None and last_time is not None and t <= last_time:
+                        continue  # a file replayed from its start after a reconnect: resume
+                    if duration is None and restart and first is None:
+                        first = t  # live: keep the clock running across reconnects
+                        offset = (last_time or 0.0) + 1.0 / self.fps - t
+                    t = t + (offset if duration is None else 0.0)
+                    attempt = 0
+                    yield Frame(index, t, frame.to_ndarray(format="rgb24"), restart)
+                    restart = False
+                    index += 1
+                    last_time = t
+                clean = duration is not None and last_time is not None and (
+                    last_time >= duration - 1.5 / self.fps
+                )
+            except (av.error.FFmpegError, OSError, EOFError) as exc:
+                reason = f"connection lost ({self._why(exc)})"
+            finally:
+                container.close()
+            if clean:
+                self.end_reason = "end of stream"
+                return
+            self.drops += 1
+            if self.reconnects >= self.max_reconnects:
+                self.end_reason = f"stream dropped; reconnect limit ({self.max_reconnects}) hit"
+                log.error("%s: %s", self.url, self.end_reason)
+                return
+            attempt += 1
+            if attempt > self.retries:
+                self.end_reason = f"stream dropped; {self.retries} reconnects gave no frames"
+                log.error("%s: %s", self.url, self.end_reason)
+                return
+            self._wait(attempt, f"{reason} after {got} frames")
+            self.reconnects += 1
+            restart = True
+
+
+def open_source(
+    source: str | int, realtime: bool = False, timeout: float = 5.0, retries: int = 3,
+    backoff: float = 0.5,
+) -> FrameSource:
+    """A webcam index (``0``), a URL (``rtsp://``, ``http://``, ...) or a video file."""
+    text = str(source)
+    if isinstance(source, int) or text.isdigit():
+        return CameraSource(int(text))
+    if "://" in text:
+        return URLSource(text, timeout=timeout, retries=retries, backoff=backoff)
+    return FileSource(text, realtime=realtime)
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding
+
+
+class IncrementalDecoder:
+    """Feeds one step at a time through ``head.step`` under a state reset policy (see the
+    module docstring). ``push(x_t)`` takes ``(1, D)`` and returns the logits ``(C,)``."""
+
+    def __init__(self, head: torch.nn.Module, window: int, policy: ResetPolicy = "staggered"):
+        if policy not in ("staggered", "periodic", "none"):
+            raise InferenceError(f"unknown reset policy '{policy}'")
+        self.head = head
+        self.window = max(1, int(window))
+        self.policy = policy
+        self.states: list[dict | None] = [head.init_state(1), None]
+        self.counts = [0, 0]
+        self.steps = 0
+
+    def push(self, x_t: Tensor) -> Tensor:
+        with torch.no_grad():
+            if self.policy == "staggered" and self.steps == self.window // 2 and self.window > 1:
+                self.states[1] = self.head.init_state(1)  # the second, offset state starts
+            outputs: list[Tensor | None] = [None, None]
+            for i, state in enumerate(self.states):
+                if state is None:
+                    continue
+                outputs[i], self.states[i] = self.head.step(x_t, state)
+                self.counts[i] += 1
+            self.steps += 1
+            best = 0 if outputs[1] is None or self.counts[0] >= self.counts[1] else 1
+            logits = outputs[best]
+            assert logits is not None
+            if self.policy != "none":
+                for i, state in enumerate(self.states):
+                    if state is not None and self.counts[i] >= self.window:
+                        self.states[i], self.counts[i] = self.head.init_state(1), 0
+            return logits[0]
+
+
+class LabelSmoother:
+    """EMA over probabilities + hysteresis on the shown label."""
+
+    def __init__(self, smoothing: float = 0.5, margin: float = 0.1, patience: int = 3) -> None:
+        if not 0.0 <= smoothing < 1.0:
+            raise InferenceError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.smoothing = smoothing
+        self.margin = margin
+        self.patience = max(1, patience)
+        self.probs: np.ndarray | None = None
+        self.current: int | None = None
+        self._pending: int | None = None
+        self._count = 0
+
+    def update(self, probs: np.ndarray) -> tuple[int, np.ndarray]:
+        """Fold in new probabilities; return (shown class, smoothed probabilities)."""
+        if self.probs is None:
+            self.probs = probs.copy()
+        else:
+            self.probs = self.smoothing * self.probs + (1.0 - self.smoothing) * probs
+        best = int(self.probs.argmax())
+        if self.current is None:
+            self.current = best
+        elif best != self.current and self.probs[best] >= self.probs[self.current] + self.margin:
+            self._count = self._count + 1 if best == self._pending else 1
+            self._pending = best
+            if self._count >= self.patience:
+                self.current, self._pending, self._count = best, None, 0
+        else:
+            self._pending, self._count = None, 0
+        return self.current, self.probs
+
+
+@dataclass
+class Decision:
+    """One recognition result on the stream (a JSON line)."""
+
+    timestamp: float
+    frame: int
+    label: str
+    confidence: float
+    latency_ms: float
+    raw_label: str
+    raw_confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        for key in ("timestamp", "confidence", "raw_confidence"):
+            row[key] = round(row[key], 4)
+        row["latency_ms"] = round(row["latency_ms"], 2)
+        return {"type": "decision", **row}
+
+
+@dataclass
+class StreamConfig:
+    """How a stream is decoded and decided on (``None``: derived from the recipe)."""
+
+    mode: Literal["auto", "incremental", "windowed"] = "auto"
+    window: int | None = None
+    """Steps per window / reset period; default: the recipe's clip length."""
+    hop: int = 4
+    """Windowed mode: re-run the head every ``hop`` sampled steps."""
+    frame_jump: int | None = None
+    """Sample every n-th frame; default: the recipe's stride (stride sampling) or 1."""
+    reset: ResetPolicy = "staggered"
+    smoothing: float = 0.5
+    switch_margin: float = 0.1
+    switch_patience: int = 3
+    late_frames: float = 2.0
+    """Real time: drop a frame read more than this many frame intervals after its time."""
+    max_frames: int | None = None
+
+
+def _recipe_window(model: SplitModel) -> int:
+    s = model.recipe.input.sampling
+    if s.strategy in ("uniform", "tsn"):
+        return s.num_frames
+    if s.strategy == "segments":
+        return s.max_segments or 8
+    return s.max_frames or 16
+
+
+class StreamRecognizer:
+    """The decoding core without I/O: ``push(frame)`` -> a :class:`Decision` or None."""
+
+    def __init__(self, model: SplitModel, config: StreamConfig | None = None) -> None:
+        self.model = model
+        self.config = config = config or StreamConfig()
+        sampling = model.recipe.input.sampling
+        self.jump = config.frame_jump or (sampling.stride if sampling.strategy == "stride" else 1)
+        self.window = config.window or _recipe_window(model)
+        mode = config.mode
+        if mode == "auto":
+            mode = "incremental" if model.streamable else "windowed"
+        if mode == "incremental" and not model.streamable:
+            raise InferenceError(
+                f"recipe '{model.recipe.name}' cannot stream frame by frame (bidirectional head "
+                "or whole-clip 3D CNN); use windowed mode"
+            )
+        if model.head_runner is not None or any(b.runner for b in model.encoder.branches):
+            raise InferenceError("streaming runs on the PyTorch engine only")
+        self.mode = mode
+        self.segment = model.segment_length or 1
+        self.hop = max(1, config.hop)
+        self.decoder = (
+            IncrementalDecoder(model.head, self.window, config.reset)
+            if mode == "incremental" else None
+        )  # fmt: skip
+        self.buffer: deque = deque(maxlen=self.window)
+        self.smoother = LabelSmoother(config.smoothing, config.switch_margin,
+                                      config.switch_patience)
+        self._segment: list[np.ndarray] = []
+        self._since_sample = self.jump  # the first frame is sampled
+        self.steps = 0
+        self.frames_encoded = 0
+
+    def wants(self) -> bool:
+        """Whether the next frame will be sampled (the others cost nothing)."""
+        return self._since_sample >= self.jump
+
+    def push(self, frame: Frame) -> Decision | None:
+        """Take one frame of the source (all frames, in order)."""
+        start = time.perf_counter()
+        if not self.wants():
+            self._since_sample += 1
+            return None
+        self._since_sample = 1
+        self._segment.append(frame.image)
+        if len(self._segment) < self.segment:
+            return None
+        images = np.stack(self._segment)
+        self._segment = []
+        if self.segment > 1:
+            images = images[None]  # (1, L, H, W, 3): one segment step
+        logits = self._step(images)
+        if logits is None:
+            return None
+        probs = torch.softmax(logits.float(), dim=-1).numpy()
+        shown, smoothed = self.smoother.update(probs)
+        raw = int(probs.argmax())
+        classes = self.model.classes
+        return Decision(
+            timestamp=frame.time, frame=frame.index, label=classes[shown],
+            confidence=float(smoothed[shown]),
+            latency_ms=(time.perf_counter() - start) * 1000.0,
+            raw_label=classes[raw], raw_confidence=float(probs[raw]),
+        )  # fmt: skip
+
+    def _step(self, images: np.ndarray) -> Tensor | None:
+        encoder = self.model.encoder
+        self.steps += 1
+        if not encoder.per_step:  # whole-clip CNN: keep raw frames, encode each window
+            self.buffer.append(images[0])
+            if (self.steps - 1) % self.hop or len(self.buffer) < min(8, self.window):
+                return None
+            self.frames_encoded += len(self.buffer)
+            feats = encoder.encode(np.stack(self.buffer))
+            return self.model.head_logits(feats[None])[0]
+        feats = encoder.encode(images)  # (1, D): this step's frame / segment, once
+        self.frames_encoded += 1
+        if self.decoder is not None:
+            return self.decoder.push(feats)
+        self.buffer.append(feats[0])
+        if (self.steps - 1) % self.hop:
+            return None
+        return self.model.head_logits(torch.stack(tuple(self.buffer))[None])[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Output video
+
+
+class AnnotatedWriter:
+    """Writes frames with the current label drawn on them (H.264 through PyAV, streaming)."""
+
+    def __init__(self, path: str | Path, fps: float) -> None:
+        self.path = Path(path)
+        self.fps = fps
+        self._container = None
+        self._stream = None
+        self._size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def _open(self, height: int, width: int) -> None:
+        import av
+
+        from harkit.data.synthetic import resolve_encoder
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._container = av.open(str(self.path), "w")
+        rate = Fraction(self.fps).limit_denominator(1001)
+        stream = self._container.add_stream(resolve_encoder("h264"), rate=rate)
+        self._size = (height - height % 2, width - width % 2)  # yuv420p needs even sizes
+        stream.height, stream.width = self._size
+        stream.pix_fmt = "yuv420p"
+        self._stream = stream
+
+    def write(self, image: np.ndarray, text: str) -> None:
+        import av
+        import cv2
+
+        if self._container is None:
+            self._open(*image.shape[:2])
+        assert self._size is not None and self._stream is not None and self._container
+        h, w = self._size
+        canvas = np.ascontiguousarray(image[:h, :w])
+        if text:
+            scale = max(0.4, h / 480)
+            thick = max(1, round(scale * 2))
+            origin = (8, int(24 * scale) + 4)
+            cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                        thick + 2, cv2.LINE_AA)
+            cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                        thick, cv2.LINE_AA)
+        frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
+        frame.pts = self.frames
+        self._container.mux(self._stream.encode(frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._container is not None and self._stream is not None:
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            self._container = None
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class StreamStats:
+    """Summary of a stream run (printed / emitted as the last JSON line)."""
+
+    source: str
+    mode: str
+    frame_jump: int
+    window: int
+    frames_read: int = 0
+    frames_encoded: int = 0
+    frames_dropped: int = 0
+    decisions: int = 0
+    reconnects: int = 0
+    wall_s: float = 0.0
+    fps: float = 0.0
+    """Frames read (processed or skipped by the frame jump) per wall second."""
+    source_fps: float = 0.0
+    latency_ms_p50: float = 0.0
+    latency_ms_p95: float = 0.0
+    """Per sampled frame: CNN + head (+ window re-run when one is due)."""
+    decision_latency_ms_p50: float = 0.0
+    decision_latency_ms_p95: float = 0.0
+    end_reason: str = ""
+    label_changes: int = 0
+    latencies: list[float] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        row = {k: v for k, v in asdict(self).items() if k != "latencies"}
+        for k, v in row.items():
+            if isinstance(v, float):
+                row[k] = round(v, 3)
+        return {"type": "summary", **row}
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def run_stream(
+    source: FrameSource,
+    model: SplitModel,
+    config: StreamConfig | None = None,
+    *,
+    on_decision: Callable[[Decision], None] | None = None,
+    output: str | Path | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> StreamStats:
+    """Recognise continuously until the source ends; returns the stats.
+
+    ``on_decision`` is called for every decision (e.g. to print a JSON line); ``output``
+    writes every non-dropped frame with the shown label drawn on it.
+    """
+    config = config or StreamConfig()
+    rec = StreamRecognizer(model, config)
+    stats = StreamStats(source.name, rec.mode, rec.jump, rec.window, source_fps=source.fps)
+    writer = AnnotatedWriter(output, source.fps) if output else None
+    decision_latencies: list[float] = []
+    shown, shown_conf = "", 0.0
+    anchor: tuple[float, float] | None = None  # (wall clock, source time) of the time origin
+    start = clock()
+    frames = source.frames()
+    try:
+        for frame in frames:
+            if config.max_frames is not None and stats.frames_read >= config.max_frames:
+                break
+            stats.frames_read += 1
+            if source.live:
+                if anchor is None or frame.restart:
+                    anchor = (clock(), frame.time)
+                due = anchor[0] + (frame.time - anchor[1])
+                if source.paced and due > clock():
+                    time.sleep(due - clock())
+                # Behind real time: skip frames (only those the model would sample cost time).
+                if clock() - due > config.late_frames / source.fps and rec.wants():
+                    stats.frames_dropped += 1
+                    continue
+            sampled = rec.wants()
+            t0 = time.perf_counter()
+            decision = rec.push(frame)
+            if sampled:
+                stats.latencies.append((time.perf_counter() - t0) * 1000.0)
+            if decision is not None:
+                stats.decisions += 1
+                decision_latencies.append(decision.latency_ms)
+                if decision.label != shown and shown:
+                    stats.label_changes += 1
+                shown, shown_conf = decision.label, decision.confidence
+                if on_decision is not None:
+                    on_decision(decision)
+            if writer is not None:
+                text = f"{shown} {shown_conf:.2f}" if shown else ""
+                writer.write(frame.image, text)
+    finally:
+        frames.close()  # releases the decoder / connection when stopped early
+        if writer is not None:
+            writer.close()
+    stats.wall_s = clock() - start
+    stats.fps = stats.frames_read / stats.wall_s if stats.wall_s > 0 else math.inf
+    stats.frames_encoded = rec.frames_encoded
+    stats.reconnects = source.reconnects
+    stats.end_reason = source.end_reason
+    stats.latency_ms_p50 = _pct(stats.latencies, 50)
+    stats.latency_ms_p95 = _pct(stats.latencies, 95)
+    stats.decision_latency_ms_p50 = _pct(decision_latencies, 50)
+    stats.decision_latency_ms_p95 = _pct(decision_latencies, 95)
+    return stats

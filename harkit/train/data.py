@@ -1,0 +1,340 @@
+"""Training data: the split (with a group-aware validation part), datasets per mode, loaders.
+
+Features mode reads the feature store only (``harkit.features.dataset.FeatureDataset``) and
+never decodes video; end-to-end mode decodes clips with the recipe's transforms. Either way
+items are the clip dataset's dicts, batched by :func:`harkit.data.collate_clips`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from harkit.config import ConfigError
+from harkit.data.clips import SkippedVideo, collate_clips, load_clip
+from harkit.data.datasets import DatasetConfig, DatasetError, VideoIndex, build_index
+from harkit.data.sampling import SamplingConfig
+from harkit.data.splits import group_split, leaked_groups
+from harkit.data.transforms import ClipTransform
+from harkit.data.video import VideoReadError
+from harkit.models.recipe import Recipe
+
+__all__ = [
+    "ActionDataModule",
+    "FeatureViews",
+    "PixelViews",
+    "TrainData",
+    "carve_validation",
+    "check_feature_dim",
+    "check_not_empty",
+    "feature_datasets",
+    "pixel_datasets",
+    "prepare_data",
+]
+
+
+@dataclass
+class TrainData:
+    """Datasets of one run plus what the run folder records about them.
+
+    ``info`` holds the dataset name, split, counts and leakage status (``run.json``).
+    Any :class:`~torch.utils.data.Dataset` yielding clip-dataset dicts works, so tests and
+    callers can pass in-memory data.
+    """
+
+    train: Dataset
+    val: Dataset | None
+    test: Dataset | None
+    classes: list[str]
+    info: dict[str, Any] = field(default_factory=dict)
+    test_index: VideoIndex | None = None
+
+
+def carve_validation(
+    index: VideoIndex, val_fraction: float, seed: int = 0
+) -> VideoIndex:
+    """Relabel a group-aware ``val_fraction`` of the ``train`` items as ``val``.
+
+    Whole groups move, so validation never shares a source video/actor with training.
+    ``val_fraction == 0`` returns ``index`` unchanged.
+    """
+    if val_fraction <= 0:
+        return index
+    train = index.subset("train")
+    if len(train) == 0:
+        raise DatasetError(f"{index.name}: the train split is empty")
+    try:
+        carved = group_split(train, val_fraction, seed)
+    except DatasetError as exc:
+        raise DatasetError(
+            f"{exc}. Lower optim.val_fraction, or set optim.val_fraction=0 to train without "
+            "validation"
+        ) from None
+    val_paths = {item.path for item in carved if item.split == "test"}
+    return index.with_splits(
+        "val" if item.split == "train" and item.path in val_paths else item.split
+        for item in index
+    )
+
+
+def _leakage_status(index: VideoIndex, allowed: bool) -> str:
+    pairs = [("train", "test"), ("train", "val"), ("val", "test")]
+    leaks = {f"{a}/{b}": leaked_groups(index, a, b) for a, b in pairs}
+    bad = {k: v for k, v in leaks.items() if v}
+    if not bad:
+        return "checked, no group on two sides (train/val/test)"
+    detail = "; ".join(f"{k}: {len(v)} groups" for k, v in bad.items())
+    return f"LEAKS ({detail}){' - allowed by allow_leakage' if allowed else ''}"
+
+
+def check_not_empty(index: VideoIndex, split: str) -> VideoIndex:
+    part = index.subset(split)
+    if len(part) == 0:
+        raise DatasetError(f"{index.name}: the {split} split is empty (no videos)")
+    return part
+
+
+class PixelViews(Dataset):
+    """Evaluation clips of an index, ``views`` per video (TSN-style multi-view testing).
+
+    View 0 is the deterministic evaluation sampling; views 1.. re-sample with the training
+    sampler seeded by ``(view, video)`` (``uniform`` becomes ``tsn`` jitter), always with the
+    evaluation transform. Item ``index`` is the video's position, so views aggregate.
+    """
+
+    def __init__(
+        self, index: VideoIndex, sampling: SamplingConfig, transform: ClipTransform, views: int
+    ) -> None:
+        self.index, self.sampling, self.transform, self.views = index, sampling, transform, views
+        jitter = "tsn" if sampling.strategy == "uniform" else sampling.strategy
+        self.jittered = sampling.model_copy(update={"strategy": jitter})
+
+    def __len__(self) -> int:
+        return len(self.index) * self.views
+
+    def __getitem__(self, i: int) -> dict[str, Any] | SkippedVideo:
+        video, view = divmod(i, self.views)
+        item = self.index[video]
+        rng = np.random.default_rng([view, video])
+        try:
+            frames, sampled = load_clip(
+                item.path,
+                self.sampling if view == 0 else self.jittered,
+                train=view > 0,
+                rng=rng,
+            )
+        except VideoReadError as exc:
+            return SkippedVideo(video, str(item.path), exc.reason)
+        flat = self.transform(frames.reshape(-1, *frames.shape[-3:]))
+        return {
+            "video": flat.reshape(*sampled.indices.shape, *flat.shape[1:]),
+            "mask": torch.from_numpy(sampled.mask),
+            "label": self.index.class_index(item.label),
+            "index": video,
+        }
+
+
+class FeatureViews(Dataset):
+    """``views`` temporal windows per item of a features dataset (multi-view testing).
+
+    Features are cached with one sampling per video, so the views are windows over the
+    stored sequence: each covers half of the valid steps (at least one), their starts evenly
+    spread from the first to the last possible position. ``views == 1`` is the whole sequence.
+    """
+
+    def __init__(self, base: Dataset, views: int) -> None:
+        self.base, self.views = base, views
+
+    def __len__(self) -> int:
+        return len(self.base) * self.views  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict[str, Any] | SkippedVideo:
+        video, view = divmod(i, self.views)
+        item = self.base[video]
+        if isinstance(item, SkippedVideo) or self.views == 1:
+            return item
+        valid = int(item["mask"].sum()) or 1
+        width = max(1, math.ceil(valid / 2))
+        start = round(view * (valid - width) / max(1, self.views - 1))
+        return {
+            **item,
+            "video": item["video"][start : start + width],
+            "mask": item["mask"][start : start + width],
+        }
+
+
+def pixel_datasets(
+    recipe: Recipe, index: VideoIndex, *, views: int = 1
+) -> dict[str, Dataset]:
+    """End-to-end datasets for the ``train``/``val``/``test`` items of ``index``."""
+    from harkit.data.clips import ClipDataset
+    from harkit.models.builder import pixel_preprocessing
+
+    size, mean, std = pixel_preprocessing(recipe)
+    sampling = recipe.input.sampling
+    eval_tf = ClipTransform(recipe.input.transform, size, mean, std, train=False)
+    train_tf = ClipTransform(
+        recipe.input.train_transform or recipe.input.transform, size, mean, std, train=True
+    )
+    out: dict[str, Dataset] = {}
+    for split in ("train", "val", "test"):
+        part = index.subset(split)
+        if not len(part):
+            continue
+        if split == "train":
+            out[split] = ClipDataset(part, sampling, train_tf, train=True)
+        elif split == "test" and views > 1:
+            out[split] = PixelViews(part, sampling, eval_tf, views)
+        else:
+            out[split] = ClipDataset(part, sampling, eval_tf, train=False)
+    return out
+
+
+def feature_datasets(
+    recipe: Recipe,
+    index: VideoIndex,
+    store: str | os.PathLike[str],
+    *,
+    views: int = 1,
+    extract: bool = True,
+    device: str | None = None,
+    video_root: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Dataset]:
+    """Features-mode datasets over the feature store (extracting what is missing first).
+
+    The store key does not depend on the head, so every head trained on one recipe's inputs
+    shares the same cached features. Videos are never decoded here.
+    """
+    from harkit.features import dataset as fds
+
+    if extract:
+        stores = fds.ensure_features(
+            recipe, index, Path(store), video_root=video_root, device=device, progress=progress
+        )
+    else:
+        stores = [loc.open() for loc in fds.feature_stores_for(recipe, None, None, Path(store))]
+    out: dict[str, Dataset] = {}
+    for split in ("train", "val", "test"):
+        part = index.subset(split)
+        if not len(part):
+            continue
+        ds = fds.FeatureDataset(part, stores, video_root=video_root)
+        out[split] = FeatureViews(ds, views) if split == "test" and views > 1 else ds
+    return out
+
+
+def check_feature_dim(recipe: Recipe, dataset: Dataset) -> None:
+    """Raise :class:`ConfigError` when the dataset's feature size differs from the recipe's."""
+    if recipe.mode != "features" or len(dataset) == 0:  # type: ignore[arg-type]
+        return
+    from harkit.models.builder import feature_dims
+
+    dims = feature_dims(recipe)
+    got = getattr(dataset, "dim", None)
+    if got is None:
+        for i in range(min(len(dataset), 8)):  # type: ignore[arg-type]
+            item = dataset[i]
+            if not isinstance(item, SkippedVideo):
+                got = int(item["video"].shape[-1])
+                break
+    if got is not None and got != sum(dims):
+        sources = ", ".join(
+            f"{s.backbone}{'/' + s.layer if s.layer else ''}={d}"
+            for s, d in zip(recipe.input.features, dims, strict=True)
+        )
+        raise ConfigError(
+            f"feature size mismatch: the data has {got}-d features but recipe "
+            f"'{recipe.name}' expects {sum(dims)}-d ({sources}); was the store built for "
+            "another recipe?"
+        )
+
+
+def _is_first_process() -> bool:
+    return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+def prepare_data(
+    recipe: Recipe,
+    dataset: DatasetConfig,
+    *,
+    store: str | os.PathLike[str] | None = None,
+    views: int = 1,
+    device: str | None = None,
+    progress: bool = True,
+) -> TrainData:
+    """Index ``dataset`` (leakage guard on), carve validation, and build the datasets."""
+    index = build_index(dataset)
+    index = carve_validation(index, recipe.optim.val_fraction, recipe.optim.seed)
+    check_not_empty(index, "train")
+    if recipe.mode == "features":
+        if store is None:
+            raise ConfigError("features mode needs a feature store folder (--store)")
+        # Only the first process extracts: DDP children launched by Lightning start after it
+        # finished. Under torchrun, extract first (harkit features) so no rank waits on another.
+        from harkit.features.pipeline import dataset_video_root
+
+        sets = feature_datasets(
+            recipe, index, store, views=views, device=device, extract=_is_first_process(),
+            video_root=dataset_video_root(dataset), progress=progress,
+        )
+    else:
+        sets = pixel_datasets(recipe, index, views=views)
+    counts = {s: len(index.subset(s)) for s in ("train", "val", "test")}
+    info = {
+        "dataset": {
+            "name": index.name,
+            "kind": dataset.kind,
+            "root": str(dataset.root),
+            "split": dataset.split,
+            "allow_leakage": dataset.allow_leakage,
+        },
+        "dataset_config": dataset.model_dump(mode="json"),
+        "counts": counts,
+        "leakage": _leakage_status(index, dataset.allow_leakage),
+        "store": str(store) if store is not None else None,
+    }
+    return TrainData(
+        sets["train"], sets.get("val"), sets.get("test"), list(index.classes), info,
+        index.subset("test"),
+    )
+
+
+def _loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        collate_fn=collate_clips,
+        persistent_workers=workers > 0,
+    )
+
+
+class ActionDataModule(L.LightningDataModule):
+    """Train/val/test loaders (collate_clips); Lightning adds distributed samplers."""
+
+    def __init__(self, data: TrainData, batch_size: int, num_workers: int = 0) -> None:
+        super().__init__()
+        self.data, self.batch_size, self.num_workers = data, batch_size, num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        return _loader(self.data.train, self.batch_size, self.num_workers, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.data.val is None:
+            return []
+        return _loader(self.data.val, self.batch_size, self.num_workers, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader | list:
+        if self.data.test is None:
+            return []
+        return _loader(self.data.test, self.batch_size, self.num_workers, shuffle=False)

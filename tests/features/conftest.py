@@ -1,0 +1,38 @@
+"""Tiny synthetic datasets and small, fast extraction settings for the feature tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harkit.data.datasets import DatasetConfig, VideoIndex, load_index
+from harkit.data.sampling import SamplingConfig
+from harkit.data.synthetic import SynthConfig, render_dataset
+from harkit.data.transforms import TransformConfig
+from harkit.models.recipe import FeatureSource
+
+# 64 px crops keep real networks (ResNet18, GoogLeNet, I3D) fast enough for unit tests
+SMALL = TransformConfig(crop_size=64)
+FOUR = SamplingConfig(strategy="uniform", num_frames=4)
+R18 = FeatureSource(backbone="resnet18", weights="none")
+GOOGLENET = FeatureSource(backbone="googlenet", weights="none")
+
+
+def tiny_dataset(out: Path, classes: int = 2, actors: int = 3) -> Path:
+    config = SynthConfig(
+        classes=["blink", "shake", "grow", "shrink"][:classes], num_actors=actors,
+        clips_per_actor=1, test_actors=1, num_frames=12, size=64,
+    )  # fmt: skip
+    return render_dataset(out, config).parent
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 videos (2 classes x 3 actors), 12 frames of 64x64."""
+    return tiny_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def tiny_index(tiny_root: Path) -> VideoIndex:
+    return load_index(DatasetConfig(root=tiny_root))

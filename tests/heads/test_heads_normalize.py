@@ -1,0 +1,37 @@
+import torch
+
+from harkit.heads import CenteredHead, MeanPoolHead, RecurrentHead, TwoStreamHead, causal_center
+
+
+def test_causal_center_subtracts_the_running_mean():
+    x = torch.tensor([[[1.0], [3.0], [8.0]]])
+    torch.testing.assert_close(causal_center(x), torch.tensor([[[0.0], [1.0], [4.0]]]))
+    # A constant offset (static appearance) disappears entirely.
+    y = torch.randn(2, 5, 4)
+    torch.testing.assert_close(causal_center(y + 7.0), causal_center(y))
+
+
+def test_centered_head_streams_exactly_like_its_forward():
+    torch.manual_seed(0)
+    head = CenteredHead(RecurrentHead(6, 3, hidden=8, num_layers=2)).eval()
+    x = torch.randn(2, 7, 6)
+    state = head.init_state(2)
+    with torch.no_grad():
+        for t in range(7):
+            logits, state = head.step(x[:, t], state)
+            torch.testing.assert_close(logits, head(x[:, : t + 1]), atol=1e-5, rtol=1e-5)
+
+
+def test_padding_cannot_leak_into_centered_steps():
+    torch.manual_seed(0)
+    head = CenteredHead(RecurrentHead(4, 2, hidden=8)).eval()
+    x = torch.randn(1, 5, 4)
+    padded = torch.cat([x, torch.full((1, 3, 4), 1e4)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(head(x), head(padded, torch.tensor([5])))
+
+
+def test_streamable_flags():
+    assert CenteredHead(RecurrentHead(4, 2)).streamable
+    assert not CenteredHead(RecurrentHead(4, 2, bidirectional=True)).streamable
+    assert not MeanPoolHead(4, 2).streamable and TwoStreamHead(2, input_dims=4).streamable
