@@ -47,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # Lightning prints through its own handler; passing its records on would print them twice.
+    logging.getLogger("lightning.pytorch").propagate = False
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
