@@ -1,8 +1,11 @@
 """Feature extraction benchmark: naive loop vs harkit, roofline, end to end, cached epochs.
 
-* naive: per-frame eager fp32 NCHW batch-1 loop; harkit: `FeatureExtractor` (batched,
-  channels_last, autocast where the CPU has native bf16, optional torch.compile), both on
-  already-preprocessed frames, for GoogLeNet and ResNet152 (random weights: speed only).
+* naive: per-frame eager fp32 NCHW batch-1 loop; harkit: `FeatureExtractor` batched, with
+  its default engine (``harkit_auto``: onnxruntime on a CPU running fp32), the PyTorch engine
+  (``harkit_torch``: channels_last + autocast where the CPU has native bf16, else fp32) and
+  onnxruntime forced (``harkit_onnx``), optional torch.compile; all on already-preprocessed
+  frames, for GoogLeNet and ResNet152 (random weights: speed only). harkit's figure is
+  ``harkit_auto``. The first (warm-up) ORT run exports the graph to the harkit cache.
 * roofline: model GFLOPs/frame (FlopCounterMode) x frames/s over the measured matmul peak
   (bf16 as asked, and fp32, since a CPU without native bf16 runs its fast path in fp32).
 * end to end: `extract_features` on 320x240 H.264 videos (decode in a worker) vs the
@@ -80,9 +83,13 @@ def model_speed(name: str, frames: int, peaks: dict[str, float], compile: bool) 
     result: dict = {"frames": frames, "naive_fps": frames / naive_s}
     gflops = gflops_per_frame(name)
     result["gflops_per_frame"] = gflops
-    variants = {"harkit_auto": {"precision": "auto"}}
+    variants: dict[str, dict] = {
+        "harkit_auto": {"precision": "auto"},
+        "harkit_torch": {"precision": "auto", "engine": "torch"},
+        "harkit_onnx": {"engine": "onnx"},
+    }
     if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # emulated bf16 is far slower: skip
-        variants["harkit_bf16"] = {"precision": "bf16"}
+        variants["harkit_bf16"] = {"precision": "bf16", "engine": "torch"}
     if compile:
         variants["harkit_auto_compile"] = {"precision": "auto", "compile": True}
     for label, options in variants.items():
@@ -92,6 +99,7 @@ def model_speed(name: str, frames: int, peaks: dict[str, float], compile: bool) 
         fps = frames / timed(lambda e=extractor, i=inputs: e.run(i))
         result[label] = {
             "precision": extractor.precision,
+            "engine": extractor.engine,
             "fps": fps,
             "speedup_vs_naive": fps / result["naive_fps"],
             "achieved_gflops": fps * gflops,

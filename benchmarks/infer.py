@@ -3,7 +3,8 @@ re-runs, and predict throughput.
 
 (a) stream, light backbone (``--backbone``, default mobilenet_v3_large at 224, random weights)
     + GRU head, every frame through the CNN: sustained fps and per-frame latency p50/p95
-    (fast path vs the fp32 reference);
+    (fast path = the default encoder engine, onnxruntime on a CPU running fp32, vs the
+    PyTorch fp32 reference);
 (b) stream with the corehar recipe (ResNet152 + 3-layer BiLSTM, windowed, frame jump 4) on a
     30 fps source played in real time: dropped frames and decision latency p95;
 (c) the GRU head alone: one incremental ``step`` vs re-running a 16-frame window, per frame;
@@ -62,8 +63,10 @@ def bench_stream_light(tmp: Path, backbone: str, frames: int) -> dict:
     head = build_model(recipe, len(classes))
     clip = moving_clip(tmp / "light.mp4", frames, 25)
     out = {}
-    for label, fast in (("fast", True), ("fp32_reference", False)):
-        model = split_model(recipe, classes, head, fast=fast)
+    runs = (("fast", True, "auto"), ("fast_torch", True, "torch"),
+            ("fp32_reference", False, "torch"))  # fmt: skip
+    for label, fast, engine in runs:
+        model = split_model(recipe, classes, head, fast=fast, engine=engine)
         warm = np.zeros((1, 240, 320, 3), np.uint8)
         for _ in range(2):
             model.encoder.encode(warm)
@@ -74,8 +77,10 @@ def bench_stream_light(tmp: Path, backbone: str, frames: int) -> dict:
             "latency_ms_p95": round(stats.latency_ms_p95, 1),
             "frames": stats.frames_read,
             "mode": stats.mode,
+            "engine": model.encoder.extractor.engine,
         }
-    out["fast_path"] = (
+    out["fast_path"] = f"engine={out['fast']['engine']} (default 'auto')"
+    out["fast_path_torch"] = (
         "channels_last" + (" + bf16 autocast" if bf16_native(torch.device("cpu")) else "")
         + " (bf16 skipped: no native bf16 on this CPU)" * (not bf16_native(torch.device("cpu")))
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,13 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 # Test tensors are tiny: one intra-op thread beats two fighting over a shared 2-core machine.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Backbone ONNX graphs (the CPU default engine) go to a per-session cache, not ~/.cache;
+    one cache for the session exports each network once."""
+    os.environ["HARKIT_CACHE"] = str(tmp_path_factory.mktemp("harkit-cache"))
 
 
 def pattern_frames(num_frames: int = 40, height: int = 48, width: int = 64, seed: int = 0):

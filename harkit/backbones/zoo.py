@@ -432,25 +432,28 @@ for _name, _channels, _desc in (
     )
 
 
-def _build_tiny_image(spec: BackboneSpec, tag: str | None, state_dict: Mapping | None) -> nn.Module:
+def _build_tiny(spec: BackboneSpec, tag: str | None, state_dict: Mapping | None) -> nn.Module:
     if state_dict:
-        raise WeightsLoadError("'tiny_image' has no weights to load; use weights='none'")
+        raise WeightsLoadError(f"{spec.name!r} has no weights to load; use weights='none'")
     return nn.Flatten()
 
 
-# The "tiny image" descriptor (Torralba et al., 2008): the whole frame downsampled to 16x16 RGB.
-# No weights, so it works offline; it keeps position, size and brightness, which makes it a
-# sanity baseline and the backbone of the offline demo on the synthetic dataset.
-register_backbone(
-    BackboneSpec(
-        name="tiny_image",
-        kind="frame",
-        input_size=16,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        feature_dim=3 * 16 * 16,
-        builder=_build_tiny_image,
-        source="harkit",
-        description="the frame downsampled to 16x16 RGB and flattened (768-d); no weights",
+# The "tiny image" descriptor (Torralba et al., 2008): the whole frame downsampled to 16x16 and
+# flattened. No weights, so it works offline; it keeps position, size and brightness, which
+# makes it a sanity baseline and the backbone of the offline demo on the synthetic dataset.
+# 'tiny_flow' is the same for the x/y planes of optical flow (the flow stream).
+for _name, _channels, _what in (("tiny_image", 3, "RGB frame"), ("tiny_flow", 2, "flow (x, y)")):
+    register_backbone(
+        BackboneSpec(
+            name=_name,
+            kind="frame",
+            input_size=16,
+            mean=(0.5,) * _channels,
+            std=(0.5,) * _channels,
+            feature_dim=_channels * 16 * 16,
+            in_channels=_channels,
+            builder=_build_tiny,
+            source="harkit",
+            description=f"the {_what} downsampled to 16x16 and flattened; no weights",
+        )
     )
-)

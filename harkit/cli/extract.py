@@ -41,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--flow-root", type=Path, help="flow files for flow-stream sources")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    parser.add_argument(
+        "--engine",
+        choices=["auto", "torch", "onnx"],
+        default="auto",
+        help="run frame backbones with PyTorch or onnxruntime (auto: onnxruntime on a CPU "
+        "running fp32; graphs are cached under $HARKIT_CACHE/onnx)",
+    )
     parser.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="stored dtype")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes")
     parser.add_argument("--batch-size", type=int, default=32, help="frames per network call")
@@ -98,7 +105,7 @@ def run_extract(args: argparse.Namespace) -> int:
     report = extract_features(
         index, sources, args.store, sampling, transform,
         dtype="float16" if args.dtype == "fp16" else "float32",
-        precision=args.precision, batch_size=args.batch_size, num_workers=args.workers,
+        precision=args.precision, engine=args.engine, batch_size=args.batch_size, num_workers=args.workers,
         device=args.device, compile=args.compile, flow_root=args.flow_root,
         flow_method=flow_method, retry_failed=args.retry_failed, progress=not args.no_progress,
     )  # fmt: skip

@@ -10,10 +10,12 @@ from harkit.features.dataset import (
     feature_stores_for,
 )
 from harkit.features.extractor import (
+    Engine,
     FeatureExtractor,
     FeatureExtractorError,
     Precision,
     Preprocessor,
+    resolve_engine,
     resolve_precision,
     source_key,
 )
@@ -36,6 +38,7 @@ from harkit.features.store import (
 
 __all__ = [
     "FEATURE_FORMAT_VERSION",
+    "Engine",
     "ExtractionReport",
     "FeatureDataset",
     "FeatureExtractor",
@@ -52,6 +55,7 @@ __all__ = [
     "extract_features",
     "feature_stores_for",
     "load_flow_clip",
+    "resolve_engine",
     "resolve_precision",
     "skip_report_path",
     "source_key",

@@ -27,7 +27,13 @@ from harkit.data.datasets import DatasetConfig, VideoIndex
 from harkit.data.sampling import SamplingConfig, sample_indices
 from harkit.data.transforms import TransformConfig
 from harkit.errors import HarkitError
-from harkit.features.extractor import FeatureExtractor, Precision, Preprocessor, source_key
+from harkit.features.extractor import (
+    Engine,
+    FeatureExtractor,
+    Precision,
+    Preprocessor,
+    source_key,
+)
 from harkit.features.store import FeatureStore, StoreDtype, store_config
 from harkit.flow.extract import CONFIG_FILE as FLOW_CONFIG_FILE
 from harkit.flow.extract import common_video_root, resolve_shard, shard_indices
@@ -160,6 +166,7 @@ def extract_features(
     *,
     dtype: StoreDtype = "float16",
     precision: Precision = "auto",
+    engine: Engine = "auto",
     batch_size: int = 32,
     num_workers: int = 2,
     device: str | torch.device | None = None,
@@ -179,7 +186,9 @@ def extract_features(
     ``num_workers`` DataLoader processes decode and preprocess (0: in this process).
     ``video_root`` (default: the deepest folder holding every video) makes the video ids.
     ``flow_root`` holds the flow files (``harkit flow``) that ``stream='flow'`` sources read.
-    Failed videos are retried only with ``retry_failed``.
+    Failed videos are retried only with ``retry_failed``. ``engine`` (PyTorch or onnxruntime,
+    see :class:`FeatureExtractor`) does not enter the store key: like ``precision`` it changes
+    features only within float tolerance.
     """
     sampling = sampling or SamplingConfig()
     transform = transform or TransformConfig()
@@ -191,16 +200,6 @@ def extract_features(
     store_root = Path(store_root)
     root = Path(os.path.abspath(video_root)) if video_root else common_video_root(index)
     preprocessor = Preprocessor(sources, transform)
-    flow_dir = flow_video_root = None
-    if preprocessor.needs_flow:
-        if flow_root is None:
-            raise HarkitError(
-                "flow-stream sources need flow files: compute them with `harkit flow` and pass "
-                "flow_root (--flow-root)"
-            )
-        flow_dir = Path(flow_root)
-        flow_video_root = _flow_video_root(flow_dir, index)
-
     stores = {
         source_key(s): FeatureStore.at(
             store_root, store_config(s, sampling, transform, dtype=dtype, flow_method=flow_method)
@@ -222,9 +221,18 @@ def extract_features(
     if not todo:
         log.info("features rank %d/%d: all %d videos already done", rank, world_size, existing)
         return summary
+    flow_dir = flow_video_root = None
+    if preprocessor.needs_flow:  # only needed when something is left to extract
+        if flow_root is None:
+            raise HarkitError(
+                "flow-stream sources need flow files: compute them with `harkit flow` and pass "
+                "flow_root (--flow-root)"
+            )
+        flow_dir = Path(flow_root)
+        flow_video_root = _flow_video_root(flow_dir, index)
     extractor = FeatureExtractor(
-        sources, transform, device=device, precision=precision, compile=compile,
-        chunk_size=batch_size,
+        sources, transform, device=device, precision=precision, engine=engine,
+        compile=compile, chunk_size=batch_size,
     )  # fmt: skip
     summary.extractor = extractor.describe()
     jobs = _Jobs(index, todo, sampling, preprocessor, backend, flow_dir, flow_video_root)

@@ -91,7 +91,9 @@ class Recognizer:
         if engine not in ("torch", "onnx"):
             raise InferenceError(f"unknown engine '{engine}'; expected 'torch' or 'onnx'")
         recipe, classes, net = load_run(path, device=device)
-        model = split_model(recipe, classes, net, device=device, fast=fast)
+        # the exported files replace the encoder: no backbone graphs of its own to export
+        model = split_model(recipe, classes, net, device=device, fast=fast,
+                            engine="torch" if engine == "onnx" else "auto")  # fmt: skip
         if engine == "onnx":
             from harkit.infer.export import attach_onnx
 

@@ -58,7 +58,7 @@ class InputConfig(StrictModel):
     """Augmentation for end-to-end training; default: ``transform``."""
     features: list[FeatureSource] = Field(default_factory=list)
     """Features mode: frozen backbones whose outputs are cached and concatenated in order."""
-    flow_method: Literal["tvl1", "farneback", "dis"] = "tvl1"
+    flow_method: Literal["tvl1", "farneback", "dis", "dis-fast", "raft-small", "raft-large"] = "tvl1"
     """Optical flow for ``stream: flow`` sources."""
 
 

@@ -35,6 +35,7 @@ EXPECTED = {
     "r3d_18": ("segment", 112, 512, 3),
     "r2plus1d_18": ("segment", 112, 512, 3),
     "tiny_image": ("frame", 16, 768, 3),
+    "tiny_flow": ("frame", 16, 512, 2),
 }
 FRAMES = 3  # clip length used for segment models (shorter than s3d.min_frames)
 
@@ -60,7 +61,7 @@ def test_spec_metadata(name: str):
         channels,
     )
     assert len(spec.mean) == len(spec.std) == channels
-    if name == "tiny_image":  # the weight-free descriptor
+    if name.startswith("tiny_"):  # the weight-free descriptors
         assert not spec.weights and spec.default_weights == "none"
         return
     assert spec.default_weights in spec.weights

@@ -27,7 +27,7 @@ from tests.features.conftest import FOUR, GOOGLENET, R18, SMALL
 def test_fast_path_matches_fp32() -> None:
     frames = pattern_frames(6, 72, 96)
     sources = [R18, GOOGLENET]
-    ref = FeatureExtractor(sources, SMALL, precision="fp32", chunk_size=4)(frames)
+    ref = FeatureExtractor(sources, SMALL, precision="fp32", engine="torch", chunk_size=4)(frames)
     fast = FeatureExtractor(sources, SMALL, precision="bf16", chunk_size=4)
     assert fast.precision == "bf16"
     got = fast(frames)
