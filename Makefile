@@ -26,8 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check harkit tests benchmarks
 	$(BIN)/ruff format --check harkit tests benchmarks
 
+BENCHMARKS := decode extract flow flow_twostream train infer
+
 bench: $(STAMP)
-	$(BIN)/python benchmarks/decode.py --out benchmarks/results/decode.json
+	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py --out benchmarks/results/$$b.json || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build *.egg-info

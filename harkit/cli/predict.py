@@ -16,11 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+from harkit.data.datasets import VIDEO_EXTENSIONS
 from harkit.data.video import FRAME_EXTENSIONS
 from harkit.errors import HarkitError
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".ts", ".m4v",
-                    ".flv", ".wmv", ".3gp")  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -41,7 +41,9 @@ __all__ = [
     "ucf101_index",
 ]
 
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".wmv")
+VIDEO_EXTENSIONS = (
+    ".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".wmv", ".ts", ".flv", ".3gp",
+)  # fmt: skip
 # UCF101/UCF50 name clips v_<Class>_g<group>_c<clip>; the synthetic set uses <class>_a<actor>_c<clip>.
 _GROUP_PATTERNS = (re.compile(r"_(g\d+)_c\d+", re.IGNORECASE), re.compile(r"_(a\d+)_c\d+"))
 

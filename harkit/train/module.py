@@ -10,17 +10,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harkit.data.clips import SkipReport
-from harkit.heads import RecurrentHead, masked_step_cross_entropy, vote_logits
+from harkit.heads import (
+    CenteredHead,
+    RecurrentHead,
+    masked_step_cross_entropy,
+    vote_logits,
+)
 from harkit.models.builder import CRNN, build_model
 from harkit.models.recipe import OptimConfig, Recipe
 
 __all__ = ["ActionModule", "build_optimizer", "step_logits"]
 
 
-def _vote_head(model: nn.Module) -> RecurrentHead | None:
+def _vote_head(model: nn.Module) -> nn.Module | None:
     head = model.head if isinstance(model, CRNN) else model
-    if isinstance(head, RecurrentHead) and head.pooling == "vote":
-        return head
+    inner = head.head if isinstance(head, CenteredHead) else head
+    if isinstance(inner, RecurrentHead) and inner.pooling == "vote":
+        return head  # a CenteredHead's forward_steps centers before the steps
     return None
 
 
