@@ -1,7 +1,7 @@
 """``make demo``: the main job end to end on the built-in synthetic dataset, offline.
 
 synthesise -> inspect -> extract features once -> train a GRU head on the cache -> evaluate
-(report + confusion matrix) -> GRU vs order-agnostic head -> predict -> stream in real time.
+(report + confusion matrix) -> GRU vs order-agnostic head -> stream in real time -> predict.
 Each stage is the CLI command a user would type, so the demo doubles as a walkthrough.
 """
 
@@ -33,10 +33,10 @@ def stages(out: Path) -> list[list[str]]:
         ["evaluate", str(run)],
         ["ablate", "--recipe", RECIPE, "--grid", "head.type=recurrent,mean", *dataset,
          "--out", str(out / "ablation"), "--no-progress"],
-        ["predict", str(run), *(str(data / clip) for clip in TEST_CLIPS), "--top-k", "3",
-         "--no-progress"],
         ["stream", str(run), "--source", str(data / TEST_CLIPS[0]), "--realtime",
          "--output", str(out / "stream_annotated.mp4")],
+        ["predict", str(run), *(str(data / clip) for clip in TEST_CLIPS), "--top-k", "3",
+         "--no-progress"],
     ]  # fmt: skip
 
 
