@@ -3,6 +3,10 @@
 from harkit._lazy import lazy_exports
 
 _EXPORTS = {
+    "video_id": "harkit.data.jobs",
+    "shard_indices": "harkit.data.jobs",
+    "resolve_shard": "harkit.data.jobs",
+    "common_video_root": "harkit.data.jobs",
     "ClipDataset": "harkit.data.clips",
     "ClipTransform": "harkit.data.transforms",
     "DatasetConfig": "harkit.data.datasets",

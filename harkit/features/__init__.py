@@ -25,7 +25,6 @@ from harkit.features.pipeline import (
     extract_features,
     load_flow_clip,
     skip_report_path,
-    video_id,
 )
 from harkit.features.store import (
     FEATURE_FORMAT_VERSION,
@@ -60,5 +59,4 @@ __all__ = [
     "skip_report_path",
     "source_key",
     "store_config",
-    "video_id",
 ]

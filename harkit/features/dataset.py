@@ -19,14 +19,14 @@ from torch.utils.data import Dataset
 
 from harkit.data.clips import SkippedVideo
 from harkit.data.datasets import VideoIndex
+from harkit.data.jobs import common_video_root, video_id
 from harkit.data.sampling import SamplingConfig
 from harkit.data.transforms import TransformConfig
 from harkit.errors import HarkitError
 from harkit.features.extractor import Precision
-from harkit.features.pipeline import dataset_video_root, extract_features, video_id
+from harkit.features.pipeline import dataset_video_root, extract_features
 from harkit.features.store import FeatureStore, FeatureStoreError, StoreConfig, StoreDtype
 from harkit.features.store import store_config as _store_config
-from harkit.flow.extract import common_video_root
 from harkit.models.recipe import FeatureSource, Recipe
 
 __all__ = ["FeatureDataset", "StoreLocation", "ensure_features", "feature_stores_for"]

@@ -24,6 +24,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from harkit.data.clips import SkipReport, load_clip
 from harkit.data.datasets import DatasetConfig, VideoIndex
+from harkit.data.jobs import (
+    common_video_root,
+    progress_bar,
+    rank_report_path,
+    resolve_shard,
+    shard_indices,
+    video_id,
+)
 from harkit.data.sampling import SamplingConfig, sample_indices
 from harkit.data.transforms import TransformConfig
 from harkit.errors import HarkitError
@@ -36,7 +44,6 @@ from harkit.features.extractor import (
 )
 from harkit.features.store import FeatureStore, StoreDtype, store_config
 from harkit.flow.extract import CONFIG_FILE as FLOW_CONFIG_FILE
-from harkit.flow.extract import common_video_root, resolve_shard, shard_indices
 from harkit.flow.storage import flow_file_path, load_flow
 from harkit.models.recipe import FeatureSource
 
@@ -80,17 +87,8 @@ def dataset_video_root(config: DatasetConfig) -> Path:
     return root.parent if root.suffix.lower() == ".csv" else root
 
 
-def video_id(path: str | Path, video_root: str | Path) -> str:
-    """Store id of a video: its path relative to ``video_root``, POSIX style."""
-    try:
-        return Path(os.path.abspath(path)).relative_to(os.path.abspath(video_root)).as_posix()
-    except ValueError:
-        raise HarkitError(f"{path} is not under the video root {video_root}") from None
-
-
 def skip_report_path(store_root: str | Path, rank: int = 0, world_size: int = 1) -> Path:
-    name = "extract_skipped.json" if world_size == 1 else f"extract_skipped.rank{rank}.json"
-    return Path(store_root) / name
+    return rank_report_path(store_root, "extract_skipped", rank, world_size)
 
 
 def _flow_video_root(flow_root: Path, index: VideoIndex) -> Path:
@@ -245,7 +243,7 @@ def extract_features(
         worker_init_fn=_init_worker if workers else None,
         prefetch_factor=4 if workers else None,
     )
-    bar = _progress_bar(len(positions), existing, enabled=progress, rank=rank)
+    bar = progress_bar("features", len(positions), existing, enabled=progress, rank=rank)
     try:
         for job in loader:
             position = job["position"]
@@ -277,9 +275,3 @@ def extract_features(
     )  # fmt: skip
     return summary
 
-
-def _progress_bar(total: int, done: int, *, enabled: bool, rank: int):
-    from tqdm.auto import tqdm
-
-    desc = "features" if rank == 0 else f"features rank {rank}"
-    return tqdm(total=total, initial=done, desc=desc, unit="video", disable=not enabled)

@@ -21,8 +21,9 @@ from torch.utils.data import Dataset
 
 from harkit.data.clips import SkippedVideo
 from harkit.data.datasets import VideoIndex
+from harkit.data.jobs import common_video_root
 from harkit.data.sampling import SamplingConfig, sample_indices
-from harkit.flow.extract import CONFIG_FILE, common_video_root, working_shape
+from harkit.flow.extract import CONFIG_FILE, working_shape
 from harkit.flow.storage import FlowFileError, flow_file_path, load_flow
 
 __all__ = ["FlowDataset", "flow_to_tensor"]

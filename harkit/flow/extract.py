@@ -32,6 +32,13 @@ from pydantic import PositiveFloat, PositiveInt, field_validator
 from harkit.config import StrictModel, atomic_write_text, parse_config
 from harkit.data.clips import SkipReport, load_clip
 from harkit.data.datasets import VideoIndex
+from harkit.data.jobs import (
+    common_video_root,
+    progress_bar,
+    rank_report_path,
+    resolve_shard,
+    shard_indices,
+)
 from harkit.data.sampling import SamplingConfig
 from harkit.data.video import VideoReadError, get_reader
 from harkit.errors import HarkitError
@@ -42,10 +49,7 @@ __all__ = [
     "CONFIG_FILE",
     "FlowConfig",
     "FlowSummary",
-    "common_video_root",
     "compute_dataset_flow",
-    "resolve_shard",
-    "shard_indices",
     "skip_report_path",
     "to_gray",
     "video_flow",
@@ -163,35 +167,9 @@ def video_flow(
     return np.concatenate(chunks), np.asarray(indices, dtype=np.int64)
 
 
-def resolve_shard(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
-    """``(rank, world_size)``, defaulting to the ``RANK``/``WORLD_SIZE`` env vars (torchrun)."""
-    try:
-        rank = int(os.environ.get("RANK", 0)) if rank is None else int(rank)
-        world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else int(world_size)
-    except ValueError as exc:
-        raise HarkitError(f"RANK / WORLD_SIZE must be integers ({exc})") from None
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise HarkitError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-    return rank, world_size
-
-
-def shard_indices(count: int, rank: int, world_size: int) -> list[int]:
-    """The item positions rank ``rank`` of ``world_size`` works on: ``i % world_size == rank``."""
-    return list(range(rank, count, world_size))
-
-
-def common_video_root(index: VideoIndex) -> Path:
-    """The deepest folder holding every video of ``index`` (flow files mirror the tree below)."""
-    if not len(index):
-        raise HarkitError(f"{index.name}: the index has no videos")
-    parents = {os.path.abspath(item.path.parent) for item in index}
-    return Path(os.path.commonpath(sorted(parents)))
-
-
 def skip_report_path(out_root: str | Path, rank: int = 0, world_size: int = 1) -> Path:
     """``flow_skipped.json``, or ``flow_skipped.rank<R>.json`` when several ranks write."""
-    name = "flow_skipped.json" if world_size == 1 else f"flow_skipped.rank{rank}.json"
-    return Path(out_root) / name
+    return rank_report_path(out_root, "flow_skipped", rank, world_size)
 
 
 def _check_stamp(out_root: Path, stamp: dict[str, Any], overwrite: bool) -> None:
@@ -301,7 +279,7 @@ def compute_dataset_flow(
 
     start = time.perf_counter()
     pairs = computed = skipped = 0
-    bar = _progress_bar(len(positions), existing, enabled=progress, rank=rank)
+    bar = progress_bar("flow", len(positions), existing, enabled=progress, rank=rank)
     try:
         for position, count, reason in _run(todo, config, backend, num_workers):
             if reason is None:
@@ -324,12 +302,6 @@ def compute_dataset_flow(
     )  # fmt: skip
     return summary
 
-
-def _progress_bar(total: int, done: int, *, enabled: bool, rank: int):
-    from tqdm.auto import tqdm
-
-    desc = "flow" if rank == 0 else f"flow rank {rank}"
-    return tqdm(total=total, initial=done, desc=desc, unit="video", disable=not enabled)
 
 
 def _run(

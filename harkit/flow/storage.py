@@ -17,8 +17,6 @@ complete. Smooth flow fields compress well (zlib), and reading back is one infla
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from harkit.errors import HarkitError
+from harkit.io import atomic_output
 
 __all__ = [
     "DEFAULT_BOUND",
@@ -79,12 +78,12 @@ def flow_file_path(video: str | Path, video_root: str | Path, flow_root: str | P
     The suffix is appended, not replaced, so ``x.mp4`` and ``x.avi`` (or a frame folder ``x``)
     never share a flow file.
     """
-    video, video_root = Path(os.path.abspath(video)), Path(os.path.abspath(video_root))
+    from harkit.data.jobs import video_id
+
     try:
-        rel = video.relative_to(video_root)
-    except ValueError:
-        raise FlowFileError(f"{video} is not under the video root {video_root}") from None
-    return Path(flow_root) / rel.parent / f"{rel.name}.npz"
+        return Path(flow_root) / f"{video_id(video, video_root)}.npz"
+    except HarkitError as exc:
+        raise FlowFileError(str(exc)) from None
 
 
 def save_flow(
@@ -94,7 +93,7 @@ def save_flow(
     method: str,
     bound: float = DEFAULT_BOUND,
 ) -> Path:
-    """Write a flow file atomically (temp file in the same folder, then ``os.replace``)."""
+    """Write a flow file atomically (temp file in the same folder, then a rename)."""
     path = Path(path)
     flow = np.asarray(flow)
     indices = np.asarray(indices, dtype=np.int64)
@@ -102,17 +101,10 @@ def save_flow(
         raise ValueError(f"flow must be uint8 (P, H, W, 2), got {flow.dtype} {flow.shape}")
     if indices.shape != (len(flow) + 1,):
         raise ValueError(f"need {len(flow) + 1} frame indices for {len(flow)} pairs")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(
-                handle, flow=flow, indices=indices, method=np.array(method), bound=np.float32(bound)
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(
+            handle, flow=flow, indices=indices, method=np.array(method), bound=np.float32(bound)
+        )
     return path
 
 

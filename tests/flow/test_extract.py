@@ -8,6 +8,7 @@ import pytest
 
 from harkit.data.clips import SkipReport
 from harkit.data.datasets import VideoIndex
+from harkit.data.jobs import resolve_shard, shard_indices
 from harkit.data.sampling import SamplingConfig
 from harkit.data.video import VideoReadError
 from harkit.errors import HarkitError
@@ -16,8 +17,6 @@ from harkit.flow import (
     compute_dataset_flow,
     flow_file_path,
     load_flow,
-    resolve_shard,
-    shard_indices,
     to_gray,
     video_flow,
 )
