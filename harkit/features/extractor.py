@@ -50,6 +50,7 @@ __all__ = [
     "Precision",
     "Preprocessor",
     "onnx_cache_dir",
+    "onnx_session",
     "resolve_engine",
     "resolve_precision",
     "source_key",
@@ -60,6 +61,20 @@ log = logging.getLogger(__name__)
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Engine = Literal["auto", "torch", "onnx"]
 ONNX_OPSET = 17
+
+
+def onnx_session(path: str | Path) -> Any:
+    """An onnxruntime CPU session using torch's thread count, for graphs called between
+    PyTorch ops (preprocessing, recurrent heads, decoding)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # no warnings about unused initialisers
+    # Spinning ORT workers would steal the cores from the PyTorch ops that run between calls.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class FeatureExtractorError(HarkitError):
@@ -241,8 +256,8 @@ class FeatureExtractor:
     ``uint8 (T, H, W, 3)`` (``(T, L, H, W, 3)`` for segment backbones); ``flow`` the stored
     ``uint8`` flow planes ``(T, H, W, 2)`` / ``(T, L, H, W, 2)`` for ``stream='flow'``
     sources. ``chunk_size`` frames (or ``chunk_size // L`` segments) go through a network at
-    once. With ``weights='none'`` every network is initialised from ``seed``, so random
-    features are the same in every process and run. ``engine`` (see :func:`resolve_engine`)
+    once. ``weights='none'`` networks come from the backbone factory's fixed-seed init, so
+    random features are the same in every process and run. ``engine`` (see :func:`resolve_engine`)
     picks PyTorch or onnxruntime for frame networks; the ONNX graphs are exported (or loaded
     from the cache) on first use.
     """
@@ -257,7 +272,6 @@ class FeatureExtractor:
         engine: Engine = "auto",
         compile: bool = False,
         chunk_size: int = 32,
-        seed: int = 0,
     ) -> None:
         if not sources:
             raise FeatureExtractorError("a FeatureExtractor needs at least one source")
@@ -284,18 +298,13 @@ class FeatureExtractor:
                 f"engine='onnx' runs fp32 graphs: it does not combine with "
                 f"{'compile=True' if compile else f'precision={self.precision!r}'}"
             )
-        self.seed = seed
         self.chunk_size = chunk_size
         self.compiled = compile
         # (group index, input shape) -> onnxruntime session, built on first use
         self._sessions: dict[tuple[int, tuple[int, ...]], Any] = {}
         self.networks: list[torch.nn.Module] = []
         for group in self.preprocessor.groups:
-            # create_backbone does not seed its random init; a fixed seed keeps 'none' weights
-            # (and anything the builder leaves random) identical across processes and runs
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                net = create_backbone(group.backbone, group.weights, group.layers or None)
+            net = create_backbone(group.backbone, group.weights, group.layers or None)
             net = net.to(self.device).eval()
             if self.fast or compile:
                 fmt = torch.channels_last if group.spec.kind == "frame" else torch.channels_last_3d
@@ -350,7 +359,7 @@ class FeatureExtractor:
         """Cache file of group ``index``'s graph for items of ``shape`` ``(C, S, S)``.
 
         The key names everything the graph's weights and shapes depend on: backbone, weights
-        tag (a file's hash), seed for random init, outputs, input shape, opset and the torch
+        tag (a file's hash), outputs, input shape, opset and the torch
         and harkit versions (the builders live there).
         """
         from harkit import __version__
@@ -358,7 +367,6 @@ class FeatureExtractor:
         group = self.groups[index]
         key = {
             "backbone": group.backbone, "weights": weights_tag(group.weights),
-            "seed": self.seed if weights_tag(group.weights) == "none" else None,
             "outputs": self._output_names(group), "input": list(shape),
             "opset": ONNX_OPSET, "torch": torch.__version__, "harkit": __version__,
         }  # fmt: skip
@@ -387,24 +395,15 @@ class FeatureExtractor:
     def _session(self, index: int, shape: tuple[int, ...]) -> Any:
         """Group ``index``'s onnxruntime session, exporting the graph unless it is cached."""
         if (index, shape) not in self._sessions:
-            import onnxruntime as ort
-
             path = self.onnx_path(index, shape)
             if not path.is_file():
                 self._export(index, shape, path)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = max(1, torch.get_num_threads())
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3  # no warnings about unused initialisers
-            # spinning ORT workers would steal the cores from the PyTorch ops (preprocessing,
-            # recurrent head, decoding) that run between calls
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             try:
-                sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                sess = onnx_session(path)
             except Exception as exc:  # a truncated/corrupt cache file: export it again
                 log.warning("re-exporting %s: onnxruntime cannot load it (%s)", path, exc)
                 self._export(index, shape, path)
-                sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                sess = onnx_session(path)
             self._sessions[index, shape] = sess
         return self._sessions[index, shape]
 

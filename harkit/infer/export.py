@@ -109,13 +109,10 @@ def _trace(module: nn.Module, example: Tensor, path: Path) -> None:
 
 
 def _session(path: Path):
-    import onnxruntime as ort
+    from harkit.features.extractor import onnx_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, torch.get_num_threads())
-    options.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnx_session(path)
     except Exception as exc:  # onnxruntime raises its own (non-exported) exception types
         raise ExportError(f"{path}: onnxruntime cannot load it ({exc})") from exc
 
