@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harkit.cli.train import add_dataset_args, add_set_arg, dataset_config
+from harkit.cli.args import add_dataset_args, add_set_arg, dataset_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="values to try for one key; several --grid make the cartesian product")
     add_set_arg(p)
-    add_dataset_args(p)
+    add_dataset_args(p, split_options=True)
     p.add_argument("--store", type=Path, help="feature store shared by every variant")
     p.add_argument("--out", type=Path, help="output folder (default: runs/ablate-<recipe>)")
     p.add_argument("--clips", type=int, default=1)

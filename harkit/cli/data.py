@@ -9,8 +9,9 @@ import json
 import os
 from pathlib import Path
 
+from harkit.cli.args import add_dataset_args, dataset_config
 from harkit.config import apply_overrides, parse_config
-from harkit.data.datasets import DatasetConfig, load_index
+from harkit.data.datasets import load_index
 from harkit.data.inspect import summarize
 from harkit.io import atomic_write_text
 
@@ -33,33 +34,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.set_defaults(func=run_synth)
 
     inspect = verbs.add_parser("inspect", help="classes, counts, groups, durations, bad files")
-    _add_dataset_args(inspect)
+    add_dataset_args(inspect, positional=True)
     inspect.add_argument("--json", type=Path, help="also write the summary as JSON here")
     inspect.add_argument("--no-probe", action="store_true", help="skip opening every video")
     inspect.set_defaults(func=run_inspect)
 
     split = verbs.add_parser("split", help="write a group-aware train/test manifest")
-    _add_dataset_args(split)
+    add_dataset_args(split, positional=True)
     split.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
     split.add_argument("--test-fraction", type=float, default=0.2)
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(func=run_split)
-
-
-def _add_dataset_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("root", type=Path, help="dataset folder or CSV manifest")
-    parser.add_argument(
-        "--kind", default="auto", choices=["auto", "folder", "csv", "ucf101", "hmdb51", "ucf50"]
-    )
-    parser.add_argument("--annotations", type=Path, help="split files (UCF101/HMDB51)")
-    parser.add_argument("--split", type=int, default=1, help="official split number")
-
-
-def _dataset_config(args: argparse.Namespace, **extra: object) -> DatasetConfig:
-    fields = {"kind": args.kind, "root": args.root, "split": args.split, **extra}
-    if args.annotations:
-        fields["annotations"] = args.annotations
-    return parse_config(DatasetConfig, fields, source="command line")
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -74,7 +59,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_inspect(args: argparse.Namespace) -> int:
     from harkit.data.splits import leaked_groups
 
-    index = load_index(_dataset_config(args))
+    index = load_index(dataset_config(args))
     summary = summarize(index, probe_videos=not args.no_probe)
     print(summary.to_text())
     leaked = leaked_groups(index)
@@ -90,7 +75,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 def run_split(args: argparse.Namespace) -> int:
     from harkit.data.splits import group_split
 
-    index = group_split(load_index(_dataset_config(args)), args.test_fraction, args.seed)
+    index = group_split(load_index(dataset_config(args)), args.test_fraction, args.seed)
     base = args.out.resolve().parent
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

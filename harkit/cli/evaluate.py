@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harkit.cli.train import add_dataset_args, dataset_config
+from harkit.cli.args import add_dataset_args, dataset_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="evaluate a run folder on its test split")
     p.add_argument("run", type=Path, help="run folder written by 'harkit train'")
-    add_dataset_args(p, required=False)
+    add_dataset_args(p, required=False, split_options=True)
     p.add_argument("--store", type=Path, help="feature store (default: the training run's)")
     p.add_argument("--clips", type=int, default=1,
                    help="views per video, averaged into video-level metrics when > 1")

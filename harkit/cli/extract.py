@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from harkit.cli.data import _add_dataset_args, _dataset_config
+from harkit.cli.args import add_dataset_args, dataset_config
 from harkit.config import ConfigError, apply_overrides, parse_config
 from harkit.data.datasets import load_index
 from harkit.data.sampling import SamplingConfig
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Decode every video once and store per-step features of each backbone. "
         "Resumable; under torchrun each rank takes a share of the videos.",
     )
-    _add_dataset_args(parser)
+    add_dataset_args(parser, positional=True)
     parser.add_argument("--store", type=Path, required=True, help="feature store root folder")
     parser.add_argument(
         "--backbone", action="append", default=[], metavar="NAME", help="repeat for several"
@@ -101,7 +101,7 @@ def run_extract(args: argparse.Namespace) -> int:
     from harkit.features.pipeline import extract_features
 
     sources, sampling, transform, flow_method = resolve_sources(args)
-    index = load_index(_dataset_config(args))
+    index = load_index(dataset_config(args))
     report = extract_features(
         index, sources, args.store, sampling, transform,
         dtype="float16" if args.dtype == "fp16" else "float32",

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from harkit.cli.data import _add_dataset_args, _dataset_config
+from harkit.cli.args import add_dataset_args, dataset_config
 from harkit.data.datasets import DatasetConfig, VideoIndex, load_index
 
 
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "WORLD_SIZE set) each rank takes its own share of the videos."
         ),
     )
-    _add_dataset_args(flow)
+    add_dataset_args(flow, positional=True)
     flow.add_argument("--out", type=Path, required=True, help="flow output folder")
     flow.add_argument("--method", default="tvl1", choices=list(FLOW_METHODS))
     flow.add_argument(
@@ -59,7 +59,7 @@ def _video_root(config: DatasetConfig, index: VideoIndex) -> Path | None:
 def run_flow(args: argparse.Namespace) -> int:
     from harkit.flow.extract import compute_dataset_flow
 
-    config = _dataset_config(args)
+    config = dataset_config(args)
     index = load_index(config)
     sampling = None
     if args.stride > 1 or args.max_frames:

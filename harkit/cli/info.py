@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harkit.cli.train import add_set_arg
+from harkit.cli.args import add_set_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

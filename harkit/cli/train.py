@@ -6,41 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from harkit.config import ConfigError, parse_config
-from harkit.data.datasets import DatasetConfig
-
-KINDS = ["auto", "folder", "csv", "ucf101", "hmdb51", "ucf50"]
-
-
-def add_dataset_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """``--dataset ROOT --kind --annotations --split --allow-leakage`` (shared by verbs)."""
-    parser.add_argument("--dataset", type=Path, required=required,
-                        help="dataset folder or CSV manifest")
-    parser.add_argument("--kind", default="auto", choices=KINDS)
-    parser.add_argument("--annotations", type=Path, help="split files (UCF101/HMDB51)")
-    parser.add_argument("--split", type=int, default=1, help="official split number")
-    parser.add_argument("--test-fraction", type=float, default=0.2,
-                        help="group-aware test share for data without splits")
-    parser.add_argument("--allow-leakage", action="store_true",
-                        help="accept a split with one group on both sides (not recommended)")
-
-
-def add_set_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", "-s", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a recipe key, e.g. head.hidden=512")
-
-
-def dataset_config(args: argparse.Namespace) -> DatasetConfig:
-    fields: dict[str, object] = {
-        "kind": args.kind,
-        "root": args.dataset,
-        "split": args.split,
-        "test_fraction": args.test_fraction,
-        "allow_leakage": args.allow_leakage,
-    }
-    if args.annotations:
-        fields["annotations"] = args.annotations
-    return parse_config(DatasetConfig, fields, source="command line")
+from harkit.cli.args import add_dataset_args, add_set_arg, dataset_config
+from harkit.config import ConfigError
 
 
 def parse_splits(text: str | None) -> list[int]:
@@ -55,7 +22,7 @@ def parse_splits(text: str | None) -> list[int]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a recipe into a run folder")
     p.add_argument("--recipe", required=True, help="recipe name (harkit info --list) or YAML path")
-    add_dataset_args(p)
+    add_dataset_args(p, split_options=True)
     p.add_argument("--store", type=Path, help="feature store folder (features mode)")
     p.add_argument("--run", type=Path, help="run folder (default: runs/<recipe>)")
     add_set_arg(p)
