@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from harkit.data.datasets import VideoIndex
@@ -119,13 +120,8 @@ def collate_clips(batch: Sequence[dict[str, Any] | SkippedVideo]) -> dict[str, A
     out: dict[str, Any] = {"skipped": skipped}
     if not good:
         return out
-    lengths = [b["video"].shape[0] for b in good]
-    size = max(lengths)
-    video = good[0]["video"].new_zeros((len(good), size, *good[0]["video"].shape[1:]))
-    mask = torch.zeros((len(good), size, *good[0]["mask"].shape[1:]), dtype=torch.bool)
-    for row, b in enumerate(good):
-        video[row, : lengths[row]] = b["video"]
-        mask[row, : lengths[row]] = b["mask"]
+    video = pad_sequence([b["video"] for b in good], batch_first=True)
+    mask = pad_sequence([b["mask"] for b in good], batch_first=True)  # padding is False
     valid = mask if mask.ndim == 2 else mask.any(dim=2)
     out.update(
         video=video,
