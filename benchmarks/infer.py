@@ -30,11 +30,12 @@ import torch
 
 from harkit.config import parse_config
 from harkit.data.synthetic import SynthConfig, render_dataset, write_video
-from harkit.infer.pipeline import bf16_native, split_model
+from harkit.infer.pipeline import split_model
 from harkit.infer.recognizer import Recognizer
 from harkit.infer.stream import FileSource, StreamConfig, run_stream
 from harkit.models.builder import build_model
 from harkit.models.recipe import Recipe, load_recipe
+from harkit.precision import bf16_native
 
 
 def light_recipe(backbone: str, frames: int = 16) -> Recipe:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from harkit.data.synthetic import write_video
+from harkit.precision import PRECISION_ENV
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -23,6 +24,27 @@ def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Backbone ONNX graphs (the CPU default engine) go to a per-session cache, not ~/.cache;
     one cache for the session exports each network once."""
     os.environ["HARKIT_CACHE"] = str(tmp_path_factory.mktemp("harkit-cache"))
+
+
+#: Largest |fast - fp32| of a softmax probability, per precision the fast path ran in. fp32
+#: fast paths differ from the reference only in op order and kernels (channels-last, ONNX
+#: Runtime): <= 2e-7 measured. bf16 keeps 8 mantissa bits (relative rounding 2**-9 = 2e-3 per
+#: op); over the test networks it moved probabilities by <= 3.7e-4 (the issue's AVX512-BF16
+#: CPU saw the same 3.7e-4), so 3e-3 leaves an 8x margin.
+PROB_ATOL = {"fp32": 1e-4, "bf16": 3e-3}
+#: Largest ||fast - fp32|| / ||fp32|| of encoder features: fp32 <= 1e-6 measured; bf16
+#: <= 7.7e-3 (roundings of 2**-9 accumulated over the depth of a ResNet18), bound 3e-2.
+#: Checked beside the probabilities so that a flat softmax cannot hide wrong features.
+FEATURE_RTOL = {"fp32": 1e-5, "bf16": 3e-2}
+
+
+@pytest.fixture(params=["fp32", "bf16"])
+def fast_precision(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once per precision a fast path can take, forced with ``HARKIT_PRECISION``
+    whatever this CPU has natively: CI must hold on CPUs with and without native bf16. bf16
+    is emulated (slow) without it, so tests using this fixture stay tiny."""
+    monkeypatch.setenv(PRECISION_ENV, request.param)
+    return request.param
 
 
 def pattern_frames(num_frames: int = 40, height: int = 48, width: int = 64, seed: int = 0):

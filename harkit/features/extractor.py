@@ -5,9 +5,10 @@ ResNet-V2 sees 299 px and GoogLeNet 224 px crops of the same frames. Sources tha
 network (backbone + weights + stream, e.g. two layers of ResNet50) run it once. Frame
 backbones run over the T frames in chunks; segment backbones give one feature per segment.
 
-The fast path is ``channels_last`` memory format plus autocast (bf16 on CPUs with native bf16
-support, fp16 on CUDA) and optionally ``torch.compile``; ``precision='fp32'`` is the
-reference. The extractor knows nothing about the feature store, so inference uses it too.
+The fast path is ``channels_last`` memory format plus autocast (``precision='auto'``: bf16 on
+CPUs with native bf16 support, fp16 on CUDA; see :mod:`harkit.precision`) and optionally
+``torch.compile``; ``precision='fp32'`` is the reference. The extractor knows nothing about
+the feature store, so inference uses it too.
 
 ``engine='onnx'`` runs frame (2D) networks with onnxruntime instead: each network is exported
 once (fp32, dynamic batch) to ``$HARKIT_CACHE/onnx`` (default ``~/.cache/harkit/onnx``) and
@@ -42,6 +43,7 @@ from harkit.errors import HarkitError
 from harkit.flow.dataset import flow_to_tensor
 from harkit.io import atomic_output
 from harkit.models.recipe import FeatureSource
+from harkit.precision import Precision, resolve_precision
 
 __all__ = [
     "Engine",
@@ -58,7 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Engine = Literal["auto", "torch", "onnx"]
 ONNX_OPSET = 17
 
@@ -86,24 +87,6 @@ def source_key(source: FeatureSource) -> str:
     return f"{source.stream}:{source.backbone}:{weights_tag(source.weights)}:" + (
         source.layer or "pooled"
     )
-
-
-def resolve_precision(precision: Precision, device: torch.device) -> str:
-    """``'auto'`` -> fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16/AMX), else fp32.
-
-    Without native support, CPU bf16 is emulated and slower than fp32, so auto avoids it.
-    """
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "fp16"
-    if device.type == "cpu" and torch.backends.mkldnn.is_available():
-        try:
-            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-                return "bf16"
-        except (AttributeError, RuntimeError):  # older builds without the probe
-            pass
-    return "fp32"
 
 
 def _onnxruntime_available() -> bool:

@@ -20,8 +20,9 @@ frame backbones with onnxruntime (graphs exported once to the harkit cache; 1.6-
 eager PyTorch on a 2-core AVX2 CPU), while the head keeps stepping in PyTorch. This is separate
 from ``Recognizer(engine='onnx')``, which runs a run's own exported files (``harkit export``).
 
-Fast path: the CNN runs channels-last under ``no_grad``; bf16 autocast only where the hardware
-has native bf16 (CUDA, or a CPU with AVX512-BF16/AMX; the extractor's ``precision='auto'``).
+Fast path: the CNN runs channels-last under ``no_grad``; reduced-precision autocast only where
+the hardware has it natively (:func:`harkit.precision.resolve_precision`, which
+``HARKIT_PRECISION`` can force either way).
 On the AVX2 CPU this was written on, bf16 autocast made ResNet18 4x and MobileNetV3 40x
 *slower* than fp32, so it is not applied there. The head always runs in fp32 under
 ``no_grad`` (inference_mode + bf16 autocast made a GRU 2x slower).
@@ -45,30 +46,18 @@ from harkit.infer.errors import InferenceError
 from harkit.models.builder import CRNN, ClipC3D, pixel_preprocessing
 from harkit.models.networks import Small2DCNNGRU
 from harkit.models.recipe import Recipe
+from harkit.precision import resolve_precision
 
 __all__ = [
     "Branch",
     "BranchKind",
     "Encoder",
     "SplitModel",
-    "bf16_native",
     "head_streamable",
     "split_model",
 ]
 
 BranchKind = Literal["frame", "segment", "clip"]
-
-
-def bf16_native(device: torch.device) -> bool:
-    """True where bf16 autocast speeds a CNN up instead of emulating it."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
 
 
 def head_streamable(head: nn.Module) -> bool:
@@ -202,6 +191,11 @@ class Encoder:
         self.extractor = extractor
         self.device = device or torch.device("cpu")
         self.fast = fast
+        # the extractor's rule, so both encoders of a run agree on precision
+        self.precision = (
+            extractor.precision if extractor is not None
+            else resolve_precision("auto" if fast else "fp32", self.device)
+        )
         for branch in branches:
             branch.module.eval().to(self.device)
             if fast and extractor is None and branch.kind == "frame":
@@ -221,9 +215,10 @@ class Encoder:
         return sum(sum(b.output_dims) for b in self.branches)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.fast and bf16_native(self.device):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def run_branch(self, branch: Branch, x: Tensor) -> list[Tensor]:
         """One preprocessed batch through a branch: its outputs, float32 on the CPU."""

@@ -104,6 +104,11 @@ class Recognizer:
     def classes(self) -> list[str]:
         return self.model.classes
 
+    @property
+    def precision(self) -> str:
+        """Precision the encoder runs in (``'fp32'``, ``'bf16'`` or ``'fp16'``)."""
+        return self.model.encoder.precision
+
     # -- stages ---------------------------------------------------------------------------
 
     def load(self, video: str | Path) -> tuple[np.ndarray, int]:

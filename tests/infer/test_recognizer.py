@@ -12,7 +12,7 @@ from harkit.infer import Recognizer
 from harkit.infer.pipeline import split_model
 from harkit.models.builder import pixel_preprocessing
 from harkit.train.run import RunError, load_run
-from tests.conftest import pattern_frames
+from tests.conftest import FEATURE_RTOL, PROB_ATOL, pattern_frames
 from tests.infer.conftest import CLASSES
 
 
@@ -53,11 +53,17 @@ def test_features_prediction_equals_head_on_extracted_features(kind, make_run, m
     np.testing.assert_allclose(pred.probs, expected, atol=1e-5)
 
 
-def test_fast_path_matches_fp32(make_run, make_video):
-    run, video = make_run("gru_features"), make_video()
-    fast = Recognizer.from_run(run, fast=True).predict(video)
-    plain = Recognizer.from_run(run, fast=False).predict(video)
-    np.testing.assert_allclose(fast.probs, plain.probs, atol=1e-4)
+@pytest.mark.parametrize("kind", ["gru_features", "small2d", "c3d", "segments_r3d"])
+def test_fast_path_matches_fp32(kind, fast_precision, make_run, make_video):
+    run, video = make_run(kind), make_video()
+    fast, plain = Recognizer.from_run(run, fast=True), Recognizer.from_run(run, fast=False)
+    assert (fast.precision, plain.precision) == (fast_precision, "fp32")
+    frames, _ = plain.load(video)
+    ref = plain.features(frames)
+    error = ((fast.features(frames) - ref).norm() / ref.norm()).item()
+    assert error < FEATURE_RTOL[fast_precision], error
+    np.testing.assert_allclose(fast.predict(video).probs, plain.predict(video).probs,
+                               atol=PROB_ATOL[fast_precision])
 
 
 def test_short_video_uses_valid_steps_only(make_run, make_video):

@@ -1,0 +1,59 @@
+"""Which float precision the fast paths run in: one decision for extraction and inference.
+
+fp32 is the reference. ``'auto'`` picks fp16 on CUDA, bf16 on a CPU with native bf16
+(AVX512-BF16/AMX) and fp32 elsewhere: on CPUs without it bf16 is emulated and several times
+slower than fp32. ``HARKIT_PRECISION=fp32|bf16|fp16|auto`` overrides what ``'auto'`` means,
+so the same code (and the parity tests) can be forced to either precision on any CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, get_args
+
+import torch
+
+from harkit.errors import HarkitError
+
+__all__ = ["PRECISION_ENV", "Precision", "bf16_native", "resolve_precision"]
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+#: Environment variable that decides what ``precision='auto'`` resolves to.
+PRECISION_ENV = "HARKIT_PRECISION"
+
+
+def bf16_native(device: torch.device) -> bool:
+    """True where bf16 autocast runs on hardware instead of being emulated."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # builds without the probe
+            return False
+    return False
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> str:
+    """The concrete precision (``'fp32'``, ``'bf16'`` or ``'fp16'``) that ``precision`` means
+    on ``device``; ``'auto'`` follows ``$HARKIT_PRECISION`` when it is set."""
+    if precision == "auto":
+        forced = os.environ.get(PRECISION_ENV, "").strip().lower() or "auto"
+        if forced not in get_args(Precision):
+            raise HarkitError(
+                f"{PRECISION_ENV}={os.environ[PRECISION_ENV]!r} is not a precision; "
+                f"expected one of {', '.join(get_args(Precision))}"
+            )
+        precision = forced  # type: ignore[assignment]
+    if precision != "auto":
+        if precision not in get_args(Precision):
+            raise HarkitError(
+                f"unknown precision {precision!r}; expected one of {', '.join(get_args(Precision))}"
+            )
+        if precision == "fp16" and device.type == "cpu":
+            raise HarkitError("precision 'fp16' needs a GPU; on a CPU use 'bf16' or 'fp32'")
+        return precision
+    if device.type == "cuda":
+        return "fp16"
+    return "bf16" if bf16_native(device) else "fp32"

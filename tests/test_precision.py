@@ -1,0 +1,48 @@
+"""One precision rule for every fast path, and HARKIT_PRECISION forcing it either way."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harkit.errors import HarkitError
+from harkit.features import FeatureExtractor
+from harkit.precision import PRECISION_ENV, bf16_native, resolve_precision
+from tests.features.conftest import R18, SMALL
+
+CPU = torch.device("cpu")
+
+
+def test_auto_follows_the_hardware_without_the_variable(monkeypatch):
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
+    assert resolve_precision("auto", CPU) == ("bf16" if bf16_native(CPU) else "fp32")
+    assert resolve_precision("auto", torch.device("cuda")) == "fp16"
+
+
+@pytest.mark.parametrize("forced", ["fp32", "bf16", "FP32 "])
+def test_variable_forces_auto_but_not_an_explicit_precision(monkeypatch, forced):
+    monkeypatch.setenv(PRECISION_ENV, forced)
+    assert resolve_precision("auto", CPU) == forced.strip().lower()
+    assert resolve_precision("fp32", CPU) == "fp32"  # explicit wins: fp32 stays the reference
+
+
+def test_extractor_and_recognizer_obey_the_variable(monkeypatch):
+    monkeypatch.setenv(PRECISION_ENV, "bf16")
+    extractor = FeatureExtractor([R18], SMALL)
+    # bf16 graphs run on PyTorch: the ONNX engine is fp32 only
+    assert (extractor.precision, extractor.engine) == ("bf16", "torch")
+    monkeypatch.setenv(PRECISION_ENV, "fp32")
+    assert FeatureExtractor([R18], SMALL).precision == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("env", "precision", "message"),
+    [("fp64", "auto", "HARKIT_PRECISION='fp64' is not a precision"),
+     ("", "half", "unknown precision 'half'"),
+     ("", "fp16", "'fp16' needs a GPU")],
+)
+def test_bad_precision_is_one_clear_line(monkeypatch, env, precision, message):
+    monkeypatch.setenv(PRECISION_ENV, env)
+    with pytest.raises(HarkitError, match=message) as err:
+        resolve_precision(precision, CPU)  # type: ignore[arg-type]
+    assert "\n" not in str(err.value)
