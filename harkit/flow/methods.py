@@ -204,10 +204,11 @@ class RaftFlow(FlowMethod):
         frames = np.asarray(frames)
         if frames.ndim != 3 or len(frames) < 2:
             raise ValueError(f"expected at least 2 frames as (T, H, W), got {frames.shape}")
-        chunks = [
-            self._run(frames[s : s + self.batch_size], frames[s + 1 : s + 1 + self.batch_size])
-            for s in range(0, len(frames) - 1, self.batch_size)
-        ]
+        # pair i is (frames[i], frames[i + 1]): both sides of a batch take the same pair indices
+        pairs, chunks = len(frames) - 1, []
+        for start in range(0, pairs, self.batch_size):
+            stop = min(start + self.batch_size, pairs)
+            chunks.append(self._run(frames[start:stop], frames[start + 1 : stop + 1]))
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
