@@ -50,7 +50,9 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: invalid YAML: {_yaml_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read as UTF-8 text ({exc})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -58,18 +60,52 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    # PyYAML's messages span several lines (context, mark, snippet); users get one line.
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        problem += " (harkit reads plain YAML: no !!python tags)"
+    return f"{problem}{where}"
+
+
+def _list_index(items: list[Any], key: str, dotted: str, where: str, source: str) -> int:
+    # Lists are reached by position (input.features.0.weights); no negative or new indices.
+    if not items:
+        raise ConfigError(f"{source}: cannot set '{dotted}': '{where}' is an empty list")
+    if not key.isdigit():
+        raise ConfigError(
+            f"{source}: cannot set '{dotted}': '{where}' is a list, index it with 0..{len(items) - 1}"
+        )
+    index = int(key)
+    if index >= len(items):
+        raise ConfigError(
+            f"{source}: cannot set '{dotted}': index {index} is out of range, '{where}' has "
+            f"{len(items)} item{'s' if len(items) != 1 else ''}"
+        )
+    return index
+
+
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
     keys = dotted.split(".")
-    node = data
-    for depth, key in enumerate(keys[:-1]):
-        child = node.get(key)
+    node: Any = data  # a dict or a list
+    for depth, key in enumerate(keys):
+        slot: int | str = key
+        if isinstance(node, list):
+            slot = _list_index(node, key, dotted, ".".join(keys[:depth]), source)
+        if depth == len(keys) - 1:
+            node[slot] = value
+            return
+        child = node[slot] if isinstance(node, list) else node.get(key)
         if child is None:
-            child = node[key] = {}
-        elif not isinstance(child, dict):
+            child = node[slot] = {}
+        elif not isinstance(child, dict | list):
             where = ".".join(keys[: depth + 1])
-            raise ConfigError(f"{source}: cannot set '{dotted}': '{where}' is not a mapping")
+            raise ConfigError(
+                f"{source}: cannot set '{dotted}': '{where}' is not a mapping or a list"
+            )
         node = child
-    node[keys[-1]] = value
 
 
 def apply_overrides(
@@ -78,7 +114,7 @@ def apply_overrides(
     """Return a deep copy of ``data`` with ``key.sub=value`` overrides applied.
 
     Values are parsed as YAML, so ``lr=1e-3`` is a float, ``layers=[1,2]`` a list and
-    ``name=gru`` a string.
+    ``name=gru`` a string. A number indexes a list: ``input.features.0.weights=PATH``.
     """
     result = yaml.safe_load(yaml.safe_dump(dict(data)))
     for item in overrides:
@@ -101,6 +137,8 @@ def _describe(error: Mapping[str, Any]) -> str:
     if error["type"] == "missing":
         return f"key '{key}': required key is missing"
     found = error.get("input")
+    if isinstance(found, Mapping):  # a whole section (a model validator): too long to echo
+        return f"key '{key}': {error['msg'].lower()}"
     return f"key '{key}': {error['msg'].lower()}, got {found!r}"
 
 
@@ -109,8 +147,8 @@ def parse_config(model: type[M], data: Mapping[str, Any], source: str) -> M:
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
-        details = "\n  ".join(_describe(err) for err in exc.errors())
-        raise ConfigError(f"{source}: invalid config for {model.__name__}:\n  {details}") from None
+        details = "; ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(f"{source}: invalid config for {model.__name__}: {details}") from None
 
 
 def load_config(model: type[M], path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> M:

@@ -34,6 +34,28 @@ def test_errors_name_file_key_and_expectation(tmp_path):
     assert str(path) in message
     assert "key 'lr': input should be a valid number" in message and "'fast'" in message
     assert "key 'head.hiden': unknown key" in message
+    assert "\n" not in message  # the CLI prints one line
+
+
+def test_yaml_never_builds_python_objects_and_errors_are_one_line(tmp_path):
+    marker = tmp_path / "marker"
+    path = tmp_path / "r.yaml"
+    path.write_text(f"lr: !!python/object/apply:os.system [\"touch '{marker}'\"]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(Run, path)
+    assert not marker.exists()
+    assert str(err.value) == (
+        f"{path}: invalid YAML: could not determine a constructor for the tag "
+        "'tag:yaml.org,2002:python/object/apply:os.system' (harkit reads plain YAML: no "
+        "!!python tags) at line 1, column 5"
+    )
+    path.write_text("lr: [1, 2\nhead: {}\n")
+    with pytest.raises(ConfigError, match=r"invalid YAML: .* at line \d+, column \d+$") as err:
+        load_config(Run, path)
+    assert "\n" not in str(err.value)
+    path.write_bytes(b"\x80\x04\x95 not text")
+    with pytest.raises(ConfigError, match="cannot read as UTF-8 text"):
+        load_config(Run, path)
 
 
 def test_bad_files_and_overrides(tmp_path):
@@ -46,3 +68,28 @@ def test_bad_files_and_overrides(tmp_path):
         apply_overrides({}, ["novalue"])
     with pytest.raises(ConfigError, match="'lr' is not a mapping"):
         apply_overrides({"lr": 1}, ["lr.x=2"])
+
+
+def test_overrides_index_lists():
+    data = {"input": {"features": [{"backbone": "a", "weights": "imagenet"}, {"backbone": "b"}]}}
+    result = apply_overrides(data, ["input.features.0.weights=/w/mine.pth", "input.features.1=x"])
+    assert result["input"]["features"] == [{"backbone": "a", "weights": "/w/mine.pth"}, "x"]
+    assert data["input"]["features"][0]["weights"] == "imagenet"  # the input is not changed
+    assert apply_overrides({"a": [[1, 2]]}, ["a.0.1=5"]) == {"a": [[1, 5]]}
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ("input.features.2.weights=x", "index 2 is out of range, 'input.features' has 2 items"),
+        ("input.features.-1.weights=x", "'input.features' is a list, index it with 0..1"),
+        ("input.features.first=x", "'input.features' is a list, index it with 0..1"),
+        ("input.none.0=x", "'input.none' is an empty list"),
+        ("input.features.0.weights.sub=x", "'input.features.0.weights' is not a mapping or a list"),
+    ],
+)
+def test_list_override_errors_are_one_line(override: str, error: str):
+    data = {"input": {"features": [{"weights": "imagenet"}, {}], "none": []}}
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(data, [override], source="r.yaml")
+    assert str(err.value) == f"r.yaml: cannot set '{override.partition('=')[0]}': {error}"

@@ -43,9 +43,9 @@ class Backbone(nn.Module):
         self.frozen = frozen
         self.layers: tuple[str, ...] = tuple(layers or ())
         self.net = net if not self.layers else _multi_layer(net, spec, self.layers)
-        if frozen:
+        if frozen:  # a trainable encoder keeps nn.Module's train mode: its batch norm learns
             self.net.requires_grad_(False)
-        self.eval()
+            self.eval()
 
     @property
     def feature_dim(self) -> int:

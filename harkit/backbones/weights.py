@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
@@ -98,9 +99,16 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
 
             obj: object = load_file(str(path), device="cpu")
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4"
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, pickle with disallowed objects, ...
-        raise WeightsLoadError(f"cannot read weights file {path}: {exc}") from exc
+        text = str(exc).strip()
+        if "weights only load failed" in text.lower():  # torch's long advice is for trusted files
+            reason = "it holds objects other than tensors and plain values"
+        else:
+            reason = text.splitlines()[0] if text else type(exc).__name__
+        raise WeightsLoadError(f"cannot read weights file {path}: {reason}") from None
     return _unwrap(obj, path)
 
 
@@ -182,11 +190,21 @@ def timm_pretrained(architecture: str, pretrained_tag: str, *, backbone: str) ->
     failures turned into `WeightsUnavailableError` naming the Hugging Face file and cache."""
     import timm
 
-    full = f"{architecture}.{pretrained_tag}"
+    full = f"{architecture}.{pretrained_tag}" if pretrained_tag else architecture
     cfg = timm.models.get_pretrained_cfg(full)
     try:
         return timm.create_model(full, pretrained=True, num_classes=0)
     except Exception as exc:  # huggingface_hub / requests / urllib all raise different types
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__  # messages stay one line
+        if cfg is not None and cfg.url and not cfg.hf_hub_id:  # timm fetches it with torch.hub
+            filename = os.path.basename(urlparse(cfg.url).path)
+            model_dir = Path(torch.hub.get_dir()) / "checkpoints"
+            raise WeightsUnavailableError(
+                f"cannot get timm weights {full} for backbone {backbone!r} ({reason}). "
+                f"Download {cfg.url} and put {filename} into {model_dir}/ (torch.hub.get_dir() "
+                f"+ '/checkpoints'; set TORCH_HOME to move it), or pass weights=PATH to the file"
+            ) from exc
         hub_id = cfg.hf_hub_id if cfg is not None and cfg.hf_hub_id else f"timm/{full}"
         try:
             from huggingface_hub.constants import HF_HUB_CACHE as cache
@@ -194,8 +212,8 @@ def timm_pretrained(architecture: str, pretrained_tag: str, *, backbone: str) ->
             cache = "~/.cache/huggingface/hub"
         folder = Path(cache) / ("models--" + hub_id.replace("/", "--"))
         raise WeightsUnavailableError(
-            f"cannot get timm weights {full} for backbone {backbone!r} ({exc}). Download "
-            f"https://huggingface.co/{hub_id}/resolve/main/model.safetensors and pass "
-            f"weights=PATH to that file, or let huggingface_hub cache it under {folder}/ "
-            f"(HF_HUB_CACHE) while online"
+            f"cannot get timm weights {full} for backbone {backbone!r} ({reason}). Download "
+            f"https://huggingface.co/{hub_id}/resolve/main/model.safetensors (older repos: "
+            f"pytorch_model.bin) and pass weights=PATH to that file, or let huggingface_hub "
+            f"cache it under {folder}/ (HF_HUB_CACHE) while online"
         ) from exc

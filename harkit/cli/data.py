@@ -9,7 +9,16 @@ import json
 import os
 from pathlib import Path
 
-from harkit.cli.args import add_dataset_args, dataset_config
+from harkit.cli.args import (
+    MAX_SEED,
+    add_dataset_args,
+    dataset_config,
+    folder,
+    fraction,
+    int_in_range,
+    output_file,
+    override,
+)
 from harkit.config import apply_overrides, parse_config
 from harkit.data.datasets import load_index
 from harkit.data.inspect import summarize
@@ -21,13 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verbs = data.add_subparsers(dest="data_command", metavar="VERB", required=True)
 
     synth = verbs.add_parser("synth", help="render the built-in synthetic action dataset")
-    synth.add_argument("out", type=Path, help="output folder")
+    synth.add_argument("out", type=folder, help="output folder")
     synth.add_argument(
         "--set",
         "-s",
         dest="overrides",
         action="append",
         default=[],
+        type=override,
         metavar="KEY=VALUE",
         help="override a SynthConfig field, e.g. -s num_actors=8 -s container=avi",
     )
@@ -35,15 +45,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     inspect = verbs.add_parser("inspect", help="classes, counts, groups, durations, bad files")
     add_dataset_args(inspect, positional=True)
-    inspect.add_argument("--json", type=Path, help="also write the summary as JSON here")
+    inspect.add_argument("--json", type=output_file(".json"),
+                         help="also write the summary as JSON here")
     inspect.add_argument("--no-probe", action="store_true", help="skip opening every video")
     inspect.set_defaults(func=run_inspect)
 
     split = verbs.add_parser("split", help="write a group-aware train/test manifest")
     add_dataset_args(split, positional=True)
-    split.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
-    split.add_argument("--test-fraction", type=float, default=0.2)
-    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--out", type=output_file(".csv"), required=True,
+                       help="manifest CSV to write")
+    split.add_argument("--test-fraction", type=fraction, default=0.2)
+    split.add_argument("--seed", type=int_in_range(0, MAX_SEED), default=0)
     split.set_defaults(func=run_split)
 
 
@@ -57,14 +69,18 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from harkit.data.splits import leaked_groups
+    from harkit.data.splits import leakage_status, leaked_groups
 
     index = load_index(dataset_config(args))
     summary = summarize(index, probe_videos=not args.no_probe)
     print(summary.to_text())
     leaked = leaked_groups(index)
     if any(item.split for item in index):
-        status = f"LEAKS {len(leaked)} groups: {', '.join(leaked[:10])}" if leaked else "no leakage"
+        status = leakage_status(index)
+        if leaked:
+            status = f"LEAKS {len(leaked)} groups: {', '.join(leaked[:10])}"
+        elif status.startswith("checked"):
+            status = "no leakage" + status.partition(")")[2]  # keeps "; N videos without..."
         print(f"split check: {status}")
     if args.json:
         payload = {**summary.to_dict(), "leaked_groups": leaked}
@@ -73,7 +89,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from harkit.data.splits import group_split
+    from harkit.data.splits import group_split, leakage_status
 
     index = group_split(load_index(dataset_config(args)), args.test_fraction, args.seed)
     base = args.out.resolve().parent
@@ -86,7 +102,8 @@ def run_split(args: argparse.Namespace) -> int:
     atomic_write_text(args.out, buffer.getvalue())
     index.save_classes(base / "classes.json")
     counts = {s: sum(1 for it in index if it.split == s) for s in ("train", "test")}
-    print(
-        f"wrote {args.out}: train {counts['train']}, test {counts['test']}, no group on both sides"
-    )
+    status = leakage_status(index)
+    if status.startswith("checked"):
+        status = "no group on both sides" + status.partition(")")[2]
+    print(f"wrote {args.out}: train {counts['train']}, test {counts['test']}, {status}")
     return 0

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from harkit.cli.args import folder
 from harkit.cli.main import main as harkit
 
 RECIPE = "synthetic-gru"
@@ -42,7 +43,7 @@ def stages(out: Path) -> list[list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("demo-output"))
+    parser.add_argument("--out", type=folder, default=Path("demo-output"))
     args = parser.parse_args(argv)
     start = time.perf_counter()
     for argv_ in stages(args.out):

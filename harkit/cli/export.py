@@ -7,6 +7,11 @@ import argparse
 import json
 from pathlib import Path
 
+from harkit.cli.args import float_in_range, folder, int_in_range
+
+# Opsets torch's TorchScript-based ONNX exporter (the one export_run uses) can write.
+ONNX_OPSETS = (7, 20)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -18,9 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="trained run folder")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
-    p.add_argument("--out", type=Path, help="output folder (default RUN/<format>)")
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--tolerance", type=float, default=1e-3,
+    p.add_argument("--out", type=folder, help="output folder (default RUN/<format>)")
+    p.add_argument("--opset", type=int_in_range(*ONNX_OPSETS), default=17,
+                   help="ONNX opset (default 17)")
+    p.add_argument("--tolerance", type=float_in_range(0, 1, low_open=True), default=1e-3,
                    help="fail when PyTorch and the export differ by more (default 1e-3)")
     p.add_argument("--no-check", action="store_true", help="skip the parity check")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from harkit.cli.args import add_dataset_args, dataset_config
+from harkit.cli.args import (
+    add_dataset_args,
+    dataset_config,
+    device,
+    folder,
+    int_in_range,
+    output_file,
+    override,
+)
 from harkit.config import ConfigError, apply_overrides, parse_config
 from harkit.data.datasets import load_index
 from harkit.data.sampling import SamplingConfig
@@ -22,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Resumable; under torchrun each rank takes a share of the videos.",
     )
     add_dataset_args(parser, positional=True)
-    parser.add_argument("--store", type=Path, required=True, help="feature store root folder")
+    parser.add_argument("--store", type=folder, required=True, help="feature store root folder")
     parser.add_argument(
         "--backbone", action="append", default=[], metavar="NAME", help="repeat for several"
     )
@@ -36,10 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--sampling",
         nargs="+",
         default=[],
+        type=override,
         metavar="KEY=VALUE",
         help="SamplingConfig fields, e.g. strategy=uniform num_frames=20",
     )
-    parser.add_argument("--flow-root", type=Path, help="flow files for flow-stream sources")
+    parser.add_argument("--flow-root", type=folder, help="flow files for flow-stream sources")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     parser.add_argument(
         "--engine",
@@ -49,12 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "running fp32; graphs are cached under $HARKIT_CACHE/onnx)",
     )
     parser.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="stored dtype")
-    parser.add_argument("--workers", type=int, default=2, help="decoding processes")
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per network call")
-    parser.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
+    parser.add_argument("--workers", type=int_in_range(0, 256), default=2, help="decoding processes")
+    parser.add_argument("--batch-size", type=int_in_range(1, 4096), default=32,
+                        help="frames per network call")
+    parser.add_argument("--device", type=device,
+                        help="cpu | cuda | cuda:N (default: cuda when available)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbones")
     parser.add_argument("--retry-failed", action="store_true", help="retry videos that failed")
-    parser.add_argument("--report", type=Path, help="write the extraction report JSON here")
+    parser.add_argument("--report", type=output_file(".json"), help="write the extraction report JSON here")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run_extract)
 
@@ -98,16 +108,18 @@ def resolve_sources(
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from harkit.features.pipeline import extract_features
+    from harkit.features.pipeline import dataset_video_root, extract_features
 
     sources, sampling, transform, flow_method = resolve_sources(args)
-    index = load_index(dataset_config(args))
+    config = dataset_config(args)
+    index = load_index(config)
     report = extract_features(
         index, sources, args.store, sampling, transform,
         dtype="float16" if args.dtype == "fp16" else "float32",
         precision=args.precision, engine=args.engine, batch_size=args.batch_size, num_workers=args.workers,
         device=args.device, compile=args.compile, flow_root=args.flow_root,
         flow_method=flow_method, retry_failed=args.retry_failed, progress=not args.no_progress,
+        video_root=dataset_video_root(config),  # the ids `harkit train` looks up
     )  # fmt: skip
     if args.report:
         from harkit.io import atomic_write_text

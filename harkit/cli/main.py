@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from harkit import __version__
 from harkit.errors import HarkitError
@@ -27,8 +28,17 @@ VERB_MODULES = (
 )
 
 
+class HarkitParser(argparse.ArgumentParser):
+    """Usage errors as one line (argument, value, what is allowed) and exit status 2: the
+    usage block argparse prints first would bury the line that matters. Verb and ``data``
+    sub-parsers inherit this class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = HarkitParser(
         prog="harkit",
         description="Human action recognition in video with hybrid CNN + RNN models.",
     )

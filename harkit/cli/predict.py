@@ -16,7 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from harkit.data.datasets import VIDEO_EXTENSIONS
+from harkit.cli.args import device, folder, int_in_range
+from harkit.data.datasets import list_videos
 from harkit.data.video import FRAME_EXTENSIONS
 from harkit.errors import HarkitError
 
@@ -30,12 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="trained run folder")
     p.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER")
-    p.add_argument("--top-k", type=int, default=5, help="classes listed per video (default 5)")
+    p.add_argument("--top-k", type=int_in_range(1, 1000), default=5,
+                   help="classes listed per video (default 5)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    p.add_argument("--batch-size", type=int, default=8, help="videos per CNN batch (default 8)")
+    p.add_argument("--batch-size", type=int_in_range(1, 4096), default=8,
+                   help="videos per CNN batch (default 8)")
     p.add_argument("--engine", choices=["torch", "onnx"], default="torch")
-    p.add_argument("--onnx-dir", type=Path, help="exported files (default RUN/onnx)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--onnx-dir", type=folder, help="exported files (default RUN/onnx)")
+    p.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N | mps")
     p.add_argument("--no-fast", action="store_true", help="plain fp32 CNN (no fast path)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_predict)
@@ -49,12 +52,16 @@ def collect_videos(inputs: list[Path]) -> list[Path]:
         if not item.is_dir():
             out.append(item)  # missing files are reported per file, like unreadable ones
             continue
-        if any(p.suffix.lower() in FRAME_EXTENSIONS for p in item.iterdir() if p.is_file()):
-            out.append(item)
+        try:
+            if any(p.suffix.lower() in FRAME_EXTENSIONS for p in item.iterdir() if p.is_file()):
+                out.append(item)
+                continue
+            # FIFOs, sockets and broken links named like videos are listed too: the reader
+            # reports each with its reason instead of opening it
+            found = list_videos(item, recursive=True)
+        except OSError:
+            out.append(item)  # unreadable folder: the reader reports why
             continue
-        found = sorted(
-            p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-        )
         if not found:
             raise HarkitError(f"{item}: no video files inside")
         out.extend(found)
@@ -66,8 +73,6 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from harkit.infer.recognizer import Recognizer
 
-    if args.top_k < 1 or args.batch_size < 1:
-        raise HarkitError("--top-k and --batch-size must be at least 1")
     videos = collect_videos(args.inputs)
     recognizer = Recognizer.from_run(
         args.run, device=args.device, engine=args.engine, fast=not args.no_fast,

@@ -13,6 +13,15 @@ import json
 import sys
 from pathlib import Path
 
+from harkit.cli.args import (
+    VIDEO_OUTPUT_EXTENSIONS,
+    device,
+    float_in_range,
+    int_in_range,
+    output_file,
+    stream_source,
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -22,36 +31,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "recurrent state and do O(1) work per frame; others re-run the head over a window.",
     )
     p.add_argument("run", type=Path, help="trained run folder")
-    p.add_argument("--source", required=True,
+    p.add_argument("--source", required=True, type=stream_source,
                    help="video file, webcam index (0) or URL (rtsp://, http://, ...)")
     p.add_argument("--json", action="store_true", help="every decision as a JSON line")
-    p.add_argument("--output", type=Path, help="write an annotated video here (.mp4)")
+    p.add_argument("--output", type=output_file(*VIDEO_OUTPUT_EXTENSIONS),
+                   help="write an annotated video here (.mp4, .mkv, .mov or .avi)")
     p.add_argument("--realtime", action="store_true",
                    help="play a file at its native frame rate (dropping frames when behind)")
     p.add_argument("--mode", choices=["auto", "incremental", "windowed"], default="auto")
-    p.add_argument("--window", type=int, help="steps per window / state reset period")
-    p.add_argument("--hop", type=int, default=4, help="windowed: decide every N steps")
-    p.add_argument("--frame-jump", type=int, help="sample every N-th frame (default: recipe)")
+    p.add_argument("--window", type=int_in_range(1, 100_000),
+                   help="steps per window / state reset period (default: the run's frames "
+                   "per training clip)")
+    p.add_argument("--hop", type=int_in_range(1, 100_000), default=4,
+                   help="windowed: decide every N steps")
+    p.add_argument("--frame-jump", type=int_in_range(1, 1000),
+                   help="sample every N-th frame (default: from the run's training, e.g. "
+                   "uniform 20 frames over ~140-frame clips -> 7; a file of about one "
+                   "training clip is sampled as predict samples it; the summary says which "
+                   "and why)")
     p.add_argument("--reset", choices=["staggered", "periodic", "none"], default="staggered",
                    help="recurrent state reset policy (default staggered)")
-    p.add_argument("--smoothing", type=float, default=0.5,
+    p.add_argument("--smoothing", type=float_in_range(0, 1, high_open=True), default=0.5,
                    help="EMA weight kept from past probabilities, 0 = off (default 0.5)")
-    p.add_argument("--switch-margin", type=float, default=0.1,
+    p.add_argument("--switch-margin", type=float_in_range(0, 1), default=0.1,
                    help="a new label must beat the shown one by this much (default 0.1)")
-    p.add_argument("--switch-patience", type=int, default=3,
+    p.add_argument("--switch-patience", type=int_in_range(1, 1000), default=3,
                    help="... on this many consecutive decisions (default 3)")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
-    p.add_argument("--timeout", type=float, default=5.0, help="network open/read timeout (s)")
-    p.add_argument("--retries", type=int, default=3, help="network reconnect attempts in a row")
-    p.add_argument("--backoff", type=float, default=0.5, help="first reconnect delay (s)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-frames", type=int_in_range(1, 10**8),
+                   help="stop after this many frames")
+    p.add_argument("--timeout", type=float_in_range(0, 3600, low_open=True), default=5.0,
+                   help="network open/read timeout (s)")
+    p.add_argument("--retries", type=int_in_range(0, 1000), default=3,
+                   help="network reconnect attempts in a row")
+    p.add_argument("--backoff", type=float_in_range(0, 3600), default=0.5,
+                   help="first reconnect delay (s)")
+    p.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N | mps")
     p.set_defaults(func=run_stream_cli)
 
 
 def run_stream_cli(args: argparse.Namespace) -> int:
+    from harkit.infer.errors import SourceError
     from harkit.infer.pipeline import split_model
-    from harkit.infer.stream import StreamConfig, open_source, run_stream
-    from harkit.train.run import load_run
+    from harkit.infer.stream import StreamConfig, open_source, plan_stream, run_stream
+    from harkit.train.run import load_run, read_run_info
 
     config = StreamConfig(
         mode=args.mode, window=args.window, hop=args.hop, frame_jump=args.frame_jump,
@@ -62,9 +84,17 @@ def run_stream_cli(args: argparse.Namespace) -> int:
                          retries=args.retries, backoff=args.backoff)
     recipe, classes, net = load_run(args.run, device=args.device)
     model = split_model(recipe, classes, net, device=args.device)
+    plan = plan_stream(model, config, source, read_run_info(args.run))
+    # Which frames the model sees decides what it can recognise: say it (first decision).
+    jump = f"~{plan.frame_jump}" if plan.targets else plan.frame_jump  # exact picks vary
+    sampling = f"window {plan.window} steps, frame jump {jump}: {plan.reason}"
     last = [""]
+    said = [False]
 
     def emit(decision) -> None:
+        if not said[0]:  # not before: a source that fails stays a one-line error
+            said[0] = True
+            print(f"harkit stream: {sampling}", file=sys.stderr, flush=True)
         if args.json:
             print(json.dumps(decision.to_dict()), flush=True)
         elif decision.label != last[0]:
@@ -72,14 +102,18 @@ def run_stream_cli(args: argparse.Namespace) -> int:
             print(f"{decision.timestamp:8.2f}s  frame {decision.frame:6d}  "
                   f"{decision.label} {decision.confidence:.2f}", flush=True)
 
-    stats = run_stream(source, model, config, on_decision=emit, output=args.output)
+    stats = run_stream(source, model, config, on_decision=emit, output=args.output, plan=plan)
+    if not stats.frames_read:  # it opened, but nothing decodes
+        raise SourceError(f"{source.name}: no frames could be decoded ({stats.end_reason})")
     if args.json:
         print(json.dumps(stats.to_dict()), flush=True)
     print(
         f"harkit stream: {stats.frames_read} frames in {stats.wall_s:.1f} s "
         f"({stats.fps:.1f} fps), {stats.frames_encoded} through the CNN, "
         f"{stats.frames_dropped} dropped, {stats.reconnects} reconnects; latency p50 "
-        f"{stats.latency_ms_p50:.1f} ms, p95 {stats.latency_ms_p95:.1f} ms; {stats.end_reason}",
+        f"{stats.latency_ms_p50:.1f} ms, p95 {stats.latency_ms_p95:.1f} ms; {stats.end_reason}"
+        + (f"; final decision {stats.final_label} {stats.final_confidence:.2f}"
+           if stats.final_label else f"; no decision ({sampling})"),
         file=sys.stderr,
     )
     return 0 if stats.frames_read else 1

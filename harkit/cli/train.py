@@ -6,38 +6,35 @@ import argparse
 import json
 from pathlib import Path
 
-from harkit.cli.args import add_dataset_args, add_set_arg, dataset_config
+from harkit.cli.args import (
+    add_dataset_args,
+    add_set_arg,
+    dataset_config,
+    devices,
+    folder,
+    int_in_range,
+    split_list,
+)
 from harkit.config import ConfigError
-
-
-def parse_splits(text: str | None) -> list[int]:
-    if not text:
-        return []
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"--splits '{text}' must be a comma-separated list of numbers") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a recipe into a run folder")
     p.add_argument("--recipe", required=True, help="recipe name (harkit info --list) or YAML path")
     add_dataset_args(p, split_options=True)
-    p.add_argument("--store", type=Path, help="feature store folder (features mode)")
-    p.add_argument("--run", type=Path, help="run folder (default: runs/<recipe>)")
+    p.add_argument("--store", type=folder, help="feature store folder (features mode)")
+    p.add_argument("--run", type=folder, help="run folder (default: runs/<recipe>)")
     add_set_arg(p)
-    p.add_argument("--devices", default="1", help="devices per node (int, or 'auto')")
-    p.add_argument("--num-nodes", type=int, default=1)
+    p.add_argument("--devices", type=devices, default=1, help="devices per node (int, or 'auto')")
+    p.add_argument("--num-nodes", type=int_in_range(1, 1024), default=1)
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"])
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.ckpt")
-    p.add_argument("--splits", help="train + evaluate each split, e.g. 1,2,3; report the mean")
-    p.add_argument("--clips", type=int, default=1, help="views per test video (with --splits)")
+    p.add_argument("--splits", type=split_list, default=[],
+                   help="train + evaluate each split, e.g. 1,2,3; report the mean")
+    p.add_argument("--clips", type=int_in_range(1, 1000), default=1,
+                   help="views per test video (with --splits)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
-
-
-def _devices(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -48,12 +45,12 @@ def run_train(args: argparse.Namespace) -> int:
     run_dir = args.run or Path("runs") / recipe.name
     kwargs = {
         "store": args.store,
-        "devices": _devices(args.devices),
+        "devices": args.devices,
         "num_nodes": args.num_nodes,
         "accelerator": args.accelerator,
         "progress": not args.no_progress,
     }
-    splits = parse_splits(args.splits)
+    splits = args.splits
     if splits:
         from harkit.train.evaluate import train_and_evaluate
 
@@ -70,8 +67,8 @@ def run_train(args: argparse.Namespace) -> int:
     info = train(recipe, config, run_dir, resume=args.resume, **kwargs)
     if info:
         best = info.get("best_score")
-        shown = f"{100 * best:.2f}%" if best is not None else "n/a"
-        print(f"trained {recipe.name} -> {run_dir} (best {info['monitor']} {shown} "
-              f"at epoch {info['best_epoch']})")
+        score = f", val/acc {100 * best:.2f}%" if best is not None else ""
+        print(f"trained {recipe.name} -> {run_dir} ({info['epochs_run']} epochs; exported "
+              f"{info['exported']['checkpoint']}: {info['exported']['reason']}{score})")
         print(json.dumps(info.get("counts", {})))
     return 0

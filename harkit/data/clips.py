@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -26,14 +25,24 @@ from harkit.data.transforms import clip_to_tensor
 from harkit.data.video import FrameCountError, VideoReadError, get_reader
 from harkit.io import atomic_write_text
 
-__all__ = ["ClipDataset", "SkipReport", "SkippedVideo", "collate_clips", "load_clip"]
+__all__ = [
+    "ClipDataset",
+    "SkipReport",
+    "SkippedVideo",
+    "collate_clips",
+    "load_clip",
+    "out_of_memory_reason",
+]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SkippedVideo:
-    """Stands in for an item whose video could not be read."""
+class SkippedVideo(NamedTuple):
+    """Stands in for an item whose video could not be read.
+
+    A named tuple, not a frozen dataclass: Lightning moves batches to the device with
+    ``apply_to_collection``, which rebuilds tuples but refuses frozen dataclasses.
+    """
 
     index: int
     path: str
@@ -50,21 +59,35 @@ def load_clip(
 ) -> tuple[np.ndarray, SampledIndices]:
     """Decode the sampled frames of one video: ``uint8 (T, H, W, 3)`` or ``(T, L, H, W, 3)``.
 
-    When the header over-counts frames, the video is sampled again with the counted length.
+    When the header over-counts frames, the video is sampled again with the counted length
+    (a count past :func:`~harkit.data.video.max_frames` is counted before sampling, so index
+    arrays are never sized from a header's claim). Running out of memory on this one video
+    raises :class:`VideoReadError`, like any other unreadable video.
     """
-    reader = get_reader(backend, path)
-    num_frames = reader.info(path).num_frames
-    for _ in range(2):
-        sampled = sample_indices(num_frames, sampling, train=train, rng=rng)
-        try:
-            frames = reader.read_frames(path, sampled.indices.reshape(-1))
-        except FrameCountError as exc:
-            if exc.actual < 1:
-                raise
-            num_frames = exc.actual
-            continue
-        return frames.reshape(*sampled.indices.shape, *frames.shape[1:]), sampled
+    try:
+        reader = get_reader(backend, path)
+        num_frames = reader.info(path).num_frames
+        if num_frames < 1:
+            raise VideoReadError(path, "no frames could be decoded")
+        for _ in range(2):
+            sampled = sample_indices(num_frames, sampling, train=train, rng=rng)
+            try:
+                frames = reader.read_frames(path, sampled.indices.reshape(-1))
+            except FrameCountError as exc:
+                if exc.actual < 1:
+                    raise VideoReadError(path, "no frames could be decoded") from None
+                num_frames = exc.actual
+                continue
+            return frames.reshape(*sampled.indices.shape, *frames.shape[1:]), sampled
+    except MemoryError as exc:
+        raise VideoReadError(path, out_of_memory_reason(exc)) from None
     raise VideoReadError(path, "frame count changed between two decodes")
+
+
+def out_of_memory_reason(exc: MemoryError) -> str:
+    """The skip reason for a video that did not fit in memory (numpy names the size)."""
+    detail = str(exc).strip()
+    return "ran out of memory reading it" + (f" ({detail})" if detail else "")
 
 
 class ClipDataset(Dataset):
@@ -101,10 +124,12 @@ class ClipDataset(Dataset):
             frames, sampled = load_clip(
                 item.path, self.sampling, backend=self.backend, train=self.train, rng=rng
             )
+            flat = frames.reshape(-1, *frames.shape[-3:])
+            video = self.transform(flat) if self.transform else clip_to_tensor(flat)
         except VideoReadError as exc:
             return SkippedVideo(i, str(item.path), exc.reason)
-        flat = frames.reshape(-1, *frames.shape[-3:])
-        video = self.transform(flat) if self.transform else clip_to_tensor(flat)
+        except MemoryError as exc:  # the transform of a huge clip: skip it, not the job
+            return SkippedVideo(i, str(item.path), out_of_memory_reason(exc))
         return {
             "video": video.reshape(*sampled.indices.shape, *video.shape[1:]),
             "mask": torch.from_numpy(sampled.mask),

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,8 @@ from harkit.errors import HarkitError
 from harkit.io import atomic_write_text
 
 __all__ = [
+    "GROUP_COLUMNS",
+    "OFFICIAL_SPLITS",
     "VIDEO_EXTENSIONS",
     "DatasetConfig",
     "DatasetError",
@@ -34,9 +37,11 @@ __all__ = [
     "csv_index",
     "folder_index",
     "hmdb51_index",
+    "list_videos",
     "load_classes",
     "load_index",
     "parse_group",
+    "resolve_kind",
     "ucf50_index",
     "ucf101_index",
 ]
@@ -46,6 +51,9 @@ VIDEO_EXTENSIONS = (
 )  # fmt: skip
 # UCF101/UCF50 name clips v_<Class>_g<group>_c<clip>; the synthetic set uses <class>_a<actor>_c<clip>.
 _GROUP_PATTERNS = (re.compile(r"_(g\d+)_c\d+", re.IGNORECASE), re.compile(r"_(a\d+)_c\d+"))
+#: Manifest columns read as the group (whose clips must stay on one side of a split), in
+#: order of preference, compared case-insensitively; ``--group-column`` names any other.
+GROUP_COLUMNS = ("group", "actor", "person", "subject", "performer")
 
 
 class DatasetError(HarkitError):
@@ -64,11 +72,17 @@ class VideoItem:
 
 @dataclass
 class VideoIndex:
-    """Items plus the class list that fixes each label's integer index."""
+    """Items plus the class list that fixes each label's integer index.
+
+    ``group_column`` is the manifest column groups came from (None: parsed from clip names);
+    ``ignored_columns`` are manifest columns harkit did not use, so ``data inspect`` can say so.
+    """
 
     name: str
     items: list[VideoItem]
     classes: list[str]
+    group_column: str | None = None
+    ignored_columns: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         known = set(self.classes)
@@ -102,7 +116,10 @@ class VideoIndex:
         return self.select(item for item in self.items if item.split == split)
 
     def select(self, items: Iterable[VideoItem]) -> VideoIndex:
-        return VideoIndex(self.name, list(items), list(self.classes))
+        return VideoIndex(
+            self.name, list(items), list(self.classes), self.group_column,
+            list(self.ignored_columns),
+        )  # fmt: skip
 
     def with_splits(self, splits: Iterable[str]) -> VideoIndex:
         return self.select(replace(it, split=s) for it, s in zip(self.items, splits, strict=True))
@@ -145,10 +162,48 @@ def _read_lines(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _is_video(path: Path) -> bool:
-    if path.is_dir():
-        return any(p.suffix.lower() in FRAME_EXTENSIONS for p in path.iterdir())
-    return path.suffix.lower() in VIDEO_EXTENSIONS
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    """Visible entries of ``folder`` by name; raises ``OSError`` if it cannot be listed."""
+    with os.scandir(folder) as it:
+        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+
+
+def _kind(entry: os.DirEntry[str]) -> Literal["video", "folder", "other"]:
+    """What a folder entry is to discovery, decided without opening anything but folders.
+
+    Anything named like a video is a video whatever its file type: the reader refuses a
+    FIFO, socket, device, broken link or a folder without frames with the reason, so each
+    verb reports it instead of silently losing it (or blocking on the open). A folder that
+    holds frame images, or that cannot be listed (it may, and then the reader says why), is
+    a video too.
+    """
+    if Path(entry.name).suffix.lower() in VIDEO_EXTENSIONS:
+        return "video"
+    try:
+        if not entry.is_dir():  # follows links; no open, so FIFOs cannot block here
+            return "other"
+        with os.scandir(entry.path) as inner:
+            has_frames = any(Path(e.name).suffix.lower() in FRAME_EXTENSIONS for e in inner)
+    except OSError:
+        return "video"
+    return "video" if has_frames else "folder"
+
+
+def list_videos(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """The videos in ``folder`` (files, frame folders, see :func:`_kind`), sorted by name;
+    ``recursive`` also searches the other sub-folders (symlinked ones are not followed).
+
+    Raises ``OSError`` when ``folder`` itself cannot be listed. Sub-folders that cannot be
+    listed are returned as videos, so the reader reports them.
+    """
+    out: list[Path] = []
+    for entry in _entries(Path(folder)):
+        kind = _kind(entry)
+        if kind == "video":
+            out.append(Path(entry.path))
+        elif kind == "folder" and recursive and not entry.is_symlink():
+            out.extend(list_videos(entry.path, recursive=True))
+    return out
 
 
 def ucf101_index(
@@ -229,13 +284,19 @@ def folder_index(root: str | Path, name: str | None = None) -> VideoIndex:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    items = [
-        VideoItem(video, class_dir.name, parse_group(video.stem))
-        for class_dir in class_dirs
-        for video in sorted(class_dir.iterdir())
-        if not video.name.startswith(".") and _is_video(video)
-    ]
+    try:
+        class_dirs = [Path(e.path) for e in _entries(root) if e.is_dir()]
+    except OSError as exc:
+        raise DatasetError(f"{root}: cannot list the dataset folder ({exc.strerror})") from None
+    items: list[VideoItem] = []
+    for class_dir in class_dirs:
+        try:
+            videos = list_videos(class_dir)
+        except OSError:
+            # An unreadable class folder stays in the index as one item: every job then
+            # skips and reports it (the reader says why), and the class list keeps its order.
+            videos = [class_dir]
+        items += [VideoItem(v, class_dir.name, parse_group(v.stem)) for v in videos]
     classes = sorted({item.label for item in items})
     if not items:
         raise DatasetError(f"{root}: no videos found under <class>/ folders")
@@ -251,27 +312,55 @@ def ucf50_index(root: str | Path) -> VideoIndex:
     return index
 
 
-def csv_index(path: str | Path) -> VideoIndex:
-    """A CSV manifest ``path,label[,split[,group]]``; relative paths are from the CSV's folder."""
+def _group_column(path: Path, columns: dict[str, str], wanted: str | None) -> str | None:
+    """The header name of the group column: ``wanted`` (must exist), else the first of
+    :data:`GROUP_COLUMNS` present; column names compare case-insensitively."""
+    if wanted is not None:
+        found = columns.get(wanted.strip().lower())
+        if found is None:
+            raise DatasetError(
+                f"{path}: no column '{wanted}' for --group-column; the columns are "
+                f"{', '.join(columns.values())}"
+            )
+        return found
+    return next((columns[name] for name in GROUP_COLUMNS if name in columns), None)
+
+
+def csv_index(path: str | Path, group_column: str | None = None) -> VideoIndex:
+    """A CSV manifest ``path,label[,split[,group]]``; relative paths are from the CSV's folder.
+
+    The group column is ``group_column`` or the first of :data:`GROUP_COLUMNS` in the header
+    (any case); rows without a group value fall back to the clip name (:func:`parse_group`).
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: manifest not found")
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
+        header = [c for c in reader.fieldnames or [] if c is not None]
+        columns: dict[str, str] = {}
+        for column in header:  # the first spelling of a name wins
+            columns.setdefault(column.strip().lower(), column)
         if "path" not in columns or "label" not in columns:
-            raise DatasetError(f"{path}: header must start with 'path,label', got {columns}")
+            raise DatasetError(f"{path}: header must start with 'path,label', got {header}")
+        path_col, label_col = columns["path"], columns["label"]
+        split_col = columns.get("split")
+        group_col = _group_column(path, columns, group_column)
+        used = {path_col, label_col, split_col, group_col}
+        ignored = [c for c in header if c not in used and c.strip()]
         items = []
         for n, row in enumerate(reader, 2):
-            if not row.get("path") or not row.get("label"):
-                raise DatasetError(f"{path}:{n}: empty 'path' or 'label'")
-            video = Path(row["path"])
+            video_text, label = (row.get(path_col) or "").strip(), (row.get(label_col) or "")
+            if not video_text or not label.strip():
+                raise DatasetError(f"{path}:{n}: empty '{path_col}' or '{label_col}'")
+            video = Path(video_text)
+            group = (row.get(group_col) or "").strip() if group_col else ""
             items.append(
                 VideoItem(
                     video if video.is_absolute() else path.parent / video,
-                    row["label"],
-                    row.get("group") or parse_group(video.stem),
-                    row.get("split") or None,
+                    label,
+                    group or parse_group(video.stem),
+                    ((row.get(split_col) or "").strip() or None) if split_col else None,
                 )
             )
     classes_file = path.parent / "classes.json"
@@ -280,14 +369,16 @@ def csv_index(path: str | Path) -> VideoIndex:
         if classes_file.is_file()
         else sorted({item.label for item in items})
     )
-    return VideoIndex(path.stem if path.stem != "manifest" else path.parent.name, items, classes)
+    name = path.stem if path.stem != "manifest" else path.parent.name
+    return VideoIndex(name, items, classes, group_col, ignored)
 
 
 class DatasetConfig(StrictModel):
     """Which dataset and which split a run uses."""
 
     kind: Literal["auto", "ucf101", "hmdb51", "ucf50", "folder", "csv"] = "auto"
-    """``auto``: ``csv`` for a .csv file or a folder holding ``manifest.csv``, else ``folder``."""
+    """``auto``: ``ucf101``/``hmdb51`` when ``annotations`` holds their split files, ``csv`` for a
+    .csv file or a folder holding ``manifest.csv``, else ``folder``."""
     root: Path
     """Video root (``folder``, ``ucf101``, ``hmdb51``, ``ucf50``) or the manifest (``csv``)."""
     annotations: Path | None = None
@@ -299,16 +390,15 @@ class DatasetConfig(StrictModel):
     seed: int = 0
     allow_leakage: bool = False
     """Accept a split that puts one group on both sides (refused by default)."""
+    group_column: str | None = None
+    """CSV column holding the group (default: the first of group/actor/person/subject/performer)."""
 
 
 def load_index(config: DatasetConfig) -> VideoIndex:
     """The index of ``config`` as the data defines it (official splits where they exist)."""
     from harkit.data.splits import leave_one_group_out
 
-    kind, root = config.kind, Path(config.root)
-    if kind == "auto":
-        is_csv = root.suffix.lower() == ".csv" or (root / "manifest.csv").is_file()
-        kind = "csv" if is_csv else "folder"
+    kind, root = resolve_kind(config), Path(config.root)
     if kind == "ucf101":
         return ucf101_index(root, config.split, config.annotations)
     if kind == "hmdb51":
@@ -321,7 +411,59 @@ def load_index(config: DatasetConfig) -> VideoIndex:
         return leave_one_group_out(ucf50_index(root), f"g{config.split:02d}")
     if kind == "folder":
         return folder_index(root)
-    return csv_index(root / "manifest.csv" if root.is_dir() else root)
+    return csv_index(root / "manifest.csv" if root.is_dir() else root, config.group_column)
+
+
+#: Kinds whose data defines its own splits; ``split`` means something only for them.
+OFFICIAL_SPLITS = {"ucf101": 3, "hmdb51": 3, "ucf50": 25}
+
+
+def _annotations_kind(ann: Path) -> str | None:
+    """``ucf101`` or ``hmdb51`` when ``ann`` holds that benchmark's split files."""
+    if (ann / "classInd.txt").is_file() and any(ann.glob("trainlist0[1-9].txt")):
+        return "ucf101"
+    if any(ann.glob("*_test_split[1-9].txt")):
+        return "hmdb51"
+    return None
+
+
+def resolve_kind(config: DatasetConfig) -> str:
+    """The concrete kind of ``config``; refuses settings the kind would silently ignore.
+
+    ``auto`` is ``ucf101``/``hmdb51`` when ``annotations`` holds their split files, else
+    ``csv`` for a .csv file or a folder holding ``manifest.csv``, else ``folder``.
+    """
+    kind, root, ann = config.kind, Path(config.root), config.annotations
+    if kind == "auto" and ann is not None:
+        if not Path(ann).is_dir():
+            raise DatasetError(f"{ann}: annotations folder not found")
+        found = _annotations_kind(Path(ann))
+        if found is None:
+            raise DatasetError(
+                f"{ann}: no UCF101 (classInd.txt + trainlist0N.txt) or HMDB51 "
+                "(<class>_test_split<k>.txt) split files; pass --kind or drop --annotations"
+            )
+        kind = found
+    elif kind == "auto":
+        is_csv = root.suffix.lower() == ".csv" or (root / "manifest.csv").is_file()
+        kind = "csv" if is_csv else "folder"
+    elif ann is not None and kind not in ("ucf101", "hmdb51"):
+        # Annotations are only read by ucf101/hmdb51; ignoring them would train on a random split.
+        raise DatasetError(
+            f"{ann}: annotations are UCF101/HMDB51 split files, which kind '{kind}' does "
+            "not read; drop --annotations or pass --kind ucf101/hmdb51"
+        )
+    if config.group_column is not None and kind != "csv":
+        raise DatasetError(
+            f"{root}: --group-column '{config.group_column}' names a CSV manifest column, "
+            f"but this is a '{kind}' dataset; drop --group-column"
+        )
+    if config.split != 1 and kind not in OFFICIAL_SPLITS:
+        raise DatasetError(
+            f"{root}: split {config.split} asked, but a '{kind}' dataset has no official "
+            "splits (UCF101/HMDB51: 1-3, UCF50: 1-25); drop --split"
+        )
+    return kind
 
 
 def build_index(config: DatasetConfig) -> VideoIndex:

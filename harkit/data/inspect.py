@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from harkit.data.datasets import VideoIndex
+from harkit.data.datasets import GROUP_COLUMNS, VideoIndex
 from harkit.data.video import VideoReadError, probe
 
-__all__ = ["DatasetSummary", "summarize"]
+__all__ = ["DatasetSummary", "summarize", "typical_clip"]
 
 
 @dataclass
@@ -20,6 +21,8 @@ class DatasetSummary:
     classes: dict[str, int]
     splits: dict[str, int]
     num_groups: int
+    group_column: str | None = None
+    ignored_columns: list[str] = field(default_factory=list)
     duration_s: dict[str, float] = field(default_factory=dict)
     frames: dict[str, float] = field(default_factory=dict)
     resolutions: dict[str, int] = field(default_factory=dict)
@@ -35,6 +38,15 @@ class DatasetSummary:
             f"{self.num_groups} groups",
             "splits: " + ", ".join(f"{k}={v}" for k, v in self.splits.items()),
         ]
+        if self.group_column:
+            lines.append(f"groups: from column '{self.group_column}'")
+        elif not self.num_groups:
+            lines.append(
+                "groups: none, so leakage cannot be checked (no _gXX_/_aXX_ in clip names; a "
+                f"CSV's group column is one of {', '.join(GROUP_COLUMNS)}, or --group-column NAME)"
+            )
+        if self.ignored_columns:
+            lines.append("ignored columns: " + ", ".join(self.ignored_columns))
         width = max((len(c) for c in self.classes), default=5)
         lines += ["classes:"] + [f"  {c:<{width}}  {n}" for c, n in self.classes.items()]
         if self.duration_s:
@@ -59,6 +71,25 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"min": a.min(), "mean": a.mean(), "max": a.max(), "total": a.sum()}
 
 
+def typical_clip(index: VideoIndex, max_videos: int = 24) -> dict[str, float] | None:
+    """Median ``frames`` and ``fps`` of up to ``max_videos`` videos spread evenly over the
+    sorted paths (headers only, so every class shows and it stays cheap); None when none of
+    them can be read. Streams space their frames by it as training clips were."""
+    picks = sorted(index, key=lambda item: str(item.path))
+    if len(picks) > max_videos:
+        picks = [picks[i] for i in np.linspace(0, len(picks) - 1, max_videos).astype(int)]
+    infos = []
+    for item in picks:
+        with contextlib.suppress(VideoReadError):
+            infos.append(probe(item.path))
+    if not infos:
+        return None
+    rates = [i.fps for i in infos if i.fps > 0]
+    return {"frames": float(np.median([i.num_frames for i in infos])),
+            "fps": float(np.median(rates)) if rates else None,
+            "videos": len(infos)}
+
+
 def summarize(index: VideoIndex, probe_videos: bool = True) -> DatasetSummary:
     """Counts from the index; with ``probe_videos`` also metadata of every video."""
     summary = DatasetSummary(
@@ -67,6 +98,8 @@ def summarize(index: VideoIndex, probe_videos: bool = True) -> DatasetSummary:
         classes=index.class_counts(),
         splits=dict(Counter(item.split or "none" for item in index)),
         num_groups=len({item.group for item in index if item.group}),
+        group_column=index.group_column,
+        ignored_columns=list(index.ignored_columns),
     )
     if not probe_videos:
         return summary

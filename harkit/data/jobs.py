@@ -1,5 +1,6 @@
 """Helpers for jobs that walk a whole dataset (flow, feature extraction): rank sharding,
-stable video ids, per-rank skip reports and progress bars.
+stable video ids, per-rank skip reports, progress bars and worker processes that die with
+their parent.
 
 Each rank of ``torchrun`` / SLURM takes a disjoint share of the videos; outputs are keyed by
 the video's path relative to a common root, so every rank and every later run agree on names.
@@ -7,21 +8,38 @@ the video's path relative to a common root, so every rank and every later run ag
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import json
+import logging
 import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from harkit.data.clips import SkipReport
 from harkit.data.datasets import VideoIndex
 from harkit.errors import HarkitError
+from harkit.io import atomic_write_text
 
 __all__ = [
     "common_video_root",
+    "die_with_parent",
+    "loader_worker_init",
+    "one_line",
+    "open_skip_report",
     "progress_bar",
     "rank_report_path",
     "resolve_shard",
     "shard_indices",
     "video_id",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def resolve_shard(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -49,12 +67,23 @@ def common_video_root(index: VideoIndex) -> Path:
     return Path(os.path.commonpath(sorted(parents)))
 
 
+#: Prefix of the id of a video outside the video root (an absolute path in a CSV manifest).
+OUTSIDE_ROOT = "_abs"
+
+
 def video_id(path: str | Path, video_root: str | Path) -> str:
-    """A video's id: its path relative to ``video_root``, POSIX style."""
+    """A video's id: its path relative to ``video_root``, POSIX style; a video outside the
+    root (a CSV may list absolute paths anywhere) is ``_abs/<its absolute path>``.
+
+    Ids name files inside a store, so they stay relative; the absolute path keeps them unique
+    and the same in every run whatever the root.
+    """
+    absolute = Path(os.path.abspath(path))
     try:
-        return Path(os.path.abspath(path)).relative_to(os.path.abspath(video_root)).as_posix()
+        return absolute.relative_to(os.path.abspath(video_root)).as_posix()
     except ValueError:
-        raise HarkitError(f"{path} is not under the video root {video_root}") from None
+        drive, rest = os.path.splitdrive(absolute.as_posix())
+        return f"{OUTSIDE_ROOT}/" + (drive.replace(":", "") + rest).lstrip("/")
 
 
 def rank_report_path(root: str | Path, stem: str, rank: int = 0, world_size: int = 1) -> Path:
@@ -68,3 +97,103 @@ def progress_bar(name: str, total: int, done: int, *, enabled: bool, rank: int) 
 
     desc = name if rank == 0 else f"{name} rank {rank}"
     return tqdm(total=total, initial=done, desc=desc, unit="video", disable=not enabled)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line (pydantic and SQLite messages can span several)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def open_skip_report(
+    path: str | Path, rebuild: Callable[[], Mapping[str, str]] | None = None
+) -> SkipReport:
+    """The skip report at ``path``. One that is not a JSON object of ``path: reason`` (a
+    truncated or hand-edited file) is rebuilt with a warning, from ``rebuild()`` when given
+    (e.g. the failed rows of a manifest), else empty: the job lists again what it skips."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise HarkitError(f"{path} is a folder, not a skip report; move it away and re-run")
+    try:
+        report = SkipReport(path)
+        entries: Any = report.entries
+        if isinstance(entries, dict) and all(isinstance(v, str) for v in entries.values()):
+            return report
+        problem = "not a JSON object of video path: reason"
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        problem = one_line(exc)
+    report = SkipReport(None)
+    report.path, report.entries = path, dict(rebuild() if rebuild else {})
+    log.warning(
+        "%s was unreadable (%s); rebuilt it with %d entries", path, problem, len(report.entries)
+    )
+    atomic_write_text(path, json.dumps(report.entries, indent=1, sort_keys=True))
+    return report
+
+
+# -- worker processes -----------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_WATCH_INTERVAL_S = 1.0
+
+
+def _set_parent_death_signal() -> bool:
+    """Ask the Linux kernel to SIGKILL this process when its parent exits."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return (
+            libc.prctl(
+                ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL),
+                ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0),
+            )
+            == 0
+        )  # fmt: skip
+    except (OSError, AttributeError):  # no libc / no prctl symbol
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(_WATCH_INTERVAL_S)
+    os._exit(1)  # the parent is gone: nobody will ever read this worker's results
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Tie this worker process's life to ``parent_pid`` (call it first in the worker).
+
+    A pool or DataLoader worker blocked on its task queue outlives a parent killed with
+    SIGKILL: nothing tells it, and it holds its memory for minutes. On Linux the kernel
+    SIGKILLs the worker when the parent exits (``PR_SET_PDEATHSIG``; strictly, when the parent
+    *thread* that started the worker exits, which for harkit's pools is the main thread);
+    elsewhere, or if ``prctl`` fails, a daemon thread polls the parent pid. A parent that died
+    before this ran (between the fork and here) ends the worker at once.
+    """
+    if not (sys.platform.startswith("linux") and _set_parent_death_signal()):
+        threading.Thread(
+            target=_watch_parent, args=(parent_pid,), name="harkit-parent-watch", daemon=True
+        ).start()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _loader_worker_init(creator_pid: int, worker_id: int) -> None:
+    parent = os.getppid()
+    if parent != creator_pid and _pid_exists(creator_pid):
+        creator_pid = parent  # iterated in another process than the one that built the loader
+    die_with_parent(creator_pid)
+
+
+def loader_worker_init() -> Callable[[int], None]:
+    """A DataLoader ``worker_init_fn`` that ties each worker's life to its parent (see
+    :func:`die_with_parent`). Call it where the DataLoader is built; picklable, for spawn."""
+    return functools.partial(_loader_worker_init, os.getpid())

@@ -118,9 +118,10 @@ def sample_indices(
         if train and step > 1:
             rng = rng if rng is not None else np.random.default_rng()
             start = int(rng.integers(0, min(step, num_frames)))
-        picks = np.arange(start, num_frames, step, dtype=np.int64)
-        if config.max_frames is not None:
-            picks = picks[: config.max_frames]
+        stop = num_frames
+        if config.max_frames is not None:  # allocate only the indices kept
+            stop = min(stop, start + config.max_frames * step)
+        picks = np.arange(start, stop, step, dtype=np.int64)
         return SampledIndices(picks, np.ones(len(picks), dtype=bool))
 
     # segments: T x L, last one may be short (masked, padded with its last frame)

@@ -15,12 +15,17 @@ from sklearn.model_selection import StratifiedGroupKFold
 from harkit.data.datasets import DatasetError, VideoIndex
 
 __all__ = [
+    "NO_GROUPS",
     "LeakageError",
     "assert_no_leakage",
     "group_split",
+    "leakage_status",
     "leaked_groups",
     "leave_one_group_out",
 ]
+
+#: What every report says when no video has a group: nothing could be checked.
+NO_GROUPS = "no groups: leakage not checked"
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +43,37 @@ def leaked_groups(index: VideoIndex, train: str = "train", test: str = "test") -
     return sorted(group for group, seen in sides.items() if len(seen) == 2)
 
 
+def leakage_status(
+    index: VideoIndex,
+    pairs: tuple[tuple[str, str], ...] = (("train", "test"),),
+    allowed: bool = False,
+) -> str:
+    """One line for reports and ``run.json``: :data:`NO_GROUPS` when no video of the splits in
+    ``pairs`` has a group, ``checked, ...`` or ``LEAKS (...)`` otherwise."""
+    sides = {s for pair in pairs for s in pair}
+    items = [item for item in index if item.split in sides]
+    order = ("train", "val", "test")
+    present = {str(item.split) for item in items}  # an empty val is not named as checked
+    names = "/".join(sorted(present, key=lambda s: (order.index(s) if s in order else 3, s)))
+    ungrouped = sum(1 for item in items if item.group is None)
+    if not items or ungrouped == len(items):
+        return NO_GROUPS
+    bad = {f"{a}/{b}": n for a, b in pairs if (n := len(leaked_groups(index, a, b)))}
+    if bad:
+        detail = "; ".join(f"{k}: {n} groups" for k, n in bad.items())
+        return f"LEAKS ({detail}){' - allowed by allow_leakage' if allowed else ''}"
+    status = f"checked, no group on two sides ({names})"
+    if ungrouped:
+        status += f"; {ungrouped} videos without a group not checked"
+    return status
+
+
 def assert_no_leakage(index: VideoIndex, allow: bool = False) -> None:
     """Raise :class:`LeakageError` listing the groups on both sides (warn when ``allow``)."""
+    if all(item.group is None for item in index):
+        log.warning("%s: %s (no group column, no gXX/aXX clip names; see --group-column)",
+                    index.name, NO_GROUPS)
+        return
     leaked = leaked_groups(index)
     if not leaked:
         return

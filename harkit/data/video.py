@@ -5,25 +5,43 @@ presentation order) as ``uint8 (T, H, W, 3)`` RGB, identical across backends. Re
 forward from the start and convert only the frames asked for: timestamp seeks returned wrong
 frames for H.264-with-B-frames in AVI, and inside short clips seeking is slower than decoding
 through anyway.
+
+Two resource limits protect long jobs from single files (both overridable, see
+:func:`max_pixels` / :func:`max_frames`): a frame may hold at most ``HARKIT_MAX_PIXELS``
+pixels (default 4096x4096) and a video at most ``HARKIT_MAX_FRAMES`` frames (default
+100,000). A header's frame count is never trusted past the frame limit: the frames are
+counted instead. Anything that is not a regular file (FIFO, socket, device, broken link) is
+refused before it is opened, since opening a FIFO blocks forever.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import re
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from harkit.errors import HarkitError
 
+if TYPE_CHECKING:
+    from av.container import InputContainer
+    from av.video.frame import VideoFrame
+    from av.video.stream import VideoStream
+
 __all__ = [
+    "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_PIXELS",
     "FRAME_EXTENSIONS",
+    "MAX_FRAMES_ENV",
+    "MAX_PIXELS_ENV",
     "FrameCountError",
     "FrameFolderReader",
     "OpenCVReader",
@@ -33,7 +51,11 @@ __all__ = [
     "VideoReadError",
     "VideoReader",
     "available_backends",
+    "check_frame_size",
+    "check_video_path",
     "get_reader",
+    "max_frames",
+    "max_pixels",
     "probe",
     "read_frames",
 ]
@@ -88,11 +110,96 @@ def _check_indices(indices: Sequence[int] | np.ndarray) -> np.ndarray:
     return idx
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise VideoReadError(path, "file not found")
-    if path.is_file() and path.stat().st_size == 0:
+MAX_PIXELS_ENV = "HARKIT_MAX_PIXELS"
+MAX_FRAMES_ENV = "HARKIT_MAX_FRAMES"
+#: 4096x4096 = 16.8 Mpx: covers DCI 4K (4096x2160) with room to spare; one decoded RGB frame
+#: is then at most 48 MiB, a 16-frame clip 768 MiB before any resize.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+#: 100,000 frames: 55 min at 30 fps, far beyond any action clip; index arrays stay < 1 MiB.
+DEFAULT_MAX_FRAMES = 100_000
+
+
+def _env_limit(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    value = 1
+    try:  # pixels may also be given as WxH
+        for part in text.lower().split("x"):
+            value *= int(part) if int(part) > 0 else 0
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise HarkitError(f"{name}={text!r}: expected a positive integer (pixels also as WxH)")
+    return value
+
+
+def max_pixels() -> int:
+    """Most pixels one frame may have: ``$HARKIT_MAX_PIXELS`` (an integer or ``WxH``), default
+    :data:`DEFAULT_MAX_PIXELS`. Read on every call, so DataLoader workers and subprocesses
+    follow the environment."""
+    return _env_limit(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS)
+
+
+def max_frames() -> int:
+    """Most frames one video may have: ``$HARKIT_MAX_FRAMES``, default
+    :data:`DEFAULT_MAX_FRAMES`."""
+    return _env_limit(MAX_FRAMES_ENV, DEFAULT_MAX_FRAMES)
+
+
+def check_frame_size(path: str | Path, width: int, height: int) -> None:
+    """Raise :class:`VideoReadError` for frames over :func:`max_pixels` (0 = unknown: passes)."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise VideoReadError(
+            path,
+            f"frames of {width}x{height} ({width * height:,} px) exceed the limit of "
+            f"{limit:,} px (set {MAX_PIXELS_ENV} to raise it)",
+        )
+
+
+def _too_many_frames(path: str | Path, limit: int) -> VideoReadError:
+    return VideoReadError(
+        path, f"more than {limit:,} frames (set {MAX_FRAMES_ENV} to raise the limit)"
+    )
+
+
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def check_video_path(path: str | Path, *, folder: bool = False) -> os.stat_result:
+    """Refuse, with the reason, anything a decoder must not open: missing files, broken links,
+    FIFOs, sockets, devices (opening those blocks or reads forever), empty files, and folders
+    (unless ``folder``). Called before every open; returns the ``stat`` of ``path``."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise VideoReadError(
+                path, f"broken symbolic link (its target {os.readlink(path)} does not exist)"
+            ) from None
+        raise VideoReadError(path, "file not found") from None
+    except OSError as exc:  # no permission on a parent folder, link loop, name too long
+        raise VideoReadError(path, f"cannot access it ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        if folder:
+            return st
+        raise VideoReadError(path, "is a folder, not a video file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((k for test, k in _SPECIAL_FILES if test(st.st_mode)), "not a regular file")
+        raise VideoReadError(path, f"is {kind}, not a regular file; not opened")
+    if st.st_size == 0:
         raise VideoReadError(path, "file is empty (0 bytes)")
+    return st
+
+
+def _check_file(path: Path) -> None:
+    check_video_path(path)
 
 
 def _gather(path: Path, idx: np.ndarray, frames: Iterator[tuple[int, np.ndarray]]) -> np.ndarray:
@@ -148,18 +255,26 @@ class PyAVReader(VideoReader):
     def __init__(self, threads: int = 0) -> None:
         self.threads = threads
 
-    def _open(self, path: Path):
+    def open(self, path: Path) -> tuple[InputContainer, VideoStream]:
+        """``(container, first video stream)`` after the file and frame-size checks; the
+        caller closes the container."""
         import av
 
         _check_file(path)
         try:
             container = av.open(str(path))
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-            raise VideoReadError(path, f"not a readable video ({exc})") from exc
-        if not container.streams.video:
+            why = getattr(exc, "strerror", None) or exc  # strerror: without the path again
+            raise VideoReadError(path, f"not a readable video ({why})") from exc
+        try:
+            if not container.streams.video:
+                raise VideoReadError(path, "the file has no video stream")
+            stream = container.streams.video[0]
+            # before the first decode: an 8192x8192 clip would fill memory frame by frame
+            check_frame_size(path, stream.codec_context.width, stream.codec_context.height)
+        except BaseException:
             container.close()
-            raise VideoReadError(path, "the file has no video stream")
-        stream = container.streams.video[0]
+            raise
         stream.thread_type = "AUTO"
         if self.threads:
             stream.thread_count = self.threads
@@ -169,11 +284,18 @@ class PyAVReader(VideoReader):
         import av
 
         path = Path(path)
-        container, stream = self._open(path)
+        container, stream = self.open(path)
         try:
             num_frames = stream.frames
-            if num_frames <= 0:  # no count in the header (e.g. some mkv/webm): count packets
-                num_frames = sum(1 for p in container.demux(stream) if p.size)
+            limit = max_frames()
+            if not 0 < num_frames <= limit:
+                # No count in the header (some mkv/webm), or one past the limit that may be a
+                # lie (an AVI claiming 1e9 frames): count packets, at most limit + 1.
+                num_frames = 0
+                for packet in container.demux(stream):
+                    num_frames += 1 if packet.size else 0
+                    if num_frames > limit:
+                        raise _too_many_frames(path, limit)
             rate = stream.average_rate or stream.guessed_rate or 0
             return VideoInfo(
                 path=str(path),
@@ -188,19 +310,27 @@ class PyAVReader(VideoReader):
         finally:
             container.close()
 
-    def _decoded(self, path: Path) -> Iterator[tuple[int, object]]:
+    def decode(self, path: Path, *, bounded: bool = True) -> Iterator[tuple[int, VideoFrame]]:
+        """``(index, av.VideoFrame)`` in order. ``bounded``: stop with :class:`VideoReadError`
+        past :func:`max_frames` (callers that keep no frames, like streaming, pass False)."""
         import av
 
-        container, stream = self._open(path)
+        container, stream = self.open(path)
+        limit = max_frames() if bounded else None
         try:
-            yield from enumerate(container.decode(stream))
+            for i, frame in enumerate(container.decode(stream)):
+                if limit is not None and i >= limit:
+                    raise _too_many_frames(path, limit)
+                check_frame_size(path, frame.width, frame.height)  # the size may change midway
+                yield i, frame
         except av.error.FFmpegError as exc:
-            raise VideoReadError(path, f"decoding failed ({exc})") from exc
+            why = getattr(exc, "strerror", None) or exc
+            raise VideoReadError(path, f"decoding failed ({why})") from exc
         finally:
             container.close()
 
     def iter_frames(self, path: str | Path, stop: int | None = None) -> Iterator[np.ndarray]:
-        for i, frame in self._decoded(Path(path)):
+        for i, frame in self.decode(Path(path)):
             if stop is not None and i >= stop:
                 return
             yield frame.to_ndarray(format="rgb24")
@@ -208,7 +338,7 @@ class PyAVReader(VideoReader):
     def _indexed_frames(
         self, path: Path, wanted: set[int], last: int
     ) -> Iterator[tuple[int, np.ndarray]]:
-        for i, frame in self._decoded(path):
+        for i, frame in self.decode(path):
             # Only wanted frames pay for the YUV -> RGB conversion.
             yield i, (frame.to_ndarray(format="rgb24") if i in wanted else None)
             if i >= last:
@@ -227,6 +357,13 @@ class OpenCVReader(VideoReader):
         capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not capture.isOpened():
             raise VideoReadError(path, "OpenCV cannot open it as a video")
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        try:
+            check_frame_size(path, width, height)
+        except VideoReadError:
+            capture.release()
+            raise
         return capture
 
     def info(self, path: str | Path) -> VideoInfo:
@@ -236,10 +373,13 @@ class OpenCVReader(VideoReader):
         capture = self._open(path)
         try:
             num_frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-            if num_frames <= 0:
+            limit = max_frames()
+            if not 0 < num_frames <= limit:  # missing, or past the limit: count (see PyAV)
                 num_frames = 0
                 while capture.grab():
                     num_frames += 1
+                    if num_frames > limit:
+                        raise _too_many_frames(path, limit)
             fourcc = int(capture.get(cv2.CAP_PROP_FOURCC))
             codec = "".join(chr((fourcc >> 8 * k) & 0xFF) for k in range(4)).strip("\x00 ")
             return VideoInfo(
@@ -259,10 +399,13 @@ class OpenCVReader(VideoReader):
         import cv2
 
         capture = self._open(path)
+        limit = max_frames()
         try:
             for i in range(last + 1):
                 if not capture.grab():
                     return
+                if i >= limit:
+                    raise _too_many_frames(path, limit)
                 frame = None
                 if i in wanted:
                     ok, bgr = capture.retrieve()
@@ -296,9 +439,14 @@ class TorchCodecReader(VideoReader):
 
         _check_file(path)
         try:
-            return VideoDecoder(str(path), dimension_order="NHWC", seek_mode="exact")
+            decoder = VideoDecoder(str(path), dimension_order="NHWC", seek_mode="exact")
         except (RuntimeError, ValueError) as exc:
             raise VideoReadError(path, f"TorchCodec cannot open it ({exc})") from exc
+        meta = decoder.metadata
+        check_frame_size(path, int(meta.width or 0), int(meta.height or 0))
+        if len(decoder) > max_frames():  # 'exact' mode counted the frames by scanning
+            raise _too_many_frames(path, max_frames())
+        return decoder
 
     def info(self, path: str | Path) -> VideoInfo:
         path = Path(path)
@@ -340,20 +488,33 @@ class FrameFolderReader(VideoReader):
         self.fps = fps
 
     def _frame_files(self, path: Path) -> list[Path]:
+        check_video_path(path, folder=True)
         if not path.is_dir():
-            raise VideoReadError(path, "frame folder not found")
-        files = [p for p in path.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS]
+            raise VideoReadError(path, "is a file, not a folder of frame images")
+        try:
+            with os.scandir(path) as entries:
+                files = [
+                    Path(e.path) for e in entries if Path(e.name).suffix.lower() in FRAME_EXTENSIONS
+                ]
+        except OSError as exc:  # e.g. no read permission on the folder
+            raise VideoReadError(path, f"cannot list the folder ({exc.strerror or exc})") from None
         if not files:
-            raise VideoReadError(path, f"no frame images ({', '.join(FRAME_EXTENSIONS)}) inside")
+            raise VideoReadError(
+                path, f"is a folder without frame images ({', '.join(FRAME_EXTENSIONS)})"
+            )
+        if len(files) > max_frames():
+            raise _too_many_frames(path, max_frames())
         return sorted(files, key=lambda p: _natural_key(p.name))
 
     @staticmethod
     def _load(file: Path) -> np.ndarray:
         import cv2
 
+        check_video_path(file)  # a FIFO named 0001.jpg would block imread
         bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
         if bgr is None:
             raise VideoReadError(file, "cannot decode frame image")
+        check_frame_size(file, bgr.shape[1], bgr.shape[0])
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def info(self, path: str | Path) -> VideoInfo:

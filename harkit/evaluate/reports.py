@@ -9,6 +9,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,124 @@ def _top_confusions(cm: np.ndarray, classes: Sequence[str], limit: int) -> list[
     return rows
 
 
+# Metric names in a recipe's ``reported`` keys -> harkit's headline metric. The papers'
+# precision / recall / F1 are weighted averages (seed 004's recall equals its accuracy).
+_PAPER_METRICS: dict[str, str] = {
+    **{key: key for key in HEADLINE},
+    "accuracy": "top1",
+    "precision": "precision_weighted",
+    "recall": "recall_weighted",
+    "f1": "f1_weighted",
+}
+# ``<dataset>[_split<k>]_<metric>``, e.g. ``ucf101_top1``, ``hmdb51_split1_top1``.
+_REPORTED_KEY = re.compile(r"^(?P<dataset>[a-z0-9]+)(?:_split(?P<split>\d+))?_(?P<metric>\w+)$")
+
+
+def dataset_id(name: Any) -> str | None:
+    """``'UCF-101'`` -> ``'ucf101'``: the dataset part of a reported key (None if empty)."""
+    text = re.sub(r"[^a-z0-9]", "", str(name or "").lower())
+    return text or None
+
+
+@dataclass(frozen=True)
+class PaperNumber:
+    """One entry of a recipe's ``reported``: the paper's number for that configuration."""
+
+    key: str
+    value: float
+    """As the paper prints it: a percentage."""
+    dataset: str | None
+    split: int | None
+    """None: the paper's mean over its splits (or its only protocol)."""
+    metric: str | None
+    """The matching ``HEADLINE`` metric; None when harkit computes nothing comparable."""
+
+    def matches(self, dataset: str | None, split: int | None) -> bool:
+        """Whether an evaluation of ``dataset`` (split ``split``, None: a mean over splits)
+        measures what this number measures."""
+        if self.metric is None or self.dataset is None or self.dataset != dataset_id(dataset):
+            return False
+        return self.split is None or self.split == split
+
+
+def paper_numbers(reported: Mapping[str, float] | None) -> list[PaperNumber]:
+    """Parse a recipe's ``reported`` mapping, in its order."""
+    numbers = []
+    for key, value in (reported or {}).items():
+        match = _REPORTED_KEY.match(str(key).lower())
+        if match is None:
+            numbers.append(PaperNumber(str(key), float(value), None, None, None))
+            continue
+        split = match["split"]
+        numbers.append(
+            PaperNumber(
+                str(key),
+                float(value),
+                match["dataset"],
+                int(split) if split is not None else None,
+                _PAPER_METRICS.get(match["metric"]),
+            )
+        )
+    return numbers
+
+
+def _paper_row(number: PaperNumber, harkit: Mapping[str, float] | None) -> dict[str, Any]:
+    value = None if harkit is None or number.metric is None else harkit.get(number.metric)
+    return {
+        "key": number.key,
+        "metric": number.metric,
+        "paper": number.value / 100.0,
+        "harkit": None if value is None else float(value),
+    }
+
+
+def compare_with_paper(
+    reported: Mapping[str, float] | None,
+    harkit: Mapping[str, float] | None,
+    *,
+    dataset: Any = None,
+    split: Any = None,
+) -> list[dict[str, Any]]:
+    """One row per reported number: ``{'key', 'metric', 'paper', 'harkit'}`` as fractions.
+
+    ``harkit`` holds headline metrics (``Metrics.headline()``) of an evaluation of
+    ``dataset`` on ``split`` (None: a mean over splits). Its value goes beside the paper's
+    only where both measure the same thing (same dataset; same split for a per-split
+    number); otherwise ``harkit`` is None.
+    """
+    try:
+        split_k = int(split) if split is not None else None
+    except (TypeError, ValueError):
+        split_k = None
+    return [
+        _paper_row(number, harkit if number.matches(dataset, split_k) else None)
+        for number in paper_numbers(reported)
+    ]
+
+
+def _paper_lines(rows: Sequence[Mapping[str, Any]], dataset: Any) -> list[str]:
+    if not rows:
+        return []
+    table = [
+        [
+            row["key"],
+            HEADLINE_LABELS[row["metric"]] if row["metric"] else "–",
+            _pct(row["paper"]),
+            "–" if row["harkit"] is None else _pct(row["harkit"]),
+        ]
+        for row in rows
+    ]
+    return [
+        "## Paper vs harkit",
+        "",
+        *_md_table(["Reported", "Metric", "paper", "harkit"], table),
+        "",
+        "A number without a split is the paper's mean over its splits. harkit's value is shown "
+        f"where this evaluation ({dataset or 'dataset not recorded'}) measures the same thing.",
+        "",
+    ]
+
+
 def write_report(
     out_dir: str | os.PathLike[str],
     metrics: Metrics,
@@ -100,6 +219,7 @@ def write_report(
     split_info: Mapping[str, Any] | None = None,
     title: str = "Evaluation report",
     video_level: Metrics | None = None,
+    reported: Mapping[str, float] | None = None,
 ) -> dict[str, Path]:
     """Write ``report.md``, ``metrics.json``, ``confusion_matrix.csv`` and the raw and
     row-normalised confusion matrix PNGs into ``out_dir``; every file atomically.
@@ -107,6 +227,8 @@ def write_report(
     ``classes`` overrides the names stored in ``metrics`` (same count). ``split_info`` is
     shown as given, e.g. ``{'dataset': 'ucf101', 'split': 1, 'train': 9537, 'test': 3783,
     'leakage': 'none'}``. The per-class table and confusion matrix are those of ``metrics``.
+    ``reported`` (the recipe's paper numbers) adds a "Paper vs harkit" table, matched on
+    ``split_info['dataset']`` and ``['split']`` (see :func:`compare_with_paper`).
     Returns the written paths by kind (see ``REPORT_FILES``).
     """
     names = [str(c) for c in (classes if classes is not None else metrics.classes)]
@@ -136,6 +258,15 @@ def write_report(
         "metrics": {**metrics.to_dict(), "classes": names},
         "video_level": None if video_level is None else {**video_level.to_dict(), "classes": names},
     }
+    # The papers count one prediction per video: compare the video level where there is one.
+    paper = compare_with_paper(
+        reported,
+        (video_level or metrics).headline(),
+        dataset=split_info.get("dataset"),
+        split=split_info.get("split"),
+    )
+    if paper:
+        payload["paper"] = paper
     try:
         text = _json_text(payload)
     except (TypeError, ValueError) as exc:
@@ -143,7 +274,8 @@ def write_report(
     atomic_write_text(paths["metrics"], text)
 
     atomic_write_text(
-        paths["report"], _report_markdown(metrics, names, split_info, title, video_level)
+        paths["report"],
+        _report_markdown(metrics, names, split_info, title, video_level, paper),
     )
     return paths
 
@@ -154,6 +286,7 @@ def _report_markdown(
     split_info: Mapping[str, Any],
     title: str,
     video_level: Metrics | None,
+    paper: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     levels = [(f"{metrics.level.capitalize()} level", metrics)]
     if video_level is not None:
@@ -175,6 +308,7 @@ def _report_markdown(
         "classified correctly. Macro averages weigh every class equally; weighted averages "
         "weigh classes by their number of samples.",
         "",
+        *_paper_lines(paper, split_info.get("dataset")),
         f"## Per-class results ({metrics.level} level)",
         "",
     ]
@@ -242,9 +376,24 @@ def write_splits_report(
     per_split: Mapping[str | int, Metrics],
     *,
     title: str = "Results over splits",
+    reported: Mapping[str, float] | None = None,
+    dataset: str | None = None,
 ) -> dict[str, Path]:
-    """Write ``splits.md`` and ``splits.json``: one row per split, then the mean and std."""
+    """Write ``splits.md`` and ``splits.json``: one row per split, then the mean and std.
+
+    ``reported`` (the recipe's paper numbers) adds a "Paper vs harkit" table when
+    ``dataset`` names the data the splits are of (see :func:`compare_with_paper`).
+    """
     summary = average_over_splits(per_split)
+    paper = []
+    for number in paper_numbers(reported):
+        # A paper mean goes beside harkit's mean, a paper split-k number beside harkit's split k.
+        source = (
+            summary["mean"] if number.split is None else summary["per_split"].get(str(number.split))
+        )
+        paper.append(_paper_row(number, source if number.matches(dataset, number.split) else None))
+    if paper:
+        summary["paper"] = paper
     out = Path(out_dir)
     header = ["Split", *(HEADLINE_LABELS[key] for key in HEADLINE)]
     rows: list[list[Any]] = [
@@ -262,6 +411,7 @@ def write_splits_report(
         "",
         *_md_table(header, rows),
         "",
+        *_paper_lines(paper, dataset),
     ]
     paths = {"report": out / "splits.md", "json": out / "splits.json"}
     atomic_write_text(paths["json"], _json_text(summary))

@@ -28,6 +28,8 @@ from harkit.features.pipeline import (
 )
 from harkit.features.store import (
     FEATURE_FORMAT_VERSION,
+    MANIFEST_VERSION,
+    DamagedFeatureError,
     FeatureStore,
     FeatureStoreError,
     StoreConfig,
@@ -37,6 +39,8 @@ from harkit.features.store import (
 
 __all__ = [
     "FEATURE_FORMAT_VERSION",
+    "MANIFEST_VERSION",
+    "DamagedFeatureError",
     "Engine",
     "ExtractionReport",
     "FeatureDataset",

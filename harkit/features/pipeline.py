@@ -2,14 +2,16 @@
 
 Each video is decoded once (in DataLoader workers, together with every backbone's
 preprocessing, so the network never waits on the decoder) and its clip feeds every source.
-Videos already in all stores are not redone; a video that cannot be read is recorded as
-``failed`` in each store and in ``extract_skipped[.rankR].json`` and skipped. Under torchrun
-rank ``r`` of ``N`` takes items ``i % N == r`` and all ranks write into the same stores.
+Videos already in all stores are not redone, unless their file no longer matches its manifest
+row (truncated, emptied, missing): those are re-extracted with a warning. A video that cannot
+be read is recorded as ``failed`` in each store and in ``extract_skipped[.rankR].json`` and
+skipped. Under torchrun rank ``r`` of ``N`` takes items ``i % N == r`` and all ranks write into
+the same stores. The decode workers die with this process, even on ``kill -9``.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import os
 import time
@@ -22,10 +24,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from harkit.data.clips import SkipReport, load_clip
+from harkit.data.clips import load_clip
 from harkit.data.datasets import DatasetConfig, VideoIndex
 from harkit.data.jobs import (
     common_video_root,
+    die_with_parent,
+    open_skip_report,
     progress_bar,
     rank_report_path,
     resolve_shard,
@@ -43,7 +47,7 @@ from harkit.features.extractor import (
     source_key,
 )
 from harkit.features.store import FeatureStore, StoreDtype, store_config
-from harkit.flow.extract import CONFIG_FILE as FLOW_CONFIG_FILE
+from harkit.flow.extract import stored_video_root
 from harkit.flow.storage import flow_file_path, load_flow
 from harkit.models.recipe import FeatureSource
 
@@ -76,6 +80,8 @@ class ExtractionReport:
     stores: dict[str, str] = field(default_factory=dict)
     skip_report: str = ""
     extractor: dict[str, Any] = field(default_factory=dict)
+    repaired: int = 0
+    """Videos marked done whose file was damaged, so re-extracted (counted in ``extracted``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,10 +98,7 @@ def skip_report_path(store_root: str | Path, rank: int = 0, world_size: int = 1)
 
 
 def _flow_video_root(flow_root: Path, index: VideoIndex) -> Path:
-    stamp = flow_root / FLOW_CONFIG_FILE
-    if stamp.is_file():
-        return Path(json.loads(stamp.read_text(encoding="utf-8"))["video_root"])
-    return common_video_root(index)
+    return stored_video_root(flow_root) or common_video_root(index)
 
 
 def load_flow_clip(
@@ -142,6 +145,8 @@ class _Jobs(Dataset):
             inputs = self.preprocessor(frames, flow)
         except (HarkitError, ValueError) as exc:  # unreadable video / flow, too small to crop
             return {"position": position, "error": getattr(exc, "reason", None) or str(exc)}
+        except MemoryError as exc:  # e.g. resizing frames just under the pixel cap
+            return {"position": position, "error": f"ran out of memory preprocessing it ({exc})"}
         return {"position": position, "inputs": inputs}
 
 
@@ -149,10 +154,21 @@ def _identity(item: Any) -> Any:
     return item
 
 
-def _init_worker(_: int) -> None:
+def _init_worker(parent_pid: int, worker_id: int) -> None:
+    die_with_parent(parent_pid)  # a killed extract must not leave decoders running
     # Workers decode; one thread each leaves the cores to the network in the main process.
     # (Not cv2.setNumThreads: in a forked child it deadlocks on the parent's thread pool.)
     torch.set_num_threads(1)
+
+
+def _failed_entries(
+    stores: Sequence[FeatureStore], index: VideoIndex, ids: Sequence[str], positions: list[int]
+) -> dict[str, str]:
+    """This share's skip report as the manifests remember it (to rebuild a corrupt one)."""
+    failed: dict[str, str] = {}
+    for store in stores:
+        failed.update((row.video_id, row.error) for row in store.rows("failed"))
+    return {str(index[p].path): failed[ids[p]] for p in positions if ids[p] in failed}
 
 
 def extract_features(
@@ -204,17 +220,27 @@ def extract_features(
         )
         for s in sources
     }
-    report = SkipReport(skip_report_path(store_root, rank, world_size))
     ids = [video_id(item.path, root) for item in index]
     positions = shard_indices(len(index), rank, world_size)
+    report = open_skip_report(
+        skip_report_path(store_root, rank, world_size),
+        functools.partial(_failed_entries, list(stores.values()), index, ids, positions),
+    )
     done = {key: store.done_ids(include_failed=not retry_failed) for key, store in stores.items()}
+    share = {ids[p] for p in positions}
+    repaired: set[str] = set()
+    for key, store in stores.items():
+        for vid, problem in store.damaged(share).items():  # done, but the file is not right
+            log.warning("feature file %s %s: re-extracting %s", problem.file, problem.reason, vid)
+            done[key].discard(vid)
+            repaired.add(vid)
     todo = [p for p in positions if any(ids[p] not in d for d in done.values())]
     existing = len(positions) - len(todo)
 
     start = time.perf_counter()
     summary = ExtractionReport(
         rank, world_size, len(positions), 0, existing, 0, 0, 0.0,
-        {k: str(s.path) for k, s in stores.items()}, str(report.path),
+        {k: str(s.path) for k, s in stores.items()}, str(report.path), repaired=len(repaired),
     )  # fmt: skip
     if not todo:
         log.info("features rank %d/%d: all %d videos already done", rank, world_size, existing)
@@ -240,7 +266,7 @@ def extract_features(
         batch_size=None,
         num_workers=workers,
         collate_fn=_identity,
-        worker_init_fn=_init_worker if workers else None,
+        worker_init_fn=functools.partial(_init_worker, os.getpid()) if workers else None,
         prefetch_factor=4 if workers else None,
     )
     bar = progress_bar("features", len(positions), existing, enabled=progress, rank=rank)
@@ -268,10 +294,9 @@ def extract_features(
         bar.close()
     summary.seconds = time.perf_counter() - start
     log.info(
-        "features rank %d/%d: %d videos, %d extracted (%d steps, %.1f/s), %d already done, "
-        "%d failed",
+        "features rank %d/%d: %d videos, %d extracted (%d steps, %.1f/s; %d re-extracted as "
+        "damaged), %d already done, %d failed",
         rank, world_size, len(positions), summary.extracted, summary.steps,
-        summary.steps / max(summary.seconds, 1e-9), existing, summary.failed,
+        summary.steps / max(summary.seconds, 1e-9), summary.repaired, existing, summary.failed,
     )  # fmt: skip
     return summary
-

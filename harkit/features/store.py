@@ -4,7 +4,8 @@ Layout (one folder per configuration)::
 
     <store root>/<backbone>-<layer|pooled>-<key>/
         config.json        every field that changes the features (human readable)
-        manifest.sqlite    one row per video: id, status ok|failed, steps, dim, file, error, ...
+        manifest.sqlite    one row per video: id, status ok|failed, steps, dim, file, error,
+                           and the file's size, dtype and CRC-32 (manifest schema 2)
         features/<id>.npy  float16 (default) or float32 array (T, D)
 
 ``key`` is a hash of ``config.json``'s fields (backbone, weights tag, layer, stream,
@@ -13,26 +14,37 @@ renamed, and only then is its manifest row committed: a kill between the two lea
 without a row, which the next run simply writes again; a row never points at a missing or
 half-written file. The manifest uses SQLite in WAL mode with a busy timeout, so several
 processes (torchrun ranks) can write into one store at once.
+
+Every read checks the file against its row, so a truncated, emptied or overwritten file is a
+:class:`DamagedFeatureError` naming the file, never a stray ``EOFError``: memory-mapped reads
+and :meth:`FeatureStore.damaged` (which ``extract`` runs to redo such files) check the size and
+the ``.npy`` header; full reads (training) also the CRC-32. Stores written before schema 2 are
+upgraded in place; their old rows, having no recorded size, are checked against the size
+their header implies.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import PositiveInt
+from pydantic import PositiveInt, ValidationError
 
 from harkit.backbones import get_backbone_spec, weights_tag
 from harkit.config import StrictModel
+from harkit.data.jobs import one_line
 from harkit.data.sampling import SamplingConfig
 from harkit.data.transforms import TransformConfig
 from harkit.errors import HarkitError
@@ -41,6 +53,8 @@ from harkit.models.recipe import FeatureSource
 
 __all__ = [
     "FEATURE_FORMAT_VERSION",
+    "MANIFEST_VERSION",
+    "DamagedFeatureError",
     "FeatureStore",
     "FeatureStoreError",
     "StoreConfig",
@@ -49,6 +63,8 @@ __all__ = [
 ]
 
 FEATURE_FORMAT_VERSION = 1
+MANIFEST_VERSION = 2
+"""``PRAGMA user_version`` of the manifest: 2 added nbytes/dtype/crc32 (0 = the first layout)."""
 _KEY_CHARS = 16
 _BUSY_TIMEOUT_MS = 120_000
 StoreDtype = Literal["float16", "float32"]
@@ -56,6 +72,14 @@ StoreDtype = Literal["float16", "float32"]
 
 class FeatureStoreError(HarkitError):
     """A store is missing, belongs to another configuration, or lacks a video."""
+
+
+class DamagedFeatureError(FeatureStoreError):
+    """An ``ok`` row's file is missing, truncated or not what the manifest recorded."""
+
+    def __init__(self, file: Path, reason: str) -> None:
+        self.file, self.reason = file, reason
+        super().__init__(f"feature file {file} {reason}; `harkit extract` re-extracts it")
 
 
 class StoreConfig(StrictModel):
@@ -144,10 +168,15 @@ class StoreRow:
     path: str
     created: float
     updated: float
+    nbytes: int = -1
+    """File size in bytes; -1 for rows written before manifest schema 2."""
+    dtype: str = ""
+    crc32: int = -1
+    """CRC-32 of the whole file; -1 when unknown."""
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS videos (
+_TABLE = """
+CREATE TABLE videos (
     video_id  TEXT PRIMARY KEY,
     status    TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
     num_steps INTEGER NOT NULL DEFAULT 0,
@@ -156,10 +185,50 @@ CREATE TABLE IF NOT EXISTS videos (
     error     TEXT NOT NULL DEFAULT '',
     path      TEXT NOT NULL DEFAULT '',
     created   REAL NOT NULL,
-    updated   REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS videos_path ON videos (path);
-"""
+    updated   REAL NOT NULL,
+    nbytes    INTEGER NOT NULL DEFAULT -1,
+    dtype     TEXT NOT NULL DEFAULT '',
+    crc32     INTEGER NOT NULL DEFAULT -1
+)"""
+# schema 0 -> 2: ADD COLUMN appends, so old and new tables end up with one column order
+_ADDED_COLUMNS = (
+    "nbytes INTEGER NOT NULL DEFAULT -1",
+    "dtype TEXT NOT NULL DEFAULT ''",
+    "crc32 INTEGER NOT NULL DEFAULT -1",
+)
+_COLUMNS = ", ".join(StoreRow.__dataclass_fields__)
+
+
+def _check_folder(path: Path) -> None:
+    """Refuse a store path that is, or lies under, a file (instead of a mkdir traceback)."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise FeatureStoreError(
+                    f"{folder} is a file, not a folder; a feature store needs a folder there "
+                    "(move the file away or choose another --store)"
+                )
+            return
+
+
+def _first_problem(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the file"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def _npy_header(handle: Any) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data offset)`` of the ``.npy`` stream ``handle`` (reads the header only)."""
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return tuple(shape), dtype, handle.tell()
 
 
 def _check_id(video_id: str) -> str:
@@ -184,12 +253,21 @@ class FeatureStore:
 
     def __init__(self, path: str | os.PathLike[str], config: StoreConfig | None = None) -> None:
         self.path = Path(path)
+        _check_folder(self.path)
         stamp = self.path / self.CONFIG
         if stamp.is_file():
             try:
                 stored = StoreConfig.model_validate(json.loads(stamp.read_text(encoding="utf-8")))
-            except (OSError, ValueError) as exc:
-                raise FeatureStoreError(f"{stamp}: unreadable store config ({exc})") from exc
+            except ValidationError as exc:
+                raise FeatureStoreError(
+                    f"{stamp} is not a readable store config ({_first_problem(exc)}); delete "
+                    f"the folder {self.path} to re-extract"
+                ) from None
+            except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+                raise FeatureStoreError(
+                    f"{stamp} is not a readable store config ({one_line(exc)}); delete the "
+                    f"folder {self.path} to re-extract"
+                ) from None
             if config is not None and config != stored:
                 raise FeatureStoreError(
                     f"{self.path} holds features of another configuration; fields that differ: "
@@ -204,7 +282,7 @@ class FeatureStore:
             atomic_write_text(stamp, json.dumps(config.model_dump(mode="json"), indent=1) + "\n")
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
-        self._connection().executescript(_SCHEMA)  # idempotent; runs in its own transaction
+        self._prepare_manifest()
 
     @classmethod
     def at(cls, root: str | os.PathLike[str], config: StoreConfig) -> FeatureStore:
@@ -220,20 +298,82 @@ class FeatureStore:
 
     # -- manifest ---------------------------------------------------------------------------
 
+    @contextmanager
+    def _sqlite(self) -> Iterator[None]:
+        """SQLite errors -> one :class:`FeatureStoreError` line naming the manifest."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            manifest = self.path / self.MANIFEST
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise FeatureStoreError(
+                    f"{manifest} stayed locked for {_BUSY_TIMEOUT_MS // 1000} s ({exc}); "
+                    "another process is writing it: let it finish and re-run"
+                ) from None
+            raise FeatureStoreError(
+                f"{manifest} is not a readable SQLite database ({one_line(exc)}); delete the "
+                f"folder {self.path} to re-extract"
+            ) from None
+
     def _connection(self) -> sqlite3.Connection:
         # a connection must not cross fork(): reopen in each process
         if self._conn is None or self._pid != os.getpid():
-            conn = sqlite3.connect(
-                self.path / self.MANIFEST, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None
-            )
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            with self._sqlite():
+                conn = sqlite3.connect(
+                    self.path / self.MANIFEST, timeout=_BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                )  # fmt: skip
+                try:
+                    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute("PRAGMA synchronous = NORMAL")
+                except BaseException:
+                    conn.close()
+                    raise
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
-    def _db(self) -> _Transaction:
-        return _Transaction(self._connection())
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._sqlite():
+            return self._connection().execute(sql, args).fetchall()
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        with self._sqlite(), _Transaction(self._connection()) as db:
+            yield db
+
+    def _layout(self) -> tuple[int, list[str]]:
+        version = self._query("PRAGMA user_version")[0][0]
+        return version, [r[1] for r in self._query("PRAGMA table_info(videos)")]
+
+    def _prepare_manifest(self) -> None:
+        """Create the table, or upgrade an older manifest in place (once, under the lock)."""
+        version, columns = self._layout()
+        if version == MANIFEST_VERSION and columns:
+            pass
+        elif version > MANIFEST_VERSION:
+            raise FeatureStoreError(
+                f"{self.path / self.MANIFEST} was written by a newer harkit (manifest schema "
+                f"{version}, this one reads up to {MANIFEST_VERSION}); upgrade harkit, or delete "
+                f"the folder {self.path} to re-extract"
+            )
+        else:
+            with self._db() as db:  # another process may have done it meanwhile: look again
+                version, columns = self._layout()
+                if not columns:
+                    db.execute(_TABLE)
+                elif version < MANIFEST_VERSION:
+                    for column in _ADDED_COLUMNS:
+                        if column.split()[0] not in columns:
+                            db.execute(f"ALTER TABLE videos ADD COLUMN {column}")
+                db.execute("CREATE INDEX IF NOT EXISTS videos_path ON videos (path)")
+                db.execute(f"PRAGMA user_version = {MANIFEST_VERSION}")
+            version, columns = self._layout()
+        if columns != list(StoreRow.__dataclass_fields__):
+            raise FeatureStoreError(
+                f"{self.path / self.MANIFEST} has an unexpected layout (columns: "
+                f"{', '.join(columns)}); delete the folder {self.path} to re-extract"
+            )
 
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():
@@ -262,16 +402,21 @@ class FeatureStore:
         target = self.file_for(video_id)
         with atomic_output(target, suffix=".npy") as tmp:
             np.save(tmp, features.astype(self.dtype, copy=False))
+            written = tmp.read_bytes()  # size and checksum of what is on disk, for later reads
         now = time.time()
         with self._db() as db:
             db.execute(
-                "INSERT INTO videos VALUES (?, 'ok', ?, ?, ?, '', ?, ?, ?) "
+                "INSERT INTO videos (video_id, status, num_steps, dim, file, error, path, "
+                "created, updated, nbytes, dtype, crc32) "
+                "VALUES (?, 'ok', ?, ?, ?, '', ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(video_id) DO UPDATE SET status='ok', num_steps=excluded.num_steps, "
                 "dim=excluded.dim, file=excluded.file, error='', path=excluded.path, "
-                "updated=excluded.updated",
+                "updated=excluded.updated, nbytes=excluded.nbytes, dtype=excluded.dtype, "
+                "crc32=excluded.crc32",
                 (
                     _check_id(video_id), features.shape[0], features.shape[1],
                     target.relative_to(self.path).as_posix(), str(path), now, now,
+                    len(written), self.config.dtype, zlib.crc32(written),
                 ),
             )  # fmt: skip
         return target
@@ -281,33 +426,33 @@ class FeatureStore:
         now = time.time()
         with self._db() as db:
             db.execute(
-                "INSERT INTO videos VALUES (?, 'failed', 0, 0, '', ?, ?, ?, ?) "
+                "INSERT INTO videos (video_id, status, num_steps, dim, file, error, path, "
+                "created, updated) VALUES (?, 'failed', 0, 0, '', ?, ?, ?, ?) "
                 "ON CONFLICT(video_id) DO UPDATE SET status='failed', num_steps=0, dim=0, "
-                "file='', error=excluded.error, path=excluded.path, updated=excluded.updated",
+                "file='', error=excluded.error, path=excluded.path, updated=excluded.updated, "
+                "nbytes=-1, dtype='', crc32=-1",
                 (_check_id(video_id), error, str(path), now, now),
             )
 
     def row(self, video_id: str) -> StoreRow | None:
-        cur = self._connection().execute(
-            "SELECT * FROM videos WHERE video_id = ?", (_check_id(video_id),)
+        found = self._query(
+            f"SELECT {_COLUMNS} FROM videos WHERE video_id = ?", (_check_id(video_id),)
         )
-        found = cur.fetchone()
-        return StoreRow(*found) if found else None
+        return StoreRow(*found[0]) if found else None
 
     def find_path(self, path: str | Path) -> StoreRow | None:
         """The row recorded for the video file ``path`` (absolute path at extraction)."""
-        cur = self._connection().execute(
-            "SELECT * FROM videos WHERE path = ? ORDER BY updated DESC LIMIT 1",
+        found = self._query(
+            f"SELECT {_COLUMNS} FROM videos WHERE path = ? ORDER BY updated DESC LIMIT 1",
             (os.path.abspath(path),),
         )
-        found = cur.fetchone()
-        return StoreRow(*found) if found else None
+        return StoreRow(*found[0]) if found else None
 
     def rows(self, status: str | None = None) -> Iterator[StoreRow]:
-        query, args = "SELECT * FROM videos", ()
+        query, args = f"SELECT {_COLUMNS} FROM videos", ()
         if status is not None:
             query, args = query + " WHERE status = ?", (status,)
-        for found in self._connection().execute(query + " ORDER BY video_id", args).fetchall():
+        for found in self._query(query + " ORDER BY video_id", args):
             yield StoreRow(*found)
 
     def done_ids(self, include_failed: bool = True) -> set[str]:
@@ -315,11 +460,11 @@ class FeatureStore:
         query = "SELECT video_id FROM videos"
         if not include_failed:
             query += " WHERE status = 'ok'"
-        return {r[0] for r in self._connection().execute(query).fetchall()}
+        return {r[0] for r in self._query(query)}
 
     def counts(self) -> dict[str, int]:
-        found = self._connection().execute("SELECT status, COUNT(*) FROM videos GROUP BY status")
-        return {"ok": 0, "failed": 0, **dict(found.fetchall())}
+        found = self._query("SELECT status, COUNT(*) FROM videos GROUP BY status")
+        return {"ok": 0, "failed": 0, **dict(found)}
 
     def __len__(self) -> int:
         return sum(self.counts().values())
@@ -333,19 +478,90 @@ class FeatureStore:
 
     # -- features ---------------------------------------------------------------------------
 
+    def _check_size(self, row: StoreRow, file: Path, size: int) -> None:
+        if row.nbytes >= 0 and size != row.nbytes:
+            what = "is empty (0 bytes)" if size == 0 else f"is {size} bytes"
+            raise DamagedFeatureError(
+                file, f"{what}, the manifest recorded {row.nbytes} (truncated or overwritten)"
+            )
+
+    def _check_header(
+        self, row: StoreRow, file: Path, header: tuple[tuple[int, ...], np.dtype, int], size: int
+    ) -> None:
+        shape, dtype, offset = header
+        recorded = np.dtype(row.dtype or self.config.dtype)
+        if shape != (row.num_steps, row.dim) or dtype != recorded:
+            raise DamagedFeatureError(
+                file, f"holds {shape} {dtype}, the manifest recorded "
+                f"({row.num_steps}, {row.dim}) {recorded}",
+            )  # fmt: skip
+        needed = offset + int(np.prod(shape)) * dtype.itemsize
+        if size != needed:  # rows without a recorded size: the header says what it should be
+            raise DamagedFeatureError(file, f"is {size} bytes, its header needs {needed}")
+
+    def check_row(self, row: StoreRow) -> None:
+        """Cheap check of an ``ok`` row's file: size and ``.npy`` header, no data read.
+        Raises :class:`DamagedFeatureError`."""
+        file = self.path / row.file
+        try:
+            size = file.stat().st_size
+            self._check_size(row, file, size)
+            with open(file, "rb") as handle:
+                header = _npy_header(handle)
+        except FileNotFoundError:
+            raise DamagedFeatureError(file, "is missing") from None
+        except (OSError, ValueError, EOFError) as exc:
+            raise DamagedFeatureError(
+                file, f"is not a readable .npy file ({one_line(exc)})"
+            ) from None
+        self._check_header(row, file, header, size)
+
     def load_row(self, row: StoreRow, *, mmap: bool = False) -> np.ndarray:
+        """The row's features, checked against the row (see the module docstring)."""
         if row.status != "ok":
             raise FeatureStoreError(f"{row.video_id}: extraction failed ({row.error})")
+        file = self.path / row.file
+        if mmap:
+            self.check_row(row)
+            try:
+                return np.load(file, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:  # changed since the check
+                raise DamagedFeatureError(file, f"is unreadable ({one_line(exc)})") from None
         try:
-            array = np.load(self.path / row.file, mmap_mode="r" if mmap else None)
-        except (OSError, ValueError) as exc:
-            raise FeatureStoreError(f"{self.path / row.file}: unreadable features ({exc})") from exc
-        if array.shape != (row.num_steps, row.dim):
-            raise FeatureStoreError(
-                f"{self.path / row.file}: shape {array.shape} does not match its manifest row "
-                f"({row.num_steps}, {row.dim})"
-            )
+            data = file.read_bytes()
+        except FileNotFoundError:
+            raise DamagedFeatureError(file, "is missing") from None
+        except OSError as exc:
+            raise DamagedFeatureError(file, f"is unreadable ({one_line(exc)})") from None
+        self._check_size(row, file, len(data))
+        if row.crc32 >= 0 and zlib.crc32(data) != row.crc32:
+            raise DamagedFeatureError(file, "fails its CRC-32 check (changed since extraction)")
+        try:
+            header = _npy_header(io.BytesIO(data))
+        except (ValueError, EOFError) as exc:
+            raise DamagedFeatureError(
+                file, f"is not a readable .npy file ({one_line(exc)})"
+            ) from None
+        self._check_header(row, file, header, len(data))
+        try:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, EOFError) as exc:
+            raise DamagedFeatureError(
+                file, f"is not a readable .npy file ({one_line(exc)})"
+            ) from None
         return array
+
+    def damaged(self, ids: Collection[str] | None = None) -> dict[str, DamagedFeatureError]:
+        """``ok`` rows (of ``ids``, default all) whose file fails :meth:`check_row`."""
+        found = {}
+        for row in self.rows("ok"):
+            if ids is not None and row.video_id not in ids:
+                continue
+            try:
+                self.check_row(row)
+            except DamagedFeatureError as exc:
+                found[row.video_id] = exc
+        return found
 
     def get(self, video_id: str, *, mmap: bool = False) -> np.ndarray:
         """Stored ``(T, D)`` features (store dtype); a missing or failed video raises."""
@@ -355,11 +571,12 @@ class FeatureStore:
         return self.load_row(row, mmap=mmap)
 
     def verify(self) -> list[str]:
-        """Problems found: ok rows whose file is missing, unreadable or of the wrong shape."""
+        """Problems found: ok rows whose file is missing, unreadable, of the wrong shape, size or
+        dtype, or fails its checksum (reads every file)."""
         problems = []
         for row in self.rows("ok"):
             try:
-                self.load_row(row, mmap=True)
+                self.load_row(row)
             except FeatureStoreError as exc:
                 problems.append(str(exc))
         return problems

@@ -13,6 +13,7 @@ _EXPORTS = {
     "FlowMethodError": "harkit.flow.methods",
     "FlowSummary": "harkit.flow.extract",
     "RaftFlow": "harkit.flow.methods",
+    "check_flow_file": "harkit.flow.storage",
     "compute_dataset_flow": "harkit.flow.extract",
     "compute_flow": "harkit.flow.methods",
     "compute_pairs": "harkit.flow.methods",
@@ -25,6 +26,7 @@ _EXPORTS = {
     "raft_weights_path": "harkit.flow.methods",
     "save_flow": "harkit.flow.storage",
     "skip_report_path": "harkit.flow.extract",
+    "stored_video_root": "harkit.flow.extract",
     "to_gray": "harkit.flow.extract",
     "video_flow": "harkit.flow.extract",
 }

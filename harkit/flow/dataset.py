@@ -5,12 +5,12 @@ Items follow :class:`harkit.data.clips.ClipDataset`: a dict with ``video`` float
 so :func:`harkit.data.clips.collate_clips` batches both streams alike. A time step is one
 flow pair (x, y channels); values are displacement / bound in ``[-1, 1]`` (I3D flow input).
 Sampling, when given, picks among the stored pairs as if they were frames. A missing or
-unreadable flow file gives a :class:`harkit.data.clips.SkippedVideo`.
+unreadable flow file (missing, truncated, failing its CRC) gives a
+:class:`harkit.data.clips.SkippedVideo` whose reason names the file.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from harkit.data.clips import SkippedVideo
 from harkit.data.datasets import VideoIndex
 from harkit.data.jobs import common_video_root
 from harkit.data.sampling import SamplingConfig, sample_indices
-from harkit.flow.extract import CONFIG_FILE, working_shape
+from harkit.flow.extract import stored_video_root, working_shape
 from harkit.flow.storage import FlowFileError, flow_file_path, load_flow
 
 __all__ = ["FlowDataset", "flow_to_tensor"]
@@ -94,10 +94,7 @@ class FlowDataset(Dataset):
         self.video_root = Path(video_root) if video_root else self._stored_root()
 
     def _stored_root(self) -> Path:
-        stamp = self.flow_root / CONFIG_FILE
-        if stamp.is_file():
-            return Path(json.loads(stamp.read_text(encoding="utf-8"))["video_root"])
-        return common_video_root(self.index)
+        return stored_video_root(self.flow_root) or common_video_root(self.index)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -4,8 +4,10 @@ Flow runs between consecutive *sampled* frames (all frames by default), on grays
 resized so the shorter side is ``size`` (256, the I3D convention; 224 crops are cut later).
 One video is one task of a process pool; a cluster splits the index by rank (item ``i`` goes
 to rank ``i % world_size``; ``RANK``/``WORLD_SIZE`` from torchrun are the defaults), so ranks
-never touch the same file. A finished file is never recomputed, and a video that cannot be
-read is recorded in ``flow_skipped[.rankR].json`` under the output folder and passed over.
+never touch the same file. A finished file is never recomputed unless it was damaged since
+(truncated: recomputed with a warning), and a video that cannot be read is recorded in
+``flow_skipped[.rankR].json`` under the output folder and passed over. Pool workers die with
+the process that started them, even on ``kill -9``.
 
 ``flow_config.json`` in the output folder records the settings and the video root; running
 again with other settings into the same folder is refused (``overwrite=True`` recomputes).
@@ -30,10 +32,13 @@ import numpy as np
 from pydantic import PositiveFloat, PositiveInt, field_validator
 
 from harkit.config import StrictModel, atomic_write_text, parse_config
-from harkit.data.clips import SkipReport, load_clip
+from harkit.data.clips import load_clip
 from harkit.data.datasets import VideoIndex
 from harkit.data.jobs import (
     common_video_root,
+    die_with_parent,
+    one_line,
+    open_skip_report,
     progress_bar,
     rank_report_path,
     resolve_shard,
@@ -43,7 +48,13 @@ from harkit.data.sampling import SamplingConfig
 from harkit.data.video import VideoReadError, get_reader
 from harkit.errors import HarkitError
 from harkit.flow.methods import FLOW_METHODS, get_flow_method
-from harkit.flow.storage import DEFAULT_BOUND, flow_file_path, quantize_flow, save_flow
+from harkit.flow.storage import (
+    DEFAULT_BOUND,
+    check_flow_file,
+    flow_file_path,
+    quantize_flow,
+    save_flow,
+)
 
 __all__ = [
     "CONFIG_FILE",
@@ -51,6 +62,7 @@ __all__ = [
     "FlowSummary",
     "compute_dataset_flow",
     "skip_report_path",
+    "stored_video_root",
     "to_gray",
     "video_flow",
 ]
@@ -96,6 +108,8 @@ class FlowSummary:
     pairs: int
     seconds: float
     skip_report: Path
+    recomputed: int = 0
+    """Files found damaged and computed again (counted in ``computed``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "skip_report": str(self.skip_report)}
@@ -172,14 +186,34 @@ def skip_report_path(out_root: str | Path, rank: int = 0, world_size: int = 1) -
     return rank_report_path(out_root, "flow_skipped", rank, world_size)
 
 
+def _read_stamp(flow_root: Path) -> dict[str, Any] | None:
+    """``flow_config.json`` of ``flow_root`` (``None`` when absent); unreadable: one line."""
+    path = flow_root / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        stamp = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(stamp, dict) or not isinstance(stamp.get("video_root"), str):
+            raise ValueError("not a JSON object with a video_root")
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        raise HarkitError(
+            f"{path} is not a readable flow config ({one_line(exc)}); recompute the folder "
+            f"{flow_root} with `harkit flow --overwrite` (or delete it)"
+        ) from None
+    return stamp
+
+
+def stored_video_root(flow_root: str | Path) -> Path | None:
+    """The video root a flow folder was computed with (``None`` without ``flow_config.json``)."""
+    stamp = _read_stamp(Path(flow_root))
+    return Path(stamp["video_root"]) if stamp else None
+
+
 def _check_stamp(out_root: Path, stamp: dict[str, Any], overwrite: bool) -> None:
     path = out_root / CONFIG_FILE
     text = json.dumps(stamp, indent=1, sort_keys=True) + "\n"
     if path.is_file() and not overwrite:
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise HarkitError(f"{path}: unreadable flow config ({exc})") from exc
+        old = _read_stamp(out_root) or {}
         if old != stamp:
             changed = sorted(k for k in set(old) | set(stamp) if old.get(k) != stamp.get(k))
             raise HarkitError(
@@ -190,7 +224,10 @@ def _check_stamp(out_root: Path, stamp: dict[str, Any], overwrite: bool) -> None
     atomic_write_text(path, text)
 
 
-def _init_spawned_worker() -> None:
+def _init_worker(parent_pid: int, spawned: bool) -> None:
+    die_with_parent(parent_pid)  # a killed `harkit flow` must not leave workers computing
+    if not spawned:
+        return  # forked: see _single_threaded_opencv
     import cv2
     import torch
 
@@ -221,10 +258,14 @@ def _flow_task(
     position: int, video: str, target: str, config: FlowConfig, backend: str
 ) -> tuple[int, int, str | None]:
     """Compute and save one video's flow: ``(position, pairs, error reason or None)``."""
+    import cv2  # only for its error type; the methods import it where they run
+
     try:
         flow, indices = video_flow(video, config, backend)
     except VideoReadError as exc:
         return position, 0, exc.reason
+    except (MemoryError, cv2.error) as exc:  # one video too big for the method: skip it
+        return position, 0, f"flow computation failed ({' '.join(str(exc).split())})"
     save_flow(target, flow, indices, config.method, config.bound)
     return position, len(flow), None
 
@@ -263,19 +304,32 @@ def compute_dataset_flow(
     out_root = Path(out_root)
     root = Path(os.path.abspath(video_root)) if video_root else common_video_root(index)
     stamp = {**config.model_dump(mode="json"), "video_root": str(root)}
+    for folder in (out_root, *out_root.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise HarkitError(
+                    f"{folder} is a file, not a folder; flow output needs a folder there "
+                    "(move the file away or choose another --out)"
+                )
+            break
     out_root.mkdir(parents=True, exist_ok=True)
     _check_stamp(out_root, stamp, overwrite)
-    report = SkipReport(skip_report_path(out_root, rank, world_size))
+    # skipped videos have no file and are tried again on every run: an empty rebuild refills
+    report = open_skip_report(skip_report_path(out_root, rank, world_size))
 
     positions = shard_indices(len(index), rank, world_size)
     todo: list[tuple[int, str, str]] = []
-    existing = 0
+    existing = recomputed = 0
     for i in positions:
         target = flow_file_path(index[i].path, root, out_root)
         if target.is_file() and not overwrite:
-            existing += 1
-        else:
-            todo.append((i, str(index[i].path), str(target)))
+            problem = check_flow_file(target)
+            if problem is None:
+                existing += 1
+                continue
+            log.warning("flow file %s %s: recomputing it", target, problem)
+            recomputed += 1
+        todo.append((i, str(index[i].path), str(target)))
 
     start = time.perf_counter()
     pairs = computed = skipped = 0
@@ -294,14 +348,14 @@ def compute_dataset_flow(
         bar.close()
     summary = FlowSummary(
         rank, world_size, len(positions), computed, existing, skipped, pairs,
-        time.perf_counter() - start, report.path or Path(),
+        time.perf_counter() - start, report.path or Path(), recomputed,
     )  # fmt: skip
     log.info(
-        "flow rank %d/%d: %d videos, %d computed (%d pairs), %d already done, %d skipped",
-        rank, world_size, summary.videos, computed, pairs, existing, skipped,
+        "flow rank %d/%d: %d videos, %d computed (%d pairs; %d recomputed as damaged), "
+        "%d already done, %d skipped",
+        rank, world_size, summary.videos, computed, pairs, recomputed, existing, skipped,
     )  # fmt: skip
     return summary
-
 
 
 def _run(
@@ -320,7 +374,7 @@ def _run(
     with (
         threads,
         ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_spawned_worker if spawn else None
+            workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(), spawn)
         ) as pool,
     ):
         futures = [pool.submit(_flow_task, *job, config, backend) for job in todo]

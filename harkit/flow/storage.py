@@ -11,13 +11,18 @@ A flow file ``<flow_root>/<video path relative to the video root>.npz`` holds
 * ``indices``  ``int64 (T,)``: the frame indices the pairs run between (pair k: k -> k+1)
 * ``method``   the flow method name, ``bound`` the clip bound in pixels
 
-written with ``np.savez_compressed`` to a temp file and renamed, so a file that exists is
-complete. Smooth flow fields compress well (zlib), and reading back is one inflate.
+written with ``np.savez_compressed`` to a temp file and renamed, so a file that exists was
+complete when written. Later damage (a truncated copy, a full disk) is caught: the zip's
+directory sits at its end, so :func:`check_flow_file` spots a cut file cheaply (``harkit flow``
+recomputes it) and :func:`load_flow` turns any unreadable file, CRC errors included, into a
+:class:`FlowFileError` (datasets skip and report the video). Smooth flow fields compress well
+(zlib), and reading back is one inflate.
 """
 
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +35,7 @@ __all__ = [
     "DEFAULT_BOUND",
     "FlowFile",
     "FlowFileError",
+    "check_flow_file",
     "decode_flow",
     "flow_file_path",
     "load_flow",
@@ -38,6 +44,9 @@ __all__ = [
 ]
 
 DEFAULT_BOUND = 20.0
+_MEMBERS = ("bound.npy", "flow.npy", "indices.npy", "method.npy")
+# what a damaged .npz raises: zip structure, inflate, numpy header/data, empty file
+_READ_ERRORS = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 class FlowFileError(HarkitError):
@@ -108,11 +117,45 @@ def save_flow(
     return path
 
 
+def _one_line(exc: BaseException) -> str:
+    from harkit.data.jobs import one_line
+
+    return one_line(exc)
+
+
+def check_flow_file(path: str | Path) -> str | None:
+    """Why the flow file at ``path`` is damaged, or ``None``. Cheap: reads the zip directory,
+    the ``flow`` header and the frame indices, not the flow itself (whose CRC is checked when
+    :func:`load_flow` reads it)."""
+    try:
+        if Path(path).stat().st_size == 0:
+            return "is empty"
+        with zipfile.ZipFile(path) as archive:
+            missing = sorted(set(_MEMBERS) - set(archive.namelist()))
+            if missing:
+                return f"lacks {', '.join(missing)}"
+            with archive.open("flow.npy") as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            with archive.open("indices.npy") as member:
+                indices = np.lib.format.read_array(member, allow_pickle=False)
+    except _READ_ERRORS as exc:
+        return f"is unreadable ({_one_line(exc)})"
+    if dtype != np.uint8 or len(shape) != 4 or shape[-1] != 2:
+        return f"holds {dtype} {tuple(shape)}, not uint8 (P, H, W, 2) flow"
+    if indices.shape != (shape[0] + 1,):
+        return f"has {indices.size} frame indices for {shape[0]} pairs"
+    return None
+
+
 def load_flow(path: str | Path) -> FlowFile:
-    """Read a flow file written by :func:`save_flow`."""
+    """Read a flow file written by :func:`save_flow`; a damaged one is a :class:`FlowFileError`."""
     path = Path(path)
     if not path.is_file():
-        raise FlowFileError(f"{path}: flow file not found")
+        raise FlowFileError(f"{path}: flow file not found; compute it with `harkit flow`")
     try:
         with np.load(path, allow_pickle=False) as data:
             return FlowFile(
@@ -121,5 +164,7 @@ def load_flow(path: str | Path) -> FlowFile:
                 method=str(data["method"]),
                 bound=float(data["bound"]),
             )
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise FlowFileError(f"{path}: unreadable flow file ({exc})") from exc
+    except _READ_ERRORS as exc:
+        raise FlowFileError(
+            f"{path}: unreadable flow file ({_one_line(exc)}); `harkit flow` recomputes it"
+        ) from None

@@ -9,6 +9,7 @@ equal to the full forward on the prefix seen so far.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -329,10 +330,12 @@ class RecurrentHead(nn.Module):
 
 
 class MeanPoolHead(nn.Module):
-    """Order-agnostic baseline: masked mean over time -> MLP (ReLU) -> logits.
+    """Order-agnostic baseline: a masked statistic over time -> MLP (ReLU) -> logits.
 
-    Shuffling the valid steps cannot change its output, so any gap between it and a recurrent
-    head measures what temporal order contributes.
+    ``statistic='mean'`` pools the mean of the valid steps; ``'std'`` their spread around it
+    (what changes in the clip, the order-free counterpart of temporal centering: the mean of
+    centred steps is 0). Shuffling the valid steps cannot change either, so any gap between
+    this head and a recurrent one measures what temporal order contributes.
     """
 
     def __init__(
@@ -341,17 +344,23 @@ class MeanPoolHead(nn.Module):
         num_classes: int,
         hidden: Sequence[int] = (256,),
         dropout: float = 0.0,
+        statistic: Literal["mean", "std"] = "mean",
     ) -> None:
         super().__init__()
+        self.statistic = statistic
         self.mlp, out_dim = _mlp(input_dim, hidden, dropout)
         self.classifier = nn.Linear(out_dim, num_classes)
 
-    streamable = False  # the mean needs the whole clip
+    streamable = False  # the statistic needs the whole clip
 
     def features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Penultimate representation (MLP output of the masked mean)."""
+        """Penultimate representation (MLP output of the pooled statistic)."""
         lengths = check_lengths(x, lengths)
-        return self.mlp(masked_mean(x, lengths))
+        mean = masked_mean(x, lengths)
+        if self.statistic == "std":
+            # eps keeps the gradient finite where a feature never changes
+            mean = (masked_mean((x - mean.unsqueeze(1)) ** 2, lengths) + 1e-6).sqrt()
+        return self.mlp(mean)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         return self.classifier(self.features(x, lengths))

@@ -226,7 +226,16 @@ def attach_onnx(model: SplitModel, folder: Path) -> SplitModel:
             f"no ONNX export at {folder} (missing {MANIFEST}); run 'harkit export RUN "
             "--format onnx' first or pass the export folder"
         )
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict) or not all(
+            isinstance(b, dict) and "name" in b for b in manifest.get("branches", [])
+        ):
+            raise ValueError("not an export manifest")
+    except (OSError, ValueError, TypeError) as exc:  # hand-edited, truncated or foreign file
+        raise ExportError(
+            f"{manifest_path} is unreadable ({' '.join(str(exc).split())}); export the run again"
+        ) from None
     if manifest.get("format") != "onnx":
         raise ExportError(f"{folder} holds a '{manifest.get('format')}' export, not ONNX")
     if manifest.get("export_version") != EXPORT_VERSION:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harkit.data.clips import load_clip
+from harkit.data.clips import load_clip, out_of_memory_reason
 from harkit.data.sampling import sample_indices
 from harkit.data.video import VideoReadError
 from harkit.evaluate.reports import format_prediction
@@ -205,6 +205,8 @@ class Recognizer:
                 out.append((path, exc.reason))
             except (OSError, ValueError) as exc:  # e.g. a folder of non-images, no frames
                 out.append((path, str(exc)))
+            except MemoryError as exc:  # one huge video is reported, the rest go on
+                out.append((path, out_of_memory_reason(exc)))
         return out
 
     def _predict_decoded(self, decoded: list[tuple[str, Any]], top_k: int) -> list[Prediction]:

@@ -10,8 +10,15 @@ Two decoders, chosen per model (``mode='auto'``):
   once) and the head re-runs over that window every ``hop`` sampled frames. Clip encoders (3D
   CNN over the whole clip) keep the last ``window`` raw frames instead.
 
-Only every ``frame_jump``-th frame is sampled (default: the recipe's ``stride`` for stride
-sampling, else 1), as in training.
+Only every ``frame_jump``-th frame is sampled, and the defaults come from how the run was
+trained (:func:`plan_stream`), so a window looks like a training clip: stride sampling keeps
+its stride; ``uniform``/``tsn`` sampling of N frames over a whole clip uses the window N and
+the frame jump round(F / N), F being the typical training clip length in frames (``run.json``'s
+``train_clips``, else the median of a few training videos when the recorded dataset is
+readable). A file of known length up to two such clips long (any length when F is unknown) is
+sampled exactly as ``predict`` samples it, so its final decision is predict's answer; a live
+source without F falls back to consecutive frames and says so. ``--window``/``--frame-jump``
+override. The summary's ``sampling`` says what was used and why.
 
 **State reset policy** (incremental decoding). A recurrent state fed frame by frame over an
 endless stream drifts away from training, where clips have ``window`` steps. The default
@@ -52,6 +59,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from harkit.data.clips import out_of_memory_reason
+from harkit.data.sampling import sample_indices
+from harkit.data.video import PyAVReader, VideoReadError, check_frame_size, probe
 from harkit.infer.errors import InferenceError, SourceError
 from harkit.infer.pipeline import SplitModel
 
@@ -65,10 +75,12 @@ __all__ = [
     "IncrementalDecoder",
     "LabelSmoother",
     "StreamConfig",
+    "StreamPlan",
     "StreamRecognizer",
     "StreamStats",
     "URLSource",
     "open_source",
+    "plan_stream",
     "run_stream",
 ]
 
@@ -100,6 +112,8 @@ class FrameSource(ABC):
 
     name: str = ""
     fps: float = 25.0
+    num_frames: int | None = None
+    """Frames in the whole source when known before decoding (files), else None."""
     live: bool = False
     paced: bool = False
     reconnects: int = 0
@@ -120,34 +134,33 @@ class FileSource(FrameSource):
     """A video file decoded with PyAV, as fast as possible or at its native rate."""
 
     def __init__(self, path: str | Path, realtime: bool = False) -> None:
-        import av
-
         self.path = Path(path)
         self.name = str(path)
-        if not self.path.is_file():
-            raise SourceError(f"{path}: video file not found")
+        self._reader = PyAVReader()
         try:
-            with av.open(str(self.path)) as container:
-                if not container.streams.video:
-                    raise SourceError(f"{path}: the file has no video stream")
-                self.fps = _rate(container.streams.video[0])
-        except av.error.FFmpegError as exc:
-            raise SourceError(f"{path}: not a readable video ({exc})") from exc
+            # The reader's checks: no FIFO/device is opened, oversized frames are refused.
+            container, stream = self._reader.open(self.path)
+        except VideoReadError as exc:
+            raise SourceError(str(exc)) from None
+        with container:
+            self.fps = _rate(stream)
         self.paced = self.live = realtime
+        try:  # the count predict samples from (same reader choice), so both pick one set
+            self.num_frames = probe(self.path).num_frames or None
+        except (VideoReadError, OSError):  # e.g. no count and past the frame limit
+            self.num_frames = None
 
     def frames(self) -> Iterator[Frame]:
-        import av
-
         try:
-            with av.open(str(self.path)) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                for i, frame in enumerate(container.decode(stream)):
-                    t = float(frame.time) if frame.time is not None else i / self.fps
-                    yield Frame(i, t, frame.to_ndarray(format="rgb24"))
-        except av.error.FFmpegError as exc:
-            log.warning("%s: decoding stopped early (%s)", self.name, exc)
-            self.end_reason = f"decoding error: {exc}"
+            for i, frame in self._reader.decode(self.path, bounded=False):
+                t = float(frame.time) if frame.time is not None else i / self.fps
+                yield Frame(i, t, frame.to_ndarray(format="rgb24"))
+        except VideoReadError as exc:  # corrupt data midway, or past a size / length limit
+            log.warning("%s: decoding stopped early (%s)", self.name, exc.reason)
+            self.end_reason = f"decoding error: {exc.reason}"
+        except MemoryError as exc:
+            self.end_reason = f"decoding error: {out_of_memory_reason(exc)}"
+            log.warning("%s: decoding stopped early (%s)", self.name, self.end_reason)
 
 
 class CameraSource(FrameSource):
@@ -265,6 +278,11 @@ class URLSource(FrameSource):
                 if not container.streams.video:
                     raise SourceError(f"{self.url}: the stream has no video")
                 stream = container.streams.video[0]
+                try:  # the frame-size limit of files holds for streams too
+                    ctx = stream.codec_context
+                    check_frame_size(self.url, ctx.width, ctx.height)
+                except VideoReadError as exc:
+                    raise SourceError(str(exc)) from None
                 self.fps = _rate(stream, self.fps)
                 duration = container.duration / 1e6 if container.duration else None
                 first: float | None = None
@@ -403,9 +421,13 @@ class Decision:
     latency_ms: float
     raw_label: str
     raw_confidence: float
+    final: bool = False
+    """The decision on a file's complete predict sampling (see :func:`plan_stream`)."""
+    probs: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Unsmoothed class probabilities of this decision (not in the JSON line)."""
 
     def to_dict(self) -> dict[str, Any]:
-        row = asdict(self)
+        row = {k: v for k, v in asdict(self).items() if k != "probs"}
         for key in ("timestamp", "confidence", "raw_confidence"):
             row[key] = round(row[key], 4)
         row["latency_ms"] = round(row["latency_ms"], 2)
@@ -418,11 +440,12 @@ class StreamConfig:
 
     mode: Literal["auto", "incremental", "windowed"] = "auto"
     window: int | None = None
-    """Steps per window / reset period; default: the recipe's clip length."""
+    """Steps per window / reset period; default: the recipe's clip length (see
+    :func:`plan_stream`)."""
     hop: int = 4
     """Windowed mode: re-run the head every ``hop`` sampled steps."""
     frame_jump: int | None = None
-    """Sample every n-th frame; default: the recipe's stride (stride sampling) or 1."""
+    """Sample every n-th frame; default: derived from the run's training (:func:`plan_stream`)."""
     reset: ResetPolicy = "staggered"
     smoothing: float = 0.5
     switch_margin: float = 0.1
@@ -441,15 +464,163 @@ def _recipe_window(model: SplitModel) -> int:
     return s.max_frames or 16
 
 
+@dataclass(frozen=True)
+class StreamPlan:
+    """Which frames a stream samples, and why (the summary's ``sampling``)."""
+
+    frame_jump: int
+    window: int
+    reason: str
+    targets: tuple[int, ...] | None = None
+    """Exact frame indices to sample (a file sampled as predict does), in order; an index
+    repeats where predict pads a short video."""
+
+
+#: Training videos probed for a typical clip length when run.json records none.
+PROBE_VIDEOS = 24
+
+
+@dataclass(frozen=True)
+class ClipLength:
+    """A typical training clip: ``frames`` at ``fps`` (None: unknown), and where it is from."""
+
+    frames: float
+    fps: float | None
+    origin: str
+
+    def at(self, fps: float | None) -> float:
+        """Frames of the same duration at another rate (time is what the head saw)."""
+        if self.fps and fps and fps > 0:
+            return self.frames * fps / self.fps
+        return self.frames
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return float(value) if ok else None
+
+
+def training_clip_length(run_info: dict[str, Any] | None) -> ClipLength | None:
+    """The typical training clip of a run, from its ``run.json``.
+
+    ``train_clips: {"frames": F, "fps": R}`` when recorded; else the median length of up to
+    :data:`PROBE_VIDEOS` training videos of the recorded ``dataset_config``, when that data
+    is still reachable here (headers only). None when neither works.
+    """
+    info = run_info or {}
+    clips = info.get("train_clips")
+    if isinstance(clips, dict) and (frames := _number(clips.get("frames"))):
+        return ClipLength(frames, _number(clips.get("fps")), "recorded in run.json")
+    config = info.get("dataset_config")
+    if not isinstance(config, dict):
+        return None
+    try:  # runs from before train_clips was recorded: probe the data if it is still here
+        from harkit.data.datasets import DatasetConfig, build_index
+        from harkit.data.inspect import typical_clip
+
+        index = build_index(DatasetConfig.model_validate(config)).subset("train")
+        clips = typical_clip(index, PROBE_VIDEOS)
+    except Exception as exc:  # best effort: data moved, unreadable, or another machine
+        log.debug("no training clip length from the dataset: %s", exc)
+        return None
+    if clips is None:
+        return None
+    return ClipLength(clips["frames"], clips["fps"],
+                      f"median of {clips['videos']} training videos")
+
+
+def _nth(k: int) -> str:
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
+def plan_stream(
+    model: SplitModel,
+    config: StreamConfig | None = None,
+    source: FrameSource | None = None,
+    run_info: dict[str, Any] | None = None,
+) -> StreamPlan:
+    """The frame jump and window a stream uses, derived from how the run was trained.
+
+    * stride sampling: its stride, window ``max_frames`` (16 without one);
+    * ``uniform``/``tsn`` N frames over a whole clip: window N and a frame jump that spreads
+      them over a typical training clip of F frames, round(F / N)
+      (:func:`training_clip_length`, rescaled to the source's frame rate). A file of known
+      length up to two typical clips long (any length when F is unknown) is one clip: its
+      frames are the ones predict samples (``targets``), so the stream's final decision is
+      predict's. A live source without F samples consecutive frames and the reason says so;
+    * ``all``/``segments``: consecutive frames.
+
+    ``config.window`` / ``config.frame_jump`` override (an explicit value turns the exact
+    file sampling off, since it asks for evenly spaced frames).
+    """
+    config = config or StreamConfig()
+    s = model.recipe.input.sampling
+    window = config.window or _recipe_window(model)
+    jump_given, window_given = config.frame_jump, config.window
+    targets: tuple[int, ...] | None = None
+    if s.strategy in ("uniform", "tsn"):
+        n = s.num_frames
+        clip = training_clip_length(run_info)
+        typical = clip.at(source.fps if source is not None else None) if clip else None
+        total = source.num_frames if source is not None else None
+        if total and (typical is None or total <= 2 * typical):
+            jump = max(1, round(total / n))
+            why = (f"from the file: {s.strategy} {n} frames over its {total} frames, as "
+                   "predict samples it (" + (
+                       "the run records no training clip length)" if typical is None
+                       else f"one clip: training clips are ~{typical:.0f} frames)"))
+            if jump_given is None and window_given is None:
+                sampled = sample_indices(total, s)
+                targets = tuple(int(i) for i in sampled.indices)
+            elif jump_given is None:  # --window asks for evenly spaced frames
+                why = f"from the file: every {_nth(jump)} frame spreads {n} over its {total}"
+        elif typical is not None:
+            jump = max(1, round(typical / n))
+            origin = clip.origin if clip is not None else ""
+            why = (f"from the run: {s.strategy} {n} frames over ~{typical:.0f}-frame clips "
+                   f"({origin})")
+        else:
+            jump = 1
+            why = (f"consecutive frames: the run ({s.strategy} {n} frames per clip) records no "
+                   "training clip length and its dataset is not readable here; pass "
+                   f"--frame-jump (about clip frames / {n}) to match training")
+    elif s.strategy == "stride":
+        jump = s.stride
+        why = f"from the run: every {_nth(s.stride)} frame (stride sampling)"
+    elif s.strategy == "segments":
+        jump = 1
+        why = f"from the run: consecutive {s.segment_length}-frame segments"
+    else:
+        jump = 1
+        why = "from the run: every frame"
+    if jump_given is not None:
+        jump = jump_given
+        why = f"--frame-jump {jump_given} given; the run's default: {why}"
+    if window_given is not None:
+        why = f"--window {window_given} given; " + why
+    return StreamPlan(frame_jump=jump, window=window, reason=why, targets=targets)
+
+
 class StreamRecognizer:
     """The decoding core without I/O: ``push(frame)`` -> a :class:`Decision` or None."""
 
-    def __init__(self, model: SplitModel, config: StreamConfig | None = None) -> None:
+    def __init__(
+        self, model: SplitModel, config: StreamConfig | None = None,
+        plan: StreamPlan | None = None,
+    ) -> None:
         self.model = model
         self.config = config = config or StreamConfig()
-        sampling = model.recipe.input.sampling
-        self.jump = config.frame_jump or (sampling.stride if sampling.strategy == "stride" else 1)
-        self.window = config.window or _recipe_window(model)
+        self.plan = plan = plan or plan_stream(model, config)
+        self.jump = plan.frame_jump
+        self.window = plan.window
+        # Exact sampling: how often each frame index is taken. Clip encoders see predict's
+        # padded clip (a short video's last frame repeated); per-step heads its valid steps.
+        self._targets: dict[int, int] = {}
+        for i in plan.targets or ():
+            self._targets[i] = self._targets.get(i, 0) + 1
+        self._last_target = max(self._targets) if self._targets else None
+        self._seen = 0
         mode = config.mode
         if mode == "auto":
             mode = "incremental" if model.streamable else "windowed"
@@ -475,25 +646,36 @@ class StreamRecognizer:
         self.steps = 0
         self.frames_encoded = 0
 
-    def wants(self) -> bool:
-        """Whether the next frame will be sampled (the others cost nothing)."""
+    def wants(self, index: int | None = None) -> bool:
+        """Whether the next frame (source index ``index``) will be sampled (the others cost
+        nothing)."""
+        if self._last_target is not None:
+            return (self._seen if index is None else index) in self._targets
         return self._since_sample >= self.jump
 
     def push(self, frame: Frame) -> Decision | None:
         """Take one frame of the source (all frames, in order)."""
         start = time.perf_counter()
-        if not self.wants():
+        wanted = self.wants(frame.index)
+        self._seen = frame.index + 1
+        if not wanted:
             self._since_sample += 1
             return None
         self._since_sample = 1
-        self._segment.append(frame.image)
-        if len(self._segment) < self.segment:
-            return None
-        images = np.stack(self._segment)
-        self._segment = []
-        if self.segment > 1:
-            images = images[None]  # (1, L, H, W, 3): one segment step
-        logits = self._step(images)
+        final = frame.index == self._last_target
+        repeats = 1
+        if self._last_target is not None and not self.model.encoder.per_step:
+            repeats = self._targets[frame.index]
+        logits = None
+        for r in range(repeats):
+            self._segment.append(frame.image)
+            if len(self._segment) < self.segment:
+                return None
+            images = np.stack(self._segment)
+            self._segment = []
+            if self.segment > 1:
+                images = images[None]  # (1, L, H, W, 3): one segment step
+            logits = self._step(images, final=final and r == repeats - 1)
         if logits is None:
             return None
         probs = torch.softmax(logits.float(), dim=-1).numpy()
@@ -504,15 +686,18 @@ class StreamRecognizer:
             timestamp=frame.time, frame=frame.index, label=classes[shown],
             confidence=float(smoothed[shown]),
             latency_ms=(time.perf_counter() - start) * 1000.0,
-            raw_label=classes[raw], raw_confidence=float(probs[raw]),
+            raw_label=classes[raw], raw_confidence=float(probs[raw]), final=final,
+            probs=probs,
         )  # fmt: skip
 
-    def _step(self, images: np.ndarray) -> Tensor | None:
+    def _step(self, images: np.ndarray, final: bool = False) -> Tensor | None:
+        """One sampled step; ``final``: the last one of an exact plan, always decided."""
         encoder = self.model.encoder
         self.steps += 1
         if not encoder.per_step:  # whole-clip CNN: keep raw frames, encode each window
             self.buffer.append(images[0])
-            if (self.steps - 1) % self.hop or len(self.buffer) < min(8, self.window):
+            due = not (self.steps - 1) % self.hop and len(self.buffer) >= min(8, self.window)
+            if not (due or final):
                 return None
             self.frames_encoded += len(self.buffer)
             feats = encoder.encode(np.stack(self.buffer))
@@ -522,7 +707,7 @@ class StreamRecognizer:
         if self.decoder is not None:
             return self.decoder.push(feats)
         self.buffer.append(feats[0])
-        if (self.steps - 1) % self.hop:
+        if (self.steps - 1) % self.hop and not final:
             return None
         return self.model.head_logits(torch.stack(tuple(self.buffer))[None])[0]
 
@@ -597,6 +782,8 @@ class StreamStats:
     mode: str
     frame_jump: int
     window: int
+    sampling: str = ""
+    """Why this frame jump and window (see :func:`plan_stream`)."""
     frames_read: int = 0
     frames_encoded: int = 0
     frames_dropped: int = 0
@@ -613,6 +800,9 @@ class StreamStats:
     decision_latency_ms_p95: float = 0.0
     end_reason: str = ""
     label_changes: int = 0
+    final_label: str = ""
+    final_confidence: float = 0.0
+    """The last decision, unsmoothed (on a file sampled exactly: predict's answer)."""
     latencies: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -635,15 +825,21 @@ def run_stream(
     on_decision: Callable[[Decision], None] | None = None,
     output: str | Path | None = None,
     clock: Callable[[], float] = time.monotonic,
+    plan: StreamPlan | None = None,
+    run_info: dict[str, Any] | None = None,
 ) -> StreamStats:
     """Recognise continuously until the source ends; returns the stats.
 
     ``on_decision`` is called for every decision (e.g. to print a JSON line); ``output``
-    writes every non-dropped frame with the shown label drawn on it.
+    writes every non-dropped frame with the shown label drawn on it. ``plan`` (default:
+    :func:`plan_stream` of the model, config, source and ``run_info``, the run's ``run.json``)
+    says which frames are sampled.
     """
     config = config or StreamConfig()
-    rec = StreamRecognizer(model, config)
-    stats = StreamStats(source.name, rec.mode, rec.jump, rec.window, source_fps=source.fps)
+    plan = plan or plan_stream(model, config, source, run_info)
+    rec = StreamRecognizer(model, config, plan)
+    stats = StreamStats(source.name, rec.mode, rec.jump, rec.window, plan.reason,
+                        source_fps=source.fps)
     writer = AnnotatedWriter(output, source.fps) if output else None
     decision_latencies: list[float] = []
     shown, shown_conf = "", 0.0
@@ -662,10 +858,11 @@ def run_stream(
                 if source.paced and due > clock():
                     time.sleep(due - clock())
                 # Behind real time: skip frames (only those the model would sample cost time).
-                if clock() - due > config.late_frames / source.fps and rec.wants():
+                if (clock() - due > config.late_frames / source.fps
+                        and rec.wants(frame.index)):
                     stats.frames_dropped += 1
                     continue
-            sampled = rec.wants()
+            sampled = rec.wants(frame.index)
             t0 = time.perf_counter()
             decision = rec.push(frame)
             if source.live and anchor is None:
@@ -680,6 +877,8 @@ def run_stream(
                 if decision.label != shown and shown:
                     stats.label_changes += 1
                 shown, shown_conf = decision.label, decision.confidence
+                stats.final_label = decision.raw_label
+                stats.final_confidence = decision.raw_confidence
                 if on_decision is not None:
                     on_decision(decision)
             if writer is not None:

@@ -56,14 +56,17 @@ def feature_dims(recipe: Recipe) -> list[int]:
 
 def build_head(config: HeadConfig, input_dims: Sequence[int], num_classes: int) -> nn.Module:
     """A head for inputs of ``input_dims`` (one per feature source)."""
+    if config.type == "mean":
+        # Causal centering depends on frame order; the order-agnostic baseline centres on the
+        # whole clip instead, and pools the spread around that mean (the mean itself is 0).
+        return MeanPoolHead(sum(input_dims), num_classes, hidden=config.fc or (256,),
+                            dropout=config.dropout, statistic="std" if config.center else "mean")
     head = _build_head(config, input_dims, num_classes)
     return CenteredHead(head) if config.center else head
 
 
 def _build_head(config: HeadConfig, input_dims: Sequence[int], num_classes: int) -> nn.Module:
     total = sum(input_dims)
-    if config.type == "mean":
-        return MeanPoolHead(total, num_classes, hidden=config.fc or (256,), dropout=config.dropout)
     if config.type == "recurrent":
         return RecurrentHead(
             total,
@@ -167,7 +170,8 @@ def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
     if net.type == "small2d_gru":
         if cells is None:
             cells = "gru"
-        return Small2DCNNGRU(num_classes, rnn=cells, units=net.units, dropout=net.dropout)
+        return Small2DCNNGRU(num_classes, net.size, rnn=cells, units=net.units,
+                             dropout=net.dropout)
     assert recipe.head is not None
     encoder = create_backbone(net.encoder, net.encoder_weights, frozen=not net.fine_tune)
     feature_dim = get_backbone_spec(net.encoder).feature_dim

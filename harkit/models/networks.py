@@ -163,16 +163,19 @@ class C3DGRU(nn.Module):
 
 
 class Small2DCNNGRU(nn.Module):
-    """Seed 003's 2D baseline: a small CNN applied to every frame (time-distributed), global
-    average pooled, then a recurrent head (GRU 32 by default), all trained from scratch.
+    """Seed 003's 2D baseline: a small CNN applied to every frame (time-distributed), its maps
+    flattened, then a recurrent head (GRU 32 by default), all trained from scratch.
 
-    Per block: Conv2d 3x3 'same' -> ReLU -> MaxPool 2x2. Input ``(B, T, C, H, W)`` float with
-    optional ``lengths`` for padded clips; any ``H, W >= 2**len(channels)``.
+    Per block: Conv2d 3x3 'same' -> ReLU -> MaxPool 2x2. The maps are flattened, as the 3D
+    network's are, rather than globally pooled: pooling away where things are left the GRU
+    nothing to tell "move left" from "move right" (chance on ``harkit data synth``). Input
+    ``(B, T, C, size, size)`` float with optional ``lengths`` for padded clips.
     """
 
     def __init__(
         self,
         num_classes: int,
+        size: int,
         in_channels: int = 3,
         channels: Sequence[int] = (16, 32, 64),
         rnn: str | Sequence[str] = "gru",
@@ -182,26 +185,33 @@ class Small2DCNNGRU(nn.Module):
         super().__init__()
         if not channels:
             raise NetworkConfigError("Small2DCNNGRU needs at least one conv block")
-        self.in_channels = in_channels
+        if size < 2 ** len(channels):
+            raise NetworkConfigError(
+                f"frames must be at least {2 ** len(channels)} pixels a side, got size {size}"
+            )
+        self.in_channels, self.size = in_channels, size
         blocks: list[nn.Module] = []
         prev = in_channels
         for c in channels:
             blocks += [nn.Conv2d(prev, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
             prev = c
-        blocks += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout)]
+        blocks += [nn.Flatten(), nn.Dropout(dropout)]
         self.frame_encoder = nn.Sequential(*blocks)
-        self.min_size = 2 ** len(channels)
+        feature_dim = prev * (size // 2 ** len(channels)) ** 2
         cells, sizes = _units(rnn, units)
-        self.head = RecurrentHead(prev, num_classes, hidden=sizes, cell=cells, dropout=dropout)
+        self.head = RecurrentHead(feature_dim, num_classes, hidden=sizes, cell=cells,
+                                  dropout=dropout)
 
     def sequence(self, x: Tensor) -> Tensor:
-        """Per-frame CNN features: ``(B, T, C, H, W)`` -> ``(B, T, channels[-1])``."""
+        """Per-frame CNN features: ``(B, T, C, H, W)`` -> ``(B, T, flattened maps)``."""
         if x.dim() != 5 or x.shape[2] != self.in_channels:
             raise NetworkConfigError(
                 f"expected input (B, T, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
-        if min(x.shape[3:]) < self.min_size:
-            raise NetworkConfigError(f"frames must be at least {self.min_size} pixels a side")
+        if tuple(x.shape[3:]) != (self.size, self.size):
+            raise NetworkConfigError(
+                f"expected {self.size}x{self.size} frames, got {x.shape[3]}x{x.shape[4]}"
+            )
         b, t = x.shape[:2]
         return self.frame_encoder(x.flatten(0, 1)).view(b, t, -1)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, confloat, model_validator
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from harkit.config import (
     ConfigError,
@@ -25,6 +26,7 @@ from harkit.data.sampling import SamplingConfig
 from harkit.data.transforms import TransformConfig
 
 __all__ = [
+    "MAX_UNITS",
     "FeatureSource",
     "HeadConfig",
     "InputConfig",
@@ -35,6 +37,38 @@ __all__ = [
     "load_recipe",
     "recipe_dir",
 ]
+
+
+# Ceilings on sizes and loop lengths: a value past them is a typo (head.hidden=1e11), and is
+# refused when the recipe loads, before anything is allocated or trained.
+MAX_UNITS = 65536
+Units = Annotated[int, Field(ge=1, le=MAX_UNITS)]
+Layers = Annotated[int, Field(ge=1, le=16)]
+Sizes = Annotated[list[Units], Field(max_length=16)]
+Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
+Count = Annotated[int, Field(ge=1, le=100_000)]
+"""Epochs, patience, step size."""
+
+
+_UNITS = TypeAdapter(Units)
+
+
+def _hidden_sizes(value: Any) -> int | list[int]:
+    # One error for both shapes (pydantic's union error would report each member) and the
+    # same integer rules as every other size.
+    try:
+        if isinstance(value, list) and value:
+            return [_UNITS.validate_python(v) for v in value]
+        return _UNITS.validate_python(value)
+    except ValidationError:
+        raise PydanticCustomError(
+            "hidden_sizes",
+            f"expected an integer from 1 to {MAX_UNITS} or a non-empty list of them",
+        ) from None
+
+
+Hidden = Annotated[int | list[int], BeforeValidator(_hidden_sizes)]
+"""Units of every layer, or one size per layer."""
 
 
 class FeatureSource(StrictModel):
@@ -67,16 +101,17 @@ class HeadConfig(StrictModel):
 
     type: Literal["recurrent", "mean", "two_stream", "dual_layer_attention"] = "recurrent"
     cell: Literal["gru", "lstm"] = "gru"
-    hidden: PositiveInt | list[PositiveInt] = 256
-    num_layers: PositiveInt = 1
+    hidden: Hidden = 256
+    num_layers: Layers = 1
     bidirectional: bool = False
-    dropout: confloat(ge=0.0, lt=1.0) = 0.0
-    fc: list[PositiveInt] = Field(default_factory=list)
+    dropout: Dropout = 0.0
+    fc: Sizes = Field(default_factory=list)
     pooling: Literal["last", "mean", "attention", "vote"] = "last"
     fusion: Literal["learned", "average"] = "learned"
     """Two-stream fusion: learned ``alpha*A + (1-alpha)*B`` or the plain average."""
     center: bool = False
-    """Subtract each step's running mean over the clip first (removes static appearance)."""
+    """Remove static appearance first: order-aware heads subtract each step's running mean
+    (causal, so they stream); ``type: mean`` pools the spread around the clip's mean."""
 
 
 class NetworkConfig(StrictModel):
@@ -85,40 +120,42 @@ class NetworkConfig(StrictModel):
     type: Literal["c3d_gru", "crnn", "small2d_gru"]
     rnn: Literal["gru", "lstm", "none", "lstm_gru"] = "gru"
     """c3d_gru / small2d_gru: recurrent layer after the CNN (``none``: 3D CNN alone)."""
-    units: PositiveInt = 128
-    size: PositiveInt = 100
+    units: Units = 128
+    size: int = Field(default=100, ge=8, le=1024)
     """c3d_gru / small2d_gru: square input size (seed 003's layer table: 100)."""
     encoder: str = "resnet152"
     """crnn: frame backbone of the encoder."""
     encoder_weights: str = "imagenet"
     fine_tune: bool = True
     """crnn: train the encoder backbone too (False keeps it frozen)."""
-    embed: list[PositiveInt] = Field(default_factory=lambda: [1024, 768, 512])
+    embed: Sizes = Field(default_factory=lambda: [1024, 768, 512])
     """crnn: FC sizes from the backbone feature to the embedding (seed 002)."""
-    dropout: confloat(ge=0.0, lt=1.0) = 0.0
+    dropout: Dropout = 0.0
 
 
 class OptimConfig(StrictModel):
     """Optimiser, schedule and loop settings (Lightning)."""
 
     optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
-    lr: PositiveFloat = 1e-3
-    weight_decay: NonNegativeFloat = 0.0
-    momentum: NonNegativeFloat = 0.9
+    lr: float = Field(default=1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
     scheduler: Literal["none", "step", "plateau"] = "none"
-    step_size: PositiveInt = 10
-    gamma: PositiveFloat = 0.1
-    epochs: PositiveInt = 30
-    batch_size: PositiveInt = 32
-    grad_clip: PositiveFloat | None = None
-    early_stopping: PositiveInt | None = None
+    step_size: Count = 10
+    gamma: float = Field(default=0.1, gt=0.0, lt=1.0)
+    """Learning-rate decay factor (StepLR gamma, ReduceLROnPlateau factor: below 1)."""
+    epochs: Count = 30
+    batch_size: Units = 32
+    grad_clip: float | None = Field(default=None, gt=0.0, le=1e6)
+    early_stopping: Count | None = None
     """Stop after this many epochs without a better validation accuracy."""
-    val_fraction: confloat(ge=0.0, lt=1.0) = 0.1
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     """Group-aware share of the training split held out for validation (0: none)."""
     precision: Literal["32", "bf16", "16-mixed", "bf16-mixed"] = "32"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    """Unsigned 32-bit, as numpy and Lightning take it."""
     deterministic: bool = False
-    num_workers: int = Field(default=0, ge=0)
+    num_workers: int = Field(default=0, ge=0, le=256)
 
 
 class Recipe(StrictModel):
@@ -196,7 +233,11 @@ def _load_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base = data.pop("base", None)
     if base is None:
         return data
-    return _merge(_load_raw(_resolve(base, path.parent), (*seen, path.resolve())), data)
+    parent = _load_raw(_resolve(base, path.parent), (*seen, path.resolve()))
+    # The paper's numbers belong to the base's own configuration, not to a variant of it:
+    # a variant states its own 'reported' (or has none).
+    parent.pop("reported", None)
+    return _merge(parent, data)
 
 
 def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

@@ -19,7 +19,8 @@ from typing import Any
 
 from harkit.config import ConfigError
 from harkit.data.datasets import DatasetConfig
-from harkit.evaluate import write_comparison_table
+from harkit.evaluate import HEADLINE, write_comparison_table
+from harkit.evaluate.reports import paper_numbers
 from harkit.models.recipe import Recipe, load_recipe
 from harkit.train.data import TrainData
 from harkit.train.evaluate import evaluate_run
@@ -30,9 +31,12 @@ __all__ = ["COLUMNS", "Variant", "ablate", "grid_variants", "parse_grid", "recip
 log = logging.getLogger(__name__)
 
 COLUMNS = (
-    "variant", "recipe", "overrides", "params", "trainable", "top1", "top5",
-    "mean_class_accuracy", "f1_macro", "best_val_acc", "epochs",
+    "variant", "recipe", "overrides", "params", "trainable", "top1", "paper_top1", "top5",
+    "mean_class_accuracy", "f1_macro", "best_val_acc", "epochs", "paper_source",
 )  # fmt: skip
+"""Always there; a ``paper_<metric>`` column (and harkit's ``<metric>``) is added for any
+other metric a variant's paper reports for the data at hand. Paper values are fractions,
+like harkit's; ``paper_source`` names the recipe's ``reported`` keys they come from."""
 
 
 @dataclass(frozen=True)
@@ -82,11 +86,16 @@ def grid_variants(
     if not grid:
         return [Variant(Path(str(recipe)).stem, load_recipe(recipe, list(overrides)))]
     keys = list(grid)
+    base = load_recipe(recipe, list(overrides)).model_dump(exclude={"reported"})
     variants = []
     for combo in itertools.product(*(grid[k] for k in keys)):
         extra = tuple(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
         name = ",".join(extra)
-        variants.append(Variant(name, load_recipe(recipe, [*overrides, *extra]), extra))
+        resolved = load_recipe(recipe, [*overrides, *extra])
+        if resolved.model_dump(exclude={"reported"}) != base:
+            # The paper's numbers are for the recipe as it is, not for a grid cell changing it.
+            resolved = resolved.model_copy(update={"reported": {}})
+        variants.append(Variant(name, resolved, extra))
     return variants
 
 
@@ -106,7 +115,7 @@ def ablate(
 ) -> list[dict[str, Any]]:
     """Train and test every variant into ``out_dir/<variant>/``; write ``ablation.md/.csv``.
 
-    Returns the table rows (``COLUMNS``). A variant whose run folder already holds a finished
+    Returns the table rows (``COLUMNS`` and the paper's other metrics). A variant whose run folder already holds a finished
     model is evaluated again, not retrained, so an interrupted ablation picks up where it was.
     """
     if not variants:
@@ -128,20 +137,70 @@ def ablate(
             raise ConfigError("ablation: the data has no test split to compare variants on")
         result = evaluate_run(run_dir, test, clips=clips, store=store)
         metrics = result.video or result.clip
-        rows.append(
-            {
-                "variant": variant.name,
-                "recipe": variant.recipe.name,
-                "overrides": " ".join(variant.overrides),
-                "params": info.get("parameters"),
-                "trainable": info.get("trainable_parameters"),
-                "top1": metrics.top1,
-                "top5": metrics.top5,
-                "mean_class_accuracy": metrics.mean_class_accuracy,
-                "f1_macro": metrics.f1_macro,
-                "best_val_acc": info.get("best_val_acc"),
-                "epochs": info.get("epochs_run"),
-            }
-        )
-        write_comparison_table(rows, out, "ablation", columns=COLUMNS)  # partial table as we go
+        row = {
+            "variant": variant.name,
+            "recipe": variant.recipe.name,
+            "overrides": " ".join(variant.overrides),
+            "params": info.get("parameters"),
+            "trainable": info.get("trainable_parameters"),
+            **metrics.headline(),  # every metric, for the columns a paper adds
+            "paper_top1": None,
+            "best_val_acc": info.get("best_val_acc"),
+            "epochs": info.get("epochs_run"),
+        }
+        row.update(_paper_columns(variant.recipe, *_evaluated_on(info, dataset)))
+        rows.append(row)
+        write_comparison_table(rows, out, "ablation", columns=_columns(rows))  # partial as we go
     return rows
+
+
+def _evaluated_on(info: Mapping[str, Any], data: DatasetConfig | TrainData) -> tuple[Any, Any]:
+    """``(dataset, split)`` the variant was tested on, as a recipe's ``reported`` keys name it."""
+    meta = info.get("dataset") or (
+        data.info.get("dataset") if isinstance(data, TrainData) else None
+    )
+    if not meta and isinstance(data, DatasetConfig):
+        meta = {"kind": data.kind, "split": data.split}
+    meta = meta or {}
+    kind = meta.get("kind")
+    # Official kinds name the benchmark; a folder or CSV is known by its index name.
+    name = kind if kind in ("ucf101", "hmdb51", "ucf50") else meta.get("name")
+    return name, meta.get("split")
+
+
+def _paper_columns(recipe: Recipe, dataset: Any, split: Any) -> dict[str, Any]:
+    """``paper_<metric>`` for the paper's numbers of this data, and ``paper_source``."""
+    try:
+        split_k = int(split) if split is not None else None
+    except (TypeError, ValueError):
+        split_k = None
+    matched = [n for n in paper_numbers(recipe.reported) if n.matches(dataset, split_k)]
+    # A number for this very split beats the paper's mean over splits.
+    matched.sort(key=lambda n: n.split is None)
+    cols: dict[str, Any] = {}
+    sources = []
+    for number in matched:
+        column = f"paper_{number.metric}"
+        if column in cols:
+            continue
+        cols[column] = number.value / 100.0
+        sources.append(number.key)
+    cols["paper_source"] = " ".join(sources) or None
+    return cols
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``COLUMNS`` plus harkit / paper column pairs for the extra metrics some paper reports."""
+    columns = list(COLUMNS)
+    extra: list[str] = []
+    for metric in HEADLINE:
+        paper = f"paper_{metric}"
+        if paper in columns or not any(paper in row for row in rows):
+            continue
+        if metric in columns:
+            columns.insert(columns.index(metric) + 1, paper)
+        else:
+            extra += [metric, paper]
+    at = columns.index("f1_macro") + 1
+    columns[at:at] = extra
+    return columns

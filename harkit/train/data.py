@@ -7,6 +7,8 @@ items are the clip dataset's dicts, batched by :func:`harkit.data.collate_clips`
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -19,13 +21,24 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from harkit.config import ConfigError
-from harkit.data.clips import SkippedVideo, collate_clips, load_clip
-from harkit.data.datasets import DatasetConfig, DatasetError, VideoIndex, build_index
+from harkit.data.clips import SkippedVideo, collate_clips, load_clip, out_of_memory_reason
+from harkit.data.datasets import (
+    OFFICIAL_SPLITS,
+    DatasetConfig,
+    DatasetError,
+    VideoIndex,
+    build_index,
+    resolve_kind,
+)
+from harkit.data.inspect import typical_clip
+from harkit.data.jobs import loader_worker_init, video_id
 from harkit.data.sampling import SamplingConfig
-from harkit.data.splits import group_split, leaked_groups
+from harkit.data.splits import group_split, leakage_status
 from harkit.data.transforms import ClipTransform
 from harkit.data.video import VideoReadError
 from harkit.models.recipe import Recipe
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ActionDataModule",
@@ -37,6 +50,7 @@ __all__ = [
     "check_not_empty",
     "feature_datasets",
     "pixel_datasets",
+    "plan_validation",
     "prepare_data",
 ]
 
@@ -55,44 +69,71 @@ class TrainData:
     test: Dataset | None
     classes: list[str]
     info: dict[str, Any] = field(default_factory=dict)
-    test_index: VideoIndex | None = None
+    ids: dict[str, list[str]] = field(default_factory=dict)
+    """Video ids per split (see :func:`video_ids`): training records its train and
+    validation ids (``RUN/trained_videos.json``), which evaluation refuses to score."""
 
 
 def carve_validation(
     index: VideoIndex, val_fraction: float, seed: int = 0
 ) -> VideoIndex:
-    """Relabel a group-aware ``val_fraction`` of the ``train`` items as ``val``.
+    """Relabel a group-aware share of the ``train`` items as ``val`` (see
+    :func:`plan_validation`, which also says what was chosen)."""
+    return plan_validation(index, val_fraction, seed)[0]
 
-    Whole groups move, so validation never shares a source video/actor with training.
-    ``val_fraction == 0`` returns ``index`` unchanged.
+
+def plan_validation(
+    index: VideoIndex, val_fraction: float, seed: int = 0
+) -> tuple[VideoIndex, str]:
+    """Relabel about ``val_fraction`` of the ``train`` items as ``val``, whole groups at a
+    time, so validation never shares a source video/actor with training; returns the index
+    and one line saying what was chosen (logged, and recorded in ``run.json``).
+
+    With too few groups for ``val_fraction`` one group is held out (a larger share: a smaller
+    one cannot be group-aware); with a single group there is no validation. Videos without a
+    group count as their own group. ``val_fraction == 0`` returns ``index`` unchanged.
     """
     if val_fraction <= 0:
-        return index
+        return index, "validation: none (optim.val_fraction=0)"
     train = index.subset("train")
     if len(train) == 0:
         raise DatasetError(f"{index.name}: the train split is empty")
-    try:
+    groups = sorted({item.group or f"__video{item.path}" for item in train})
+    grouped = any(item.group for item in train)
+    asked = f"asked {val_fraction:.0%}"
+    if len(groups) < 2:
+        note = (
+            f"validation: none: the {len(train)} training videos are one group, which "
+            f"validation cannot share with training ({asked})"
+        )
+        log.warning("%s: %s", index.name, note)
+        return index, note
+    val_keys: set[str] = set()
+    if len(groups) >= max(2, round(1 / val_fraction)):
         carved = group_split(train, val_fraction, seed)
-    except DatasetError as exc:
-        raise DatasetError(
-            f"{exc}. Lower optim.val_fraction, or set optim.val_fraction=0 to train without "
-            "validation"
-        ) from None
-    val_paths = {item.path for item in carved if item.split == "test"}
-    return index.with_splits(
-        "val" if item.split == "train" and item.path in val_paths else item.split
+        val_keys = {str(item.path) for item in carved if item.split == "test"}
+    if not val_keys:  # too few groups for the asked share: the smallest group-aware one
+        held = groups[int(np.random.default_rng(seed).integers(len(groups)))]
+        val_keys = {str(it.path) for it in train if (it.group or f"__video{it.path}") == held}
+    out = index.with_splits(
+        "val" if item.split == "train" and str(item.path) in val_keys else item.split
         for item in index
     )
+    val = out.subset("val")
+    held_groups = len({item.group or f"__video{item.path}" for item in val})
+    share = f"{held_groups / len(groups):.0%}"
+    note = (
+        f"validation: {held_groups} of {len(groups)} training groups "
+        f"({share}, {len(val)} of {len(train)} videos), {asked}"
+        if grouped
+        else f"validation: {held_groups} of {len(groups)} training videos ({share}), {asked}"
+    )
+    log.info("%s: %s", index.name, note)
+    return out, note
 
 
 def _leakage_status(index: VideoIndex, allowed: bool) -> str:
-    pairs = [("train", "test"), ("train", "val"), ("val", "test")]
-    leaks = {f"{a}/{b}": leaked_groups(index, a, b) for a, b in pairs}
-    bad = {k: v for k, v in leaks.items() if v}
-    if not bad:
-        return "checked, no group on two sides (train/val/test)"
-    detail = "; ".join(f"{k}: {len(v)} groups" for k, v in bad.items())
-    return f"LEAKS ({detail}){' - allowed by allow_leakage' if allowed else ''}"
+    return leakage_status(index, (("train", "test"), ("train", "val"), ("val", "test")), allowed)
 
 
 def check_not_empty(index: VideoIndex, split: str) -> VideoIndex:
@@ -131,9 +172,11 @@ class PixelViews(Dataset):
                 train=view > 0,
                 rng=rng,
             )
+            flat = self.transform(frames.reshape(-1, *frames.shape[-3:]))
         except VideoReadError as exc:
             return SkippedVideo(video, str(item.path), exc.reason)
-        flat = self.transform(frames.reshape(-1, *frames.shape[-3:]))
+        except MemoryError as exc:  # one huge clip is skipped, not the evaluation
+            return SkippedVideo(video, str(item.path), out_of_memory_reason(exc))
         return {
             "video": flat.reshape(*sampled.indices.shape, *flat.shape[1:]),
             "mask": torch.from_numpy(sampled.mask),
@@ -273,7 +316,7 @@ def prepare_data(
 ) -> TrainData:
     """Index ``dataset`` (leakage guard on), carve validation, and build the datasets."""
     index = build_index(dataset)
-    index = carve_validation(index, recipe.optim.val_fraction, recipe.optim.seed)
+    index, validation = plan_validation(index, recipe.optim.val_fraction, recipe.optim.seed)
     check_not_empty(index, "train")
     if recipe.mode == "features":
         if store is None:
@@ -289,23 +332,53 @@ def prepare_data(
     else:
         sets = pixel_datasets(recipe, index, views=views)
     counts = {s: len(index.subset(s)) for s in ("train", "val", "test")}
+    kind = resolve_kind(dataset)
+    # absolute locations: a run evaluated from another folder must find the same data
+    dataset = dataset.model_copy(update={
+        "root": Path(os.path.abspath(dataset.root)),
+        "annotations": dataset.annotations and Path(os.path.abspath(dataset.annotations)),
+    })
+    all_ids = video_ids(index, dataset)
+    official = kind in OFFICIAL_SPLITS  # only these have a split number to record
     info = {
         "dataset": {
             "name": index.name,
-            "kind": dataset.kind,
+            "kind": kind,
             "root": str(dataset.root),
-            "split": dataset.split,
+            "split": dataset.split if official else None,
+            "group_column": index.group_column,
             "allow_leakage": dataset.allow_leakage,
         },
-        "dataset_config": dataset.model_dump(mode="json"),
+        "dataset_config": dataset.model_dump(mode="json", exclude=None if official else {"split"}),
         "counts": counts,
+        # the typical training clip, so streams can space their frames as training did
+        "train_clips": typical_clip(index.subset("train")),
+        "validation": validation,
         "leakage": _leakage_status(index, dataset.allow_leakage),
-        "store": str(store) if store is not None else None,
+        "store": os.path.abspath(store) if store is not None else None,
+        "videos": {"count": len(all_ids), "fingerprint": fingerprint(all_ids)},
     }
     return TrainData(
         sets["train"], sets.get("val"), sets.get("test"), list(index.classes), info,
-        index.subset("test"),
+        {split: video_ids(index, dataset, (split,)) for split in ("train", "val", "test")},
     )
+
+
+def video_ids(
+    index: VideoIndex, dataset: DatasetConfig, splits: tuple[str, ...] | None = None
+) -> list[str]:
+    """Sorted ids (paths relative to the dataset's video root) of the items of ``splits``
+    (None: all): the same for the same data wherever it is mounted."""
+    from harkit.features.pipeline import dataset_video_root
+
+    root = dataset_video_root(dataset)
+    return sorted(video_id(item.path, root) for item in index
+                  if splits is None or item.split in splits)  # fmt: skip
+
+
+def fingerprint(ids: list[str]) -> str:
+    """A short hash of a dataset's sorted video ids: which videos, not their bytes."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
 def _loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool) -> DataLoader:
@@ -316,6 +389,7 @@ def _loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool) -> D
         num_workers=workers,
         collate_fn=collate_clips,
         persistent_workers=workers > 0,
+        worker_init_fn=loader_worker_init() if workers > 0 else None,  # die with the trainer
     )
 
 

@@ -21,12 +21,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from harkit.data.clips import SkipReport, collate_clips
-from harkit.data.datasets import DatasetConfig, DatasetError
+from harkit.data.datasets import OFFICIAL_SPLITS, DatasetConfig, DatasetError, resolve_kind
+from harkit.data.jobs import loader_worker_init, open_skip_report
 from harkit.evaluate import Metrics, aggregate_clips, compute_metrics, write_report
 from harkit.evaluate.reports import write_splits_report
 from harkit.models.recipe import Recipe
 from harkit.train.data import check_feature_dim, prepare_data
-from harkit.train.run import RunError, RunPaths, load_run, read_run_info
+from harkit.train.run import RunError, RunPaths, load_run, read_json, read_run_info
 
 __all__ = [
     "EvalResult",
@@ -102,8 +103,10 @@ def evaluate_predictions(
     split_info: dict[str, Any] | None = None,
     title: str = "Evaluation report",
     video_level: bool = False,
+    reported: dict[str, float] | None = None,
 ) -> EvalResult:
-    """Clip-level (and with ``video_level`` video-level) metrics; reports into ``out_dir``."""
+    """Clip-level (and with ``video_level`` video-level) metrics; reports into ``out_dir``,
+    with the paper's numbers (``reported``) beside harkit's where they measure the same."""
     clip = compute_metrics(preds.labels, preds.probs, classes, level="clip")
     video = None
     if video_level:
@@ -112,7 +115,8 @@ def evaluate_predictions(
     files: dict[str, Path] = {}
     if out_dir is not None:
         files = write_report(
-            out_dir, clip, classes=classes, split_info=split_info, title=title, video_level=video
+            out_dir, clip, classes=classes, split_info=split_info, title=title,
+            video_level=video, reported=reported,
         )
     return EvalResult(clip, video, files, preds)
 
@@ -127,11 +131,14 @@ def evaluate_run(
     batch_size: int | None = None,
     device: str | None = None,
     precision: str = "32",
+    recorded_overrides: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Evaluate the run folder's model on the test split and write ``RUN/report/``.
 
-    ``dataset``: a :class:`DatasetConfig` (default: the one recorded in ``run.json``), or a
-    ready test :class:`Dataset` of clip dicts. ``clips``: views per video (video-level
+    ``dataset``: a :class:`DatasetConfig` (default: the one recorded in ``run.json``, with
+    ``recorded_overrides`` such as ``{'split': 2}``), or a ready test :class:`Dataset` of clip
+    dicts. Test videos the run trained on are refused unless the config allows leakage, and
+    the recorded data must still be the data the run trained on. ``clips``: views per video (video-level
     metrics when > 1). ``store``: feature store (default: the training run's).
     """
     if clips < 1:
@@ -144,10 +151,13 @@ def evaluate_run(
         test_set = dataset
         split_info = {"dataset": "given", "leakage": info.get("leakage", "not reported")}
     else:
-        if dataset is None:
+        recorded = dataset is None
+        if recorded:
             if not info.get("dataset_config"):
                 raise RunError(f"{paths.root}: run.json records no dataset; pass one")
-            dataset = DatasetConfig.model_validate(info["dataset_config"])
+            dataset = DatasetConfig.model_validate(
+                {**info["dataset_config"], **(recorded_overrides or {})}
+            )
         store = store or info.get("store")
         data = prepare_data(
             recipe.model_copy(update={"optim": recipe.optim.model_copy(update={"val_fraction": 0})}),
@@ -162,14 +172,23 @@ def evaluate_run(
                 f"{paths.root}: the dataset's classes differ from the run's classes.json "
                 f"({len(data.classes)} vs {len(classes)} classes)"
             )
+        if recorded:
+            _check_same_videos(paths, info, data.info["videos"], dataset)
+        leaked = _trained_on(paths, data.ids.get("test", []), dataset)
         test_set = data.test
         split_info = {
             "dataset": data.info["dataset"]["name"],
+            # None for data without official splits: the report then names no split
             "split": data.info["dataset"]["split"],
             "test videos": data.info["counts"]["test"],
             "clips per video": clips,
             "leakage": data.info["leakage"],
         }
+        if split_info["split"] is None:
+            del split_info["split"]
+        if leaked:  # only with allow_leakage: marked in every output
+            split_info["leakage"] = (f"LEAKAGE: {leaked} of {len(data.ids['test'])} test videos "
+                                     "were trained on")
     check_feature_dim(recipe, test_set)
     loader = DataLoader(
         test_set,
@@ -177,10 +196,11 @@ def evaluate_run(
         shuffle=False,
         collate_fn=collate_clips,
         num_workers=recipe.optim.num_workers,
+        worker_init_fn=loader_worker_init() if recipe.optim.num_workers > 0 else None,
     )
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     preds = predict(model, loader, device=dev, precision=precision,
-                    skip_report=SkipReport(paths.report / "skipped.json"))
+                    skip_report=open_skip_report(paths.report / "skipped.json"))
     result = evaluate_predictions(
         preds,
         classes,
@@ -188,8 +208,37 @@ def evaluate_run(
         split_info={**split_info, "run": paths.root.name, "recipe": recipe.name},
         title=f"{recipe.name} - evaluation",
         video_level=clips > 1,
+        reported=recipe.reported,
     )
     return result
+
+
+def _check_same_videos(
+    paths: RunPaths, info: dict[str, Any], now: dict[str, Any], dataset: DatasetConfig
+) -> None:
+    """The data at the recorded location must be the data the run trained on."""
+    then = info.get("videos")
+    if isinstance(then, dict) and then.get("fingerprint") != now["fingerprint"]:
+        raise RunError(
+            f"{paths.info}: the dataset at {dataset.root} is not the one this run trained on "
+            f"({now['count']} videos there now, {then.get('count')} at training); pass "
+            "--dataset to evaluate on other data"
+        )
+
+
+def _trained_on(paths: RunPaths, test_ids: list[str], dataset: DatasetConfig) -> int:
+    """How many test videos the run trained on; refused unless ``allow_leakage``."""
+    if not paths.trained_videos.is_file():
+        return 0
+    trained = set(read_json(paths.trained_videos, list))
+    leaked = sorted(set(test_ids) & trained)
+    if leaked and not dataset.allow_leakage:
+        raise DatasetError(
+            f"{len(leaked)} of {len(test_ids)} test videos were used to train {paths.root} "
+            f"(e.g. {leaked[0]}): its score would be inflated. Evaluate the split it was "
+            "trained for, or pass --allow-leakage to mark LEAKAGE in every output"
+        )
+    return len(leaked)
 
 
 def train_and_evaluate(
@@ -208,6 +257,18 @@ def train_and_evaluate(
 
     if not splits:
         raise DatasetError("no splits given")
+    # Checked before any training: on data without official splits every "split" is the same
+    # one, and the mean over them would report a spread of 0.
+    kind = resolve_kind(dataset)
+    listed = ",".join(str(k) for k in splits)
+    if kind not in OFFICIAL_SPLITS:
+        raise DatasetError(
+            f"--splits {listed}: {dataset.root} is a '{kind}' dataset without official splits; "
+            "--splits needs them (UCF101/HMDB51: 1-3, UCF50: 1-25 leave-one-group-out), so "
+            "train once without --splits"
+        )
+    if (top := OFFICIAL_SPLITS[kind]) < max(splits):
+        raise DatasetError(f"--splits {listed}: {kind} has official splits 1-{top} only")
     root = Path(run_dir)
     per_split: dict[str, Metrics] = {}
     for k in splits:
@@ -216,5 +277,7 @@ def train_and_evaluate(
         train(recipe, config, split_dir, store=store, **train_kwargs)
         result = evaluate_run(split_dir, config, clips=clips, store=store)
         per_split[str(k)] = result.video if result.video is not None else result.clip
-    files = write_splits_report(root, per_split, title=f"{recipe.name}: mean over splits")
+    # the paper's numbers are of an official dataset, named by its kind (ucf101, ...)
+    files = write_splits_report(root, per_split, title=f"{recipe.name}: mean over splits",
+                                reported=recipe.reported, dataset=kind)
     return json.loads(Path(files["json"]).read_text(encoding="utf-8"))

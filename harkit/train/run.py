@@ -8,17 +8,25 @@ Layout (``RUN/``)::
     run.json               format_version, versions, mode, dims, dataset/split/counts/leakage,
                            best epoch + val acc, timestamps
     skipped.json           unreadable videos met while training (may be absent: none)
+    trained_videos.json    ids of the train + validation videos (evaluation refuses them)
     logs/                  TensorBoard (logs/tensorboard) and CSV (logs/csv) loggers
-    checkpoints/           Lightning best.ckpt and last.ckpt (resume)
+    checkpoints/           Lightning last.ckpt (every epoch, resume) and best.ckpt (best
+                           val/acc; only with validation)
     report/                written by evaluation
+    .lock                  held (flock) while ``harkit train`` writes the folder
 
-:func:`load_run` rebuilds the model from the folder alone.
+:func:`load_run` rebuilds the model from the folder alone. Every file is read without running
+code: JSON and plain YAML are validated, checkpoints are loaded with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +44,14 @@ __all__ = [
     "FORMAT_VERSION",
     "RunError",
     "RunPaths",
+    "load_checkpoint",
     "load_run",
+    "load_weights_only",
+    "lock_run",
     "offline_recipe",
+    "read_classes",
+    "read_json",
+    "read_recipe",
     "read_run_info",
     "save_weights",
     "write_run_info",
@@ -78,6 +92,10 @@ class RunPaths:
         return self.root / "skipped.json"
 
     @property
+    def trained_videos(self) -> Path:
+        return self.root / "trained_videos.json"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 
@@ -96,6 +114,84 @@ class RunPaths:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+
+@contextmanager
+def lock_run(paths: RunPaths) -> Iterator[None]:
+    """Hold an exclusive lock on ``RUN/.lock`` (creating the folder); a second holder is refused.
+
+    An OS lock (flock), so the kernel drops it when the process dies: a killed run leaves no
+    stale lock behind.
+    """
+    paths.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(
+                f"{paths.root}: another 'harkit train' is writing this run folder; wait for it "
+                "to finish or pick another --run folder"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def read_json(path: Path, expected: type[dict] | type[list]) -> Any:
+    """A JSON file harkit wrote, checked to hold a JSON object (``dict``) or array (``list``)."""
+    kind = "object" if expected is dict else "array"
+    fix = "it was not written by harkit or is damaged; restore it or train the run again"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8 text at all
+        raise RunError(f"{path}: not valid JSON ({_first_line(exc)}); {fix}") from None
+    if not isinstance(data, expected):
+        raise RunError(f"{path}: expected a JSON {kind}, found {type(data).__name__}; {fix}")
+    return data
+
+
+def load_weights_only(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain values only, so unpickling
+    cannot run code; anything else is a one-line :class:`RunError` naming the file."""
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError for foreign objects, anything for junk
+        what = (
+            "holds objects other than tensors and plain values"
+            if "weights only load failed" in str(exc).lower()
+            else f"is unreadable ({_first_line(exc)})"
+        )
+        raise RunError(
+            f"{path}: refusing to load this checkpoint: it {what}; delete it and train again"
+        ) from None
+    return ckpt
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A Lightning checkpoint (:func:`load_weights_only`), checked to hold a ``state_dict`` of
+    tensors, ``epoch`` and ``global_step``."""
+    ckpt = load_weights_only(path)
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if (
+        not isinstance(state, dict)
+        or not all(isinstance(v, torch.Tensor) for v in state.values())
+        or not all(isinstance(ckpt.get(k), int) for k in ("epoch", "global_step"))
+    ):
+        raise RunError(f"{path}: not a Lightning checkpoint (state_dict of tensors, epoch, "
+                       "global_step); delete it and train again")
+    return ckpt
 
 
 def offline_recipe(recipe: Recipe) -> Recipe:
@@ -133,10 +229,7 @@ def read_run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise RunError(f"{paths.root}: run folder not found")
     if not paths.info.is_file():
         raise RunError(f"{paths.root}: not a harkit run folder (no run.json); train one first")
-    try:
-        info = json.loads(paths.info.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunError(f"{paths.info}: cannot read ({exc})") from exc
+    info = read_json(paths.info, dict)
     version = info.get("format_version")
     if version != FORMAT_VERSION:
         raise RunError(
@@ -144,7 +237,43 @@ def read_run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{info.get('harkit_version', '?')}; this harkit ({__version__}) reads format "
             f"{FORMAT_VERSION}. Retrain, or use the harkit version that wrote it"
         )
+    # evaluate re-reads the dataset and store from here: check them now, as the user's input.
+    if info.get("dataset_config") is not None:
+        from harkit.data.datasets import DatasetConfig
+
+        if not isinstance(info["dataset_config"], dict):
+            raise RunError(f"{paths.info}: 'dataset_config' must be a JSON object")
+        parse_config(DatasetConfig, info["dataset_config"], source=f"{paths.info} dataset_config")
+    if not isinstance(info.get("store"), (str, type(None))):
+        raise RunError(f"{paths.info}: 'store' must be a folder path (string) or null")
     return info
+
+
+def read_classes(paths: RunPaths) -> list[str]:
+    """``classes.json``: a JSON array of distinct class names."""
+    if not paths.classes.is_file():
+        raise RunError(f"{paths.root}: classes.json is missing")
+    classes = read_json(paths.classes, list)
+    if not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+        raise RunError(f"{paths.classes}: expected a JSON array of distinct class names")
+    return classes
+
+
+def read_recipe(paths: RunPaths) -> Recipe:
+    """``recipe.yaml`` (plain YAML), validated with this harkit version."""
+    if not paths.recipe.is_file():
+        raise RunError(f"{paths.root}: recipe.yaml is missing")
+    try:
+        data = load_yaml(paths.recipe)
+    except ConfigError as exc:
+        raise RunError(str(exc)) from None
+    try:
+        return parse_config(Recipe, data, source=str(paths.recipe))
+    except ConfigError as exc:
+        raise RunError(
+            f"{paths.recipe}: recipe does not validate with this harkit version ({__version__}): "
+            f"{exc}"
+        ) from None
 
 
 def write_recipe_and_classes(paths: RunPaths, recipe: Recipe, classes: list[str]) -> None:
@@ -161,24 +290,12 @@ def load_run(
     Raises :class:`RunError` for a missing folder, missing files, weights that do not fit the
     recipe, or a folder written by an incompatible harkit version.
     """
-    from harkit.data.datasets import DatasetError, load_classes
     from harkit.models.builder import build_model
 
     paths = RunPaths(Path(path))
     read_run_info(paths.root)
-    if not paths.recipe.is_file():
-        raise RunError(f"{paths.root}: recipe.yaml is missing")
-    try:
-        recipe = parse_config(Recipe, load_yaml(paths.recipe), source=str(paths.recipe))
-    except ConfigError as exc:
-        raise RunError(
-            f"{paths.recipe}: recipe does not validate with this harkit version ({__version__}): "
-            f"{exc}"
-        ) from exc
-    try:
-        classes = load_classes(paths.classes)
-    except DatasetError as exc:
-        raise RunError(str(exc)) from exc
+    recipe = read_recipe(paths)
+    classes = read_classes(paths)
     if not paths.weights.is_file():
         raise RunError(
             f"{paths.root}: model.safetensors is missing (training did not finish?); "
@@ -191,6 +308,10 @@ def load_run(
     try:
         state = load_file(str(paths.weights))
         model.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError, OSError) as exc:
-        raise RunError(f"{paths.weights}: weights do not fit recipe '{recipe.name}': {exc}") from exc
+    except (SafetensorError, OSError) as exc:
+        raise RunError(f"{paths.weights}: not a readable safetensors file ({_first_line(exc)}); "
+                       "train the run again") from None
+    except RuntimeError as exc:
+        raise RunError(f"{paths.weights}: weights do not fit recipe '{recipe.name}': "
+                       f"{' '.join(str(exc).split())}") from None
     return recipe, classes, model.to(device).eval()

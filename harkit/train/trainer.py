@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import random
 import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -13,27 +15,48 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins import TorchCheckpointIO
 
-from harkit.data.clips import SkipReport
 from harkit.data.datasets import DatasetConfig, DatasetError
+from harkit.data.jobs import open_skip_report
 from harkit.errors import HarkitError
-from harkit.io import atomic_write_text
+from harkit.io import atomic_output, atomic_write_text
 from harkit.models.networks import count_parameters
 from harkit.models.recipe import Recipe
-from harkit.train.data import ActionDataModule, TrainData, check_feature_dim, prepare_data
+from harkit.train.data import (
+    ActionDataModule,
+    TrainData,
+    _is_first_process,
+    check_feature_dim,
+    prepare_data,
+)
 from harkit.train.module import ActionModule
 from harkit.train.run import (
     RunError,
     RunPaths,
+    load_checkpoint,
+    load_weights_only,
+    lock_run,
+    read_classes,
+    read_recipe,
+    read_run_info,
     save_weights,
     write_recipe_and_classes,
     write_run_info,
 )
 
-__all__ = ["ReplicaDigest", "TrainResult", "lightning_precision", "train"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "ReplicaDigest",
+    "RngCheckpoint",
+    "TrainResult",
+    "lightning_precision",
+    "train",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +101,103 @@ class ReplicaDigest(Callback):
         (self.folder / f"rank{trainer.global_rank}.sha256").write_text(digest + "\n")
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temp file, fsynced and renamed over the old one (a kill -9
+    leaves the previous checkpoint, never half of one), and read with ``weights_only=True``
+    whoever asks (Lightning's resume included)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        with atomic_output(path, suffix=".ckpt") as tmp, open(tmp, "wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return load_weights_only(Path(path))  # on the CPU, like Lightning's default
+
+
+class RngCheckpoint(Callback):
+    """Carry the torch / numpy / python RNG states in checkpoints and restore them on resume.
+
+    Lightning does not, so a resumed run would shuffle (and drop out) differently from an
+    uninterrupted one. Stored as tensors and plain values: checkpoints still load with
+    ``weights_only=True``.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        _, keys, pos, has_gauss, gauss = np.random.get_state()
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                      float(gauss)],
+            "python": random.getstate(),
+        }  # fmt: skip
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        keys, pos, has_gauss, gauss = state_dict["numpy"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        random.setstate(state_dict["python"])
+        cuda = state_dict.get("cuda")
+        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
 class TrainResult(dict):
     """What :func:`train` returns: the ``run.json`` fields (``run_dir`` added)."""
 
 
-def _best_from_checkpoint(path: Path) -> tuple[int | None, float | None, dict[str, Any]]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    score = None
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+#: Recipe keys a resume may change: more epochs extend a run (``--set optim.epochs=N``).
+RESUMABLE_KEYS = frozenset({"optim.epochs"})
+
+
+def _check_same_recipe(paths: RunPaths, recipe: Recipe) -> None:
+    """Refuse a resume whose recipe differs from the saved one, naming each dotted key."""
+    saved = _flatten(read_recipe(paths).model_dump(mode="json"))
+    given = _flatten(recipe.model_dump(mode="json"))
+    unset = object()
+    changes = [
+        f"{key}: {json.dumps(saved.get(key, unset), default=lambda _: '<unset>')} -> "
+        f"{json.dumps(given.get(key, unset), default=lambda _: '<unset>')}"
+        for key in {**saved, **given}
+        if key not in RESUMABLE_KEYS and saved.get(key, unset) != given.get(key, unset)
+    ]
+    if changes:
+        raise RunError(
+            f"{paths.recipe}: --resume needs the recipe the run was trained with; keys that "
+            f"differ (saved -> given): {', '.join(changes)}. Resume without those --set "
+            "overrides, or train into another --run folder"
+        )
+
+
+def _val_best(ckpt: dict[str, Any]) -> float | None:
+    """``best_model_score`` of the checkpoint's val/acc ModelCheckpoint state."""
     for key, state in ckpt.get("callbacks", {}).items():
-        if str(key).startswith("ModelCheckpoint") and state.get("best_model_score") is not None:
-            score = float(state["best_model_score"])
-    return ckpt.get("epoch"), score, ckpt["state_dict"]
+        if (
+            str(key).startswith("ModelCheckpoint")
+            and isinstance(state, dict)
+            and state.get("monitor") == "val/acc"
+            and state.get("best_model_score") is not None
+        ):
+            return float(state["best_model_score"])
+    return None
 
 
 def train(
@@ -112,15 +221,61 @@ def train(
 
     ``devices``/``num_nodes`` > 1 train with DDP (``strategy`` defaults to ``ddp``; under
     torchrun or SLURM Lightning picks up the environment). ``resume`` continues from
-    ``checkpoints/last.ckpt`` with the same step, optimizer and scheduler state;
-    ``max_epochs`` overrides ``optim.epochs``; ``precision`` overrides ``optim.precision``.
+    ``checkpoints/last.ckpt`` (written every epoch) with the same step, optimizer, scheduler
+    and RNG state, and refuses a recipe that differs from the saved one in more than
+    ``optim.epochs``; ``max_epochs`` overrides ``optim.epochs``; ``precision`` overrides
+    ``optim.precision``.
+
+    The run folder is locked (``RUN/.lock``) for the whole call: a second ``train`` into the
+    same folder is refused. With validation the exported ``model.safetensors`` holds the best
+    val/acc epoch's weights, without it the last epoch's.
     """
     paths = RunPaths(Path(run_dir))
+    if resume and not paths.root.is_dir():  # before the lock creates the folder
+        raise RunError(f"{paths.root}: nothing to resume (no checkpoints/last.ckpt)")
+    # Replicas a launcher started (Lightning's DDP script launcher, torchrun, SLURM) call
+    # train() too: only the first process takes the lock the others would trip over.
+    guard = lock_run(paths) if _is_first_process() else contextlib.nullcontext()
+    with guard:
+        return _train(
+            recipe, dataset, paths, store=store, devices=devices, num_nodes=num_nodes,
+            accelerator=accelerator, strategy=strategy, resume=resume, max_epochs=max_epochs,
+            precision=precision, progress=progress, callbacks=callbacks,
+        )  # fmt: skip
+
+
+def _train(
+    recipe: Recipe,
+    dataset: DatasetConfig | TrainData,
+    paths: RunPaths,
+    *,
+    store: str | os.PathLike[str] | None,
+    devices: int | str,
+    num_nodes: int,
+    accelerator: str,
+    strategy: str | None,
+    resume: bool,
+    max_epochs: int | None,
+    precision: str | None,
+    progress: bool,
+    callbacks: Sequence[Callback],
+) -> TrainResult:
     optim = recipe.optim
     ckpt_path = None
+    previous: dict[str, Any] = {}
+    saved_classes: list[str] = []
+    # Every check on an existing run happens before anything is written to it.
     if resume:
         if not paths.last_ckpt.is_file():
             raise RunError(f"{paths.root}: nothing to resume (no checkpoints/last.ckpt)")
+        _check_same_recipe(paths, recipe)
+        # Lightning unpickles last.ckpt itself: make sure it is tensors and plain values first.
+        for ckpt in (paths.last_ckpt, paths.best_ckpt):
+            if ckpt.is_file():
+                load_checkpoint(ckpt)
+        if paths.info.is_file():
+            previous = read_run_info(paths.root)
+        saved_classes = read_classes(paths)
         ckpt_path = str(paths.last_ckpt)
     elif paths.last_ckpt.is_file():
         raise RunError(
@@ -139,25 +294,37 @@ def train(
     num_classes = len(data.classes)
     if num_classes < 2:
         raise DatasetError(f"need at least 2 classes to train, found {num_classes}")
+    if resume and saved_classes != list(data.classes):
+        raise RunError(
+            f"{paths.classes}: the dataset's classes differ from the run's "
+            f"({len(data.classes)} vs {len(saved_classes)} classes); resume on the data "
+            "the run was trained on"
+        )
 
     has_val = data.val is not None and len(data.val) > 0  # type: ignore[arg-type]
     monitor = "val/acc" if has_val else "train/acc"
-    paths.root.mkdir(parents=True, exist_ok=True)
+    # On resume both are unchanged, or the recipe has a new optim.epochs.
     write_recipe_and_classes(paths, recipe, data.classes)
     started = _now()
 
-    skips = SkipReport(paths.skipped)
+    skips = open_skip_report(paths.skipped)  # a damaged report is rebuilt, with a warning
     module = ActionModule(recipe, num_classes, monitor=monitor, skip_report=skips)
-    checkpoint = ModelCheckpoint(
-        dirpath=paths.checkpoints,
-        filename="best",
-        monitor=monitor,
-        mode="max",
-        save_last=True,
-        save_top_k=1,
+    # ModelCheckpoint(save_last=True) writes last.ckpt only when it saves a top-k checkpoint,
+    # i.e. when the metric improved: a resume would redo epochs. A second checkpoint without a
+    # monitor writes last.ckpt every epoch (after best.ckpt, so it carries the best state).
+    last_checkpoint = ModelCheckpoint(
+        dirpath=paths.checkpoints, filename="last", monitor=None, save_top_k=1,
         enable_version_counter=False,
-    )
-    cbs: list[Callback] = [checkpoint, ReplicaDigest(paths.logs / "replicas"), *callbacks]
+    )  # fmt: skip
+    cbs: list[Callback] = [
+        RngCheckpoint(), ReplicaDigest(paths.logs / "replicas"), *callbacks,
+    ]  # fmt: skip
+    if has_val:  # without validation there is no "best": the last epoch is exported
+        cbs.append(ModelCheckpoint(
+            dirpath=paths.checkpoints, filename="best", monitor="val/acc", mode="max",
+            save_top_k=1, enable_version_counter=False,
+        ))  # fmt: skip
+    cbs.append(last_checkpoint)
     if optim.early_stopping:
         cbs.append(EarlyStopping(monitor=monitor, mode="max", patience=optim.early_stopping))
     loggers = [
@@ -179,6 +346,7 @@ def train(
         deterministic=optim.deterministic,
         callbacks=cbs,
         logger=loggers,
+        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -187,29 +355,35 @@ def train(
     )
     datamodule = ActionDataModule(data, optim.batch_size, optim.num_workers)
     with warnings.catch_warnings():
-        # Tiny datasets trip Lightning's "few batches" / "num_workers" hints on every run.
-        warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches).*")
+        # Tiny datasets trip Lightning's "few batches" / "num_workers" hints on every run, and
+        # every resume its "checkpoint directory ... is not empty".
+        warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches|exists and is not empty).*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     if not trainer.is_global_zero:
         return TrainResult()
-    best = paths.best_ckpt if paths.best_ckpt.is_file() else paths.last_ckpt
-    if not best.is_file():
+    if not paths.last_ckpt.is_file():
         raise HarkitError(f"{paths.root}: training ended without a checkpoint")
-    best_epoch, best_score, state = _best_from_checkpoint(best)
-    module.model.load_state_dict(
-        {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    )
+    # Read back from the files: with fork/spawn launchers this process's trainer did not train.
+    last = load_checkpoint(paths.last_ckpt)
+    if has_val and paths.best_ckpt.is_file():
+        exported_file, exported = paths.best_ckpt, load_checkpoint(paths.best_ckpt)
+        reason = f"best val/acc at epoch {exported['epoch']}"
+    else:
+        exported_file, exported = paths.last_ckpt, last
+        reason = "last epoch: no validation" if not has_val else "last epoch: no val/acc score"
+    best_score = _val_best(exported) if has_val else None
+    module.model.load_state_dict({
+        k.removeprefix("model."): v for k, v in exported["state_dict"].items()
+        if k.startswith("model.")
+    })  # fmt: skip
     save_weights(module.model, paths.weights)
     if not paths.skipped.is_file():  # an empty report says "checked, none skipped"
         atomic_write_text(paths.skipped, "{}\n")
+    trained = sorted(data.ids.get("train", []) + data.ids.get("val", []))
+    if trained:  # evaluation refuses to score these (cross-split leakage)
+        atomic_write_text(paths.trained_videos, json.dumps(trained, indent=0) + "\n")
 
-    last: dict[str, Any] = {}
-    if paths.last_ckpt.is_file():
-        last = torch.load(paths.last_ckpt, map_location="cpu", weights_only=False)
-    previous: dict[str, Any] = {}
-    if resume and paths.info.is_file():
-        previous = json.loads(paths.info.read_text(encoding="utf-8"))
     from harkit.models.builder import feature_dims
 
     info: dict[str, Any] = {
@@ -221,12 +395,17 @@ def train(
         "parameters": count_parameters(module.model),
         "trainable_parameters": count_parameters(module.model, trainable_only=True),
         "monitor": monitor,
-        "best_epoch": best_epoch,
+        "exported": {
+            "checkpoint": exported_file.relative_to(paths.root).as_posix(),
+            "epoch": exported["epoch"],
+            "reason": reason,
+        },
+        "best_epoch": exported["epoch"] if has_val else None,
         "best_score": best_score,
-        "best_val_acc": best_score if has_val else None,
-        # From last.ckpt: with fork/spawn launchers this process's trainer did not train.
-        "epochs_run": last.get("epoch", -1) + 1,
-        "global_step": last.get("global_step", trainer.global_step),
+        "best_val_acc": best_score,
+        # last.ckpt is written at the end of every epoch: it counts what ran.
+        "epochs_run": last["epoch"] + 1,
+        "global_step": last["global_step"],
         "devices": devices,
         "num_nodes": num_nodes,
         "precision": lightning_precision(precision or optim.precision, accel),

@@ -73,3 +73,94 @@ def test_training_sampling_is_seeded(index):
     b = dataset[0]["video"]
     assert torch.equal(a, b) and a.dtype == torch.uint8
     assert np.asarray(a).shape == (4, 3, 48, 64)
+
+
+def test_a_batch_with_skipped_videos_moves_to_a_device(index):
+    """Lightning moves every batch with ``apply_to_collection``, which refused the skip
+    markers when they were frozen dataclasses: training died on the first bad video."""
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
+    dataset = ClipDataset(index, SamplingConfig(num_frames=4), ClipTransform(TransformConfig(), 32))
+    batch = move_data_to_device(collate_clips([dataset[0], dataset[3]]), torch.device("cpu"))
+    assert batch["skipped"] == [SkippedVideo(3, str(index[3].path), "file is empty (0 bytes)")]
+    assert batch["video"].shape == (1, 4, 3, 32, 32)
+
+
+def test_running_out_of_memory_on_one_video_is_a_skip(index, monkeypatch):
+    dataset = ClipDataset(index, SamplingConfig(num_frames=4), ClipTransform(TransformConfig(), 32))
+
+    def no_memory(self, path, indices):
+        raise MemoryError("Unable to allocate 12.0 GiB for an array")
+
+    monkeypatch.setattr(PyAVReader, "read_frames", no_memory)
+    item = dataset[0]
+    assert isinstance(item, SkippedVideo)
+    assert item.reason == "ran out of memory reading it (Unable to allocate 12.0 GiB for an array)"
+
+
+def test_running_out_of_memory_in_the_transform_is_a_skip(index):
+    def huge(frames):
+        raise MemoryError()
+
+    item = ClipDataset(index, SamplingConfig(num_frames=4), huge)[1]
+    assert isinstance(item, SkippedVideo) and item.reason == "ran out of memory reading it"
+
+
+def test_a_video_without_decodable_frames_is_a_read_error(make_video, monkeypatch):
+    """Zero frames (counted, or none decoding) is an unreadable video, not a ValueError that
+    the clip dataset would let through."""
+    from harkit.data.video import VideoReadError
+
+    path = make_video("v.mp4", num_frames=6)
+    monkeypatch.setattr(PyAVReader, "_indexed_frames", lambda self, p, wanted, last: iter(()))
+    with pytest.raises(VideoReadError, match="no frames could be decoded"):
+        load_clip(path, SamplingConfig(num_frames=4), backend="pyav")
+    real_info = PyAVReader.info
+
+    def no_frames(self, p):
+        info = real_info(self, p)
+        return VideoInfo(info.path, 0, info.fps, info.width, info.height, info.codec)
+
+    monkeypatch.setattr(PyAVReader, "info", no_frames)
+    item = ClipDataset(VideoIndex("one", [VideoItem(path, "a")], ["a"]), SamplingConfig())[0]
+    assert isinstance(item, SkippedVideo) and item.reason == "no frames could be decoded"
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        SamplingConfig(strategy="all"),
+        SamplingConfig(strategy="stride", stride=2),
+        SamplingConfig(strategy="segments", segment_length=4),
+        SamplingConfig(strategy="uniform", num_frames=4),
+    ],
+    ids=lambda s: s.strategy,
+)
+def test_sampling_uses_counted_frames_not_a_header_claim(lying_avi, monkeypatch, sampling):
+    """An AVI whose header claims 1e9 frames made 'all' allocate 7.45 GiB of indices."""
+    import tracemalloc
+
+    import harkit.data.clips as clips
+
+    path = lying_avi(num_frames=12, claimed=10**9)
+    asked = []
+    real_sample = clips.sample_indices
+
+    def spy(num_frames, config, **kw):
+        asked.append(num_frames)
+        return real_sample(num_frames, config, **kw)
+
+    monkeypatch.setattr(clips, "sample_indices", spy)
+    tracemalloc.start()
+    try:
+        frames, sampled = load_clip(path, sampling, backend="pyav")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert asked == [12]
+    assert peak < 8 * 2**20  # 12 frames of 32x32 and a few indices, not 8 GB of them
+    assert int(sampled.mask.sum()) == (4 if sampling.strategy == "uniform" else
+                                       6 if sampling.strategy == "stride" else 12)
+    assert frames.shape[-3:] == (32, 32, 3)
+
+

@@ -125,3 +125,74 @@ def test_build_index_refuses_leaky_manifest_unless_allowed(tmp_path):
         build_index(DatasetConfig(root=tmp_path))
     index = build_index(DatasetConfig(root=manifest, allow_leakage=True))
     assert len(index) == 3
+
+
+def _scandir_denied(monkeypatch, denied):
+    """``os.scandir`` raising PermissionError for ``denied`` (tests run as root, where chmod
+    does not stop reads)."""
+    import os
+
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(denied):
+            raise PermissionError(13, "Permission denied", str(denied))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_folder_index_lists_special_files_named_like_videos(tmp_path):
+    """They are listed (not silently dropped), so each job reports them with a reason; none
+    of them is opened while listing."""
+    import os
+
+    from harkit.data.video import VideoReadError, probe
+
+    cls = tmp_path / "wave"
+    good = touch(cls / "wave_a01_c01.mp4")
+    os.mkfifo(cls / "fifo.mp4")
+    (cls / "dangling.mp4").symlink_to(cls / "gone.mp4")
+    (cls / "folder.mp4").mkdir()
+    frames = cls / "v_wave_g02_c01"  # a frame folder
+    touch(frames / "0001.jpg")
+    (cls / "notes").mkdir()  # neither named like a video nor holding frames
+    touch(cls / ".hidden.mp4")
+    index = folder_index(tmp_path)
+    names = [item.path.name for item in index]
+    assert names == ["dangling.mp4", "fifo.mp4", "folder.mp4", "v_wave_g02_c01", good.name]
+    reasons = {}
+    for item in index.items[:3]:
+        with pytest.raises(VideoReadError) as err:
+            probe(item.path)
+        reasons[item.path.name] = err.value.reason
+    assert reasons == {
+        "dangling.mp4": f"broken symbolic link (its target {cls / 'gone.mp4'} does not exist)",
+        "fifo.mp4": "is a FIFO (named pipe), not a regular file; not opened",
+        "folder.mp4": "is a folder without frame images (.jpg, .jpeg, .png, .bmp)",
+    }
+
+
+def test_unreadable_class_folder_is_kept_and_reported(tmp_path, monkeypatch):
+    from harkit.data.inspect import summarize
+
+    touch(tmp_path / "clap" / "clap_a01_c01.mp4")
+    touch(tmp_path / "wave" / "wave_a01_c01.mp4")
+    _scandir_denied(monkeypatch, tmp_path / "wave")
+    index = folder_index(tmp_path)
+    assert index.classes == ["clap", "wave"]  # class indices do not shift
+    assert [str(item.path) for item in index][1] == str(tmp_path / "wave")
+    unreadable = summarize(index).unreadable
+    assert unreadable[str(tmp_path / "wave")] == "cannot list the folder (Permission denied)"
+
+
+def test_unreadable_frame_folder_is_listed_and_unreadable_root_is_one_line(tmp_path, monkeypatch):
+    touch(tmp_path / "clap" / "clap_a01_c01.mp4")
+    locked = tmp_path / "clap" / "v_clap_g02_c01"
+    locked.mkdir()
+    _scandir_denied(monkeypatch, locked)
+    assert [item.path for item in folder_index(tmp_path)][1] == locked
+    _scandir_denied(monkeypatch, tmp_path)
+    with pytest.raises(DatasetError) as err:
+        folder_index(tmp_path)
+    assert str(err.value) == f"{tmp_path}: cannot list the dataset folder (Permission denied)"

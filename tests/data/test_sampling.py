@@ -80,3 +80,18 @@ def test_describe_changes_with_what_matters():
         cfg(strategy="stride", stride=4).describe() != cfg(strategy="stride", stride=2).describe()
     )
     assert cfg(num_frames=16, stride=3).describe() == cfg(num_frames=16).describe()
+
+
+@pytest.mark.parametrize("strategy", ["stride", "all"])
+def test_capped_sampling_allocates_only_the_kept_indices(strategy):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        s = sample_indices(10**9, cfg(strategy=strategy, stride=3, max_frames=5))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    step = 3 if strategy == "stride" else 1
+    assert s.indices.tolist() == [step * k for k in range(5)]
+    assert peak < 2**20  # not the 2.5-8 GB of indices up to 1e9

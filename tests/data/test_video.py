@@ -113,3 +113,120 @@ def test_real_clips_decode_with_documented_frame_counts(shared_dir):
         b = OpenCVReader().read_frames(path, picks)
         np.testing.assert_array_equal(a, b, err_msg=str(path))
         assert abs(a.mean() - check["mean_px"]) < 25
+
+
+# -- special files and resource limits --------------------------------------------------------
+
+
+@pytest.fixture
+def special_files(tmp_path):
+    """``name -> (path, phrase of the reason)`` for files no decoder may open."""
+    import os
+    import socket
+
+    files = {}
+    fifo = tmp_path / "fifo.mp4"
+    os.mkfifo(fifo)  # opening it for reading blocks until a writer comes: forever
+    files["fifo"] = (fifo, "is a FIFO (named pipe), not a regular file; not opened")
+    sock = socket.socket(socket.AF_UNIX)
+    cwd = os.getcwd()
+    try:  # short relative name: AF_UNIX paths are limited to ~107 bytes
+        os.chdir(tmp_path)
+        sock.bind("sock.mp4")
+    finally:
+        os.chdir(cwd)
+        sock.close()
+    files["socket"] = (tmp_path / "sock.mp4", "is a socket, not a regular file; not opened")
+    device = tmp_path / "device.mp4"
+    device.symlink_to("/dev/zero")  # reads never end
+    files["device"] = (device, "is a character device, not a regular file; not opened")
+    dangling = tmp_path / "dangling.mp4"
+    dangling.symlink_to(tmp_path / "gone.mp4")
+    target = tmp_path / "gone.mp4"
+    files["dangling"] = (dangling, f"broken symbolic link (its target {target} does not exist)")
+    return files
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "device", "dangling"])
+def test_special_files_are_refused_before_any_open(special_files, kind, monkeypatch):
+    opened = []
+    monkeypatch.setattr(av, "open", lambda *a, **k: opened.append(a) or pytest.fail("opened"))
+    monkeypatch.setattr(cv2, "VideoCapture", lambda *a: opened.append(a) or pytest.fail("opened"))
+    path, phrase = special_files[kind]
+    for call in (lambda: probe(path), lambda: read_frames(path, [0], backend="pyav"),
+                 lambda: OpenCVReader().read_frames(path, [0]),
+                 lambda: list(PyAVReader().iter_frames(path))):
+        with pytest.raises(VideoReadError) as err:
+            call()
+        assert str(err.value) == f"{path}: {phrase}"
+    assert opened == []
+
+
+def test_folder_named_like_a_video(tmp_path):
+    folder = tmp_path / "y.mp4"
+    folder.mkdir()
+    with pytest.raises(VideoReadError, match="is a folder without frame images"):
+        probe(folder)  # auto: folders are frame folders
+    with pytest.raises(VideoReadError, match=r"y\.mp4: is a folder, not a video file"):
+        PyAVReader().info(folder)
+
+
+def test_unlistable_frame_folder_is_a_read_error(tmp_path, monkeypatch):
+    import os
+
+    folder = tmp_path / "v_Jump_g01_c01"
+    folder.mkdir()
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(folder):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(VideoReadError, match="cannot list the folder \\(Permission denied\\)"):
+        probe(folder)
+
+
+def test_frames_over_the_pixel_limit_are_refused(make_video, monkeypatch):
+    path = make_video("wide.mp4", num_frames=4, height=48, width=64)
+    assert probe(path).width == 64  # within the default limit
+    monkeypatch.setenv("HARKIT_MAX_PIXELS", "40x40")
+    for reader in (PyAVReader(), OpenCVReader()):
+        with pytest.raises(VideoReadError) as err:
+            reader.read_frames(path, [0])
+        assert str(err.value) == (
+            f"{path}: frames of 64x48 (3,072 px) exceed the limit of 1,600 px "
+            "(set HARKIT_MAX_PIXELS to raise it)"
+        )
+    monkeypatch.setenv("HARKIT_MAX_PIXELS", "3072")
+    assert read_frames(path, [3], backend="pyav").shape == (1, 48, 64, 3)
+
+
+def test_bad_limit_setting_is_a_one_line_error(make_video, monkeypatch):
+    from harkit.errors import HarkitError
+
+    path = make_video("clip.mp4", num_frames=4)
+    monkeypatch.setenv("HARKIT_MAX_FRAMES", "lots")
+    with pytest.raises(HarkitError, match="HARKIT_MAX_FRAMES='lots': expected a positive integer"):
+        probe(path)
+
+
+def test_videos_over_the_frame_limit_are_refused(make_video, monkeypatch):
+    path = make_video("clip.mp4", num_frames=10)
+    monkeypatch.setenv("HARKIT_MAX_FRAMES", "5")
+    for reader in (PyAVReader(), OpenCVReader()):
+        with pytest.raises(VideoReadError, match="more than 5 frames \\(set HARKIT_MAX_FRAMES"):
+            reader.info(path)
+        with pytest.raises(VideoReadError, match="more than 5 frames"):
+            list(reader.iter_frames(path))
+
+
+
+
+def test_a_header_claiming_a_billion_frames_is_counted(lying_avi):
+    path = lying_avi(num_frames=12, claimed=10**9)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 10**9  # what the header says
+    for reader in (PyAVReader(), OpenCVReader()):
+        assert reader.info(path).num_frames == 12

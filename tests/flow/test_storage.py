@@ -71,5 +71,6 @@ def test_flow_file_path_mirrors_tree(tmp_path: Path) -> None:
     assert path == tmp_path / "flow" / "Diving" / "v_1.avi.npz"
     frames_dir = flow_file_path(root / "Diving" / "v_1", root, tmp_path / "flow")
     assert frames_dir.name == "v_1.npz"
-    with pytest.raises(FlowFileError, match="not under"):
-        flow_file_path(tmp_path / "elsewhere.mp4", root, tmp_path / "flow")
+    # A video outside the root (an absolute path in a CSV) keeps its absolute path, inside flow/.
+    outside = flow_file_path(tmp_path / "elsewhere.mp4", root, tmp_path / "flow")
+    assert outside == tmp_path / "flow" / "_abs" / f"{str(tmp_path).lstrip('/')}/elsewhere.mp4.npz"

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from harkit.heads import CenteredHead, MeanPoolHead, RecurrentHead, TwoStreamHead, causal_center
@@ -35,3 +36,26 @@ def test_streamable_flags():
     assert CenteredHead(RecurrentHead(4, 2)).streamable
     assert not CenteredHead(RecurrentHead(4, 2, bidirectional=True)).streamable
     assert not MeanPoolHead(4, 2).streamable and TwoStreamHead(2, input_dims=4).streamable
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_mean_head_is_order_agnostic_with_or_without_centering(center):
+    # The order-agnostic baseline: shuffling the valid steps must not change its output,
+    # and padding must not leak in. Causal centering failed this (76-86% within reversed pairs).
+    from harkit.models.builder import build_head
+    from harkit.models.recipe import HeadConfig
+
+    torch.manual_seed(0)
+    head = build_head(HeadConfig(type="mean", center=center), [6], 3).eval()
+    x = torch.randn(2, 7, 6) * 3 + 1
+    shuffled = x[:, torch.randperm(7)]
+    reversed_ = x.flip(1)
+    padded = torch.cat([x, torch.full((2, 2, 6), 1e4)], dim=1)
+    with torch.no_grad():
+        out = head(x)
+        torch.testing.assert_close(head(shuffled), out)
+        torch.testing.assert_close(head(reversed_), out)
+        torch.testing.assert_close(head(padded, torch.tensor([7, 7])), out)
+        # centred: a constant offset (static appearance) is removed
+        if center:
+            torch.testing.assert_close(head(x + 5.0), out, atol=1e-5, rtol=1e-4)

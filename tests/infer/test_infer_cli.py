@@ -95,3 +95,8 @@ def test_export_then_predict_with_onnx_engine(cli, make_run, make_video, capsys,
     # without an export in RUN/onnx the engine says what to do
     _assert_clear_error(cli("predict", run, video, "--engine", "onnx"),
                         capsys.readouterr().err, "harkit export")
+    # a damaged export manifest is one line naming it, not a traceback
+    for junk in ("[1, 2]", "{not json", '{"branches": [3]}'):
+        (out / "export.json").write_text(junk)
+        _assert_clear_error(cli("predict", run, video, "--engine", "onnx", "--onnx-dir", out),
+                            capsys.readouterr().err, "export.json is unreadable")

@@ -147,8 +147,12 @@ def test_clip_model_streams_windowed(make_run, make_video):
 
     recipe, classes, net = load_run(make_run("c3d"))
     model = split_model(recipe, classes, net)
-    stats = run_stream(FileSource(make_video(num_frames=24)), model, StreamConfig(hop=8))
-    assert stats.mode == "windowed" and stats.decisions == 2  # windows ending at 16 and 24
+    # Every frame (the default samples a file as predict does: test_stream_agrees.py).
+    config = StreamConfig(hop=8, frame_jump=1)
+    stats = run_stream(FileSource(make_video(num_frames=24)), model, config)
+    # hop 8: steps 9 (the first with >= 8 frames) and 17 (a full window of 16) decide
+    assert stats.mode == "windowed" and stats.decisions == 2
+    assert stats.frames_encoded == 9 + 16
 
 
 class _LiveSource(FrameSource):
@@ -277,3 +281,58 @@ def test_missing_camera_is_a_clear_error(cli, make_run, capsys):
 def test_missing_source_file_is_a_clear_error(cli, make_run, capsys, tmp_path):
     code = cli("stream", make_run("small2d"), "--source", tmp_path / "nope.mp4")
     assert code == 2 and "not found" in capsys.readouterr().err
+
+
+def _special_source(tmp_path: Path, kind: str) -> Path:
+    import os
+
+    path = tmp_path / f"{kind}.mp4"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it would block forever
+    elif kind == "device":
+        path.symlink_to("/dev/zero")  # reading it would never end
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to(tmp_path / "gone.mp4")
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("fifo", "is a FIFO (named pipe), not a regular file; not opened"),
+        ("device", "is a character device, not a regular file; not opened"),
+        ("folder", "is a folder, not a video file"),
+        ("dangling", "broken symbolic link"),
+    ],
+)
+def test_special_source_files_are_one_line_errors(cli, make_run, capsys, tmp_path, kind, reason):
+    source = _special_source(tmp_path, kind)
+    code = cli("stream", make_run("small2d"), "--source", source)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"harkit: error: {source}: {reason}")
+    assert len(err.splitlines()) == 1
+
+
+def test_oversized_source_is_refused(cli, make_run, make_video, capsys, monkeypatch):
+    video = make_video("wide.mp4", num_frames=4, height=48, width=64)
+    monkeypatch.setenv("HARKIT_MAX_PIXELS", "40x40")
+    code = cli("stream", make_run("small2d"), "--source", video)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == (
+        f"harkit: error: {video}: frames of 64x48 (3,072 px) exceed the limit of 1,600 px "
+        "(set HARKIT_MAX_PIXELS to raise it)"
+    )
+
+
+def test_source_without_decodable_frames_is_one_line(cli, make_run, make_video, capsys, tmp_path):
+    data = bytearray(make_video("clip.mp4", num_frames=8).read_bytes())
+    at = data.find(b"stsz")  # the sample-size table: nothing can be cut out of the stream
+    data[at + 4 : at + 40] = b"\xff" * 36
+    broken = tmp_path / "no_samples.mp4"
+    broken.write_bytes(bytes(data))
+    code = cli("stream", make_run("small2d"), "--source", broken)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"harkit: error: {broken}: no frames could be decoded")
+    assert len(err.splitlines()) == 1

@@ -88,7 +88,7 @@ def test_c3d_rejects_bad_sizes() -> None:
 
 def test_small_2d_cnn_gru_per_frame_and_padding() -> None:
     torch.manual_seed(0)
-    model = Small2DCNNGRU(num_classes=5, channels=(4, 8), units=6).eval()
+    model = Small2DCNNGRU(num_classes=5, size=20, channels=(4, 8), units=6).eval()
     x = torch.randn(3, 5, 3, 20, 20)
     lengths = torch.tensor([5, 2, 3])
     with torch.no_grad():
@@ -103,7 +103,8 @@ def test_small_2d_cnn_gru_per_frame_and_padding() -> None:
         torch.testing.assert_close(seq[1, 3], model.frame_encoder(x[1, 3:4])[0])
     rows = _counts(model)
     assert rows["frame_encoder.0"] == ("Conv2d", 3 * 9 * 4 + 4)
-    assert rows["head.encoder.stack.layers.0"] == ("GRU", 3 * (8 * 6 + 6 * 6 + 2 * 6))
+    # flattened 8 x 5 x 5 maps feed the GRU
+    assert rows["head.encoder.stack.layers.0"] == ("GRU", 3 * (200 * 6 + 6 * 6 + 2 * 6))
     with pytest.raises(HarkitError):
         model(torch.randn(1, 5, 3, 2, 2))
 

@@ -54,7 +54,8 @@ def test_tiny_batch_overfits_to_100_percent(toy, tmp_path: Path) -> None:
     data = toy(recipe_dim(recipe), n_train=8, n_val=0, n_test=4)
     data = TrainData(data.train, None, data.train, data.classes, data.info)
     info = train(recipe, data, tmp_path / "run", progress=False)
-    assert info["monitor"] == "train/acc" and info["best_score"] == 1.0
+    assert info["monitor"] == "train/acc" and info["best_score"] is None
+    assert info["exported"]["reason"] == "last epoch: no validation"
     result = evaluate_run(tmp_path / "run", data.train)
     assert result.clip.top1 == 1.0
 
@@ -75,7 +76,7 @@ def test_run_folder_round_trip_gives_identical_outputs(toy, tmp_path: Path) -> N
     loaded_recipe, classes, model = load_run(paths.root)
     assert classes == ["forward", "backward"] and loaded_recipe == recipe
     # The Lightning best checkpoint and the safetensors file hold the same weights.
-    ckpt = torch.load(paths.best_ckpt, map_location="cpu", weights_only=False)
+    ckpt = torch.load(paths.best_ckpt, map_location="cpu", weights_only=True)
     reference = build_model(offline_recipe(recipe), 2)
     reference.load_state_dict({k[6:]: v for k, v in ckpt["state_dict"].items()})
     reference.eval()
@@ -116,7 +117,7 @@ def test_resume_continues_from_same_step_and_optimizer_state(toy, tmp_path: Path
     data = toy(recipe_dim(recipe))
     first = train(recipe, data, tmp_path / "run", progress=False)
     ckpt = torch.load(tmp_path / "run/checkpoints/last.ckpt", map_location="cpu",
-                      weights_only=False)
+                      weights_only=True)
     capture = _Capture()
     second = train(recipe, data, tmp_path / "run", resume=True, max_epochs=2, progress=False,
                    callbacks=[capture])

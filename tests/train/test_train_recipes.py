@@ -63,9 +63,13 @@ def test_end_to_end_recipe_trains_one_epoch(name: str, tiny_videos: Path, tmp_pa
     info = train(recipe, DatasetConfig(root=tiny_videos), tmp_path / "run", progress=False)
     assert info["counts"] == {"train": 4, "val": 0, "test": 2}
     assert info["leakage"].startswith("checked")
+    # the typical training clip (headers of the 4 training videos), which streams space by
+    assert info["train_clips"]["videos"] == 4 and info["train_clips"]["frames"] > 1
     assert info["global_step"] == 1
     result = evaluate_run(tmp_path / "run", clips=2)
     assert result.video is not None and result.video.num_samples == 2
     assert result.clip.num_samples == 4
     report = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "Leakage check: checked" in report
+    # the paper's numbers of this configuration stand beside harkit's
+    assert ("## Paper vs harkit" in report) == bool(recipe.reported)

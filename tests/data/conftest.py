@@ -1,0 +1,27 @@
+"""Fixtures of the data tests."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def lying_avi(make_video: Callable[..., Path]) -> Callable[..., Path]:
+    """``lying_avi(num_frames, claimed)``: a real 32x32 H.264 AVI of ``num_frames`` frames whose
+    header (avih dwTotalFrames and strh dwLength) claims ``claimed`` frames."""
+
+    def make(num_frames: int = 12, claimed: int = 10**9, name: str = "liar.avi") -> Path:
+        path = make_video(name, num_frames=num_frames, height=32, width=32)
+        data = bytearray(path.read_bytes())
+        for tag, offset in ((b"avih", 24), (b"strh", 40)):
+            at = data.find(tag)
+            assert at >= 0, f"no {tag!r} chunk in {path}"
+            struct.pack_into("<I", data, at + offset, claimed)
+        path.write_bytes(bytes(data))
+        return path
+
+    return make

@@ -1,0 +1,87 @@
+"""Validation carving: a feasible group-aware share is chosen and recorded, never refused."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from harkit.data.datasets import DatasetConfig, VideoIndex, VideoItem
+from harkit.train.data import carve_validation, plan_validation
+
+
+def index_of(train_groups: int, test_groups: int = 2, clips: int = 2) -> VideoIndex:
+    items = [
+        VideoItem(Path(f"{c}_a{a}_c{k}.mp4"), c, f"a{a}", "train" if a <= train_groups else "test")
+        for c in ("x", "y") for a in range(1, train_groups + test_groups + 1) for k in range(clips)
+    ]  # fmt: skip
+    return VideoIndex("t", items, ["x", "y"])
+
+
+def sides(index: VideoIndex) -> dict[str | None, set[str | None]]:
+    out: dict[str | None, set[str | None]] = {}
+    for item in index:
+        out.setdefault(item.group, set()).add(item.split)
+    return out
+
+
+def test_too_few_groups_for_the_share_hold_out_one_group() -> None:
+    # The issue: 6 actors, 2 for test; 15% asked -> "needs >= 7 groups. Lower val_fraction".
+    index, note = plan_validation(index_of(4), 0.15, seed=0)
+    assert note == "validation: 1 of 4 training groups (25%, 4 of 16 videos), asked 15%"
+    assert all(len(s) == 1 for s in sides(index).values())
+    assert len({i.group for i in index.subset("val")}) == 1
+    assert len(index.subset("test")) == 8
+    # Deterministic for a seed.
+    assert plan_validation(index_of(4), 0.15, seed=0)[0].items == index.items
+    assert len(carve_validation(index_of(4), 0.05, seed=3).subset("val")) == 4
+
+
+def test_enough_groups_keep_the_asked_share() -> None:
+    index, note = plan_validation(index_of(20), 0.25, seed=0)
+    held = {i.group for i in index.subset("val")}
+    assert 2 <= len(held) <= 8
+    assert note.startswith(f"validation: {len(held)} of 20 training groups (")
+    assert note.endswith("asked 25%")
+    assert all(len(s) == 1 for s in sides(index).values())
+
+
+def test_one_training_group_trains_without_validation(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="harkit.train.data"):
+        index, note = plan_validation(index_of(1), 0.15, seed=0)
+    assert len(index.subset("val")) == 0 and len(index.subset("train")) == 4
+    assert note == (
+        "validation: none: the 4 training videos are one group, which validation cannot share "
+        "with training (asked 15%)"
+    )
+    assert note in caplog.text
+
+
+def test_videos_without_groups_count_as_their_own_group() -> None:
+    items = [VideoItem(Path(f"v{i}.mp4"), "xy"[i % 2], None, "train") for i in range(5)]
+    index, note = plan_validation(VideoIndex("t", items, ["x", "y"]), 0.1, seed=0)
+    assert note == "validation: 1 of 5 training videos (20%), asked 10%"
+    assert len(index.subset("val")) == 1
+
+
+def test_run_info_records_validation_split_and_groups(tmp_path: Path) -> None:
+    from harkit.models.recipe import load_recipe
+    from harkit.train.data import prepare_data
+
+    rows = [f"{c}_{a}_{k}.mp4,{c},{a}" for c in "xy" for a in ("p1", "p2", "p3", "p4", "p5",
+                                                                "p6") for k in range(2)]  # fmt: skip
+    (tmp_path / "m.csv").write_text("path,label,Actor\n" + "\n".join(rows) + "\n")
+    recipe = load_recipe("c3d-gru", ["optim.val_fraction=0.15"])  # pixels: nothing decoded yet
+    info = prepare_data(recipe, DatasetConfig(root=tmp_path / "m.csv"), progress=False).info
+    # 6 actors, 2 of them test (the 20% test split): 15% of 4 actors cannot be group-aware.
+    assert info["counts"] == {"train": 12, "val": 4, "test": 8}
+    assert info["validation"] == "validation: 1 of 4 training groups (25%, 4 of 16 videos), asked 15%"
+    assert info["dataset"]["kind"] == "csv" and info["dataset"]["group_column"] == "Actor"
+    assert info["dataset"]["split"] is None and "split" not in info["dataset_config"]
+    assert DatasetConfig.model_validate(info["dataset_config"]).root == tmp_path / "m.csv"
+    assert info["leakage"] == "checked, no group on two sides (train/val/test)"
+
+    (tmp_path / "n.csv").write_text("path,label\n" + "\n".join(r.rsplit(",", 1)[0] for r in rows))
+    info = prepare_data(recipe, DatasetConfig(root=tmp_path / "n.csv"), progress=False).info
+    assert info["leakage"] == "no groups: leakage not checked"

@@ -1,0 +1,71 @@
+"""Kill a harkit job with SIGKILL and see whether its worker processes outlive it (Linux /proc)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def job_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2 :].split()  # the name in (...) may hold spaces: skip it
+
+
+def children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields and fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper counts as gone)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def kill_job_and_list_survivors(
+    proc: subprocess.Popen, workers: int, *, start_s: float = 180.0, grace_s: float = 10.0
+) -> tuple[list[int], list[int]]:
+    """Wait until ``proc`` has ``workers`` children, SIGKILL it, then wait up to ``grace_s``
+    for them to go. Returns ``(workers seen, survivors)``; survivors are killed afterwards so
+    a failing test leaves nothing running."""
+    deadline = time.monotonic() + start_s
+    seen: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        seen = children(proc.pid)
+        if len(seen) >= workers:
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None or len(seen) < workers:
+        proc.kill()
+        output = proc.communicate()[1] or b""
+        raise AssertionError(
+            f"job ended or never started {workers} workers: {output.decode()[-2000:]}"
+        )
+    time.sleep(0.5)  # let the workers get into their work
+    seen = children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(alive(p) for p in seen):
+        time.sleep(0.05)
+    survivors = [p for p in seen if alive(p)]
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    return seen, survivors

@@ -1,0 +1,72 @@
+"""A run knows its data: absolute locations, a fingerprint, and the videos it trained on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harkit.data.datasets import DatasetConfig, DatasetError
+from harkit.data.synthetic import SynthConfig, render_dataset
+from harkit.models.recipe import load_recipe
+from harkit.train import evaluate_run, train
+from harkit.train.run import RunError
+
+TINY = ["input.sampling.num_frames=4", "head.hidden=8", "optim.epochs=1",
+        "optim.batch_size=4", "optim.val_fraction=0"]
+
+
+def _synth(root: Path, actors: int, test_actors: int = 1) -> Path:
+    config = SynthConfig(classes=["move_right", "move_left"], num_actors=actors,
+                         clips_per_actor=1, num_frames=8, size=32, test_actors=test_actors)
+    return render_dataset(root, config)
+
+
+@pytest.fixture
+def trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A run trained with relative paths from ``tmp_path/work``; returns (run, manifest)."""
+    work = tmp_path / "work"
+    manifest = _synth(work / "videos", actors=4)
+    monkeypatch.chdir(work)
+    run = work / "run"
+    train(load_recipe("synthetic-gru", TINY), DatasetConfig(root=Path("videos/manifest.csv")),
+          Path("run"), store=Path("store"), progress=False)
+    return run, manifest
+
+
+def test_evaluate_from_another_folder_uses_the_recorded_data(trained, tmp_path, monkeypatch):
+    run, _ = trained
+    info = json.loads((run / "run.json").read_text())
+    assert Path(info["dataset_config"]["root"]).is_absolute()
+    assert Path(info["store"]).is_absolute()
+    assert info["videos"]["count"] == 8 and len(info["videos"]["fingerprint"]) == 16
+    # a decoy dataset at the same relative path, where `evaluate` is now run from
+    elsewhere = tmp_path / "elsewhere"
+    _synth(elsewhere / "videos", actors=6, test_actors=3)
+    monkeypatch.chdir(elsewhere)
+    result = evaluate_run(run)
+    assert result.clip.num_samples == 2  # the original test actor's 2 clips, not the decoy's 6
+
+
+def test_changed_data_at_the_recorded_location_is_refused(trained):
+    run, manifest = trained
+    rows = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(rows[:-1]) + "\n")  # one video fewer than at training
+    with pytest.raises(RunError, match="not the one this run trained on .7 videos there now, 8"):
+        evaluate_run(run)
+
+
+def test_evaluating_on_trained_videos_is_refused_or_marked(trained):
+    run, manifest = trained
+    trained_ids = json.loads((run / "trained_videos.json").read_text())
+    assert len(trained_ids) == 6  # 3 training actors x 2 classes
+    # another split of the same videos: its test set holds videos the run trained on
+    other = DatasetConfig(root=manifest.parent, kind="folder", test_fraction=0.5, seed=3)
+    with pytest.raises(DatasetError, match="were used to train"):
+        evaluate_run(run, other)
+    leaky = other.model_copy(update={"allow_leakage": True})
+    evaluate_run(run, leaky)
+    report = (run / "report" / "report.md").read_text()
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert "LEAKAGE:" in report and "LEAKAGE:" in json.dumps(metrics)
