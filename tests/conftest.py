@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +46,16 @@ def fast_precision(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     is emulated (slow) without it, so tests using this fixture stay tiny."""
     monkeypatch.setenv(PRECISION_ENV, request.param)
     return request.param
+
+
+def claim_frames(avi: Path, claimed: int) -> None:
+    """Patch an AVI's frame counts (avih dwTotalFrames, strh dwLength) to ``claimed``."""
+    data = bytearray(avi.read_bytes())
+    for tag, offset in ((b"avih", 24), (b"strh", 40)):
+        at = data.find(tag)
+        assert at >= 0, f"{avi}: no {tag!r} chunk"
+        struct.pack_into("<I", data, at + offset, claimed)
+    avi.write_bytes(bytes(data))
 
 
 def pattern_frames(num_frames: int = 40, height: int = 48, width: int = 64, seed: int = 0):

@@ -34,6 +34,7 @@ from harkit.data.datasets import folder_index
 from harkit.data.inspect import summarize
 from harkit.data.sampling import SamplingConfig
 from harkit.data.synthetic import write_video
+from tests.conftest import claim_frames
 
 #: The frame-size limit every verb runs under here: the good clips (32x32, 33x17) pass, the
 #: 64x48 "oversize" clip stands in for an 8192x8192 one without costing its memory.
@@ -79,16 +80,6 @@ def _write_audio_only(path: Path) -> None:
             frame.sample_rate, frame.pts = 8000, i * 1024
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-
-
-def claim_frames(avi: Path, claimed: int) -> None:
-    """Patch an AVI's frame counts (avih dwTotalFrames, strh dwLength) to ``claimed``."""
-    data = bytearray(avi.read_bytes())
-    for tag, offset in ((b"avih", 24), (b"strh", 40)):
-        at = data.find(tag)
-        assert at >= 0, f"{avi}: no {tag!r} chunk"
-        struct.pack_into("<I", data, at + offset, claimed)
-    avi.write_bytes(bytes(data))
 
 
 def build_corpus(root: Path) -> Corpus:

@@ -1,4 +1,4 @@
-"""``harkit data``: synthesise, inspect and split datasets."""
+"""``harkit data``: synthesise, download, inspect and split datasets."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 from harkit.cli.args import (
@@ -20,13 +21,13 @@ from harkit.cli.args import (
     override,
 )
 from harkit.config import apply_overrides, parse_config
-from harkit.data.datasets import load_index
+from harkit.data.datasets import DatasetConfig, load_index
 from harkit.data.inspect import summarize
 from harkit.io import atomic_write_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="synthesise, inspect and split datasets")
+    data = subparsers.add_parser("data", help="synthesise, download, inspect and split datasets")
     verbs = data.add_subparsers(dest="data_command", metavar="VERB", required=True)
 
     synth = verbs.add_parser("synth", help="render the built-in synthetic action dataset")
@@ -42,6 +43,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a SynthConfig field, e.g. -s num_actors=8 -s container=avi",
     )
     synth.set_defaults(func=run_synth)
+
+    download = verbs.add_parser(
+        "download", help="fetch, verify and extract UCF101, HMDB51 or UCF50 (resumable)"
+    )
+    download.add_argument("name", choices=["ucf101", "hmdb51", "ucf50"], metavar="NAME",
+                          help="ucf101, hmdb51 or ucf50")
+    download.add_argument("root", type=folder, metavar="ROOT",
+                          help="folder the archives and the extracted dataset go in")
+    download.add_argument("--from", dest="from_dir", type=folder, metavar="DIR",
+                          help="use the archives already in DIR instead of downloading "
+                          "(for machines without internet)")
+    download.set_defaults(func=run_download)
 
     inspect = verbs.add_parser("inspect", help="classes, counts, groups, durations, bad files")
     add_dataset_args(inspect, positional=True)
@@ -65,6 +78,21 @@ def run_synth(args: argparse.Namespace) -> int:
     config = parse_config(SynthConfig, apply_overrides({}, args.overrides), "--set")
     manifest = render_dataset(args.out, config)
     print(f"wrote {manifest}")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from harkit.data.download import download_dataset
+
+    result = download_dataset(
+        args.name, args.root, from_dir=args.from_dir, progress=sys.stderr.isatty()
+    )
+    config = DatasetConfig(kind=result.kind, root=result.videos, annotations=result.annotations)
+    print(summarize(load_index(config), probe_videos=False).to_text())
+    options = f"--kind {result.kind}"
+    if result.annotations is not None:
+        options += f" --annotations {result.annotations}"
+    print(f"ready: harkit data inspect {result.videos} {options}")
     return 0
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import PositiveInt
+from pydantic import Field
 
 from harkit.config import StrictModel
 
@@ -35,12 +35,14 @@ Strategy = Literal["uniform", "tsn", "stride", "all", "segments"]
 class SamplingConfig(StrictModel):
     """Which frames of a video a model sees."""
 
+    # Upper bounds refuse absurd values before any allocation: one clip's frames are held
+    # in memory together (10,000 frames of 320x240 RGB are 2.3 GB).
     strategy: Strategy = "uniform"
-    num_frames: PositiveInt = 16
-    stride: PositiveInt = 1
-    max_frames: PositiveInt | None = None
-    segment_length: PositiveInt = 20
-    max_segments: PositiveInt | None = None
+    num_frames: int = Field(default=16, ge=1, le=10_000)
+    stride: int = Field(default=1, ge=1, le=10_000)
+    max_frames: int | None = Field(default=None, ge=1, le=10_000)
+    segment_length: int = Field(default=20, ge=1, le=1_000)
+    max_segments: int | None = Field(default=None, ge=1, le=1_000)
 
     def describe(self) -> str:
         """A short, stable string; part of the feature-store key."""

@@ -85,9 +85,9 @@ class SynthConfig(StrictModel):
     classes: list[str] | None = Field(
         default=None, description="subset of SYNTH_CLASSES (in that order); None = all"
     )
-    num_actors: int = Field(default=6, ge=2, description="actors = groups, a01..aNN")
-    clips_per_actor: int = Field(default=2, ge=1)
-    num_frames: int = Field(default=32, ge=4)
+    num_actors: int = Field(default=6, ge=2, le=999, description="actors = groups, a01..aNN")
+    clips_per_actor: int = Field(default=2, ge=1, le=1000)
+    num_frames: int = Field(default=32, ge=4, le=10_000)
     size: int = Field(default=96, ge=32, le=1024, description="square frame side, even")
     fps: int = Field(default=15, ge=1, le=240)
     seed: int = Field(default=0, ge=0)

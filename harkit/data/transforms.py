@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import NonNegativeFloat, PositiveInt, confloat
+from pydantic import Field, confloat
 
 from harkit.config import StrictModel
 
@@ -28,15 +28,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class TransformConfig(StrictModel):
     """Pixel preprocessing. Sizes left unset follow the backbone's input size."""
 
-    resize: PositiveInt | None = None
+    resize: int | None = Field(default=None, ge=1, le=8192)
     """Shorter side before cropping; default: the crop size (crop the centre square)."""
-    crop_size: PositiveInt | None = None
+    crop_size: int | None = Field(default=None, ge=1, le=8192)
     """Square crop fed to the network; default: the backbone's input size."""
     random_crop: bool = False
     """Training only: random crop position instead of the centre."""
     hflip: confloat(ge=0.0, le=1.0) = 0.0
     """Training only: probability of a horizontal flip of the whole clip."""
-    rotation: NonNegativeFloat = 0.0
+    rotation: float = Field(default=0.0, ge=0.0, le=180.0)
     """Training only: random rotation in [-rotation, +rotation] degrees (seed 002: 5)."""
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import claim_frames
 
 
 @pytest.fixture
@@ -16,12 +17,7 @@ def lying_avi(make_video: Callable[..., Path]) -> Callable[..., Path]:
 
     def make(num_frames: int = 12, claimed: int = 10**9, name: str = "liar.avi") -> Path:
         path = make_video(name, num_frames=num_frames, height=32, width=32)
-        data = bytearray(path.read_bytes())
-        for tag, offset in ((b"avih", 24), (b"strh", 40)):
-            at = data.find(tag)
-            assert at >= 0, f"no {tag!r} chunk in {path}"
-            struct.pack_into("<I", data, at + offset, claimed)
-        path.write_bytes(bytes(data))
+        claim_frames(path, claimed)
         return path
 
     return make

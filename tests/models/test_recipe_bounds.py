@@ -15,6 +15,11 @@ RECIPE = "synthetic-gru"
     ("override", "fragments"),
     [
         ("head.hidden=1e11", ["'head.hidden'", "'1e11'", f"from 1 to {MAX_UNITS}"]),
+        # one clip's frames are held together: absurd counts are refused before decoding
+        ("input.sampling.num_frames=1000000000", ["'input.sampling.num_frames'", "10000"]),
+        ("input.sampling.max_frames=0", ["'input.sampling.max_frames'", "got 0"]),
+        ("input.transform.crop_size=100000", ["'input.transform.crop_size'", "8192"]),
+        ("input.transform.rotation=720", ["'input.transform.rotation'", "180"]),
         ("head.hidden=1.0e+11", ["'head.hidden'", "100000000000.0"]),
         ("head.hidden=12.5", ["'head.hidden'", "12.5"]),
         (f"head.hidden={MAX_UNITS + 1}", ["'head.hidden'", str(MAX_UNITS + 1)]),

@@ -53,7 +53,7 @@ def test_changed_data_at_the_recorded_location_is_refused(trained):
     run, manifest = trained
     rows = manifest.read_text().splitlines()
     manifest.write_text("\n".join(rows[:-1]) + "\n")  # one video fewer than at training
-    with pytest.raises(RunError, match="not the one this run trained on .7 videos there now, 8"):
+    with pytest.raises(RunError, match=r"not the one this run trained on \(7 videos there now, 8"):
         evaluate_run(run)
 
 
