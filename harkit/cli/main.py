@@ -22,6 +22,7 @@ VERB_MODULES = (
     "harkit.cli.train",
     "harkit.cli.evaluate",
     "harkit.cli.ablate",
+    "harkit.cli.reproduce",
     "harkit.cli.predict",
     "harkit.cli.stream",
     "harkit.cli.export",

@@ -211,7 +211,8 @@ def ucf101_index(
 ) -> VideoIndex:
     """UCF101 with official split ``split`` (1-3); classes in ``classInd.txt`` order.
 
-    ``annotations`` is the ``ucfTrainTestlist`` folder (default: ``root/ucfTrainTestlist``).
+    ``annotations`` is the ``ucfTrainTestlist`` folder (default: ``root/ucfTrainTestlist``, or
+    beside ``root`` where ``harkit data download`` puts it).
     A ``.avi`` path whose file is absent but whose frame folder (same name, no suffix) exists
     resolves to the folder, so the pre-extracted ``jpegs_256`` layout works unchanged.
     """
@@ -219,6 +220,8 @@ def ucf101_index(
         raise DatasetError(f"UCF101 has official splits 1, 2, 3; got split={split}")
     root = Path(root)
     ann = Path(annotations) if annotations else root / "ucfTrainTestlist"
+    if annotations is None and not ann.is_dir() and (root.parent / ann.name).is_dir():
+        ann = root.parent / ann.name
     class_file = ann / "classInd.txt"
     classes: list[str] = []
     for n, line in enumerate(_read_lines(class_file), 1):

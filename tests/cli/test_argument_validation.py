@@ -81,7 +81,7 @@ CASES: list[tuple[list[str], list[str]]] = [
     (["extract", "{tmp}", "--store", "s", "--sampling", "num_frames"],
      ["--sampling", "'num_frames'", "KEY=VALUE"]),
     (["extract", "{tmp}", "--store", "s", "--backbone", "tiny_image", "--sampling",
-      "num_frames=0"], ["num_frames", "got 0", "greater than 0"]),
+      "num_frames=0"], ["num_frames", "got 0", "greater than or equal to 1"]),
     # info (and recipe values through --set)
     (["info", "--recipe", RECIPE, "--num-classes", "0"], ["--num-classes", "'0'"]),
     (["info", "--recipe", RECIPE, "--set", "bogus"], ["--set", "'bogus'", "KEY=VALUE"]),
