@@ -159,10 +159,37 @@ def devices(text: str) -> int | str:
 
 
 def device(text: str) -> str:
-    """A torch device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    """A torch device this machine has: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
     if not _DEVICE.fullmatch(text):
         raise _refuse(text, "cpu, cuda, cuda:N or mps")
+    if text != "cpu":
+        _require_device(text)
     return text
+
+
+def accelerator(text: str) -> str:
+    """Lightning's accelerator (``auto``, ``cpu``, ``gpu``/``cuda``, ``mps``), if present."""
+    choices = ("auto", "cpu", "gpu", "cuda", "mps")
+    if text not in choices:
+        raise _refuse(text, _one_of(choices))
+    if text in ("gpu", "cuda", "mps"):
+        _require_device("mps" if text == "mps" else "cuda")
+    return text
+
+
+def _require_device(text: str) -> None:
+    # Refused here, not deep in a model's .to(): a missing GPU is a bad argument.
+    import torch
+
+    if text == "mps":
+        if not torch.backends.mps.is_available():
+            raise _refuse(text, "a device this machine has (no MPS here; use cpu)")
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(text.split(":")[1]) if ":" in text else 0
+    if index >= count:
+        have = f"CUDA devices 0-{count - 1}" if count else "no CUDA device; use cpu"
+        raise _refuse(text, f"a device this machine has ({have})")
 
 
 def stream_source(text: str) -> str:

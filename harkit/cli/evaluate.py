@@ -27,8 +27,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from harkit.train.evaluate import evaluate_run
 
     config = dataset_config(args) if args.dataset else None
-    # without --dataset, --split / --allow-leakage apply to the data the run recorded
-    recorded = {"split": args.split, "allow_leakage": args.allow_leakage or None}
+    # without --dataset, the dataset options given apply to the data the run recorded
+    recorded = {"split": args.split, "allow_leakage": args.allow_leakage or None,
+                "annotations": args.annotations, "group_column": args.group_column,
+                "kind": None if args.kind == "auto" else args.kind}
     result = evaluate_run(args.run, config, clips=args.clips, store=args.store, out_dir=args.out,
                           batch_size=args.batch_size, precision=args.precision,
                           recorded_overrides={k: v for k, v in recorded.items() if v})

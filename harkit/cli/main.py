@@ -68,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarkitError as exc:
         print(f"harkit: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the user gave cannot be written or read (/proc/x, a file/x)
+        where = exc.filename or ""
+        reason = exc.strerror or " ".join(str(exc).split())
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            reason = "a file stands where a folder is needed"
+        print(f"harkit: error: {where}: {reason}" if where else f"harkit: error: {reason}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("harkit: interrupted", file=sys.stderr)
         return 130

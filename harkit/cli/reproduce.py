@@ -7,6 +7,7 @@ from pathlib import Path
 
 from harkit.cli.args import (
     DATASET_KINDS,
+    accelerator,
     add_set_arg,
     devices,
     folder,
@@ -49,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="views per test video (video-level metrics when > 1)",
     )
     p.add_argument("--devices", type=devices, default=1, help="devices per node (int, or 'auto')")
-    p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"])
+    p.add_argument("--accelerator", default="auto", type=accelerator,
+                   help="auto, cpu, gpu/cuda or mps (default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_reproduce)
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from harkit.cli.args import (
+    accelerator,
     add_dataset_args,
     add_set_arg,
     dataset_config,
@@ -27,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_set_arg(p)
     p.add_argument("--devices", type=devices, default=1, help="devices per node (int, or 'auto')")
     p.add_argument("--num-nodes", type=int_in_range(1, 1024), default=1)
-    p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"])
+    p.add_argument("--accelerator", default="auto", type=accelerator,
+                   help="auto, cpu, gpu/cuda or mps (default auto)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.ckpt")
     p.add_argument("--splits", type=split_list, default=[],
                    help="train + evaluate each split, e.g. 1,2,3; report the mean")

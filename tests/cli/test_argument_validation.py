@@ -45,6 +45,9 @@ CASES: list[tuple[list[str], list[str]]] = [
     (["predict", "run", "clip.mp4", "--batch-size", "0"], ["--batch-size", "'0'"]),
     (["predict", "run", "clip.mp4", "--batch-size", "100000000"], ["--batch-size", "'100000000'"]),
     (["predict", "run", "clip.mp4", "--device", "cuda:x"], ["--device", "'cuda:x'"]),
+    # a device this machine lacks is a bad argument, not a traceback from model.to()
+    (["predict", "run", "clip.mp4", "--device", "cuda:99"],
+     ["--device", "'cuda:99'", "a device this machine has"]),
     (["predict", "run", "clip.mp4", "--onnx-dir", "{file}"], ["--onnx-dir", "which is a file"]),
     # data synth / inspect / split
     (["data", "synth", "{file}"], ["argument out", "which is a file"]),
@@ -203,9 +206,9 @@ def test_good_values_parse_to_typed_values(tmp_path: Path) -> None:
     assert parser.parse_args(["train", "--recipe", RECIPE, "--dataset", "d"]).devices == 1
     assert parser.parse_args(["ablate", "--devices", "2", "--dataset", "d"]).devices == 2
     args = parser.parse_args(["stream", "run", "--source", "57", "--window", "8", "--timeout",
-                              "0.5", "--retries", "0", "--output", "a.MKV", "--device", "cuda:1"])
+                              "0.5", "--retries", "0", "--output", "a.MKV", "--device", "cpu"])
     assert (args.source, args.window, args.timeout, args.retries) == ("57", 8, 0.5, 0)
-    assert args.output == Path("a.MKV") and args.device == "cuda:1"
+    assert args.output == Path("a.MKV") and args.device == "cpu"
     for source in ("rtsp://cam.local:554/live", "http://127.0.0.1:8000/x.ts", "clip.mp4"):
         assert parser.parse_args(["stream", "run", "--source", source]).source == source
     grid = ["--grid", "head.hidden=[128,128],256", "--grid", "head.cell=gru,lstm"]
@@ -225,3 +228,22 @@ def test_refusal_through_the_installed_entry_point() -> None:
         "harkit stream: error: argument --window: expected an integer from 1 to 100000, "
         "got '-3' (see 'harkit stream --help')"
     ]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_accelerator_without_a_gpu_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(["train", "--recipe", RECIPE, "--dataset", "d", "--accelerator", "cuda"],
+                     capsys)
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "--accelerator" in err and "no CUDA device" in err
+
+
+def test_unwritable_output_paths_are_one_line(tmp_path: Path, capsys) -> None:
+    # A file where a folder must go: every verb that writes ends in one line naming the path.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    code, err = _run(["data", "synth", str(blocker / "synth")], capsys)
+    assert code == 2 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"harkit: error: {blocker}")
+    assert line.endswith("a file stands where a folder is needed")
