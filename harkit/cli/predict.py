@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int_in_range(1, 1000), default=5,
                    help="classes listed per video (default 5)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.add_argument("--paper-style", action="store_true",
+                   help="seed 004's line per video: 'Class: Diving, Confidence: 0.98'")
     p.add_argument("--batch-size", type=int_in_range(1, 4096), default=8,
                    help="videos per CNN batch (default 8)")
     p.add_argument("--engine", choices=["torch", "onnx"], default="torch")
@@ -93,11 +95,12 @@ def run_predict(args: argparse.Namespace) -> int:
         predicted += 1
         if args.json:
             print(json.dumps(pred.to_dict()), flush=True)
+        elif args.paper_style:
+            bar.write(f"{pred.source}: {pred.format()}", file=sys.stdout)
         else:
             others = "  ".join(f"{lab} {p:.2f}" for lab, p in pred.top_k[1:])
             line = f"{pred.source:<{width}}  {pred.label} {pred.confidence:.2f}"
             bar.write(line + (f"  ({others})" if others else ""), file=sys.stdout)
-            bar.write(f"  {pred.format()}", file=sys.stdout)
     bar.close()
     if failed:
         print(f"harkit: {failed} of {len(videos)} videos could not be read", file=sys.stderr)

@@ -12,13 +12,14 @@ from tests.infer.conftest import CLASSES
 
 
 def test_predict_table_and_seed004_line(cli, make_run, make_video, capsys):
-    code = cli("predict", make_run("small2d"), make_video(), "--top-k", "2")
-    out = capsys.readouterr().out
-    assert code == 0
-    first, second = out.splitlines()[:2]
-    label, conf = first.split()[1:3]
+    run, video = make_run("small2d"), make_video()
+    code = cli("predict", run, video, "--top-k", "2")
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and len(lines) == 1  # each result once
+    label, conf = lines[0].split()[1:3]
     assert label in CLASSES and 0 <= float(conf) <= 1
-    assert second.strip() == f"Class: {label}, Confidence: {conf}"
+    assert cli("predict", run, video, "--paper-style") == 0
+    assert capsys.readouterr().out.splitlines() == [f"{video}: Class: {label}, Confidence: {conf}"]
 
 
 def test_predict_folder_json_with_unreadable_file(cli, make_run, make_video, capsys, tmp_path):
