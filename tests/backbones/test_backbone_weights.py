@@ -19,18 +19,6 @@ from harkit.backbones import (
 from harkit.errors import HarkitError
 
 
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No download can happen: an empty torch hub dir and a downloader that always fails."""
-
-    def refuse(url: str, *args, **kwargs):
-        raise urllib.error.URLError(f"network disabled in tests ({url})")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    return tmp_path / "torch" / "hub" / "checkpoints"
-
-
 @pytest.fixture(scope="module")
 def resnet18_reference(tmp_path_factory: pytest.TempPathFactory):
     """A full torchvision resnet18 (with fc) saved as .pth and .safetensors."""

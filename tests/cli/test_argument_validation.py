@@ -203,6 +203,10 @@ def test_good_values_parse_to_typed_values(tmp_path: Path) -> None:
                               "--test-fraction", "0.25", "--set", "head.hidden=[8,8]"])  # fmt: skip
     assert args.splits == [1, 2, 3] and args.devices == "auto" and args.test_fraction == 0.25
     assert args.overrides == ["head.hidden=[8,8]"]
+    # list items by index reach a backbone's weights (input.features.0.weights=PATH)
+    args = parser.parse_args(["train", "--recipe", RECIPE, "--dataset", "d", "--set",
+                              "input.features.0.weights=w.pt"])
+    assert args.overrides == ["input.features.0.weights=w.pt"]
     assert parser.parse_args(["train", "--recipe", RECIPE, "--dataset", "d"]).devices == 1
     assert parser.parse_args(["ablate", "--devices", "2", "--dataset", "d"]).devices == 2
     args = parser.parse_args(["stream", "run", "--source", "57", "--window", "8", "--timeout",

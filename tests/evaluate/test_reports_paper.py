@@ -37,13 +37,16 @@ def test_compare_with_paper_matches_dataset_and_split_only() -> None:
     harkit = {"top1": 0.5, "f1_weighted": 0.4}
     reported = {"ucf50_top1": 89.89, "ucf101_top1": 90.0, "ucf50_split2_top1": 88.0,
                 "ucf50_f1": 70.0}  # fmt: skip
-    rows = compare_with_paper(reported, harkit, dataset="ucf50", split=1)
+    rows = compare_with_paper(reported, harkit, dataset="ucf50", split=2)
     assert [(r["key"], r["paper"], r["harkit"]) for r in rows] == [
-        ("ucf50_top1", pytest.approx(0.8989), 0.5),
+        ("ucf50_top1", pytest.approx(0.8989), None),  # the paper's mean over folds: not fold 2
         ("ucf101_top1", pytest.approx(0.90), None),  # another dataset
-        ("ucf50_split2_top1", pytest.approx(0.88), None),  # another split
-        ("ucf50_f1", pytest.approx(0.70), 0.4),
+        ("ucf50_split2_top1", pytest.approx(0.88), 0.5),  # this very fold
+        ("ucf50_f1", pytest.approx(0.70), None),
     ]
+    # a mean over splits goes beside the paper's means
+    means = compare_with_paper(reported, harkit, dataset="ucf50", split=None)
+    assert [r["harkit"] for r in means] == [0.5, None, None, 0.4]
     assert all(r["harkit"] is None for r in compare_with_paper(reported, harkit, dataset=None))
 
 
@@ -52,16 +55,17 @@ def test_evaluation_report_shows_paper_beside_harkit(tmp_path: Path) -> None:
     split = {"dataset": "ucf50", "split": 1, "leakage": "none"}
     paths = write_report(
         tmp_path / "r", clip, split_info=split, video_level=video,
-        reported={"ucf50_top1": 89.89, "ucf101_top1": 90.83},
+        reported={"ucf50_split1_top1": 89.89, "ucf101_top1": 90.83, "ucf50_top1": 88.0},
     )  # fmt: skip
     md = paths["report"].read_text()
     assert "## Paper vs harkit" in md
     assert "| Reported | Metric | paper | harkit |" in md
     # The papers count one prediction per video: harkit's video level goes beside them.
-    assert f"| ucf50_top1 | Top-1 accuracy | 89.89% | {100 * video.top1:.2f}% |" in md
+    assert f"| ucf50_split1_top1 | Top-1 accuracy | 89.89% | {100 * video.top1:.2f}% |" in md
     assert "| ucf101_top1 | Top-1 accuracy | 90.83% | – |" in md
+    assert "| ucf50_top1 | Top-1 accuracy | 88.00% | – |" in md  # one fold is not the mean
     paper = json.loads(paths["metrics"].read_text())["paper"]
-    assert paper[0] == {"key": "ucf50_top1", "metric": "top1",
+    assert paper[0] == {"key": "ucf50_split1_top1", "metric": "top1",
                         "paper": pytest.approx(0.8989), "harkit": video.top1}  # fmt: skip
 
     plain = write_report(tmp_path / "p", clip, split_info=split)

@@ -42,6 +42,8 @@ def test_stream_on_a_file_ends_on_predicts_answer(make_run, make_video, kind, fr
     assert stats.mode == mode and last.final
     assert "from the file" in stats.sampling and f"its {frames} frames" in stats.sampling
     assert last.raw_label == pred.label == stats.final_label
+    # the final line itself shows predict's answer, not the smoothed label lagging behind
+    assert (last.label, last.confidence) == (pred.label, pytest.approx(pred.confidence, abs=1e-5))
     np.testing.assert_allclose(last.probs, pred.probs, atol=1e-5)
     # The check has teeth: consecutive frames (the old default) give other probabilities.
     _, consecutive, _ = _final(run, video, StreamConfig(frame_jump=1))
@@ -58,7 +60,7 @@ def test_cli_stream_and_predict_agree(cli, make_run, make_video, capsys, monkeyp
     captured = capsys.readouterr()
     rows = [json.loads(line) for line in captured.out.splitlines()]
     final, summary = rows[-2], rows[-1]
-    assert final["final"] and final["raw_label"] == predicted["label"]
+    assert final["final"] and final["raw_label"] == final["label"] == predicted["label"]
     assert final["raw_confidence"] == pytest.approx(predicted["confidence"], abs=1e-4)
     assert summary["final_label"] == predicted["label"]
     assert summary["window"] == 16 and summary["frame_jump"] == 3  # round(50 / 16)
