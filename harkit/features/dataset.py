@@ -25,7 +25,13 @@ from harkit.data.transforms import TransformConfig
 from harkit.errors import HarkitError
 from harkit.features.extractor import Precision
 from harkit.features.pipeline import dataset_video_root, extract_features
-from harkit.features.store import FeatureStore, FeatureStoreError, StoreConfig, StoreDtype
+from harkit.features.store import (
+    FeatureStore,
+    FeatureStoreError,
+    StoreConfig,
+    StoreDtype,
+    source_stamp,
+)
 from harkit.features.store import store_config as _store_config
 from harkit.models.recipe import FeatureSource, Recipe
 
@@ -88,7 +94,9 @@ class FeatureDataset(Dataset):
     A video is looked up by its id (path relative to ``video_root``, default: the deepest
     folder holding every video of ``index``), then by its absolute path. Sources of different
     lengths (flow has one pair less than frames) are cut to the shortest. A video missing or
-    failed in any store gives a :class:`SkippedVideo`.
+    failed in any store, or whose row was made from another file (size or mtime_ns differ:
+    the video changed, or another dataset has the same ids), gives a :class:`SkippedVideo`;
+    :func:`ensure_features` re-extracts such rows first.
     """
 
     def __init__(
@@ -124,6 +132,12 @@ class FeatureDataset(Dataset):
         row = row or store.find_path(item.path)
         if row is None:
             raise FeatureStoreError(f"not in feature store {store.path.name}")
+        if not row.matches(source_stamp(item.path)):
+            raise FeatureStoreError(
+                f"feature store {store.path.name} holds features of another file for this id "
+                "(the video changed since extraction, or another dataset has the same paths); "
+                "run `harkit extract` again"
+            )
         return torch.from_numpy(store.load_row(row)).float()
 
     def __getitem__(self, i: int) -> dict[str, Any] | SkippedVideo:

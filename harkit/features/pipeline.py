@@ -2,8 +2,10 @@
 
 Each video is decoded once (in DataLoader workers, together with every backbone's
 preprocessing, so the network never waits on the decoder) and its clip feeds every source.
-Videos already in all stores are not redone, unless their file no longer matches its manifest
-row (truncated, emptied, missing): those are re-extracted with a warning. A video that cannot
+Videos already in all stores are not redone, unless their feature file no longer matches its
+manifest row (truncated, emptied, missing) or the video is not the file the row was made from
+(its size or mtime_ns differ: the video changed, or another dataset has the same ids; see
+:mod:`harkit.features.store`): those are re-extracted with a warning, failed rows included. A video that cannot
 be read is recorded as ``failed`` in each store and in ``extract_skipped[.rankR].json`` and
 skipped. Under torchrun rank ``r`` of ``N`` takes items ``i % N == r`` and all ranks write into
 the same stores. The decode workers die with this process, even on ``kill -9``.
@@ -46,7 +48,7 @@ from harkit.features.extractor import (
     Preprocessor,
     source_key,
 )
-from harkit.features.store import FeatureStore, StoreDtype, store_config
+from harkit.features.store import FeatureStore, StoreDtype, source_stamp, store_config
 from harkit.flow.extract import stored_video_root
 from harkit.flow.storage import flow_file_path, load_flow
 from harkit.models.recipe import FeatureSource
@@ -82,6 +84,8 @@ class ExtractionReport:
     extractor: dict[str, Any] = field(default_factory=dict)
     repaired: int = 0
     """Videos marked done whose file was damaged, so re-extracted (counted in ``extracted``)."""
+    changed: int = 0
+    """Videos whose row was made from another file (size or mtime_ns differ), so redone."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -228,6 +232,18 @@ def extract_features(
     )
     done = {key: store.done_ids(include_failed=not retry_failed) for key, store in stores.items()}
     share = {ids[p] for p in positions}
+    stamps = {ids[p]: source_stamp(index[p].path) for p in positions}  # before any decoding
+    changed: set[str] = set()
+    for key, store in stores.items():  # a row of another file (ok or failed) is not done
+        stale = store.changed(stamps)
+        done[key] -= stale
+        changed |= stale
+    if changed:
+        log.warning(
+            "%d video(s) changed since extraction (or are other files with the same ids): "
+            "re-extracting",
+            len(changed),
+        )
     repaired: set[str] = set()
     for key, store in stores.items():
         for vid, problem in store.damaged(share).items():  # done, but the file is not right
@@ -241,6 +257,7 @@ def extract_features(
     summary = ExtractionReport(
         rank, world_size, len(positions), 0, existing, 0, 0, 0.0,
         {k: str(s.path) for k, s in stores.items()}, str(report.path), repaired=len(repaired),
+        changed=len(changed),
     )  # fmt: skip
     if not todo:
         log.info("features rank %d/%d: all %d videos already done", rank, world_size, existing)
@@ -279,12 +296,12 @@ def extract_features(
                 report.record(index[position].path, job["error"])
                 for key, store in stores.items():
                     if vid not in done[key]:
-                        store.put_failed(vid, job["error"], path=path)
+                        store.put_failed(vid, job["error"], path=path, source=stamps[vid])
             else:
                 features = extractor.run(job["inputs"])
                 for key, store in stores.items():
                     if vid not in done[key]:
-                        store.put(vid, features[key], path=path)
+                        store.put(vid, features[key], path=path, source=stamps[vid])
                 summary.extracted += 1
                 summary.steps += int(next(iter(features.values())).shape[0])
             bar.update(1)
@@ -295,8 +312,9 @@ def extract_features(
     summary.seconds = time.perf_counter() - start
     log.info(
         "features rank %d/%d: %d videos, %d extracted (%d steps, %.1f/s; %d re-extracted as "
-        "damaged), %d already done, %d failed",
+        "damaged, %d as changed), %d already done, %d failed",
         rank, world_size, len(positions), summary.extracted, summary.steps,
-        summary.steps / max(summary.seconds, 1e-9), summary.repaired, existing, summary.failed,
+        summary.steps / max(summary.seconds, 1e-9), summary.repaired, summary.changed,
+        existing, summary.failed,
     )  # fmt: skip
     return summary

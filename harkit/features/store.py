@@ -5,7 +5,8 @@ Layout (one folder per configuration)::
     <store root>/<backbone>-<layer|pooled>-<key>/
         config.json        every field that changes the features (human readable)
         manifest.sqlite    one row per video: id, status ok|failed, steps, dim, file, error,
-                           and the file's size, dtype and CRC-32 (manifest schema 2)
+                           and the file's size, dtype and CRC-32 (manifest schema 2), and
+                           the source video's size and mtime_ns at extraction (schema 3)
         features/<id>.npy  float16 (default) or float32 array (T, D)
 
 ``key`` is a hash of ``config.json``'s fields (backbone, weights tag, layer, stream,
@@ -21,6 +22,14 @@ and :meth:`FeatureStore.damaged` (which ``extract`` runs to redo such files) che
 the ``.npy`` header; full reads (training) also the CRC-32. Stores written before schema 2 are
 upgraded in place; their old rows, having no recorded size, are checked against the size
 their header implies.
+
+A row belongs to the source video it was extracted from: schema 3 records that file's size and
+``st_mtime_ns`` (one ``os.stat``; a frame folder: the folder's). Ids are paths relative to a
+dataset root, so another dataset with the same layout has the same ids: a row counts only for
+a video whose size *and* mtime_ns equal the recorded ones (:meth:`StoreRow.matches`). The path
+is not compared, so a moved or copied-with-times (``cp -p``, ``rsync -a``) dataset is still
+reused. Rows written before schema 3 (nothing recorded) match any file; a video that cannot be
+stat'ed (deleted after extraction) matches any row.
 """
 
 from __future__ import annotations
@@ -57,17 +66,33 @@ __all__ = [
     "DamagedFeatureError",
     "FeatureStore",
     "FeatureStoreError",
+    "SourceStamp",
     "StoreConfig",
     "StoreRow",
+    "source_stamp",
     "store_config",
 ]
 
 FEATURE_FORMAT_VERSION = 1
-MANIFEST_VERSION = 2
-"""``PRAGMA user_version`` of the manifest: 2 added nbytes/dtype/crc32 (0 = the first layout)."""
+MANIFEST_VERSION = 3
+"""``PRAGMA user_version`` of the manifest: 2 added nbytes/dtype/crc32, 3 the source file's
+size and mtime_ns (0 = the first layout)."""
 _KEY_CHARS = 16
 _BUSY_TIMEOUT_MS = 120_000
 StoreDtype = Literal["float16", "float32"]
+
+
+SourceStamp = tuple[int, int]
+"""``(size, mtime_ns)`` of a source video (a frame folder: of the folder)."""
+
+
+def source_stamp(path: str | os.PathLike[str]) -> SourceStamp | None:
+    """``(st_size, st_mtime_ns)`` of the video at ``path``; ``None`` when it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 class FeatureStoreError(HarkitError):
@@ -173,6 +198,17 @@ class StoreRow:
     dtype: str = ""
     crc32: int = -1
     """CRC-32 of the whole file; -1 when unknown."""
+    source_size: int = -1
+    """Size of the source video at extraction; -1 when unknown (before manifest schema 3)."""
+    source_mtime_ns: int = -1
+    """``st_mtime_ns`` of the source video at extraction; -1 when unknown."""
+
+    def matches(self, stamp: SourceStamp | None) -> bool:
+        """Whether this row was made from a file with ``stamp`` (size and mtime_ns both equal).
+        Unknown on either side (an old row, a video that cannot be stat'ed) counts as a match."""
+        if stamp is None or self.source_size < 0 or self.source_mtime_ns < 0:
+            return True
+        return (self.source_size, self.source_mtime_ns) == tuple(stamp)
 
 
 _TABLE = """
@@ -188,13 +224,17 @@ CREATE TABLE videos (
     updated   REAL NOT NULL,
     nbytes    INTEGER NOT NULL DEFAULT -1,
     dtype     TEXT NOT NULL DEFAULT '',
-    crc32     INTEGER NOT NULL DEFAULT -1
+    crc32     INTEGER NOT NULL DEFAULT -1,
+    source_size     INTEGER NOT NULL DEFAULT -1,
+    source_mtime_ns INTEGER NOT NULL DEFAULT -1
 )"""
-# schema 0 -> 2: ADD COLUMN appends, so old and new tables end up with one column order
+# schema 0 -> 2 -> 3: ADD COLUMN appends, so old and new tables end up with one column order
 _ADDED_COLUMNS = (
     "nbytes INTEGER NOT NULL DEFAULT -1",
     "dtype TEXT NOT NULL DEFAULT ''",
     "crc32 INTEGER NOT NULL DEFAULT -1",
+    "source_size INTEGER NOT NULL DEFAULT -1",
+    "source_mtime_ns INTEGER NOT NULL DEFAULT -1",
 )
 _COLUMNS = ", ".join(StoreRow.__dataclass_fields__)
 
@@ -229,6 +269,13 @@ def _npy_header(handle: Any) -> tuple[tuple[int, ...], np.dtype, int]:
     else:
         raise ValueError(f"unsupported .npy format version {version}")
     return tuple(shape), dtype, handle.tell()
+
+
+def _stamp_or_unknown(source: SourceStamp | None, path: str | Path) -> SourceStamp:
+    """``source``, else the stamp of ``path`` now, else ``(-1, -1)`` (unknown)."""
+    if source is None and str(path):
+        source = source_stamp(path)
+    return source if source is not None else (-1, -1)
 
 
 def _check_id(video_id: str) -> str:
@@ -387,9 +434,16 @@ class FeatureStore:
         return self.path / self.FEATURES / f"{_check_id(video_id)}.npy"
 
     def put(
-        self, video_id: str, features: np.ndarray | torch.Tensor, *, path: str | Path = ""
+        self,
+        video_id: str,
+        features: np.ndarray | torch.Tensor,
+        *,
+        path: str | Path = "",
+        source: SourceStamp | None = None,
     ) -> Path:
-        """Store ``(T, D)`` features of ``video_id``: file written atomically, then the row."""
+        """Store ``(T, D)`` features of ``video_id``: file written atomically, then the row.
+        ``source`` is the video's :func:`source_stamp` (default: stat ``path`` now; take it
+        before decoding so a file changed meanwhile is redone next run)."""
         if isinstance(features, torch.Tensor):
             features = features.detach().cpu().float().numpy()
         features = np.asarray(features)
@@ -403,35 +457,48 @@ class FeatureStore:
         with atomic_output(target, suffix=".npy") as tmp:
             np.save(tmp, features.astype(self.dtype, copy=False))
             written = tmp.read_bytes()  # size and checksum of what is on disk, for later reads
+        size, mtime = _stamp_or_unknown(source, path)
         now = time.time()
         with self._db() as db:
             db.execute(
                 "INSERT INTO videos (video_id, status, num_steps, dim, file, error, path, "
-                "created, updated, nbytes, dtype, crc32) "
-                "VALUES (?, 'ok', ?, ?, ?, '', ?, ?, ?, ?, ?, ?) "
+                "created, updated, nbytes, dtype, crc32, source_size, source_mtime_ns) "
+                "VALUES (?, 'ok', ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(video_id) DO UPDATE SET status='ok', num_steps=excluded.num_steps, "
                 "dim=excluded.dim, file=excluded.file, error='', path=excluded.path, "
                 "updated=excluded.updated, nbytes=excluded.nbytes, dtype=excluded.dtype, "
-                "crc32=excluded.crc32",
+                "crc32=excluded.crc32, source_size=excluded.source_size, "
+                "source_mtime_ns=excluded.source_mtime_ns",
                 (
                     _check_id(video_id), features.shape[0], features.shape[1],
                     target.relative_to(self.path).as_posix(), str(path), now, now,
-                    len(written), self.config.dtype, zlib.crc32(written),
+                    len(written), self.config.dtype, zlib.crc32(written), size, mtime,
                 ),
             )  # fmt: skip
         return target
 
-    def put_failed(self, video_id: str, error: str, *, path: str | Path = "") -> None:
-        """Record that ``video_id`` could not be processed (its old file, if any, is kept)."""
+    def put_failed(
+        self,
+        video_id: str,
+        error: str,
+        *,
+        path: str | Path = "",
+        source: SourceStamp | None = None,
+    ) -> None:
+        """Record that ``video_id`` could not be processed (its old file, if any, is kept);
+        ``source`` as in :meth:`put`, so the video is retried once its file changes."""
+        size, mtime = _stamp_or_unknown(source, path)
         now = time.time()
         with self._db() as db:
             db.execute(
                 "INSERT INTO videos (video_id, status, num_steps, dim, file, error, path, "
-                "created, updated) VALUES (?, 'failed', 0, 0, '', ?, ?, ?, ?) "
+                "created, updated, source_size, source_mtime_ns) "
+                "VALUES (?, 'failed', 0, 0, '', ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(video_id) DO UPDATE SET status='failed', num_steps=0, dim=0, "
                 "file='', error=excluded.error, path=excluded.path, updated=excluded.updated, "
-                "nbytes=-1, dtype='', crc32=-1",
-                (_check_id(video_id), error, str(path), now, now),
+                "nbytes=-1, dtype='', crc32=-1, source_size=excluded.source_size, "
+                "source_mtime_ns=excluded.source_mtime_ns",
+                (_check_id(video_id), error, str(path), now, now, size, mtime),
             )
 
     def row(self, video_id: str) -> StoreRow | None:
@@ -461,6 +528,15 @@ class FeatureStore:
         if not include_failed:
             query += " WHERE status = 'ok'"
         return {r[0] for r in self._query(query)}
+
+    def changed(self, stamps: dict[str, SourceStamp | None]) -> set[str]:
+        """Ids of ``stamps`` (id -> the video's current :func:`source_stamp`) whose row, ok or
+        failed, was made from another file (:meth:`StoreRow.matches` is false)."""
+        found = set()
+        for row in self.rows():
+            if row.video_id in stamps and not row.matches(stamps[row.video_id]):
+                found.add(row.video_id)
+        return found
 
     def counts(self) -> dict[str, int]:
         found = self._query("SELECT status, COUNT(*) FROM videos GROUP BY status")
