@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
 from collections import Counter
@@ -45,6 +46,8 @@ __all__ = [
     "ucf50_index",
     "ucf101_index",
 ]
+
+log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (
     ".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".wmv", ".ts", ".flv", ".3gp",
@@ -282,6 +285,32 @@ def hmdb51_index(root: str | Path, annotations: str | Path, split: int = 1) -> V
     return VideoIndex(f"hmdb51-split{split}", items, classes)
 
 
+def _check_listed_videos(
+    index: VideoIndex, root: Path, annotations: str | Path, benchmark: str
+) -> VideoIndex:
+    """Refuse a root that holds none of the videos the split files list (the split files of
+    a benchmark given for some other folder); warn with the count when only some are missing.
+    A video is present as its file or its frame folder (same name, no suffix)."""
+    missing = [
+        item for item in index
+        if not item.path.exists() and not item.path.with_suffix("").is_dir()
+    ]  # fmt: skip
+    if not missing:
+        return index
+    if len(missing) == len(index):
+        first = missing[0].path
+        example = first.relative_to(root) if first.is_relative_to(root) else first
+        raise DatasetError(
+            f"{root} holds none of the {len(index)} videos that {annotations} lists "
+            f"(e.g. {example}); pass the {benchmark} video folder as the dataset"
+        )
+    log.warning(
+        "%s: %d of the %d videos that %s lists are not under %s (reported as unreadable)",
+        index.name, len(missing), len(index), annotations, root,
+    )  # fmt: skip
+    return index
+
+
 def folder_index(root: str | Path, name: str | None = None) -> VideoIndex:
     """Any ``root/<class>/<video>`` tree (videos or frame folders); classes sorted by name."""
     root = Path(root)
@@ -403,13 +432,18 @@ def load_index(config: DatasetConfig) -> VideoIndex:
 
     kind, root = resolve_kind(config), Path(config.root)
     if kind == "ucf101":
-        return ucf101_index(root, config.split, config.annotations)
+        index = ucf101_index(root, config.split, config.annotations)
+        ann = config.annotations or root / "ucfTrainTestlist"
+        if config.annotations is None and not ann.is_dir():
+            ann = root.parent / "ucfTrainTestlist"  # where ucf101_index found them
+        return _check_listed_videos(index, root, ann, "UCF-101")
     if kind == "hmdb51":
         if config.annotations is None:
             raise DatasetError(
                 "hmdb51 needs 'annotations': the folder of *_test_split<k>.txt files"
             )
-        return hmdb51_index(root, config.annotations, config.split)
+        index = hmdb51_index(root, config.annotations, config.split)
+        return _check_listed_videos(index, root, config.annotations, "HMDB51")
     if kind == "ucf50":
         return leave_one_group_out(ucf50_index(root), f"g{config.split:02d}")
     if kind == "folder":

@@ -8,6 +8,7 @@ one group on both sides inflates accuracy. Splits made here never do that, and
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
@@ -18,6 +19,7 @@ __all__ = [
     "NO_GROUPS",
     "LeakageError",
     "assert_no_leakage",
+    "carve_share",
     "group_split",
     "leakage_status",
     "leaked_groups",
@@ -91,7 +93,8 @@ def group_split(index: VideoIndex, test_fraction: float = 0.2, seed: int = 0) ->
     """Assign ``train``/``test`` with whole groups on one side, class proportions kept.
 
     Items without a group count as their own group. Uses scikit-learn's
-    ``StratifiedGroupKFold`` with ``round(1 / test_fraction)`` folds and takes one as test.
+    ``StratifiedGroupKFold`` with ``round(1 / test_fraction)`` folds and takes one as test;
+    with too few videos per class for that, the fallback of :func:`carve_share` (warned).
     """
     if len(index) < 2:
         raise DatasetError(f"{index.name}: need at least 2 videos to split, found {len(index)}")
@@ -102,11 +105,47 @@ def group_split(index: VideoIndex, test_fraction: float = 0.2, seed: int = 0) ->
             f"{index.name}: {len(set(groups))} groups cannot make a {test_fraction:.0%} "
             f"group-aware test split (needs >= {folds} groups)"
         )
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    _, test_rows = next(splitter.split(np.zeros(len(index)), index.targets, groups))
-    is_test = np.zeros(len(index), dtype=bool)
-    is_test[test_rows] = True
+    is_test, how = carve_share(index, test_fraction, seed)
+    if how:
+        log.warning("%s: test split: %s", index.name, how)
     return index.with_splits("test" if t else "train" for t in is_test)
+
+
+def carve_share(index: VideoIndex, fraction: float, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Rows (True) of about ``fraction`` of ``index``, whole groups at a time, and how they were
+    chosen: ``""`` for the stratified k-fold share, else one phrase for the fallback.
+
+    ``StratifiedGroupKFold`` with ``round(1 / fraction)`` folds fails when no class has that
+    many videos; then videos without groups are held out per class (at least 1 of each, at
+    least 1 left) when every class has 2, else whole groups at random (at least one kept).
+    Items without a group count as their own group; needs at least 2 groups.
+    """
+    n = len(index)
+    folds = max(2, round(1 / fraction))
+    groups = [item.group or f"__video{i}" for i, item in enumerate(index)]
+    targets = np.asarray(index.targets)
+    counts = Counter(targets.tolist())
+    held = np.zeros(n, dtype=bool)
+    if len(set(groups)) >= folds and max(counts.values()) >= folds:
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        _, rows = next(splitter.split(np.zeros(n), targets, groups))
+        held[rows] = True
+        return held, ""
+    rng = np.random.default_rng(seed)
+    reason = f"no class has the {folds} videos a stratified {fraction:.0%} share needs"
+    if all(item.group is None for item in index) and min(counts.values()) >= 2:
+        for target, count in sorted(counts.items()):
+            rows = np.flatnonzero(targets == target)
+            take = min(count - 1, max(1, round(count * fraction)))
+            held[rng.choice(rows, size=take, replace=False)] = True
+        return held, f"{reason}, so {'at least ' if held.sum() > len(counts) else ''}1 per class"
+    want = max(1, round(n * fraction))
+    keys = np.asarray(groups)
+    for group in rng.permutation(sorted(set(groups)))[:-1]:  # one group at least stays
+        if held.sum() >= want:
+            break
+        held |= keys == group
+    return held, f"{reason}, so a random share, not stratified"
 
 
 def leave_one_group_out(index: VideoIndex, test_group: str) -> VideoIndex:

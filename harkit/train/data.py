@@ -33,7 +33,7 @@ from harkit.data.datasets import (
 from harkit.data.inspect import typical_clip
 from harkit.data.jobs import loader_worker_init, video_id
 from harkit.data.sampling import SamplingConfig
-from harkit.data.splits import group_split, leakage_status
+from harkit.data.splits import carve_share, leakage_status
 from harkit.data.transforms import ClipTransform
 from harkit.data.video import VideoReadError
 from harkit.models.recipe import Recipe
@@ -69,9 +69,10 @@ class TrainData:
     test: Dataset | None
     classes: list[str]
     info: dict[str, Any] = field(default_factory=dict)
-    ids: dict[str, list[str]] = field(default_factory=dict)
-    """Video ids per split (see :func:`video_ids`): training records its train and
-    validation ids (``RUN/trained_videos.json``), which evaluation refuses to score."""
+    videos: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    """Per split, the videos' ids, resolved paths and groups (see :func:`split_videos`):
+    training records those of train + val (``RUN/trained_videos.json``), and evaluation
+    refuses test videos that match any of them."""
 
 
 def carve_validation(
@@ -91,7 +92,9 @@ def plan_validation(
 
     With too few groups for ``val_fraction`` one group is held out (a larger share: a smaller
     one cannot be group-aware); with a single group there is no validation. Videos without a
-    group count as their own group. ``val_fraction == 0`` returns ``index`` unchanged.
+    group count as their own group. ``val_fraction == 0`` returns ``index`` unchanged. When
+    no class has enough videos for a stratified share, :func:`carve_share` falls back (one
+    per class without groups, else random groups) and the line says so.
     """
     if val_fraction <= 0:
         return index, "validation: none (optim.val_fraction=0)"
@@ -109,9 +112,10 @@ def plan_validation(
         log.warning("%s: %s", index.name, note)
         return index, note
     val_keys: set[str] = set()
+    how = ""
     if len(groups) >= max(2, round(1 / val_fraction)):
-        carved = group_split(train, val_fraction, seed)
-        val_keys = {str(item.path) for item in carved if item.split == "test"}
+        held_rows, how = carve_share(train, val_fraction, seed)
+        val_keys = {str(item.path) for item, h in zip(train, held_rows, strict=True) if h}
     if not val_keys:  # too few groups for the asked share: the smallest group-aware one
         held = groups[int(np.random.default_rng(seed).integers(len(groups)))]
         val_keys = {str(it.path) for it in train if (it.group or f"__video{it.path}") == held}
@@ -127,7 +131,7 @@ def plan_validation(
         f"({share}, {len(val)} of {len(train)} videos), {asked}"
         if grouped
         else f"validation: {held_groups} of {len(groups)} training videos ({share}), {asked}"
-    )
+    ) + (f"; {how}" if how and val_keys else "")
     log.info("%s: %s", index.name, note)
     return out, note
 
@@ -360,8 +364,21 @@ def prepare_data(
     }
     return TrainData(
         sets["train"], sets.get("val"), sets.get("test"), list(index.classes), info,
-        {split: video_ids(index, dataset, (split,)) for split in ("train", "val", "test")},
+        {split: split_videos(index, dataset, (split,)) for split in ("train", "val", "test")},
     )
+
+
+def split_videos(
+    index: VideoIndex, dataset: DatasetConfig, splits: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """``ids`` (see :func:`video_ids`), ``paths`` (resolved: symlinks and ``..`` cannot hide a
+    video) and ``groups`` of the items of ``splits``."""
+    items = [item for item in index if item.split in splits]
+    return {
+        "ids": video_ids(index, dataset, splits),
+        "paths": sorted(os.path.realpath(item.path) for item in items),
+        "groups": sorted({item.group for item in items if item.group}),
+    }
 
 
 def video_ids(

@@ -174,7 +174,7 @@ def evaluate_run(
             )
         if recorded:
             _check_same_videos(paths, info, data.info["videos"], dataset)
-        leaked = _trained_on(paths, data.ids.get("test", []), dataset)
+        leaked = _trained_on(paths, data.videos.get("test", {}), dataset)
         test_set = data.test
         split_info = {
             "dataset": data.info["dataset"]["name"],
@@ -187,8 +187,7 @@ def evaluate_run(
         if split_info["split"] is None:
             del split_info["split"]
         if leaked:  # only with allow_leakage: marked in every output
-            split_info["leakage"] = (f"LEAKAGE: {leaked} of {len(data.ids['test'])} test videos "
-                                     "were trained on")
+            split_info["leakage"] = f"LEAKAGE: {leaked}"
     check_feature_dim(recipe, test_set)
     loader = DataLoader(
         test_set,
@@ -226,19 +225,31 @@ def _check_same_videos(
         )
 
 
-def _trained_on(paths: RunPaths, test_ids: list[str], dataset: DatasetConfig) -> int:
-    """How many test videos the run trained on; refused unless ``allow_leakage``."""
-    if not paths.trained_videos.is_file():
-        return 0
-    trained = set(read_json(paths.trained_videos, list))
-    leaked = sorted(set(test_ids) & trained)
-    if leaked and not dataset.allow_leakage:
+def _trained_on(paths: RunPaths, test: dict[str, list[str]], dataset: DatasetConfig) -> str:
+    """What the test set shares with the run's training and validation videos (same id,
+    same resolved file, or same group: a person or source video); "" when nothing.
+    Refused unless the dataset config allows leakage."""
+    if not paths.trained_videos.is_file() or not test:
+        return ""
+    trained = read_json(paths.trained_videos, dict)
+    ids, files = set(trained.get("ids", [])), set(trained.get("paths", []))
+    videos = [v for v, f in zip(test["ids"], test["paths"], strict=False) if v in ids]
+    videos += [f for f in test["paths"] if f in files and f not in videos]
+    groups = sorted(set(test["groups"]) & set(trained.get("groups", [])))
+    if not videos and not groups:
+        return ""
+    found = (
+        f"{len(videos)} of {len(test['ids'])} test videos were used to train or validate "
+        f"{paths.root} (e.g. {videos[0]})" if videos else
+        f"the test videos share {len(groups)} group(s) with the videos {paths.root} was "
+        f"trained on (e.g. {groups[0]})"
+    )  # fmt: skip
+    if not dataset.allow_leakage:
         raise DatasetError(
-            f"{len(leaked)} of {len(test_ids)} test videos were used to train {paths.root} "
-            f"(e.g. {leaked[0]}): its score would be inflated. Evaluate the split it was "
-            "trained for, or pass --allow-leakage to mark LEAKAGE in every output"
+            f"{found}: its score would be inflated. Evaluate the split it was trained for, "
+            "or pass --allow-leakage to mark LEAKAGE in every output"
         )
-    return len(leaked)
+    return found
 
 
 def train_and_evaluate(

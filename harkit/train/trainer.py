@@ -380,8 +380,9 @@ def _train(
     save_weights(module.model, paths.weights)
     if not paths.skipped.is_file():  # an empty report says "checked, none skipped"
         atomic_write_text(paths.skipped, "{}\n")
-    trained = sorted(data.ids.get("train", []) + data.ids.get("val", []))
-    if trained:  # evaluation refuses to score these (cross-split leakage)
+    parts = [data.videos[s] for s in ("train", "val") if s in data.videos]
+    if parts:  # evaluation refuses test videos that match these (cross-split leakage)
+        trained = {key: sorted({v for part in parts for v in part[key]}) for key in parts[0]}
         atomic_write_text(paths.trained_videos, json.dumps(trained, indent=0) + "\n")
 
     from harkit.models.builder import feature_dims

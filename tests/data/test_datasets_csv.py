@@ -148,6 +148,9 @@ def test_annotations_without_kind_are_detected(tmp_path: Path) -> None:
     (ucf / "classInd.txt").write_text("1 Diving\r\n2 Jump\r\n")
     (ucf / "trainlist01.txt").write_text("Jump/v_Jump_g08_c01.avi 2\r\n")
     (ucf / "testlist01.txt").write_text("Diving/v_Diving_g01_c01.avi\r\n")
+    for video in ("Jump/v_Jump_g08_c01.avi", "Diving/v_Diving_g01_c01.avi"):
+        (tmp_path / "UCF-101" / video).parent.mkdir(parents=True)
+        (tmp_path / "UCF-101" / video).write_bytes(b"")
     index = build_index(DatasetConfig(root=tmp_path / "UCF-101", annotations=ucf))
     assert index.name == "ucf101-split1"
     assert [(i.label, i.split) for i in index] == [("Jump", "train"), ("Diving", "test")]
@@ -155,6 +158,7 @@ def test_annotations_without_kind_are_detected(tmp_path: Path) -> None:
     hmdb = tmp_path / "testTrainMulti_7030_splits"
     hmdb.mkdir()
     (hmdb / "brush_hair_test_split2.txt").write_text("a.avi 1\nb.avi 2\n")
+    (tmp_path / "hmdb51" / "brush_hair" / "a").mkdir(parents=True)  # a frame folder is enough
     index = load_index(DatasetConfig(root=tmp_path / "hmdb51", annotations=hmdb, split=2))
     assert index.name == "hmdb51-split2" and index.classes == ["brush_hair"]
 
@@ -207,3 +211,63 @@ def test_splits_refused_without_official_splits(
     with pytest.raises(DatasetError, match=r"--splits 1,4: ucf101 has official splits 1-3 only"):
         train_and_evaluate(None, DatasetConfig(kind="ucf101", root=tmp_path), tmp_path / "r",
                            splits=[1, 4])  # type: ignore[arg-type]  # fmt: skip
+
+
+def fake_ucf101(ann: Path) -> list[str]:
+    ann.mkdir()
+    (ann / "classInd.txt").write_text("1 ApplyEyeMakeup\r\n2 Jump\r\n")
+    train = ["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", "Jump/v_Jump_g08_c01.avi"]
+    (ann / "trainlist01.txt").write_text("".join(f"{v} {i}\r\n" for i, v in enumerate(train, 1)))
+    (ann / "testlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\r\n")
+    return [*train, "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi"]
+
+
+def test_annotations_for_a_folder_without_their_videos_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The issue: --annotations ucfTrainTestlist on a synthetic folder made it "UCF101" (13320
+    # videos); extract then failed every one of them.
+    ann, synth = tmp_path / "ucfTrainTestlist", tmp_path / "synth"
+    videos = fake_ucf101(ann)
+    write_csv(synth / "wave" / "wave_a01_c01.mp4", "x", [])
+    message = (
+        f"{synth} holds none of the 3 videos that {ann} lists "
+        "(e.g. ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi); pass the UCF-101 video folder as "
+        "the dataset"
+    )
+    for kind in ("auto", "ucf101"):
+        with pytest.raises(DatasetError) as err:
+            load_index(DatasetConfig(kind=kind, root=synth, annotations=ann))
+        assert str(err.value) == message
+    assert cli_main.main(["data", "inspect", str(synth), "--no-probe",
+                          "--annotations", str(ann)]) == 2  # fmt: skip
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(err_lines) == 1 and err_lines[0].endswith(message)
+
+    hmdb, root = tmp_path / "hmdb_splits", tmp_path / "hmdb51"
+    hmdb.mkdir()
+    (hmdb / "brush_hair_test_split1.txt").write_text("a.avi 1\nb.avi 2\nc.avi 0\n")
+    for kind in ("auto", "hmdb51"):
+        with pytest.raises(DatasetError) as err:
+            load_index(DatasetConfig(kind=kind, root=root, annotations=hmdb))
+        assert str(err.value) == (
+            f"{root} holds none of the 2 videos that {hmdb} lists (e.g. brush_hair/a.avi); "
+            "pass the HMDB51 video folder as the dataset"
+        )
+
+    # Some present (a file, a frame folder): kept as before, one warning with the count.
+    ucf = tmp_path / "UCF-101"
+    write_csv(ucf / videos[0], "x", [])
+    (ucf / videos[1]).with_suffix("").mkdir(parents=True)
+    write_csv(root / "brush_hair" / "b.avi", "x", [])
+    with caplog.at_level("WARNING", logger="harkit.data.datasets"):
+        index = load_index(DatasetConfig(root=ucf, annotations=ann))
+        assert len(index) == 3 and index[1].path == (ucf / videos[1]).with_suffix("")
+        assert len(load_index(DatasetConfig(root=root, annotations=hmdb))) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"ucf101-split1: 1 of the 3 videos that {ann} lists are not under {ucf} "
+        "(reported as unreadable)",
+        f"hmdb51-split1: 1 of the 2 videos that {hmdb} lists are not under {root} "
+        "(reported as unreadable)",
+    ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harkit.data.datasets import DatasetConfig, VideoIndex, VideoItem
+from harkit.data.datasets import DatasetConfig, DatasetError, VideoIndex, VideoItem
 from harkit.train.data import carve_validation, plan_validation
 
 
@@ -85,3 +85,66 @@ def test_run_info_records_validation_split_and_groups(tmp_path: Path) -> None:
     (tmp_path / "n.csv").write_text("path,label\n" + "\n".join(r.rsplit(",", 1)[0] for r in rows))
     info = prepare_data(recipe, DatasetConfig(root=tmp_path / "n.csv"), progress=False).info
     assert info["leakage"] == "no groups: leakage not checked"
+
+
+def ungrouped(per_class: dict[str, int], split: str | None = "train") -> VideoIndex:
+    items = [VideoItem(Path(f"{c}{k}.mp4"), c, None, split) for c, n in per_class.items()
+             for k in range(n)]  # fmt: skip
+    return VideoIndex("t", items, sorted(per_class))
+
+
+def test_few_videos_per_class_without_groups_hold_out_one_per_class() -> None:
+    # The issue: 9 training videos in 3 classes, no groups, 15% -> sklearn "n_splits=7 cannot
+    # be greater than the number of members in each class" traceback.
+    index, note = plan_validation(ungrouped({"a": 3, "b": 3, "c": 3}), 0.15, seed=0)
+    assert note == (
+        "validation: 3 of 9 training videos (33%), asked 15%; no class has the 7 videos a "
+        "stratified 15% share needs, so 1 per class"
+    )
+    assert sorted(i.label for i in index.subset("val")) == ["a", "b", "c"]
+    assert sorted(i.label for i in index.subset("train")) == ["a", "a", "b", "b", "c", "c"]
+    # A class with a single video: a random share, at least 1 video, never all of them.
+    index, note = plan_validation(ungrouped({"a": 3, "b": 3, "c": 3, "d": 1}), 0.1, seed=0)
+    assert note == (
+        "validation: 1 of 10 training videos (10%), asked 10%; no class has the 10 videos a "
+        "stratified 10% share needs, so a random share, not stratified"
+    )
+    # Grouped, few videos per class, enough groups: whole groups at random, no leak.
+    items = [VideoItem(Path(f"{c}{k}.mp4"), c, f"p{c}{k}", "train") for c in "ab" for k in
+             range(4)]  # fmt: skip
+    index, note = plan_validation(VideoIndex("t", items, ["a", "b"]), 0.15, seed=1)
+    assert note.startswith("validation: 1 of 8 training groups (12%, 1 of 8 videos), asked 15%; ")
+    assert note.endswith("so a random share, not stratified")
+    # Too small to hold anything out: no validation, said so.
+    index, note = plan_validation(ungrouped({"a": 1}), 0.15, seed=0)
+    assert len(index.subset("val")) == 0 and note.startswith("validation: none: ")
+
+
+def test_test_split_with_few_videos_per_class_falls_back(caplog: pytest.LogCaptureFixture) -> None:
+    from harkit.data.splits import group_split
+
+    with caplog.at_level(logging.WARNING, logger="harkit.data.splits"):
+        index = group_split(ungrouped({"a": 3, "b": 3, "c": 3}, split=None), 0.2, seed=0)
+    assert sorted(i.label for i in index.subset("test")) == ["a", "b", "c"]
+    assert "t: test split: no class has the 5 videos a stratified 20% share needs, so 1 per " \
+        "class" in caplog.text
+    items = [VideoItem(Path(f"{c}{k}.mp4"), c, f"p{c}{k}", None) for c in "abc" for k in
+             range(3)]  # fmt: skip
+    index = group_split(VideoIndex("t", items, ["a", "b", "c"]), 0.2, seed=0)
+    assert len(index.subset("test")) == 2 and len(index.subset("train")) == 7  # random groups
+    items = [VideoItem(Path(f"{c}{k}.mp4"), c, f"p{k}", None) for c in "abc" for k in range(3)]
+    with pytest.raises(DatasetError, match=r"3 groups cannot make a 20% group-aware test split"):
+        group_split(VideoIndex("t", items, ["a", "b", "c"]), 0.2)
+
+
+def test_manifest_without_groups_and_few_videos_per_class_trains(tmp_path: Path) -> None:
+    from harkit.models.recipe import load_recipe
+    from harkit.train.data import prepare_data
+
+    rows = [f"{c}{k}.mp4,{c},train,{k}" for c in "xyz" for k in range(3)]
+    rows += [f"{c}t.mp4,{c},test,9" for c in "xyz"]
+    (tmp_path / "m.csv").write_text("path,label,split,actor_id\n" + "\n".join(rows) + "\n")
+    recipe = load_recipe("c3d-gru", ["optim.val_fraction=0.15"])  # pixels: nothing decoded yet
+    info = prepare_data(recipe, DatasetConfig(root=tmp_path / "m.csv"), progress=False).info
+    assert info["counts"] == {"train": 6, "val": 3, "test": 3}
+    assert info["validation"].startswith("validation: 3 of 9 training videos (33%), asked 15%; ")

@@ -59,8 +59,9 @@ def test_changed_data_at_the_recorded_location_is_refused(trained):
 
 def test_evaluating_on_trained_videos_is_refused_or_marked(trained):
     run, manifest = trained
-    trained_ids = json.loads((run / "trained_videos.json").read_text())
-    assert len(trained_ids) == 6  # 3 training actors x 2 classes
+    trained = json.loads((run / "trained_videos.json").read_text())
+    assert len(trained["ids"]) == len(trained["paths"]) == 6  # 3 training actors x 2 classes
+    assert trained["groups"] == ["a01", "a02", "a03"]
     # another split of the same videos: its test set holds videos the run trained on
     other = DatasetConfig(root=manifest.parent, kind="folder", test_fraction=0.5, seed=3)
     with pytest.raises(DatasetError, match="were used to train"):
@@ -70,3 +71,30 @@ def test_evaluating_on_trained_videos_is_refused_or_marked(trained):
     report = (run / "report" / "report.md").read_text()
     metrics = json.loads((run / "report" / "metrics.json").read_text())
     assert "LEAKAGE:" in report and "LEAKAGE:" in json.dumps(metrics)
+
+
+def test_a_training_person_or_a_symlinked_video_in_the_test_set_is_leakage(trained, tmp_path):
+    run, manifest = trained
+    rows = [r.split(",") for r in manifest.read_text().splitlines()]
+    header, body = rows[0], rows[1:]
+    # another manifest: one clip of a training actor as the test set (a person seen in training)
+    other = manifest.parent / "other.csv"
+    train_row = next(r for r in body if r[header.index("split")] == "train")
+    test_rows = [r for r in body if r[header.index("split")] == "test"]
+    fresh = [*train_row]
+    fresh[header.index("split")] = "test"
+    lines = [header, *[[*r[:header.index("split")], "train", *r[header.index("split") + 1:]]
+                       for r in test_rows], fresh]
+    other.write_text("\n".join(",".join(r) for r in lines) + "\n")
+    with pytest.raises(DatasetError, match="used to train or validate"):
+        evaluate_run(run, DatasetConfig(root=other))
+    # the same video by an absolute path through a symlinked folder (another id, no group
+    # column) is still the same file
+    link = tmp_path / "link"
+    link.symlink_to(manifest.parent, target_is_directory=True)
+    path_col = header.index("path")
+    (manifest.parent / "via_link.csv").write_text(
+        f"path,label,split\n{link / train_row[path_col]},{train_row[header.index('label')]},test\n"
+        + "".join(f"{r[path_col]},{r[header.index('label')]},train\n" for r in test_rows))
+    with pytest.raises(DatasetError, match="used to train or validate"):
+        evaluate_run(run, DatasetConfig(root=manifest.parent / "via_link.csv"))
