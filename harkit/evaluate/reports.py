@@ -396,7 +396,10 @@ def write_splits_report(
     if paper:
         summary["paper"] = paper
     out = Path(out_dir)
-    header = ["Split", *(HEADLINE_LABELS[key] for key in HEADLINE)]
+    # top-k is top-min(5, classes): name the k actually computed (top-3 with 3 classes)
+    top_k = min(m.top_k for m in per_split.values()) if per_split else 5
+    labels = {**HEADLINE_LABELS, "top5": f"Top-{top_k} accuracy"}
+    header = ["Split", *(labels[key] for key in HEADLINE)]
     rows: list[list[Any]] = [
         [split, *(_pct(summary["per_split"][split][key]) for key in HEADLINE)]
         for split in summary["splits"]

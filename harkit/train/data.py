@@ -355,8 +355,9 @@ def prepare_data(
         },
         "dataset_config": dataset.model_dump(mode="json", exclude=None if official else {"split"}),
         "counts": counts,
-        # the typical training clip, so streams can space their frames as training did
-        "train_clips": typical_clip(index.subset("train")),
+        # the typical training clip, so streams can space their frames as training did;
+        # features mode never opens a video (streams then probe the recorded data)
+        "train_clips": typical_clip(index.subset("train")) if recipe.mode != "features" else None,
         "validation": validation,
         "leakage": _leakage_status(index, dataset.allow_leakage),
         "store": os.path.abspath(store) if store is not None else None,

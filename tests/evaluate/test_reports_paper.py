@@ -84,3 +84,10 @@ def test_splits_report_puts_means_and_splits_beside_the_papers(tmp_path: Path) -
     assert harkit["ucf101_top1"] is None
     md = paths["report"].read_text()
     assert f"| hmdb51_top1 | Top-1 accuracy | 84.08% | {100 * summary['mean']['top1']:.2f}% |" in md
+
+
+def test_splits_report_names_the_top_k_it_computed(tmp_path: Path) -> None:
+    # With 3 classes top-k is top-3: a "Top-5" column would mislabel it.
+    paths = write_splits_report(tmp_path, {"1": _metrics(0, classes=3), "2": _metrics(1, classes=3)})
+    md = paths["report"].read_text()
+    assert "Top-3 accuracy" in md and "Top-5" not in md
