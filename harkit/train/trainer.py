@@ -200,6 +200,15 @@ def _val_best(ckpt: dict[str, Any]) -> float | None:
     return None
 
 
+def _eval_modules_are_frozen_backbones(module: torch.nn.Module) -> bool:
+    """True when every module in eval mode belongs to a frozen backbone."""
+    from harkit.backbones.module import Backbone
+
+    frozen = {id(m) for b in module.modules() if isinstance(b, Backbone) and b.frozen
+              for m in b.modules()}  # fmt: skip
+    return all(id(m) in frozen for m in module.modules() if not m.training)
+
+
 def train(
     recipe: Recipe,
     dataset: DatasetConfig | TrainData,
@@ -358,6 +367,10 @@ def _train(
         # Tiny datasets trip Lightning's "few batches" / "num_workers" hints on every run, and
         # every resume its "checkpoint directory ... is not empty".
         warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches|exists and is not empty).*")
+        # Lightning's own use of a deprecated torch API, on every run: nothing a user can do
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+        if _eval_modules_are_frozen_backbones(module):  # frozen on purpose (issue 9)
+            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     if not trainer.is_global_zero:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,11 @@ def test_batch_norm_statistics_move_only_when_the_encoder_trains(fine_tune, tmp_
     data = TrainData(PixelClips(8), None, PixelClips(4), ["a", "b"],
                      {"dataset": {"name": "toy"}, "leakage": "not applicable"})
     run = tmp_path / "run"
-    train(_crnn(fine_tune), data, run, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(_crnn(fine_tune), data, run, progress=False)
+    # a frozen encoder is in eval mode on purpose: no "modules in eval mode" noise
+    assert not [w for w in caught if "eval mode" in str(w.message)]
     _, _, model = load_run(run)
     bn = model.encoder.net.bn1
     # a fresh BatchNorm holds mean 0 / var 1; training in train mode moves both
