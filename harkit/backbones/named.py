@@ -60,9 +60,11 @@ def _timm_parts(spec: BackboneSpec) -> tuple[str, str]:
     return timm.models.split_model_name_tag(spec.name.removeprefix("timm/"))
 
 
-def _build_timm(
+def build_timm(
     spec: BackboneSpec, tag: str | None, state_dict: Mapping[str, torch.Tensor] | None
 ) -> nn.Module:
+    """A timm backbone without its classifier: pretrained weights by ``tag``, or random,
+    then ``state_dict`` (a local file) with the classifier keys of timm's config dropped."""
     import timm
 
     if tag is not None:
@@ -115,7 +117,7 @@ def timm_spec(model: str) -> BackboneSpec:
         std=tuple(data["std"]),
         feature_dim=dim,
         in_channels=int(channels),
-        builder=_build_timm,
+        builder=build_timm,
         weights={IMAGENET: f"{arch}.{cfg.tag}"} if has_weights else {},
         default_weights=IMAGENET if has_weights else "none",
         source="timm",

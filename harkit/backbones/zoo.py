@@ -11,8 +11,9 @@ from torch import nn
 from harkit.backbones.efficientnet_lite import LITE_VARIANTS, lite_spec
 from harkit.backbones.errors import WeightsLoadError
 from harkit.backbones.inflate import adapt_input_channels, inflate_model
+from harkit.backbones.named import build_timm
 from harkit.backbones.spec import BackboneSpec, register_backbone
-from harkit.backbones.weights import load_into, timm_pretrained, torchvision_state_dict
+from harkit.backbones.weights import load_into, torchvision_state_dict
 
 __all__ = ["I3D_TIME_KERNELS", "build_i3d"]
 
@@ -266,20 +267,6 @@ _IRV2 = "inception_resnet_v2"
 _IRV2_TAG = "tf_in1k"
 
 
-def _build_irv2(
-    spec: BackboneSpec, tag: str | None, state_dict: Mapping[str, torch.Tensor] | None
-) -> nn.Module:
-    import timm
-
-    if tag is not None:
-        arch, _, pretrained_tag = spec.weights[tag].partition(".")
-        return timm_pretrained(arch, pretrained_tag, backbone=spec.name)
-    model = timm.create_model(_IRV2, pretrained=False, num_classes=0)
-    if state_dict is not None:
-        load_into(model, state_dict, name=spec.name, ignore_prefixes=("classif.",))
-    return model
-
-
 @register_backbone
 def _inception_resnet_v2() -> BackboneSpec:
     import timm
@@ -294,7 +281,7 @@ def _inception_resnet_v2() -> BackboneSpec:
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
         feature_dim=1536,
-        builder=_build_irv2,
+        builder=build_timm,  # the same builder as any timm/<name> backbone
         weights={IMAGENET: f"{_IRV2}.{_IRV2_TAG}"},
         default_weights=IMAGENET,
         layers={"mixed_5b": 320, "mixed_6a": 1088, "mixed_7a": 2080, "conv2d_7b": 1536},
