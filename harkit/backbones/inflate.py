@@ -5,12 +5,17 @@ divided by ``t``. BatchNorm statistics are copied. The time axis is padded "same
 rule, output length ``ceil(T / stride)``) by *replicating* the edge frames instead of adding
 zeros, so a clip made of one repeated frame gives exactly the 2D activations at every time
 step, for any clip length, including the first and last steps.
+
+Kinetics-trained I3D checkpoints (DeepMind's, and their PyTorch port) were trained with
+TensorFlow "same" *zero* padding in time, height and width instead: `SamePadConv3d`,
+`SamePadMaxPool3d` and `WindowMeanPool3d` reproduce that network (see
+`harkit.backbones.i3d_kinetics`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +28,9 @@ __all__ = [
     "InflatedAvgPool3d",
     "InflatedConv3d",
     "InflatedMaxPool3d",
+    "SamePadConv3d",
+    "SamePadMaxPool3d",
+    "WindowMeanPool3d",
     "adapt_input_channels",
     "inflate_batchnorm",
     "inflate_conv2d",
@@ -67,11 +75,66 @@ class InflatedAvgPool3d(nn.AvgPool3d):
         return super().forward(_pad_time(x, _triple(self.kernel_size)[0], _triple(self.stride)[0]))
 
 
-# These compute padding from the input length, so torch.fx must not trace into them.
+def _tf_same_pads(
+    size: Sequence[int], kernel: Sequence[int], stride: Sequence[int]
+) -> tuple[int, ...]:
+    """``F.pad`` argument (last dimension first) for TF "same" padding of every dimension."""
+    pads: list[int] = []
+    for length, k, s in reversed(list(zip(size, kernel, stride, strict=True))):
+        pads.extend(_same_pad(length, k, s))
+    return tuple(pads)
+
+
+class SamePadConv3d(nn.Conv3d):
+    """Conv3d with TensorFlow "same" zero padding in time, height and width, computed from each
+    input's size: output ``ceil(size / stride)``, an odd total pad puts the extra frame / row /
+    column at the end. This is how Kinetics I3D was trained; a fixed symmetric ``padding``
+    differs from it at stride 2 (e.g. the 7x7x7/2 stem pads 2 before and 3 after 224)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = _tf_same_pads(x.shape[2:], self.kernel_size, self.stride)
+        return super().forward(F.pad(x, pads))
+
+
+class SamePadMaxPool3d(nn.MaxPool3d):
+    """MaxPool3d with TensorFlow "same" padding in every dimension (zeros, as the PyTorch I3D
+    port pads: I3D only max-pools ReLU outputs, where a zero never beats a real value)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = _tf_same_pads(x.shape[2:], _triple(self.kernel_size), _triple(self.stride))
+        return super().forward(F.pad(x, pads))
+
+
+class WindowMeanPool3d(nn.Module):
+    """Average over ``kernel`` windows at stride 1 (I3D's ``AvgPool3d((2, 7, 7))``), then the
+    mean over all window positions, keeping the dims: ``(B, C, 1, 1, 1)``.
+
+    At 16x224x224 there is exactly one window, so this is a global average. On larger inputs
+    it is the mean of the per-window features, so a linear classifier on it gives the mean of
+    the per-window logits. A map smaller than the kernel (short or small clips, on which the
+    original would fail) uses the kernel clipped to the map: a global average.
+    """
+
+    def __init__(self, kernel_size: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = tuple(min(k, n) for k, n in zip(self.kernel_size, x.shape[2:], strict=True))
+        return F.avg_pool3d(x, kernel, stride=1).mean(dim=(2, 3, 4), keepdim=True)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}"
+
+
+# These compute padding or kernels from the input size, so torch.fx must not trace into them.
 TIME_PADDED_MODULES: tuple[type[nn.Module], ...] = (
     InflatedConv3d,
     InflatedMaxPool3d,
     InflatedAvgPool3d,
+    SamePadConv3d,
+    SamePadMaxPool3d,
+    WindowMeanPool3d,
 )
 
 

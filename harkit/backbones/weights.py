@@ -17,10 +17,14 @@ from harkit.backbones.errors import BackboneError, WeightsLoadError, WeightsUnav
 __all__ = [
     "PRETRAINED_TAGS",
     "STATE_DICT_SUFFIXES",
+    "StateDict",
+    "cached_weights_file",
     "file_sha256",
+    "harkit_weights_dir",
     "is_weights_file",
     "load_into",
     "load_state_dict_file",
+    "state_dict_source",
     "timm_pretrained",
     "torchvision_state_dict",
     "weights_tag",
@@ -66,7 +70,19 @@ def weights_tag(weights: str | os.PathLike[str] | None) -> str:
     return f"file:{file_sha256(path)[:_TAG_HASH_CHARS]}"
 
 
-def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
+class StateDict(dict[str, torch.Tensor]):
+    """A state_dict that remembers the file it was read from, so that a builder's error about
+    its keys can name the file (``source`` is ``''`` when unknown)."""
+
+    source: str = ""
+
+
+def state_dict_source(state_dict: Mapping[str, torch.Tensor], default: str = "state_dict") -> str:
+    """The file a state_dict was read from (`StateDict.source`), or ``default``."""
+    return getattr(state_dict, "source", "") or default
+
+
+def _unwrap(obj: object, path: Path) -> StateDict:
     # Training checkpoints often nest the weights ({'state_dict': ...} or {'model': ...}).
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
@@ -85,10 +101,12 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
     state = {str(k): v for k, v in obj.items()}
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
+    out = StateDict(state)
+    out.source = str(path)
+    return out
 
 
-def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+def load_state_dict_file(path: str | os.PathLike[str]) -> StateDict:
     """Read a ``.pt``/``.pth``/``.bin`` (torch.load, weights_only) or ``.safetensors`` file."""
     path = Path(path)
     if not path.is_file():
@@ -217,3 +235,35 @@ def timm_pretrained(architecture: str, pretrained_tag: str, *, backbone: str) ->
             f"pytorch_model.bin) and pass weights=PATH to that file, or let huggingface_hub "
             f"cache it under {folder}/ (HF_HUB_CACHE) while online"
         ) from exc
+
+
+def harkit_weights_dir() -> Path:
+    """Folder of the weights harkit fetches itself (neither torchvision nor timm publish them):
+    ``$HARKIT_CACHE/weights``, default ``~/.cache/harkit/weights``."""
+    root = os.environ.get("HARKIT_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "harkit") / "weights"
+
+
+def cached_weights_file(filename: str, url: str, *, backbone: str, what: str) -> Path:
+    """``harkit_weights_dir() / filename``, downloaded from ``url`` first if it is not there.
+
+    Offline, raises `WeightsUnavailableError` naming the URL, the file and the folder it
+    belongs in (the same advice as for torchvision weights).
+    """
+    folder = harkit_weights_dir()
+    path = folder / filename
+    if path.is_file():
+        return path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # Writes a temporary file and renames it: an interrupted download leaves nothing.
+        torch.hub.download_url_to_file(url, str(path), progress=False)
+    except (OSError, RuntimeError, ValueError) as exc:  # URLError / HTTPError are OSErrors
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        raise WeightsUnavailableError(
+            f"cannot get {what} for backbone {backbone!r} ({reason}). Download {url} and put "
+            f"{filename} into {folder}/ ($HARKIT_CACHE/weights, default ~/.cache/harkit/weights), "
+            f"or pass weights=PATH to the file"
+        ) from exc
+    return path

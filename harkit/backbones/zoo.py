@@ -10,10 +10,24 @@ from torch import nn
 
 from harkit.backbones.efficientnet_lite import LITE_VARIANTS, lite_spec
 from harkit.backbones.errors import WeightsLoadError
+from harkit.backbones.i3d_kinetics import (
+    PORT_FILES,
+    PORT_URL,
+    is_port_state_dict,
+    port_to_harkit_state_dict,
+    to_port_architecture,
+)
 from harkit.backbones.inflate import adapt_input_channels, inflate_model
 from harkit.backbones.named import build_timm
 from harkit.backbones.spec import BackboneSpec, register_backbone
-from harkit.backbones.weights import load_into, torchvision_state_dict
+from harkit.backbones.weights import (
+    StateDict,
+    cached_weights_file,
+    load_into,
+    load_state_dict_file,
+    state_dict_source,
+    torchvision_state_dict,
+)
 
 __all__ = ["I3D_TIME_KERNELS", "build_i3d"]
 
@@ -355,7 +369,7 @@ register_backbone(
 
 
 # ---------------------------------------------------------------------------------------------
-# 3D, I3D inflated from GoogLeNet
+# 3D, I3D: inflated from GoogLeNet ('imagenet') or DeepMind's Kinetics-400 I3D ('kinetics')
 
 # I3D paper choices; every other conv/pool uses its spatial kernel and stride in time too
 # (stem 7x7/2 -> 7x7x7/2, 3x3 -> 3x3x3, 1x1 -> 1x1x1, maxpool3 3x3/2 -> 3x3x3/2,
@@ -367,7 +381,8 @@ def build_i3d(googlenet_2d: nn.Module | None = None, in_channels: int = 3) -> nn
     """Inflate a torchvision GoogLeNet (random if not given) into I3D.
 
     For ``in_channels != 3`` (optical flow) the stem filters are averaged over RGB and repeated.
-    The result maps ``(B, C, T, H, W)`` to ``(B, 1024)``.
+    The result maps ``(B, C, T, H, W)`` to ``(B, 1024)``. `to_port_architecture` turns it into
+    the network of the Kinetics-400 checkpoints (TF "same" padding, 2x7x7 final pool).
     """
     net2d = googlenet_2d if googlenet_2d is not None else _googlenet_2d()
     net2d.fc = nn.Identity()
@@ -380,18 +395,39 @@ def build_i3d(googlenet_2d: nn.Module | None = None, in_channels: int = 3) -> nn
     return net3d
 
 
+def _kinetics_i3d_file(spec: BackboneSpec) -> StateDict:
+    filename = spec.weights[KINETICS]
+    path = cached_weights_file(
+        filename,
+        PORT_URL.format(filename=filename),
+        backbone=spec.name,
+        what="the Kinetics-400 I3D weights of pytorch-i3d",
+    )
+    return load_state_dict_file(path)  # weights_only
+
+
 def _build_i3d(
     spec: BackboneSpec, tag: str | None, state_dict: Mapping[str, torch.Tensor] | None
 ) -> nn.Module:
-    if tag is not None:
+    if tag == KINETICS:
+        state_dict = _kinetics_i3d_file(spec)
+    elif tag is not None:
         state_dict = torchvision_state_dict(spec.weights[tag], backbone=spec.name)
     if state_dict is None:
         return build_i3d(in_channels=spec.in_channels)
+    source = state_dict_source(state_dict)
+    if is_port_state_dict(state_dict):  # pytorch-i3d's InceptionI3d (Kinetics-400)
+        net = to_port_architecture(build_i3d(in_channels=spec.in_channels))
+        own = net.state_dict()
+        state = port_to_harkit_state_dict(state_dict, own, source=source, backbone=spec.name)
+        net.load_state_dict(state, strict=True)
+        return net
     stem = state_dict.get("conv1.conv.weight")
     if stem is None:
         raise WeightsLoadError(
-            f"weights for {spec.name!r} need a 'conv1.conv.weight' tensor (a torchvision "
-            "GoogLeNet state_dict to inflate, or a harkit I3D state_dict)"
+            f"{source} does not fit backbone {spec.name!r}: expected a pytorch-i3d checkpoint "
+            "(Conv3d_1a_7x7.conv3d.weight, ...), a torchvision GoogLeNet state_dict to inflate "
+            "or a harkit I3D state_dict (conv1.conv.weight, ...)"
         )
     if stem.ndim == 4:  # 2D GoogLeNet: inflate it
         net2d = _googlenet_2d()
@@ -401,9 +437,11 @@ def _build_i3d(
     return load_into(net3d, state_dict, name=spec.name, ignore_prefixes=_GOOGLENET_IGNORE)
 
 
+# 'kinetics': DeepMind's Kinetics-400 I3D (ImageNet-inflated, trained on Kinetics), as the
+# pytorch-i3d checkpoints, fetched into harkit_weights_dir(); see harkit.backbones.i3d_kinetics.
 for _name, _channels, _desc in (
     ("i3d", 3, "RGB"),
-    ("i3d_flow", 2, "optical flow (x, y); stem = RGB filters averaged and repeated"),
+    ("i3d_flow", 2, "optical flow (x, y); 'imagenet' stem = RGB filters averaged and repeated"),
 ):
     register_backbone(
         BackboneSpec(
@@ -416,11 +454,12 @@ for _name, _channels, _desc in (
             feature_dim=1024,
             in_channels=_channels,
             builder=_build_i3d,
-            weights={IMAGENET: _GOOGLENET_W},
+            weights={IMAGENET: _GOOGLENET_W, KINETICS: PORT_FILES[_channels]},
             default_weights=IMAGENET,
             layers=dict(_GOOGLENET_LAYERS),
-            source="harkit (inflated torchvision GoogLeNet)",
-            description=f"I3D, Inception-V1 inflated from ImageNet GoogLeNet, {_desc}; "
+            source="harkit (inflated torchvision GoogLeNet; Kinetics: pytorch-i3d checkpoints)",
+            description=f"I3D (Inception-V1), {_desc}; 'imagenet' inflates ImageNet GoogLeNet, "
+            f"'kinetics' loads DeepMind's Kinetics-400 I3D ({PORT_FILES[_channels]}); "
             "input in [-1, 1]",
         )
     )

