@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
-from harkit.data.datasets import DatasetConfig, build_index
+from harkit.data.datasets import DatasetConfig
 from harkit.data.sampling import SamplingConfig
+from harkit.data.splits import build_index
 from harkit.data.synthetic import SynthConfig, render_dataset
+from harkit.experiments.evaluate import evaluate_run
 from harkit.features.pipeline import extract_features
 from harkit.flow.extract import compute_dataset_flow
 from harkit.models.recipe import load_recipe
-from harkit.train.evaluate import evaluate_run
 from harkit.train.trainer import train
 
 SOURCES = {

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_ablate(args: argparse.Namespace) -> int:
     from harkit.config import ConfigError
-    from harkit.train.ablate import ablate, grid_variants, parse_grid, recipe_variants
+    from harkit.experiments.ablate import ablate, grid_variants, parse_grid, recipe_variants
 
     if args.grid and not args.recipe:
         raise ConfigError("--grid needs --recipe (the base recipe the overrides apply to)")

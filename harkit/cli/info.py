@@ -26,7 +26,7 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     if not args.recipe:
         raise ConfigError("give --recipe NAME, or --list")
-    from harkit.train.info import recipe_info
+    from harkit.experiments.info import recipe_info
 
     print(recipe_info(load_recipe(args.recipe, args.overrides), args.num_classes))
     return 0

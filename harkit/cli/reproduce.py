@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    from harkit.train.reproduce import reproduce
+    from harkit.experiments.reproduce import reproduce
 
     fields: dict[str, object] = {"kind": args.kind, "root": args.dataset}
     if args.annotations:

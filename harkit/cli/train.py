@@ -54,7 +54,7 @@ def run_train(args: argparse.Namespace) -> int:
     }
     splits = args.splits
     if splits:
-        from harkit.train.evaluate import train_and_evaluate
+        from harkit.experiments.splits import train_and_evaluate
 
         if args.resume:
             raise ConfigError("--resume works on one run folder; resume each RUN/splitK instead")

@@ -34,10 +34,10 @@ __all__ = [
     "DatasetError",
     "VideoIndex",
     "VideoItem",
-    "build_index",
     "csv_index",
     "folder_index",
     "hmdb51_index",
+    "leave_one_group_out",
     "list_videos",
     "load_classes",
     "load_index",
@@ -405,6 +405,14 @@ def csv_index(path: str | Path, group_column: str | None = None) -> VideoIndex:
     return VideoIndex(name, items, classes, group_col, ignored)
 
 
+def leave_one_group_out(index: VideoIndex, test_group: str) -> VideoIndex:
+    """UCF50's protocol: every clip of ``test_group`` is test, the rest train."""
+    groups = sorted({item.group for item in index if item.group})
+    if test_group not in groups:
+        raise DatasetError(f"{index.name}: group '{test_group}' not found; groups are {groups}")
+    return index.with_splits("test" if item.group == test_group else "train" for item in index)
+
+
 class DatasetConfig(StrictModel):
     """Which dataset and which split a run uses."""
 
@@ -428,8 +436,6 @@ class DatasetConfig(StrictModel):
 
 def load_index(config: DatasetConfig) -> VideoIndex:
     """The index of ``config`` as the data defines it (official splits where they exist)."""
-    from harkit.data.splits import leave_one_group_out
-
     kind, root = resolve_kind(config), Path(config.root)
     if kind == "ucf101":
         index = ucf101_index(root, config.split, config.annotations)
@@ -501,19 +507,3 @@ def resolve_kind(config: DatasetConfig) -> str:
             "splits (UCF101/HMDB51: 1-3, UCF50: 1-25); drop --split"
         )
     return kind
-
-
-def build_index(config: DatasetConfig) -> VideoIndex:
-    """The index of ``config``, with every item assigned to ``train`` or ``test``.
-
-    Official splits are used where they exist; UCF50 holds out group ``split``; other data
-    without a split column is split group-aware (stratified by class) with ``test_fraction``.
-    The leakage guard runs last.
-    """
-    from harkit.data.splits import assert_no_leakage, group_split
-
-    index = load_index(config)
-    if any(item.split is None for item in index):
-        index = group_split(index, config.test_fraction, config.seed)
-    assert_no_leakage(index, allow=config.allow_leakage)
-    return index

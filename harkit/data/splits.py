@@ -1,4 +1,7 @@
-"""Group-aware splits and the leakage guard.
+"""Group-aware splits, the leakage guard, and the train/test index built with both.
+
+Imports :mod:`harkit.data.datasets`, never the reverse: an index is loaded there (with the
+splits the data defines itself), split and guarded here.
 
 Clips of one group (a UCF101/UCF50 ``gXX`` source video, an actor) look alike; a split with
 one group on both sides inflates accuracy. Splits made here never do that, and
@@ -13,17 +16,17 @@ from collections import Counter
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from harkit.data.datasets import DatasetError, VideoIndex
+from harkit.data.datasets import DatasetConfig, DatasetError, VideoIndex, load_index
 
 __all__ = [
     "NO_GROUPS",
     "LeakageError",
     "assert_no_leakage",
+    "build_index",
     "carve_share",
     "group_split",
     "leakage_status",
     "leaked_groups",
-    "leave_one_group_out",
 ]
 
 #: What every report says when no video has a group: nothing could be checked.
@@ -73,8 +76,11 @@ def leakage_status(
 def assert_no_leakage(index: VideoIndex, allow: bool = False) -> None:
     """Raise :class:`LeakageError` listing the groups on both sides (warn when ``allow``)."""
     if all(item.group is None for item in index):
-        log.warning("%s: %s (no group column, no gXX/aXX clip names; see --group-column)",
-                    index.name, NO_GROUPS)
+        log.warning(
+            "%s: %s (no group column, no gXX/aXX clip names; see --group-column)",
+            index.name,
+            NO_GROUPS,
+        )
         return
     leaked = leaked_groups(index)
     if not leaked:
@@ -148,9 +154,15 @@ def carve_share(index: VideoIndex, fraction: float, seed: int = 0) -> tuple[np.n
     return held, f"{reason}, so a random share, not stratified"
 
 
-def leave_one_group_out(index: VideoIndex, test_group: str) -> VideoIndex:
-    """UCF50's protocol: every clip of ``test_group`` is test, the rest train."""
-    groups = sorted({item.group for item in index if item.group})
-    if test_group not in groups:
-        raise DatasetError(f"{index.name}: group '{test_group}' not found; groups are {groups}")
-    return index.with_splits("test" if item.group == test_group else "train" for item in index)
+def build_index(config: DatasetConfig) -> VideoIndex:
+    """The index of ``config``, with every item assigned to ``train`` or ``test``.
+
+    Official splits are used where they exist; UCF50 holds out group ``split``; other data
+    without a split column is split group-aware (stratified by class) with ``test_fraction``.
+    The leakage guard runs last.
+    """
+    index = load_index(config)
+    if any(item.split is None for item in index):
+        index = group_split(index, config.test_fraction, config.seed)
+    assert_no_leakage(index, allow=config.allow_leakage)
+    return index

@@ -1,4 +1,9 @@
-"""Markdown / JSON / CSV reports: one evaluation, the mean over splits, ablation tables."""
+"""Markdown / JSON / CSV reports: one evaluation, the mean over splits, ablation tables.
+
+Units: every metric in a Markdown report table is a percentage (its header says ``(%)``);
+JSON and CSV files keep fractions (0-1), as :class:`Metrics` holds them. Comparison tables
+(ablations) hold fractions and say so.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +44,11 @@ def format_prediction(label: str, confidence: float) -> str:
 
 def _pct(value: float) -> str:
     return f"{100.0 * value:.2f}%"
+
+
+def _num(value: float) -> str:
+    """A fraction as a percentage without the sign, for tables whose header gives the unit."""
+    return f"{100.0 * value:.2f}"
 
 
 def _cell(text: Any) -> str:
@@ -196,15 +206,15 @@ def _paper_lines(rows: Sequence[Mapping[str, Any]], dataset: Any) -> list[str]:
         [
             row["key"],
             HEADLINE_LABELS[row["metric"]] if row["metric"] else "–",
-            _pct(row["paper"]),
-            "–" if row["harkit"] is None else _pct(row["harkit"]),
+            _num(row["paper"]),
+            "–" if row["harkit"] is None else _num(row["harkit"]),
         ]
         for row in rows
     ]
     return [
         "## Paper vs harkit",
         "",
-        *_md_table(["Reported", "Metric", "paper", "harkit"], table),
+        *_md_table(["Reported", "Metric", "paper (%)", "harkit (%)"], table),
         "",
         "A number without a split is the paper's mean over its splits. harkit's value is shown "
         f"where this evaluation ({dataset or 'dataset not recorded'}) measures the same thing.",
@@ -221,6 +231,7 @@ def write_report(
     title: str = "Evaluation report",
     video_level: Metrics | None = None,
     reported: Mapping[str, float] | None = None,
+    training: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``report.md``, ``metrics.json``, ``confusion_matrix.csv`` and the raw and
     row-normalised confusion matrix PNGs into ``out_dir``; every file atomically.
@@ -230,6 +241,9 @@ def write_report(
     'leakage': 'none'}``. The per-class table and confusion matrix are those of ``metrics``.
     ``reported`` (the recipe's paper numbers) adds a "Paper vs harkit" table, matched on
     ``split_info['dataset']`` and ``['split']`` (see :func:`compare_with_paper`).
+    ``training`` says which weights were tested: ``epochs_trained``, ``val_acc`` (fraction or
+    None) and ``checkpoint`` (``which``: best/last, ``file``, 1-based ``epoch``, ``reason``),
+    as :func:`harkit.experiments.training_summary` gives them.
     Returns the written paths by kind (see ``REPORT_FILES``).
     """
     names = [str(c) for c in (classes if classes is not None else metrics.classes)]
@@ -259,6 +273,8 @@ def write_report(
         "metrics": {**metrics.to_dict(), "classes": names},
         "video_level": None if video_level is None else {**video_level.to_dict(), "classes": names},
     }
+    if training is not None:
+        payload["training"] = dict(training)
     # The papers count one prediction per video: compare the video level where there is one.
     paper = compare_with_paper(
         reported,
@@ -276,9 +292,36 @@ def write_report(
 
     atomic_write_text(
         paths["report"],
-        _report_markdown(metrics, names, split_info, title, video_level, paper),
+        _report_markdown(metrics, names, split_info, title, video_level, paper, training),
     )
     return paths
+
+
+def _checkpoint_text(checkpoint: Mapping[str, Any], epochs: Any) -> str:
+    which = checkpoint.get("which") or "unknown"
+    where = [str(checkpoint["file"])] if checkpoint.get("file") else []
+    if checkpoint.get("epoch") is not None:
+        where.append(f"epoch {checkpoint['epoch']}" + (f" of {epochs}" if epochs else ""))
+    text = f"{which}" + (f" ({', '.join(where)})" if where else "")
+    return text + (f": {checkpoint['reason']}" if checkpoint.get("reason") else "")
+
+
+def _training_lines(training: Mapping[str, Any] | None) -> list[str]:
+    if training is None:
+        return []
+    epochs = training.get("epochs_trained")
+    val = training.get("val_acc")
+    checkpoint = training.get("checkpoint") or {}
+    return [
+        "## Training",
+        "",
+        f"- Epochs trained: {epochs if epochs is not None else 'not recorded'}",
+        "- Validation accuracy: "
+        + (_pct(val) + " (best val/acc)" if val is not None else "none (no validation split)"),
+        f"- Checkpoint used: {_checkpoint_text(checkpoint, epochs)}, exported to "
+        f"{training.get('weights', 'model.safetensors')}",
+        "",
+    ]
 
 
 def _report_markdown(
@@ -288,44 +331,48 @@ def _report_markdown(
     title: str,
     video_level: Metrics | None,
     paper: Sequence[Mapping[str, Any]] = (),
+    training: Mapping[str, Any] | None = None,
 ) -> str:
-    levels = [(f"{metrics.level.capitalize()} level", metrics)]
+    levels = [(f"{metrics.level.capitalize()} level (%)", metrics)]
     if video_level is not None:
-        levels.append((f"{video_level.level.capitalize()} level", video_level))
+        levels.append((f"{video_level.level.capitalize()} level (%)", video_level))
     header = ["Metric", *(label for label, _ in levels)]
     rows: list[list[Any]] = []
     for key in HEADLINE:
         label = HEADLINE_LABELS[key]
         if key == "top5":
             label = f"Top-{metrics.top_k} accuracy"
-        rows.append([label, *(_pct(m.headline()[key]) for _, m in levels)])
-    rows.append(["Samples", *(m.num_samples for _, m in levels)])
+        rows.append([label, *(_num(m.headline()[key]) for _, m in levels)])
+    samples = ", ".join(f"{m.num_samples} ({m.level} level)" for _, m in levels)
 
-    lines = [f"# {title}", "", "## Data", "", *_split_lines(split_info), "", "## Summary", ""]
+    lines = [f"# {title}", "", "## Data", "", *_split_lines(split_info), "",
+             *_training_lines(training), "## Summary", ""]  # fmt: skip
     lines += _md_table(header, rows)
     lines += [
         "",
+        f"Samples: {samples}. "
         "Mean class accuracy is the mean over classes of the share of each class's samples "
         "classified correctly. Macro averages weigh every class equally; weighted averages "
         "weigh classes by their number of samples.",
         "",
         *_paper_lines(paper, split_info.get("dataset")),
-        f"## Per-class results ({metrics.level} level)",
+        f"## Per-class results ({metrics.level} level, %)",
         "",
     ]
     per_class_rows = [
         [
             name,
             row.support,
-            _pct(row.accuracy),
-            f"{row.precision:.4f}",
-            f"{row.recall:.4f}",
-            f"{row.f1:.4f}",
+            _num(row.accuracy),
+            _num(row.precision),
+            _num(row.recall),
+            _num(row.f1),
         ]
         for name, row in zip(names, metrics.per_class, strict=True)
     ]
     lines += _md_table(
-        ["Class", "Support", "Accuracy", "Precision", "Recall", "F1"], per_class_rows
+        ["Class", "Support", "Accuracy (%)", "Precision (%)", "Recall (%)", "F1 (%)"],
+        per_class_rows,
     )
     confusions = _top_confusions(metrics.confusion, names, limit=10)
     if confusions:
@@ -379,13 +426,22 @@ def write_splits_report(
     title: str = "Results over splits",
     reported: Mapping[str, float] | None = None,
     dataset: str | None = None,
+    training: Mapping[str | int, Mapping[str, Any]] | None = None,
 ) -> dict[str, Path]:
     """Write ``splits.md`` and ``splits.json``: one row per split, then the mean and std.
 
     ``reported`` (the recipe's paper numbers) adds a "Paper vs harkit" table when
     ``dataset`` names the data the splits are of (see :func:`compare_with_paper`).
+    ``training`` (per split, as :func:`write_report` takes it) adds a table of how each
+    split's tested weights were trained.
     """
     summary = average_over_splits(per_split)
+    trained = {str(k): dict(v) for k, v in (training or {}).items()}
+    unknown = sorted(set(trained) - set(summary["splits"]))
+    if unknown:
+        raise EvaluationError(f"training given for splits {unknown} that have no metrics")
+    if trained:
+        summary["training"] = trained
     paper = []
     for number in paper_numbers(reported):
         # A paper mean goes beside harkit's mean, a paper split-k number beside harkit's split k.
@@ -399,13 +455,13 @@ def write_splits_report(
     # top-k is top-min(5, classes): name the k actually computed (top-3 with 3 classes)
     top_k = min(m.top_k for m in per_split.values()) if per_split else 5
     labels = {**HEADLINE_LABELS, "top5": f"Top-{top_k} accuracy"}
-    header = ["Split", *(labels[key] for key in HEADLINE)]
+    header = ["Split", *(f"{labels[key]} (%)" for key in HEADLINE)]
     rows: list[list[Any]] = [
-        [split, *(_pct(summary["per_split"][split][key]) for key in HEADLINE)]
+        [split, *(_num(summary["per_split"][split][key]) for key in HEADLINE)]
         for split in summary["splits"]
     ]
-    rows.append(["**mean**", *(f"**{_pct(summary['mean'][key])}**" for key in HEADLINE)])
-    rows.append(["std", *(_pct(summary["std"][key]) for key in HEADLINE)])
+    rows.append(["**mean**", *(f"**{_num(summary['mean'][key])}**" for key in HEADLINE)])
+    rows.append(["std", *(_num(summary["std"][key]) for key in HEADLINE)])
     mean, std = summary["mean"]["top1"], summary["std"]["top1"]
     lines = [
         f"# {title}",
@@ -417,6 +473,24 @@ def write_splits_report(
         "",
         *_paper_lines(paper, dataset),
     ]
+    if trained:
+        table = []
+        for split in summary["splits"]:
+            t = trained.get(split, {})
+            epochs, val = t.get("epochs_trained"), t.get("val_acc")
+            table.append([
+                split,
+                "–" if epochs is None else epochs,
+                "–" if val is None else _num(val),
+                _checkpoint_text(t.get("checkpoint") or {}, epochs) if t else "–",
+            ])  # fmt: skip
+        lines += [
+            "## Training per split",
+            "",
+            *_md_table(["Split", "Epochs trained", "Validation accuracy (%)", "Checkpoint used"],
+                       table),
+            "",
+        ]  # fmt: skip
     paths = {"report": out / "splits.md", "json": out / "splits.json"}
     atomic_write_text(paths["json"], _json_text(summary))
     atomic_write_text(paths["report"], "\n".join(lines))
@@ -451,8 +525,11 @@ def write_comparison_table(
     out_dir: str | os.PathLike[str],
     name: str,
     columns: Sequence[str] | None = None,
+    note: str | None = None,
 ) -> dict[str, Path]:
     """Write ``<name>.md`` and ``<name>.csv``: one row per variant, in the order given.
+
+    ``note`` is a line under the Markdown title (say the unit of the metric columns there).
 
     ``columns`` picks and orders the keys (default: every key, in order of first
     appearance). Integers print with thousands separators (parameter counts), floats with
@@ -477,6 +554,7 @@ def write_comparison_table(
     md = [
         f"# {name}",
         "",
+        *([note, ""] if note else []),
         *_md_table(columns, [[_md_value(r.get(c)) for c in columns] for r in rows]),
         "",
     ]

@@ -1,12 +1,15 @@
-"""Training: Lightning module + data modules, run folders, evaluation, ablations.
+"""Training: Lightning module + data modules, the trainer, run folders.
 
->>> from harkit.train import train, load_run, evaluate_run
+One recipe on one dataset split into one run folder. What is done with runs (evaluate,
+split averaging, ablations, reproduce) is :mod:`harkit.experiments`, which imports this
+package, never the reverse.
+
+>>> from harkit.train import train, load_run
 >>> train(load_recipe("fusion-gru"), DatasetConfig(root="data/ucf101", kind="ucf101"),
 ...       "runs/fusion", store="store")
 >>> recipe, classes, model = load_run("runs/fusion")
 """
 
-from harkit.train.ablate import Variant, ablate, grid_variants, parse_grid, recipe_variants
 from harkit.train.data import (
     ActionDataModule,
     TrainData,
@@ -14,15 +17,6 @@ from harkit.train.data import (
     check_feature_dim,
     prepare_data,
 )
-from harkit.train.evaluate import (
-    EvalResult,
-    Predictions,
-    evaluate_predictions,
-    evaluate_run,
-    predict,
-    train_and_evaluate,
-)
-from harkit.train.info import recipe_info
 from harkit.train.module import ActionModule
 from harkit.train.run import FORMAT_VERSION, RunError, RunPaths, load_run, offline_recipe
 from harkit.train.trainer import TrainResult, train
@@ -31,26 +25,14 @@ __all__ = [
     "FORMAT_VERSION",
     "ActionDataModule",
     "ActionModule",
-    "EvalResult",
-    "Predictions",
     "RunError",
     "RunPaths",
     "TrainData",
     "TrainResult",
-    "Variant",
-    "ablate",
     "carve_validation",
     "check_feature_dim",
-    "evaluate_predictions",
-    "evaluate_run",
-    "grid_variants",
     "load_run",
     "offline_recipe",
-    "parse_grid",
-    "predict",
     "prepare_data",
-    "recipe_info",
-    "recipe_variants",
     "train",
-    "train_and_evaluate",
 ]

@@ -27,13 +27,12 @@ from harkit.data.datasets import (
     DatasetConfig,
     DatasetError,
     VideoIndex,
-    build_index,
     resolve_kind,
 )
 from harkit.data.inspect import typical_clip
 from harkit.data.jobs import loader_worker_init, video_id
 from harkit.data.sampling import SamplingConfig
-from harkit.data.splits import carve_share, leakage_status
+from harkit.data.splits import build_index, carve_share, leakage_status
 from harkit.data.transforms import ClipTransform
 from harkit.data.video import VideoReadError
 from harkit.models.recipe import Recipe

@@ -3,7 +3,6 @@ import pytest
 from harkit.data.datasets import (
     DatasetConfig,
     DatasetError,
-    build_index,
     csv_index,
     folder_index,
     hmdb51_index,
@@ -11,7 +10,7 @@ from harkit.data.datasets import (
     parse_group,
     ucf101_index,
 )
-from harkit.data.splits import LeakageError, leaked_groups
+from harkit.data.splits import LeakageError, build_index, leaked_groups
 
 
 def touch(path):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import harkit.cli.main as cli_main
-from harkit.data.datasets import DatasetConfig, DatasetError, build_index, csv_index, load_index
+from harkit.data.datasets import DatasetConfig, DatasetError, csv_index, load_index
 from harkit.data.inspect import summarize
-from harkit.data.splits import NO_GROUPS, LeakageError, leakage_status
+from harkit.data.splits import NO_GROUPS, LeakageError, build_index, leakage_status
 
 
 def write_csv(path: Path, header: str, rows: list[str]) -> Path:
@@ -206,7 +206,7 @@ def test_splits_refused_without_official_splits(
     )
     assert not (tmp_path / "run").exists()
 
-    from harkit.train.evaluate import train_and_evaluate
+    from harkit.experiments.splits import train_and_evaluate
 
     with pytest.raises(DatasetError, match=r"--splits 1,4: ucf101 has official splits 1-3 only"):
         train_and_evaluate(None, DatasetConfig(kind="ucf101", root=tmp_path), tmp_path / "r",

@@ -39,3 +39,28 @@ def test_leakage_error_lists_the_groups():
     with pytest.raises(LeakageError, match=r"1 group\(s\) appear in both train and test: g00"):
         assert_no_leakage(index)
     assert_no_leakage(index, allow=True)
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports, at any level (function-level imports included)."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_splits_import_datasets_never_the_reverse():
+    import harkit.data.datasets as datasets
+    import harkit.data.splits as splits
+
+    assert "harkit.data.splits" not in _imported_modules(Path(datasets.__file__))
+    assert "harkit.data.datasets" in _imported_modules(Path(splits.__file__))
+    # the pieces moved with the direction: loading holds UCF50's fold, splitting builds the index
+    assert datasets.leave_one_group_out.__module__ == "harkit.data.datasets"
+    assert splits.build_index.__module__ == "harkit.data.splits"

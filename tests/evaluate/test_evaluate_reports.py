@@ -57,9 +57,11 @@ def test_write_report_files_and_contents(tmp_path: Path):
     assert "# UCF101 split 1" in md
     assert "Split: dataset: ucf101, split: 1, train: 9537, test: 3783." in md
     assert "Leakage check: none." in md
-    assert "| Metric | Clip level | Video level |" in md
-    assert f"| Top-1 accuracy | {100 * clip.top1:.2f}% | {100 * video.top1:.2f}% |" in md
+    assert "| Metric | Clip level (%) | Video level (%) |" in md
+    assert f"| Top-1 accuracy | {100 * clip.top1:.2f} | {100 * video.top1:.2f} |" in md
+    assert "Samples: 120 (clip level), 40 (video level)." in md
     assert "| Class3 |" in md
+    assert "## Training" not in md  # nothing said about training when nothing is known
     assert "](confusion_matrix.png)" in md and "](confusion_matrix_normalized.png)" in md
 
     data = json.loads(paths["metrics"].read_text())
@@ -188,3 +190,74 @@ def test_format_prediction():
     assert format_prediction("Rowing", np.float32(0.9761)) == "Class: Rowing, Confidence: 0.98"
     with pytest.raises(EvaluationError):
         format_prediction("Diving", float("nan"))
+
+
+def _table(md: str, heading: str) -> list[list[str]]:
+    """The cells of the first Markdown table after ``heading`` (header row first)."""
+    lines = md[md.index(heading) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        if not line.startswith("|---"):
+            rows.append([c.strip() for c in line.strip("|").split(" | ")])
+    return rows
+
+
+def test_every_report_table_uses_one_unit_and_names_it(tmp_path: Path):
+    m = _metrics(4, n=40)
+    md = write_report(tmp_path / "r", m)["report"].read_text()
+    per_class = _table(md, "## Per-class results")
+    assert "## Per-class results (clip level, %)" in md
+    assert per_class[0] == ["Class", "Support", "Accuracy (%)", "Precision (%)", "Recall (%)",
+                            "F1 (%)"]  # fmt: skip
+    for row, cls in zip(per_class[1:], m.per_class, strict=True):
+        # precision / recall / F1 are percentages like accuracy, not 0-1 fractions
+        assert row[2:] == [f"{100 * v:.2f}" for v in (cls.accuracy, cls.precision, cls.recall,
+                                                       cls.f1)]  # fmt: skip
+    summary = _table(md, "## Summary")
+    assert summary[0] == ["Metric", "Clip level (%)"]
+    assert all(float(row[1]) > 1 for row in summary[1:] if row[0] == "Top-1 accuracy")
+
+    splits = write_splits_report(tmp_path / "s", {1: m, 2: m})["report"].read_text()
+    header, *rows = _table(splits, "| Split")
+    assert header[0] == "Split" and all(h.endswith("(%)") for h in header[1:])
+    assert rows[0][1] == f"{100 * m.top1:.2f}"
+
+
+TRAINING = {
+    "epochs_trained": 12,
+    "val_acc": 0.875,
+    "checkpoint": {"which": "best", "file": "checkpoints/best.ckpt", "epoch": 9,
+                   "reason": "highest validation accuracy"},
+    "weights": "model.safetensors",
+}  # fmt: skip
+
+
+def test_report_says_which_weights_were_tested(tmp_path: Path):
+    paths = write_report(tmp_path, _metrics(3, n=30), training=TRAINING)
+    md = paths["report"].read_text()
+    assert "- Epochs trained: 12" in md
+    assert "- Validation accuracy: 87.50% (best val/acc)" in md
+    assert ("- Checkpoint used: best (checkpoints/best.ckpt, epoch 9 of 12): highest validation "
+            "accuracy, exported to model.safetensors") in md  # fmt: skip
+    assert json.loads(paths["metrics"].read_text())["training"] == TRAINING
+
+    last = {"epochs_trained": 3, "val_acc": None,
+            "checkpoint": {"which": "last", "file": "checkpoints/last.ckpt", "epoch": 3}}  # fmt: skip
+    md = write_report(tmp_path / "last", _metrics(3, n=30), training=last)["report"].read_text()
+    assert "- Validation accuracy: none (no validation split)" in md
+    assert "- Checkpoint used: last (checkpoints/last.ckpt, epoch 3 of 3)" in md
+
+
+def test_splits_report_has_each_splits_training(tmp_path: Path):
+    m = _metrics(3, n=30)
+    paths = write_splits_report(tmp_path, {1: m, 2: m}, training={1: TRAINING})
+    assert json.loads(paths["json"].read_text())["training"] == {"1": TRAINING}
+    rows = _table(paths["report"].read_text(), "## Training per split")
+    assert rows[0] == ["Split", "Epochs trained", "Validation accuracy (%)", "Checkpoint used"]
+    assert rows[1][:3] == ["1", "12", "87.50"] and rows[1][3].startswith("best (checkpoints/")
+    assert rows[2] == ["2", "–", "–", "–"]
+    with pytest.raises(EvaluationError, match=r"splits \['3'\]"):
+        write_splits_report(tmp_path, {1: m}, training={3: TRAINING})

@@ -59,11 +59,11 @@ def test_evaluation_report_shows_paper_beside_harkit(tmp_path: Path) -> None:
     )  # fmt: skip
     md = paths["report"].read_text()
     assert "## Paper vs harkit" in md
-    assert "| Reported | Metric | paper | harkit |" in md
+    assert "| Reported | Metric | paper (%) | harkit (%) |" in md
     # The papers count one prediction per video: harkit's video level goes beside them.
-    assert f"| ucf50_split1_top1 | Top-1 accuracy | 89.89% | {100 * video.top1:.2f}% |" in md
-    assert "| ucf101_top1 | Top-1 accuracy | 90.83% | – |" in md
-    assert "| ucf50_top1 | Top-1 accuracy | 88.00% | – |" in md  # one fold is not the mean
+    assert f"| ucf50_split1_top1 | Top-1 accuracy | 89.89 | {100 * video.top1:.2f} |" in md
+    assert "| ucf101_top1 | Top-1 accuracy | 90.83 | – |" in md
+    assert "| ucf50_top1 | Top-1 accuracy | 88.00 | – |" in md  # one fold is not the mean
     paper = json.loads(paths["metrics"].read_text())["paper"]
     assert paper[0] == {"key": "ucf50_split1_top1", "metric": "top1",
                         "paper": pytest.approx(0.8989), "harkit": video.top1}  # fmt: skip
@@ -83,11 +83,13 @@ def test_splits_report_puts_means_and_splits_beside_the_papers(tmp_path: Path) -
     assert harkit["hmdb51_split1_top1"] == pytest.approx(per_split["1"].top1)
     assert harkit["ucf101_top1"] is None
     md = paths["report"].read_text()
-    assert f"| hmdb51_top1 | Top-1 accuracy | 84.08% | {100 * summary['mean']['top1']:.2f}% |" in md
+    assert f"| hmdb51_top1 | Top-1 accuracy | 84.08 | {100 * summary['mean']['top1']:.2f} |" in md
 
 
 def test_splits_report_names_the_top_k_it_computed(tmp_path: Path) -> None:
     # With 3 classes top-k is top-3: a "Top-5" column would mislabel it.
-    paths = write_splits_report(tmp_path, {"1": _metrics(0, classes=3), "2": _metrics(1, classes=3)})
+    paths = write_splits_report(
+        tmp_path, {"1": _metrics(0, classes=3), "2": _metrics(1, classes=3)}
+    )
     md = paths["report"].read_text()
     assert "Top-3 accuracy" in md and "Top-5" not in md

@@ -19,9 +19,10 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 import harkit.cli.main as cli_main
+from harkit.experiments import evaluate_run
 from harkit.models.builder import feature_dims
 from harkit.models.recipe import load_recipe
-from harkit.train import TrainData, evaluate_run, load_run, train
+from harkit.train import TrainData, load_run, train
 from harkit.train.run import RunPaths
 from tests.train.conftest import toy_data
 

@@ -8,8 +8,8 @@ import pytest
 
 from harkit.data.datasets import DatasetConfig
 from harkit.data.synthetic import TIME_ORDER_PAIRS, SynthConfig, render_dataset
+from harkit.experiments.evaluate import evaluate_run
 from harkit.models.recipe import load_recipe
-from harkit.train.evaluate import evaluate_run
 from harkit.train.trainer import train
 
 

@@ -12,20 +12,10 @@ import torch
 
 from harkit.config import ConfigError
 from harkit.data.datasets import DatasetConfig, DatasetError
-from harkit.evaluate import EvaluationError
+from harkit.experiments import evaluate_run
 from harkit.models.builder import build_model
 from harkit.models.recipe import load_recipe
-from harkit.train import (
-    RunError,
-    TrainData,
-    ablate,
-    evaluate_run,
-    grid_variants,
-    load_run,
-    parse_grid,
-    predict,
-    train,
-)
+from harkit.train import RunError, TrainData, load_run, train
 from harkit.train.data import carve_validation
 from harkit.train.run import RunPaths, offline_recipe
 
@@ -156,8 +146,6 @@ def test_clear_errors(toy, tmp_path: Path) -> None:
     empty = TrainData(torch.utils.data.TensorDataset(torch.zeros(0)), None, None, empty.classes)
     with pytest.raises(DatasetError, match="train split is empty"):
         train(recipe, empty, tmp_path / "empty", progress=False)
-    with pytest.raises((DatasetError, EvaluationError)):
-        predict(build_model(offline_recipe(recipe), 2), [])
 
 
 def test_empty_split_from_a_dataset_is_an_error(tmp_path: Path) -> None:
@@ -181,17 +169,3 @@ def test_validation_is_carved_group_aware() -> None:
     assert 0 < sum(item.split == "val" for item in index) < 32
     assert sum(item.split == "test" for item in index) == 8
 
-
-def test_ablation_grid_writes_a_comparison_table(toy, tmp_path: Path) -> None:
-    grid = parse_grid(["head.cell=gru,lstm", "head.hidden=8,[8,8]"])
-    assert grid == {"head.cell": ["gru", "lstm"], "head.hidden": ["8", "[8,8]"]}
-    variants = grid_variants(small_recipe().name, {"head.cell": ["gru", "lstm"]}, [
-        "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
-        "head.hidden=8", "optim.epochs=1", "optim.batch_size=8"])  # fmt: skip
-    assert [v.name for v in variants] == ["head.cell=gru", "head.cell=lstm"]
-    data = toy(recipe_dim(variants[0].recipe))
-    rows = ablate(variants, data, tmp_path / "abl", progress=False)
-    assert [r["variant"] for r in rows] == ["head.cell=gru", "head.cell=lstm"]
-    assert rows[1]["params"] > rows[0]["params"]  # an LSTM has 4 gates, a GRU 3
-    table = (tmp_path / "abl" / "ablation.md").read_text()
-    assert "head.cell=lstm" in table and (tmp_path / "abl" / "ablation.csv").is_file()

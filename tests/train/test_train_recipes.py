@@ -9,9 +9,10 @@ import torch
 
 from harkit.data.datasets import DatasetConfig
 from harkit.data.synthetic import SynthConfig, render_dataset
+from harkit.experiments import evaluate_run
 from harkit.models.builder import feature_dims
 from harkit.models.recipe import list_recipes, load_recipe
-from harkit.train import evaluate_run, load_run, train
+from harkit.train import load_run, train
 
 FEATURE_RECIPES = [n for n in list_recipes() if load_recipe(n).mode == "features"]
 E2E_RECIPES = [n for n in list_recipes() if load_recipe(n).mode == "end_to_end"]

@@ -8,8 +8,9 @@ import pytest
 
 from harkit.data.datasets import DatasetConfig
 from harkit.data.synthetic import SynthConfig, render_dataset
+from harkit.experiments import evaluate_run
 from harkit.models.recipe import load_recipe
-from harkit.train import evaluate_run, train
+from harkit.train import train
 
 
 def test_features_mode_trains_from_the_store_without_decoding(

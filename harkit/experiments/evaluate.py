@@ -1,14 +1,13 @@
 """Run a trained model over a test set and write reports (metrics come from harkit.evaluate).
 
 Clip level: every clip (view) is one prediction. Video level (``clips > 1``): the
-probabilities of a video's views are averaged (TSN-style multi-view testing).
-``train_and_evaluate`` trains and evaluates each official split and averages over them.
+probabilities of a video's views are averaged (TSN-style multi-view testing). Split
+averaging lives in :mod:`harkit.experiments.splits`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,11 +20,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from harkit.data.clips import SkipReport, collate_clips
-from harkit.data.datasets import OFFICIAL_SPLITS, DatasetConfig, DatasetError, resolve_kind
+from harkit.data.datasets import DatasetConfig, DatasetError
 from harkit.data.jobs import loader_worker_init, open_skip_report
 from harkit.evaluate import Metrics, aggregate_clips, compute_metrics, write_report
-from harkit.evaluate.reports import write_splits_report
-from harkit.models.recipe import Recipe
 from harkit.train.data import check_feature_dim, prepare_data
 from harkit.train.run import RunError, RunPaths, load_run, read_json, read_run_info
 
@@ -35,7 +32,7 @@ __all__ = [
     "evaluate_predictions",
     "evaluate_run",
     "predict",
-    "train_and_evaluate",
+    "training_summary",
 ]
 
 
@@ -51,10 +48,41 @@ class Predictions:
 
 @dataclass
 class EvalResult:
+    """Clip-level (and video-level) metrics, the report files written, and the run's training
+    summary (:func:`training_summary`; None when no run folder was evaluated)."""
+
     clip: Metrics
     video: Metrics | None
     files: dict[str, Path] = field(default_factory=dict)
     predictions: Predictions | None = None
+    training: dict[str, Any] | None = None
+
+
+def training_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """What a report says about how the evaluated weights were trained, from ``run.json``.
+
+    ``epochs_trained`` counts epochs run; ``val_acc`` is the best validation accuracy
+    (fraction; None without validation); ``checkpoint`` names the checkpoint exported to
+    ``model.safetensors``: ``best`` or ``last``, its file, and its epoch counted from 1 like
+    ``epochs_trained`` (run.json's ``exported.epoch`` is Lightning's 0-based index).
+    """
+    exported = info.get("exported") if isinstance(info.get("exported"), dict) else {}
+    file = exported.get("checkpoint")
+    epoch = exported.get("epoch")
+    which = None if not file else ("best" if Path(file).stem == "best" else "last")
+    # run.json's reason for best.ckpt names the 0-based epoch; the report counts from 1
+    reason = "highest validation accuracy" if which == "best" else exported.get("reason")
+    return {
+        "epochs_trained": info.get("epochs_run"),
+        "val_acc": info.get("best_val_acc"),
+        "checkpoint": {
+            "which": which,
+            "file": file,
+            "epoch": epoch + 1 if isinstance(epoch, int) else None,
+            "reason": reason,
+        },
+        "weights": "model.safetensors",
+    }
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -104,9 +132,11 @@ def evaluate_predictions(
     title: str = "Evaluation report",
     video_level: bool = False,
     reported: dict[str, float] | None = None,
+    training: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Clip-level (and with ``video_level`` video-level) metrics; reports into ``out_dir``,
-    with the paper's numbers (``reported``) beside harkit's where they measure the same."""
+    with the paper's numbers (``reported``) beside harkit's where they measure the same and
+    ``training`` (:func:`training_summary`) saying which weights were tested."""
     clip = compute_metrics(preds.labels, preds.probs, classes, level="clip")
     video = None
     if video_level:
@@ -115,10 +145,16 @@ def evaluate_predictions(
     files: dict[str, Path] = {}
     if out_dir is not None:
         files = write_report(
-            out_dir, clip, classes=classes, split_info=split_info, title=title,
-            video_level=video, reported=reported,
+            out_dir,
+            clip,
+            classes=classes,
+            split_info=split_info,
+            title=title,
+            video_level=video,
+            reported=reported,
+            training=training,
         )
-    return EvalResult(clip, video, files, preds)
+    return EvalResult(clip, video, files, preds, training)
 
 
 def evaluate_run(
@@ -160,7 +196,9 @@ def evaluate_run(
             )
         store = store or info.get("store")
         data = prepare_data(
-            recipe.model_copy(update={"optim": recipe.optim.model_copy(update={"val_fraction": 0})}),
+            recipe.model_copy(
+                update={"optim": recipe.optim.model_copy(update={"val_fraction": 0})}
+            ),
             dataset,
             store=store,
             views=clips,
@@ -198,8 +236,13 @@ def evaluate_run(
         worker_init_fn=loader_worker_init() if recipe.optim.num_workers > 0 else None,
     )
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    preds = predict(model, loader, device=dev, precision=precision,
-                    skip_report=open_skip_report(paths.report / "skipped.json"))
+    preds = predict(
+        model,
+        loader,
+        device=dev,
+        precision=precision,
+        skip_report=open_skip_report(paths.report / "skipped.json"),
+    )
     result = evaluate_predictions(
         preds,
         classes,
@@ -208,6 +251,7 @@ def evaluate_run(
         title=f"{recipe.name} - evaluation",
         video_level=clips > 1,
         reported=recipe.reported,
+        training=training_summary(info),
     )
     return result
 
@@ -250,45 +294,3 @@ def _trained_on(paths: RunPaths, test: dict[str, list[str]], dataset: DatasetCon
             "or pass --allow-leakage to mark LEAKAGE in every output"
         )
     return found
-
-
-def train_and_evaluate(
-    recipe: Recipe,
-    dataset: DatasetConfig,
-    run_dir: str | os.PathLike[str],
-    *,
-    splits: Sequence[int],
-    store: str | os.PathLike[str] | None = None,
-    clips: int = 1,
-    **train_kwargs: Any,
-) -> dict[str, Any]:
-    """Train and evaluate each split into ``RUN/split{k}/``; write ``RUN/splits.md/.json``
-    with the mean over splits (the standard protocol). Returns that summary."""
-    from harkit.train.trainer import train
-
-    if not splits:
-        raise DatasetError("no splits given")
-    # Checked before any training: on data without official splits every "split" is the same
-    # one, and the mean over them would report a spread of 0.
-    kind = resolve_kind(dataset)
-    listed = ",".join(str(k) for k in splits)
-    if kind not in OFFICIAL_SPLITS:
-        raise DatasetError(
-            f"--splits {listed}: {dataset.root} is a '{kind}' dataset without official splits; "
-            "--splits needs them (UCF101/HMDB51: 1-3, UCF50: 1-25 leave-one-group-out), so "
-            "train once without --splits"
-        )
-    if (top := OFFICIAL_SPLITS[kind]) < max(splits):
-        raise DatasetError(f"--splits {listed}: {kind} has official splits 1-{top} only")
-    root = Path(run_dir)
-    per_split: dict[str, Metrics] = {}
-    for k in splits:
-        config = dataset.model_copy(update={"split": int(k)})
-        split_dir = root / f"split{k}"
-        train(recipe, config, split_dir, store=store, **train_kwargs)
-        result = evaluate_run(split_dir, config, clips=clips, store=store)
-        per_split[str(k)] = result.video if result.video is not None else result.clip
-    # the paper's numbers are of an official dataset, named by its kind (ucf101, ...)
-    files = write_splits_report(root, per_split, title=f"{recipe.name}: mean over splits",
-                                reported=recipe.reported, dataset=kind)
-    return json.loads(Path(files["json"]).read_text(encoding="utf-8"))

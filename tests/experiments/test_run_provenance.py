@@ -9,17 +9,29 @@ import pytest
 
 from harkit.data.datasets import DatasetConfig, DatasetError
 from harkit.data.synthetic import SynthConfig, render_dataset
+from harkit.experiments import evaluate_run
 from harkit.models.recipe import load_recipe
-from harkit.train import evaluate_run, train
+from harkit.train import train
 from harkit.train.run import RunError
 
-TINY = ["input.sampling.num_frames=4", "head.hidden=8", "optim.epochs=1",
-        "optim.batch_size=4", "optim.val_fraction=0"]
+TINY = [
+    "input.sampling.num_frames=4",
+    "head.hidden=8",
+    "optim.epochs=1",
+    "optim.batch_size=4",
+    "optim.val_fraction=0",
+]
 
 
 def _synth(root: Path, actors: int, test_actors: int = 1) -> Path:
-    config = SynthConfig(classes=["move_right", "move_left"], num_actors=actors,
-                         clips_per_actor=1, num_frames=8, size=32, test_actors=test_actors)
+    config = SynthConfig(
+        classes=["move_right", "move_left"],
+        num_actors=actors,
+        clips_per_actor=1,
+        num_frames=8,
+        size=32,
+        test_actors=test_actors,
+    )
     return render_dataset(root, config)
 
 
@@ -30,8 +42,13 @@ def trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path
     manifest = _synth(work / "videos", actors=4)
     monkeypatch.chdir(work)
     run = work / "run"
-    train(load_recipe("synthetic-gru", TINY), DatasetConfig(root=Path("videos/manifest.csv")),
-          Path("run"), store=Path("store"), progress=False)
+    train(
+        load_recipe("synthetic-gru", TINY),
+        DatasetConfig(root=Path("videos/manifest.csv")),
+        Path("run"),
+        store=Path("store"),
+        progress=False,
+    )
     return run, manifest
 
 
@@ -83,8 +100,14 @@ def test_a_training_person_or_a_symlinked_video_in_the_test_set_is_leakage(train
     test_rows = [r for r in body if r[header.index("split")] == "test"]
     fresh = [*train_row]
     fresh[header.index("split")] = "test"
-    lines = [header, *[[*r[:header.index("split")], "train", *r[header.index("split") + 1:]]
-                       for r in test_rows], fresh]
+    lines = [
+        header,
+        *[
+            [*r[: header.index("split")], "train", *r[header.index("split") + 1 :]]
+            for r in test_rows
+        ],
+        fresh,
+    ]
     other.write_text("\n".join(",".join(r) for r in lines) + "\n")
     with pytest.raises(DatasetError, match="used to train or validate"):
         evaluate_run(run, DatasetConfig(root=other))
@@ -95,6 +118,7 @@ def test_a_training_person_or_a_symlinked_video_in_the_test_set_is_leakage(train
     path_col = header.index("path")
     (manifest.parent / "via_link.csv").write_text(
         f"path,label,split\n{link / train_row[path_col]},{train_row[header.index('label')]},test\n"
-        + "".join(f"{r[path_col]},{r[header.index('label')]},train\n" for r in test_rows))
+        + "".join(f"{r[path_col]},{r[header.index('label')]},train\n" for r in test_rows)
+    )
     with pytest.raises(DatasetError, match="used to train or validate"):
         evaluate_run(run, DatasetConfig(root=manifest.parent / "via_link.csv"))

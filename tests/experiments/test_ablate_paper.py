@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from harkit.experiments import ablate, grid_variants
+from harkit.experiments.ablate import Variant
 from harkit.models.builder import feature_dims
 from harkit.models.recipe import load_recipe
-from harkit.train import TrainData, ablate, grid_variants
-from harkit.train.ablate import Variant
+from harkit.train import TrainData
 
 TINY = [
     "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",

@@ -51,14 +51,15 @@ def recipe_info(recipe: Recipe, num_classes: int = 101) -> str:
         f"precision {optim.precision}"
     )
     if recipe.reported:
-        lines.append(
-            "reported: " + ", ".join(f"{k} {v:g}" for k, v in recipe.reported.items())
-        )
+        lines.append("reported: " + ", ".join(f"{k} {v:g}" for k, v in recipe.reported.items()))
     rows = parameter_table(model, include_empty=False)
     width = max([len(name) for name, _, _ in rows] + [6])
     type_width = max([len(kind) for _, kind, _ in rows] + [4])
-    lines += ["", f"parameters for {num_classes} classes:",
-              f"{'module':<{width}}  {'type':<{type_width}}  {'params':>12}"]
+    lines += [
+        "",
+        f"parameters for {num_classes} classes:",
+        f"{'module':<{width}}  {'type':<{type_width}}  {'params':>12}",
+    ]
     for name, kind, count in rows:
         lines.append(f"{name:<{width}}  {kind:<{type_width}}  {_fmt(count):>12}")
     total = count_parameters(model)

@@ -21,9 +21,9 @@ from harkit.config import ConfigError
 from harkit.data.datasets import DatasetConfig
 from harkit.evaluate import HEADLINE, write_comparison_table
 from harkit.evaluate.reports import paper_numbers
+from harkit.experiments.evaluate import evaluate_run
 from harkit.models.recipe import Recipe, load_recipe
 from harkit.train.data import TrainData
-from harkit.train.evaluate import evaluate_run
 from harkit.train.trainer import train
 
 __all__ = ["COLUMNS", "Variant", "ablate", "grid_variants", "parse_grid", "recipe_variants"]
@@ -37,6 +37,12 @@ COLUMNS = (
 """Always there; a ``paper_<metric>`` column (and harkit's ``<metric>``) is added for any
 other metric a variant's paper reports for the data at hand. Paper values are fractions,
 like harkit's; ``paper_source`` names the recipe's ``reported`` keys they come from."""
+
+
+TABLE_NOTE = (
+    "Metric columns (top1, top5, accuracy, precision, recall, F1, best_val_acc and their "
+    "paper_ values) are fractions (0-1); params are counts."
+)
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,8 @@ def ablate(
         }
         row.update(_paper_columns(variant.recipe, *_evaluated_on(info, dataset)))
         rows.append(row)
-        write_comparison_table(rows, out, "ablation", columns=_columns(rows))  # partial as we go
+        write_comparison_table(rows, out, "ablation", columns=_columns(rows), note=TABLE_NOTE)
+        # written after every variant: an interrupted ablation keeps its finished rows
     return rows
 
 

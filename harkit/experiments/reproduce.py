@@ -37,9 +37,9 @@ from harkit.data.datasets import (
 )
 from harkit.evaluate.metrics import Metrics
 from harkit.evaluate.reports import paper_numbers, write_splits_report
+from harkit.experiments.evaluate import evaluate_run, training_summary
 from harkit.io import atomic_write_text
 from harkit.models.recipe import Recipe, _resolve, load_recipe, recipe_dir
-from harkit.train.evaluate import evaluate_run
 from harkit.train.run import RunError, RunPaths, read_recipe, read_run_info
 
 __all__ = ["Entry", "find_ablations", "reproduce", "split_state"]
@@ -432,6 +432,7 @@ def reproduce(
     train_kwargs = {"progress": progress, **train_kwargs}
     for entry, slug in zip(entries, slugs, strict=True):
         per_split: dict[str, Metrics] = {}
+        training: dict[str, dict[str, Any]] = {}
         for k in splits:
             config = dataset.model_copy(update={"split": k})
             split_dir = out / slug / f"split{k}"
@@ -444,6 +445,7 @@ def reproduce(
                 train_kwargs=train_kwargs,
             )
             per_split[str(k)] = metrics
+            training[str(k)] = training_summary(read_run_info(split_dir))
             entry.per_split[k] = {
                 **metrics.headline(),
                 "report": (Path(slug) / f"split{k}" / "report" / "report.md").as_posix(),
@@ -459,6 +461,7 @@ def reproduce(
             title=f"{entry.name}: mean over splits",
             reported=entry.reported,
             dataset=kind,
+            training=training,
         )
     rows = [_row(e, kind, splits) for e in entries]
     _write_table(out, rows, meta)

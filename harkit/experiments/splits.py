@@ -1,0 +1,158 @@
+"""The standard protocol: one run per official split, reported as the mean over splits.
+
+``train_and_evaluate`` trains and evaluates ``RUN/split<k>/`` for each split; ``evaluate_splits``
+evaluates the split runs such a folder already holds. Both write ``RUN/splits.md`` and
+``RUN/splits.json`` (mean ± std of every headline metric, and how each split was trained).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harkit.data.datasets import OFFICIAL_SPLITS, DatasetConfig, DatasetError, resolve_kind
+from harkit.evaluate.metrics import Metrics
+from harkit.evaluate.reports import write_splits_report
+from harkit.experiments.evaluate import EvalResult, evaluate_run
+from harkit.models.recipe import Recipe
+from harkit.train.run import RunError, RunPaths, read_recipe, read_run_info
+
+__all__ = ["evaluate_splits", "split_dirs", "train_and_evaluate"]
+
+
+def _check_splits(splits: Sequence[int]) -> list[int]:
+    if not splits:
+        raise DatasetError("no splits given")
+    if len(set(splits)) != len(splits) or min(splits) < 1:
+        raise DatasetError(f"--splits {','.join(map(str, splits))}: expected distinct numbers >= 1")
+    return [int(k) for k in splits]
+
+
+def split_dirs(run_dir: str | os.PathLike[str], splits: Sequence[int]) -> dict[int, Path]:
+    """``{k: RUN/split<k>}``, each checked to be a run folder of split ``k``, before anything
+    is evaluated: a missing split fails at once, not after hours of evaluating the others."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise RunError(f"{root}: folder not found; --splits needs the folder 'harkit train "
+                       "--splits' wrote (holding split1/, split2/, ...)")  # fmt: skip
+    found = sorted(p.name for p in root.glob("split*") if p.is_dir())
+    dirs: dict[int, Path] = {}
+    for k in _check_splits(splits):
+        split_dir = root / f"split{k}"
+        if not (split_dir / "run.json").is_file():
+            have = f"it holds {', '.join(found)}" if found else "it holds no split<k>/ run folder"
+            raise RunError(
+                f"{split_dir}: no run folder for split {k} ({have}); --splits evaluates the "
+                "split<k>/ runs 'harkit train --splits' writes into RUN"
+            )
+        recorded = (read_run_info(split_dir).get("dataset") or {}).get("split")
+        if recorded != k:
+            raise RunError(
+                f"{split_dir / 'run.json'}: trained on split {recorded}, not split {k}; "
+                "the folder was not written by 'harkit train --splits'"
+            )
+        dirs[k] = split_dir
+    return dirs
+
+
+def _write_mean(
+    out: Path,
+    results: Mapping[int, EvalResult],
+    recipe: Recipe,
+    kind: str | None,
+) -> dict[str, Any]:
+    """``splits.md/.json`` over the splits' video-level (else clip-level) metrics."""
+    per_split: dict[str, Metrics] = {
+        str(k): r.video if r.video is not None else r.clip for k, r in results.items()
+    }
+    training = {str(k): r.training for k, r in results.items() if r.training is not None}
+    # the paper's numbers are of an official dataset, named by its kind (ucf101, ...)
+    files = write_splits_report(
+        out,
+        per_split,
+        title=f"{recipe.name}: mean over splits",
+        reported=recipe.reported,
+        dataset=kind,
+        training=training,
+    )
+    return json.loads(Path(files["json"]).read_text(encoding="utf-8"))
+
+
+def train_and_evaluate(
+    recipe: Recipe,
+    dataset: DatasetConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    splits: Sequence[int],
+    store: str | os.PathLike[str] | None = None,
+    clips: int = 1,
+    **train_kwargs: Any,
+) -> dict[str, Any]:
+    """Train and evaluate each split into ``RUN/split{k}/``; write ``RUN/splits.md/.json``
+    with the mean over splits (the standard protocol). Returns that summary."""
+    from harkit.train.trainer import train
+
+    splits = _check_splits(splits)
+    # Checked before any training: on data without official splits every "split" is the same
+    # one, and the mean over them would report a spread of 0.
+    kind = resolve_kind(dataset)
+    listed = ",".join(str(k) for k in splits)
+    if kind not in OFFICIAL_SPLITS:
+        raise DatasetError(
+            f"--splits {listed}: {dataset.root} is a '{kind}' dataset without official splits; "
+            "--splits needs them (UCF101/HMDB51: 1-3, UCF50: 1-25 leave-one-group-out), so "
+            "train once without --splits"
+        )
+    if (top := OFFICIAL_SPLITS[kind]) < max(splits):
+        raise DatasetError(f"--splits {listed}: {kind} has official splits 1-{top} only")
+    root = Path(run_dir)
+    results: dict[int, EvalResult] = {}
+    for k in splits:
+        config = dataset.model_copy(update={"split": int(k)})
+        split_dir = root / f"split{k}"
+        train(recipe, config, split_dir, store=store, **train_kwargs)
+        results[k] = evaluate_run(split_dir, config, clips=clips, store=store)
+    return _write_mean(root, results, recipe, kind)
+
+
+def evaluate_splits(
+    run_dir: str | os.PathLike[str],
+    splits: Sequence[int],
+    *,
+    dataset: DatasetConfig | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    recorded_overrides: Mapping[str, Any] | None = None,
+    **evaluate_kwargs: Any,
+) -> dict[str, Any]:
+    """Evaluate ``RUN/split<k>/`` for each of ``splits`` (the folder ``train_and_evaluate``
+    or ``harkit train --splits`` wrote) and write the mean over them; returns that summary.
+
+    Each split is tested on its own recorded data and split (``recorded_overrides`` such as
+    ``{'allow_leakage': True}`` apply to each), or on ``dataset`` with ``split`` set to ``k``. Reports go
+    to ``RUN/split<k>/report/`` and ``RUN/splits.md``, or with ``out_dir`` to
+    ``OUT/split<k>/`` and ``OUT/splits.md``. ``evaluate_kwargs`` go to :func:`evaluate_run`
+    (``clips``, ``store``, ``batch_size``, ``device``, ``precision``).
+    """
+    dirs = split_dirs(run_dir, splits)
+    overrides = dict(recorded_overrides or {})
+    if overrides.get("split") is not None:
+        raise DatasetError("--split names one split; with --splits each run is tested on its own")
+    recipes = {k: read_recipe(RunPaths(d)) for k, d in dirs.items()}
+    names = sorted({r.name for r in recipes.values()})
+    if len(names) > 1:
+        raise RunError(f"{run_dir}: the split runs were trained with different recipes "
+                       f"({', '.join(names)}); their mean would not measure one model")  # fmt: skip
+    out = Path(out_dir) if out_dir is not None else Path(run_dir)
+    results: dict[int, EvalResult] = {}
+    for k, split_dir in dirs.items():
+        config = dataset.model_copy(update={"split": k}) if dataset is not None else None
+        results[k] = evaluate_run(
+            split_dir, config, out_dir=out / f"split{k}" if out_dir is not None else None,
+            recorded_overrides=overrides, **evaluate_kwargs,
+        )  # fmt: skip
+    first = read_run_info(next(iter(dirs.values())))
+    kind = (first.get("dataset") or {}).get("kind") if dataset is None else resolve_kind(dataset)
+    return _write_mean(out, results, recipes[next(iter(dirs))], kind)
