@@ -24,12 +24,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, help="trained run folder")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("--out", type=folder, help="output folder (default RUN/<format>)")
-    p.add_argument("--opset", type=int_in_range(*ONNX_OPSETS), default=17,
-                   help="ONNX opset (default 17)")
-    p.add_argument("--tolerance", type=float_in_range(0, 1, low_open=True), default=1e-3,
-                   help="fail when PyTorch and the export differ by more (default 1e-3)")
+    p.add_argument(
+        "--opset", type=int_in_range(*ONNX_OPSETS), default=17, help="ONNX opset (default 17)"
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float_in_range(0, 1, low_open=True),
+        default=1e-3,
+        help="fail when PyTorch and the export differ by more (default 1e-3)",
+    )
     p.add_argument("--no-check", action="store_true", help="skip the parity check")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--flow-config",
+        type=Path,
+        metavar="PATH",
+        help="flow-stream runs: the flow_config.json (or flow folder) training used; "
+        "recorded in export.json (the flow itself is computed in Python)",
+    )
     p.set_defaults(func=run_export)
 
 
@@ -37,7 +49,8 @@ def run_export(args: argparse.Namespace) -> int:
     from harkit.infer.export import export_run
 
     report = export_run(args.run, args.out, args.format, opset=args.opset,
-                        check=not args.no_check, tolerance=args.tolerance)
+                        check=not args.no_check, tolerance=args.tolerance,
+                        flow=args.flow_config)  # fmt: skip
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0

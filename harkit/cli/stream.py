@@ -4,6 +4,8 @@ Prints a line whenever the shown label changes (or every decision as JSON lines 
 ``--json``, then a ``{"type": "summary"}`` line with fps, latency p50/p95, dropped frames and
 reconnects). Exit status: 0 when the stream was recognised until its end, 2 when the source
 cannot be opened (missing file or camera, unreachable URL) or the run is unusable.
+Flow-stream runs (two-stream I3D) compute the flow of consecutive frames as they arrive and
+decide once a segment's flow is complete (one frame after its last RGB frame).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from harkit.cli.args import (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from harkit.flow.methods import FLOW_METHODS
+
     p = subparsers.add_parser(
         "stream",
         help="recognise actions continuously on a file, webcam or network stream",
@@ -31,48 +35,101 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "recurrent state and do O(1) work per frame; others re-run the head over a window.",
     )
     p.add_argument("run", type=Path, help="trained run folder")
-    p.add_argument("--source", required=True, type=stream_source,
-                   help="video file, webcam index (0) or URL (rtsp://, http://, ...)")
+    p.add_argument(
+        "--source",
+        required=True,
+        type=stream_source,
+        help="video file, webcam index (0) or URL (rtsp://, http://, ...)",
+    )
     p.add_argument("--json", action="store_true", help="every decision as a JSON line")
-    p.add_argument("--output", type=output_file(*VIDEO_OUTPUT_EXTENSIONS),
-                   help="write an annotated video here (.mp4, .mkv, .mov or .avi)")
-    p.add_argument("--realtime", action="store_true",
-                   help="play a file at its native frame rate (dropping frames when behind)")
+    p.add_argument(
+        "--output",
+        type=output_file(*VIDEO_OUTPUT_EXTENSIONS),
+        help="write an annotated video here (.mp4, .mkv, .mov or .avi)",
+    )
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play a file at its native frame rate (dropping frames when behind)",
+    )
     p.add_argument("--mode", choices=["auto", "incremental", "windowed"], default="auto")
-    p.add_argument("--window", type=int_in_range(1, 100_000),
-                   help="steps per window / state reset period (default: the run's frames "
-                   "per training clip)")
-    p.add_argument("--hop", type=int_in_range(1, 100_000), default=4,
-                   help="windowed: decide every N steps")
-    p.add_argument("--frame-jump", type=int_in_range(1, 1000),
-                   help="sample every N-th frame (default: from the run's training, e.g. "
-                   "uniform 20 frames over ~140-frame clips -> 7; a file of about one "
-                   "training clip is sampled as predict samples it; the summary says which "
-                   "and why)")
-    p.add_argument("--reset", choices=["staggered", "periodic", "none"], default="staggered",
-                   help="recurrent state reset policy (default staggered)")
-    p.add_argument("--smoothing", type=float_in_range(0, 1, high_open=True), default=0.5,
-                   help="EMA weight kept from past probabilities, 0 = off (default 0.5)")
-    p.add_argument("--switch-margin", type=float_in_range(0, 1), default=0.1,
-                   help="a new label must beat the shown one by this much (default 0.1)")
-    p.add_argument("--switch-patience", type=int_in_range(1, 1000), default=3,
-                   help="... on this many consecutive decisions (default 3)")
-    p.add_argument("--max-frames", type=int_in_range(1, 10**8),
-                   help="stop after this many frames")
-    p.add_argument("--timeout", type=float_in_range(0, 3600, low_open=True), default=5.0,
-                   help="network open/read timeout (s)")
-    p.add_argument("--retries", type=int_in_range(0, 1000), default=3,
-                   help="network reconnect attempts in a row")
-    p.add_argument("--backoff", type=float_in_range(0, 3600), default=0.5,
-                   help="first reconnect delay (s)")
+    p.add_argument(
+        "--window",
+        type=int_in_range(1, 100_000),
+        help="steps per window / state reset period (default: the run's frames per training clip)",
+    )
+    p.add_argument(
+        "--hop", type=int_in_range(1, 100_000), default=4, help="windowed: decide every N steps"
+    )
+    p.add_argument(
+        "--frame-jump",
+        type=int_in_range(1, 1000),
+        help="sample every N-th frame (default: from the run's training, e.g. "
+        "uniform 20 frames over ~140-frame clips -> 7; a file of about one "
+        "training clip is sampled as predict samples it; the summary says which "
+        "and why)",
+    )
+    p.add_argument(
+        "--reset",
+        choices=["staggered", "periodic", "none"],
+        default="staggered",
+        help="recurrent state reset policy (default staggered)",
+    )
+    p.add_argument(
+        "--smoothing",
+        type=float_in_range(0, 1, high_open=True),
+        default=0.5,
+        help="EMA weight kept from past probabilities, 0 = off (default 0.5)",
+    )
+    p.add_argument(
+        "--switch-margin",
+        type=float_in_range(0, 1),
+        default=0.1,
+        help="a new label must beat the shown one by this much (default 0.1)",
+    )
+    p.add_argument(
+        "--switch-patience",
+        type=int_in_range(1, 1000),
+        default=3,
+        help="... on this many consecutive decisions (default 3)",
+    )
+    p.add_argument("--max-frames", type=int_in_range(1, 10**8), help="stop after this many frames")
+    p.add_argument(
+        "--timeout",
+        type=float_in_range(0, 3600, low_open=True),
+        default=5.0,
+        help="network open/read timeout (s)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int_in_range(0, 1000),
+        default=3,
+        help="network reconnect attempts in a row",
+    )
+    p.add_argument(
+        "--backoff", type=float_in_range(0, 3600), default=0.5, help="first reconnect delay (s)"
+    )
     p.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N | mps")
+    p.add_argument(
+        "--flow-config",
+        type=Path,
+        metavar="PATH",
+        help="flow-stream runs: the flow_config.json (or flow folder) training used",
+    )
+    p.add_argument(
+        "--flow-method",
+        choices=list(FLOW_METHODS),
+        help="flow-stream runs: a faster flow method than training's (warns: the "
+        "features then differ from training's)",
+    )
     p.set_defaults(func=run_stream_cli)
 
 
 def run_stream_cli(args: argparse.Namespace) -> int:
     from harkit.infer.errors import SourceError
     from harkit.infer.pipeline import split_model
-    from harkit.infer.stream import StreamConfig, open_source, plan_stream, run_stream
+    from harkit.infer.sources import open_source
+    from harkit.infer.stream import StreamConfig, plan_stream, run_stream
     from harkit.train.run import load_run, read_run_info
 
     config = StreamConfig(
@@ -80,11 +137,20 @@ def run_stream_cli(args: argparse.Namespace) -> int:
         reset=args.reset, smoothing=args.smoothing, switch_margin=args.switch_margin,
         switch_patience=args.switch_patience, max_frames=args.max_frames,
     )  # fmt: skip
-    source = open_source(args.source, realtime=args.realtime, timeout=args.timeout,
-                         retries=args.retries, backoff=args.backoff)
+    source = open_source(
+        args.source,
+        realtime=args.realtime,
+        timeout=args.timeout,
+        retries=args.retries,
+        backoff=args.backoff,
+    )
     recipe, classes, net = load_run(args.run, device=args.device)
-    model = split_model(recipe, classes, net, device=args.device)
-    plan = plan_stream(model, config, source, read_run_info(args.run))
+    run_info = read_run_info(args.run)
+    model = split_model(
+        recipe, classes, net, device=args.device, flow=args.flow_config,
+        flow_method=args.flow_method, run_info=run_info,
+    )  # fmt: skip
+    plan = plan_stream(model, config, source, run_info)
     # Which frames the model sees decides what it can recognise: say it (first decision).
     jump = f"~{plan.frame_jump}" if plan.targets else plan.frame_jump  # exact picks vary
     sampling = f"window {plan.window} steps, frame jump {jump}: {plan.reason}"
@@ -99,8 +165,11 @@ def run_stream_cli(args: argparse.Namespace) -> int:
             print(json.dumps(decision.to_dict()), flush=True)
         elif decision.label != last[0]:
             last[0] = decision.label
-            print(f"{decision.timestamp:8.2f}s  frame {decision.frame:6d}  "
-                  f"{decision.label} {decision.confidence:.2f}", flush=True)
+            print(
+                f"{decision.timestamp:8.2f}s  frame {decision.frame:6d}  "
+                f"{decision.label} {decision.confidence:.2f}",
+                flush=True,
+            )
 
     stats = run_stream(source, model, config, on_decision=emit, output=args.output, plan=plan)
     if not stats.frames_read:  # it opened, but nothing decodes
@@ -112,8 +181,11 @@ def run_stream_cli(args: argparse.Namespace) -> int:
         f"({stats.fps:.1f} fps), {stats.frames_encoded} through the CNN, "
         f"{stats.frames_dropped} dropped, {stats.reconnects} reconnects; latency p50 "
         f"{stats.latency_ms_p50:.1f} ms, p95 {stats.latency_ms_p95:.1f} ms; {stats.end_reason}"
-        + (f"; final decision {stats.final_label} {stats.final_confidence:.2f}"
-           if stats.final_label else f"; no decision ({sampling})"),
+        + (
+            f"; final decision {stats.final_label} {stats.final_confidence:.2f}"
+            if stats.final_label
+            else f"; no decision ({sampling})"
+        ),
         file=sys.stderr,
     )
     return 0 if stats.frames_read else 1

@@ -1,23 +1,21 @@
 """Inference on trained runs: :class:`Recognizer` (files, folders, arrays), continuous
-recognition on streams (:mod:`harkit.infer.stream`) and ONNX / TorchScript export."""
+recognition on streams (:mod:`harkit.infer.stream`; sources in :mod:`harkit.infer.sources`),
+ONNX / TorchScript export, long videos (:mod:`harkit.infer.windows`) and the optical flow of
+two-stream runs (:mod:`harkit.infer.flow`)."""
 
+from harkit.infer.decoder import IncrementalDecoder
 from harkit.infer.errors import ExportError, InferenceError, SourceError
 from harkit.infer.export import ExportReport, attach_onnx, export_run
 from harkit.infer.pipeline import Branch, Encoder, SplitModel, split_model
-from harkit.infer.recognizer import Prediction, Recognizer
-from harkit.infer.stream import (
-    Decision,
-    IncrementalDecoder,
-    LabelSmoother,
-    StreamConfig,
-    StreamRecognizer,
-    StreamStats,
-    open_source,
-    run_stream,
-)
+from harkit.infer.recognizer import Clip, Prediction, Recognizer
+from harkit.infer.smoothing import Decision, LabelSmoother
+from harkit.infer.sources import open_source
+from harkit.infer.stream import StreamConfig, StreamRecognizer, StreamStats, run_stream
+from harkit.infer.windows import Segment, VideoSegments, WindowPrediction
 
 __all__ = [
     "Branch",
+    "Clip",
     "Decision",
     "Encoder",
     "ExportError",
@@ -27,11 +25,14 @@ __all__ = [
     "LabelSmoother",
     "Prediction",
     "Recognizer",
+    "Segment",
     "SourceError",
     "SplitModel",
     "StreamConfig",
     "StreamRecognizer",
     "StreamStats",
+    "VideoSegments",
+    "WindowPrediction",
     "attach_onnx",
     "export_run",
     "open_source",

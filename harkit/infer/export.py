@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from harkit.infer.errors import ExportError
 from harkit.infer.pipeline import Branch, SplitModel, split_model
 from harkit.io import atomic_write_text
-from harkit.train.run import load_run
+from harkit.train.run import load_run, read_run_info
 
 __all__ = ["EXPORT_VERSION", "ExportFormat", "ExportReport", "attach_onnx", "export_run"]
 
@@ -90,8 +90,15 @@ def _dynamic_axes(branch: Branch) -> dict[str, dict[int, str]]:
     return axes
 
 
-def _onnx_export(module: nn.Module, example: Tensor, path: Path, inputs: list[str],
-                 outputs: list[str], axes: dict[str, dict[int, str]], opset: int) -> None:
+def _onnx_export(
+    module: nn.Module,
+    example: Tensor,
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    axes: dict[str, dict[int, str]],
+    opset: int,
+) -> None:
     with warnings.catch_warnings():
         # The legacy exporter warns about its deprecation and about trace-time constants
         # (the full-length check in the recurrent stack), both expected here.
@@ -129,18 +136,28 @@ def export_run(
     opset: int = OPSET,
     check: bool = True,
     tolerance: float = 1e-3,
+    flow: Any = None,
+    flow_method: str | None = None,
 ) -> ExportReport:
     """Export the run's encoder branch(es) and head; parity-check them against PyTorch.
 
     ``out`` defaults to ``RUN/onnx`` (or ``RUN/torchscript``), where ``harkit predict
     --engine onnx`` looks. The check raises :class:`ExportError` when an output differs by
     more than ``tolerance`` (fp32 graphs agree to ~1e-5).
+
+    Flow-stream runs export the flow branch like any other (its input is the preprocessed
+    flow); the flow itself is computed in Python before it, as preprocessing is, with the
+    settings written to ``export.json`` (``flow``, from ``flow`` / ``flow_method`` /
+    ``run.json``, see :func:`harkit.infer.flow.resolve_flow`).
     """
     if format not in ("onnx", "torchscript"):
         raise ExportError(f"unknown export format '{format}'; expected 'onnx' or 'torchscript'")
     start = time.perf_counter()
     recipe, classes, net = load_run(run)
-    model = split_model(recipe, classes, net, fast=False)  # the plain fp32 graphs
+    model = split_model(  # the plain fp32 graphs
+        recipe, classes, net, fast=False, flow=flow, flow_method=flow_method,
+        run_info=read_run_info(run),
+    )  # fmt: skip
     out_dir = Path(out) if out else Path(run) / format
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = ".onnx" if format == "onnx" else ".pt"
@@ -150,6 +167,7 @@ def export_run(
         else None, "recipe": recipe.name, "classes": classes, "branches": [],
         "head": {"file": "head" + suffix, "input": "x", "output": "logits",
                  "input_dim": model.encoder.output_dim, "full_length_only": True},
+        "flow": model.flow.to_dict() if model.flow is not None else None,
     }  # fmt: skip
 
     with torch.no_grad():
@@ -159,8 +177,7 @@ def export_run(
             path = out_dir / f"encoder_{branch.name}{suffix}"
             names = [f"features{i}" for i in range(len(branch.outputs))]
             if format == "onnx":
-                _onnx_export(module, example, path, ["frames"], names, _dynamic_axes(branch),
-                             opset)
+                _onnx_export(module, example, path, ["frames"], names, _dynamic_axes(branch), opset)
             else:
                 _trace(module, example, path)
             report.files.append(path.name)
@@ -182,8 +199,15 @@ def export_run(
                               .manual_seed(1))  # fmt: skip
         path = out_dir / ("head" + suffix)
         if format == "onnx":
-            _onnx_export(head, example, path, ["x"], ["logits"],
-                         {"x": {0: "batch", 1: "time"}, "logits": {0: "batch"}}, opset)
+            _onnx_export(
+                head,
+                example,
+                path,
+                ["x"],
+                ["logits"],
+                {"x": {0: "batch", 1: "time"}, "logits": {0: "batch"}},
+                opset,
+            )
         else:
             _trace(head, example, path)
         report.files.append(path.name)
@@ -239,13 +263,25 @@ def attach_onnx(model: SplitModel, folder: Path) -> SplitModel:
     if manifest.get("format") != "onnx":
         raise ExportError(f"{folder} holds a '{manifest.get('format')}' export, not ONNX")
     if manifest.get("export_version") != EXPORT_VERSION:
-        raise ExportError(f"{folder}: export version {manifest.get('export_version')} is not "
-                          f"supported (expects {EXPORT_VERSION}); export again")
+        raise ExportError(
+            f"{folder}: export version {manifest.get('export_version')} is not "
+            f"supported (expects {EXPORT_VERSION}); export again"
+        )
     names = [b.name for b in model.encoder.branches]
     exported = [b["name"] for b in manifest.get("branches", [])]
     if exported != names or manifest.get("classes") != model.classes:
-        raise ExportError(f"{folder} was exported from a different run (branches {exported}, "
-                          f"expected {names}); export this run again")
+        raise ExportError(
+            f"{folder} was exported from a different run (branches {exported}, "
+            f"expected {names}); export this run again"
+        )
+    exported_flow = manifest.get("flow")
+    if model.flow is not None and isinstance(exported_flow, dict):
+        now = model.flow.config.model_dump(mode="json")
+        if any(exported_flow.get(k) != v for k, v in now.items()):
+            log.warning(
+                "%s was exported with flow %s; this run now computes flow %s",
+                folder, {k: exported_flow.get(k) for k in now}, now,
+            )  # fmt: skip
     for branch, entry in zip(model.encoder.branches, manifest["branches"], strict=True):
         branch.runner = _onnx_runner(_session(folder / entry["file"]))
     head = _session(folder / manifest["head"]["file"])

@@ -11,7 +11,10 @@ Features-mode recipes encode with :class:`harkit.features.extractor.FeatureExtra
 that filled the feature store for training (same preprocessing per backbone, same seeded random
 init for ``weights: none``, sources of one network sharing a run); its networks are also the
 encoder's :class:`Branch` objects, one per network, which :mod:`harkit.infer.export` writes to
-ONNX. End-to-end recipes have one branch: the CRNN's CNN + FC embedding, seed 003's 2D CNN, or
+ONNX. Flow-stream sources (seed 001's two-stream I3D) also take the uint8 flow planes of the
+sampled pairs, which :mod:`harkit.infer.flow` computes from the frames as ``harkit flow`` did
+for training (``SplitModel.flow`` holds the settings); the streams are cut to the shorter one
+(flow has one pair fewer than frames), as the training dataset does. End-to-end recipes have one branch: the CRNN's CNN + FC embedding, seed 003's 2D CNN, or
 its 3D CNN trunk, after the network's clip transform. The ONNX engine swaps each branch's
 module for an onnxruntime session and keeps the (PyTorch) preprocessing.
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -42,7 +46,9 @@ from torch import Tensor, nn
 from harkit.backbones import get_backbone_spec
 from harkit.data.transforms import ClipTransform
 from harkit.features.extractor import Engine
+from harkit.flow.extract import FlowConfig
 from harkit.infer.errors import InferenceError
+from harkit.infer.flow import FlowSettings, needs_flow, resolve_flow
 from harkit.models.builder import CRNN, ClipC3D, pixel_preprocessing
 from harkit.models.networks import Small2DCNNGRU
 from harkit.models.recipe import Recipe
@@ -191,9 +197,12 @@ class Encoder:
         self.extractor = extractor
         self.device = device or torch.device("cpu")
         self.fast = fast
+        self.needs_flow = bool(extractor is not None and extractor.preprocessor.needs_flow)
+        """Flow-stream sources: :meth:`encode` takes the flow planes too."""
         # the extractor's rule, so both encoders of a run agree on precision
         self.precision = (
-            extractor.precision if extractor is not None
+            extractor.precision
+            if extractor is not None
             else resolve_precision("auto" if fast else "fp32", self.device)
         )
         for branch in branches:
@@ -233,9 +242,15 @@ class Encoder:
             out = branch.module(x)
         return [o.float().cpu() for o in out]
 
-    def encode(self, frames: np.ndarray) -> Tensor:
-        """uint8 frames -> ``(T', D)`` float32 head input."""
-        inputs = self.preprocess(frames)
+    def encode(self, frames: np.ndarray, flow: np.ndarray | None = None) -> Tensor:
+        """uint8 frames (and, for flow-stream sources, the uint8 flow planes of the same steps,
+        see :mod:`harkit.infer.flow`) -> ``(T', D)`` float32 head input."""
+        if self.needs_flow:
+            if flow is None:
+                raise InferenceError("this model reads optical flow: pass flow= to encode")
+            inputs = self.preprocess(frames, flow)
+        else:
+            inputs = self.preprocess(frames)
         if self.extractor is not None and all(b.runner is None for b in self.branches):
             feats = self.extractor.run(inputs)
         else:
@@ -246,20 +261,16 @@ class Encoder:
         parts = [feats[key] for key in self.order]
         if self.kind == "clip":
             parts = [p[0] for p in parts]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        if len(parts) == 1:
+            return parts[0]
+        # flow has one pair fewer than frames: cut to the shortest, as FeatureDataset does
+        steps = min(len(p) for p in parts)
+        return torch.cat([p[:steps] for p in parts], dim=-1)
 
 
-def _features_encoder(
-    recipe: Recipe, device: torch.device, fast: bool, engine: Engine
-) -> Encoder:
+def _features_encoder(recipe: Recipe, device: torch.device, fast: bool, engine: Engine) -> Encoder:
     from harkit.features.extractor import FeatureExtractor, source_key
 
-    for i, source in enumerate(recipe.input.features):
-        if source.stream == "flow":
-            raise InferenceError(
-                f"feature source {i} ({source.backbone}) reads optical flow: recognising with "
-                "flow streams is not supported yet (the flow of new videos is not computed)"
-            )
     extractor = FeatureExtractor(
         recipe.input.features, recipe.input.transform, device=device,
         precision="auto" if fast else "fp32", engine=engine if fast else "torch",
@@ -270,8 +281,12 @@ def _features_encoder(
         spec = group.spec
         size = recipe.input.transform.crop_size or spec.input_size
         if spec.kind == "segment":
-            shape: tuple[int, ...] = (spec.in_channels, recipe.input.sampling.segment_length,
-                                      size, size)
+            shape: tuple[int, ...] = (
+                spec.in_channels,
+                recipe.input.sampling.segment_length,
+                size,
+                size,
+            )
         else:
             shape = (spec.in_channels, size, size)
         dims = [spec.feature_dim if n == "pooled" else spec.layers[n] for n in names]
@@ -281,12 +296,14 @@ def _features_encoder(
             outputs=[key for key, _ in group.sources], output_dims=dims, input_shape=shape,
         ))  # fmt: skip
     order = [source_key(s) for s in recipe.input.features]
-    return Encoder(branches, extractor.preprocessor, order, extractor=extractor,
-                   device=device, fast=fast)
+    return Encoder(
+        branches, extractor.preprocessor, order, extractor=extractor, device=device, fast=fast
+    )
 
 
-def _pixel_encoder(recipe: Recipe, model: nn.Module, device: torch.device,
-                   fast: bool) -> tuple[Encoder, nn.Module]:
+def _pixel_encoder(
+    recipe: Recipe, model: nn.Module, device: torch.device, fast: bool
+) -> tuple[Encoder, nn.Module]:
     size, mean, std = pixel_preprocessing(recipe)
     transform = ClipTransform(recipe.input.transform, size, mean, std)
     crop = transform.output_size
@@ -294,17 +311,31 @@ def _pixel_encoder(recipe: Recipe, model: nn.Module, device: torch.device,
     assert net is not None
     if isinstance(model, CRNN):
         dim = net.embed[-1] if net.embed else get_backbone_spec(net.encoder).feature_dim
-        branch = Branch("crnn", "frame", PIXELS, _EncoderEmbed(model), [PIXELS], [dim],
-                        (3, crop, crop))
+        branch = Branch(
+            "crnn", "frame", PIXELS, _EncoderEmbed(model), [PIXELS], [dim], (3, crop, crop)
+        )
         head = model.head
     elif isinstance(model, Small2DCNNGRU):
-        branch = Branch("small2d", "frame", PIXELS, _FrameEncoder(model.frame_encoder),
-                        [PIXELS], [model.head.encoder.stack.input_dim], (3, crop, crop))
+        branch = Branch(
+            "small2d",
+            "frame",
+            PIXELS,
+            _FrameEncoder(model.frame_encoder),
+            [PIXELS],
+            [model.head.encoder.stack.input_dim],
+            (3, crop, crop),
+        )
         head = model.head
     elif isinstance(model, ClipC3D):
-        branch = Branch("c3d", "clip", PIXELS, _C3DTrunk(model), [PIXELS],
-                        [model.network.sequence_shape[1]],
-                        (recipe.input.sampling.num_frames, 3, crop, crop))
+        branch = Branch(
+            "c3d",
+            "clip",
+            PIXELS,
+            _C3DTrunk(model),
+            [PIXELS],
+            [model.network.sequence_shape[1]],
+            (recipe.input.sampling.num_frames, 3, crop, crop),
+        )
         head = _C3DHead(model)
     else:
         raise InferenceError(f"no inference split for {type(model).__name__}")
@@ -325,6 +356,8 @@ class SplitModel:
     )
     """Replaces the PyTorch head for whole sequences (the ONNX engine): sequences of their
     valid steps -> logits ``(B, C)``."""
+    flow: FlowSettings | None = None
+    """How the flow of new frames is computed (flow-stream recipes only)."""
 
     @property
     def streamable(self) -> bool:
@@ -350,12 +383,18 @@ def split_model(
     device: str | torch.device = "cpu",
     fast: bool = True,
     engine: Engine = "auto",
+    *,
+    flow: FlowConfig | dict[str, Any] | str | Path | None = None,
+    flow_method: str | None = None,
+    run_info: dict[str, Any] | None = None,
 ) -> SplitModel:
     """Split ``build_model(recipe)``'s trained ``model`` into encoder branches + head.
 
     ``engine`` runs features-mode frame backbones (see
     :class:`~harkit.features.extractor.FeatureExtractor`); ``fast=False`` is the PyTorch fp32
-    reference whatever ``engine`` says.
+    reference whatever ``engine`` says. Flow-stream recipes: ``flow`` (a flow config or
+    ``flow_config.json``), ``flow_method`` and ``run_info`` (``run.json``) choose the flow
+    settings (:func:`harkit.infer.flow.resolve_flow`).
     """
     device = torch.device(device)
     model = model.eval()
@@ -366,4 +405,9 @@ def split_model(
         head = model
     else:
         encoder, head = _pixel_encoder(recipe, model, device, fast)
-    return SplitModel(recipe, list(classes), encoder, head.eval().to(device))
+    settings = None
+    if needs_flow(recipe):
+        settings = resolve_flow(recipe, flow, flow_method, run_info)
+    elif flow is not None or flow_method is not None:
+        raise InferenceError(f"recipe '{recipe.name}' reads no optical flow; drop the flow options")
+    return SplitModel(recipe, list(classes), encoder, head.eval().to(device), flow=settings)

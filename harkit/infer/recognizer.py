@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,13 +15,23 @@ from torch import Tensor
 
 from harkit.data.clips import load_clip, out_of_memory_reason
 from harkit.data.sampling import sample_indices
-from harkit.data.video import VideoReadError
+from harkit.data.video import FrameCountError, VideoReadError, get_reader
 from harkit.evaluate.reports import format_prediction
 from harkit.infer.errors import InferenceError
+from harkit.infer.flow import FlowComputer
 from harkit.infer.pipeline import SplitModel, split_model
-from harkit.train.run import load_run
+from harkit.infer.training_clip import training_clip_length
+from harkit.infer.windows import (
+    VideoSegments,
+    WindowPrediction,
+    frames_for_seconds,
+    merge_windows,
+    view_starts,
+    window_starts,
+)
+from harkit.train.run import load_run, read_run_info
 
-__all__ = ["Engine", "Prediction", "Recognizer"]
+__all__ = ["Clip", "Engine", "Prediction", "Recognizer"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +74,21 @@ def _valid_steps(frames: np.ndarray, mask: np.ndarray) -> int:
     return int(valid.sum()) if valid.size else len(frames)
 
 
+@dataclass
+class Clip:
+    """The sampled input of one clip: RGB frames, their valid steps and, for flow-stream
+    models, the uint8 flow planes of the sampled pairs (:mod:`harkit.infer.flow`)."""
+
+    frames: np.ndarray
+    valid: int
+    flow: np.ndarray | None = None
+
+    @property
+    def steps(self) -> int:
+        """Steps the per-step encoder returns (flow has one pair fewer: the shortest)."""
+        return len(self.frames) if self.flow is None else min(len(self.frames), len(self.flow))
+
+
 class Recognizer:
     """Recognise actions with a trained run: decode -> sample -> encoder -> head -> softmax.
 
@@ -73,9 +98,14 @@ class Recognizer:
     encoder/head files of :func:`harkit.infer.export.export_run` with onnxruntime.
     """
 
-    def __init__(self, model: SplitModel, engine: Engine = "torch") -> None:
+    def __init__(
+        self, model: SplitModel, engine: Engine = "torch", run_info: dict[str, Any] | None = None
+    ) -> None:
         self.model = model
         self.engine = engine
+        self.run_info = run_info or {}
+        """``run.json``: the training clip length long videos are windowed by."""
+        self.flow = FlowComputer(model.flow) if model.flow is not None else None
 
     @classmethod
     def from_run(
@@ -85,20 +115,29 @@ class Recognizer:
         engine: Engine = "torch",
         fast: bool = True,
         onnx_dir: str | Path | None = None,
+        *,
+        flow: Any = None,
+        flow_method: str | None = None,
     ) -> Recognizer:
         """Load a run folder. ``onnx_dir`` (engine='onnx'): exported files, default
-        ``RUN/onnx``."""
+        ``RUN/onnx``. Flow-stream runs: ``flow`` (a ``flow_config.json``, its folder or a
+        :class:`~harkit.flow.extract.FlowConfig`) and ``flow_method`` override the flow
+        settings (:func:`harkit.infer.flow.resolve_flow`)."""
         if engine not in ("torch", "onnx"):
             raise InferenceError(f"unknown engine '{engine}'; expected 'torch' or 'onnx'")
         recipe, classes, net = load_run(path, device=device)
+        run_info = read_run_info(path)
         # the exported files replace the encoder: no backbone graphs of its own to export
-        model = split_model(recipe, classes, net, device=device, fast=fast,
-                            engine="torch" if engine == "onnx" else "auto")  # fmt: skip
+        model = split_model(
+            recipe, classes, net, device=device, fast=fast,
+            engine="torch" if engine == "onnx" else "auto",
+            flow=flow, flow_method=flow_method, run_info=run_info,
+        )  # fmt: skip
         if engine == "onnx":
             from harkit.infer.export import attach_onnx
 
             attach_onnx(model, Path(onnx_dir) if onnx_dir else Path(path) / "onnx")
-        return cls(model, engine)
+        return cls(model, engine, run_info)
 
     @property
     def classes(self) -> list[str]:
@@ -112,25 +151,79 @@ class Recognizer:
     # -- stages ---------------------------------------------------------------------------
 
     def load(self, video: str | Path) -> tuple[np.ndarray, int]:
-        """Decoded sampled frames of a file and the number of valid steps."""
-        frames, sampled = load_clip(video, self.model.recipe.input.sampling)
-        return frames, _valid_steps(frames, sampled.mask)
+        """Decoded sampled frames of a file and the number of valid steps (flow-stream
+        models: :meth:`load_clip` also gives the flow)."""
+        clip = self.load_clip(video)
+        return clip.frames, clip.valid
+
+    def load_clip(self, video: str | Path) -> Clip:
+        """The sampled input of a file. Unreadable files raise
+        :class:`~harkit.data.video.VideoReadError`."""
+        if self.flow is None:
+            frames, sampled = load_clip(video, self.model.recipe.input.sampling)
+            return Clip(frames, _valid_steps(frames, sampled.mask))
+        try:
+            reader = get_reader("auto", video)
+            count = reader.info(video).num_frames
+            for _ in range(2):  # a header that over-counts: sample again with the real count
+                try:
+                    return self.sample_clip(count, lambda idx: reader.read_frames(video, idx))
+                except FrameCountError as exc:
+                    count = exc.actual
+                except InferenceError as exc:  # e.g. too few frames for flow
+                    raise VideoReadError(video, str(exc)) from None
+        except MemoryError as exc:
+            raise VideoReadError(video, out_of_memory_reason(exc)) from None
+        raise VideoReadError(video, "frame count changed between two decodes")
+
+    def sample_clip(self, num_frames: int, read: Callable[[np.ndarray], np.ndarray]) -> Clip:
+        """The sampled input of a video of ``num_frames`` frames; ``read(indices)`` returns
+        the RGB frames at those (sorted, unique) indices. Each frame is read once, also
+        when both the RGB and the flow stream need it."""
+        if num_frames < 1:
+            raise InferenceError("no frames to recognise")
+        sampling = self.model.recipe.input.sampling
+        sampled = sample_indices(num_frames, sampling)
+        needed = self.needed_frames(num_frames)
+        decoded = read(needed)
+        position = {int(i): k for k, i in enumerate(needed)}
+
+        def frames_at(indices: np.ndarray) -> np.ndarray:
+            flat = decoded[[position[int(i)] for i in indices.reshape(-1)]]
+            return flat.reshape(*indices.shape, *flat.shape[1:])
+
+        frames = frames_at(sampled.indices)
+        clip = Clip(frames, _valid_steps(frames, sampled.mask))
+        if self.flow is not None:
+            clip.flow, pairs = self.flow.sample(num_frames, sampling, frames_at)
+            clip.valid = min(clip.valid, pairs.length)
+        return clip
+
+    def needed_frames(self, num_frames: int) -> np.ndarray:
+        """Frame indices :meth:`sample_clip` reads for a video of ``num_frames`` frames."""
+        sampling = self.model.recipe.input.sampling
+        wanted = [sample_indices(num_frames, sampling).indices.reshape(-1)]
+        if self.flow is not None:
+            wanted.append(self.flow.needed(num_frames, sampling))
+        return np.unique(np.concatenate(wanted))
 
     def sample_array(self, frames: np.ndarray) -> tuple[np.ndarray, int]:
         """Apply the recipe's sampling to an in-memory ``uint8 (N, H, W, 3)`` video."""
+        clip = self.array_clip(frames)
+        return clip.frames, clip.valid
+
+    def array_clip(self, frames: np.ndarray) -> Clip:
+        """The sampled input of an in-memory ``uint8 (N, H, W, 3)`` video."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise InferenceError(
                 f"expected uint8 frames of shape (N, H, W, 3), got {frames.dtype} {frames.shape}"
             )
-        sampled = sample_indices(len(frames), self.model.recipe.input.sampling)
-        picked = frames[sampled.indices.reshape(-1)]
-        picked = picked.reshape(*sampled.indices.shape, *frames.shape[1:])
-        return picked, _valid_steps(picked, sampled.mask)
+        return self.sample_clip(len(frames), lambda idx: frames[idx])
 
-    def features(self, frames: np.ndarray) -> Tensor:
-        """Head input ``(T', D)`` of sampled frames."""
-        return self.model.encoder.encode(frames)
+    def features(self, frames: np.ndarray, flow: np.ndarray | None = None) -> Tensor:
+        """Head input ``(T', D)`` of sampled frames (and flow, for flow-stream models)."""
+        return self.model.encoder.encode(frames, flow)
 
     def logits(self, sequences: Sequence[Tensor], lengths: Sequence[int]) -> Tensor:
         """Head logits ``(B, C)`` of sequences truncated to their valid steps."""
@@ -147,12 +240,19 @@ class Recognizer:
         param = next(self.model.head.parameters(), None)
         return param.device if param is not None else torch.device("cpu")
 
-    def _steps(self, features: Tensor, valid: int, total: int) -> Tensor:
+    def _steps(self, features: Tensor, clip: Clip) -> Tensor:
         # Clip encoders pool time (seed 003: 20 frames -> 2 steps): keep all of their steps.
-        return features[:valid] if len(features) == total else features
+        return features[: clip.valid] if len(features) == clip.steps else features
+
+    def clip_logits(self, clip: Clip) -> Tensor:
+        """Head logits ``(C,)`` of one sampled clip."""
+        feats = self._steps(self.features(clip.frames, clip.flow), clip)
+        return self.logits([feats], [len(feats)])[0]
 
     def _prediction(self, source: str, logits: Tensor, top_k: int) -> Prediction:
-        probs = torch.softmax(logits.float(), dim=-1).numpy()
+        return self._from_probs(source, torch.softmax(logits.float(), dim=-1).numpy(), top_k)
+
+    def _from_probs(self, source: str, probs: np.ndarray, top_k: int) -> Prediction:
         order = np.argsort(-probs)[: max(1, top_k)]
         best = int(order[0])
         return Prediction(
@@ -171,20 +271,31 @@ class Recognizer:
         Unreadable files raise :class:`~harkit.data.video.VideoReadError`.
         """
         if isinstance(video, np.ndarray):
-            frames, valid = self.sample_array(video)
+            clip = self.array_clip(video)
             source = "<array>"
         else:
-            frames, valid = self.load(video)
+            clip = self.load_clip(video)
             source = str(video)
-        feats = self._steps(self.features(frames), valid, len(frames))
-        return self._prediction(source, self.logits([feats], [len(feats)])[0], top_k)
+        return self._prediction(source, self.clip_logits(clip), top_k)
 
     def predict_many(
-        self, videos: Iterable[str | Path], batch_size: int = 8, top_k: int = 5
+        self,
+        videos: Iterable[str | Path],
+        batch_size: int = 8,
+        top_k: int = 5,
+        views: int = 1,
     ) -> Iterator[Prediction]:
         """Predictions in input order; unreadable files give a :class:`Prediction` with
-        ``error`` set instead of raising. Decoding of the next batch overlaps the CNN."""
+        ``error`` set instead of raising. Decoding of the next batch overlaps the CNN.
+        ``views`` > 1: each video's :meth:`predict_views`, one video at a time."""
         paths = [str(v) for v in videos]
+        if views > 1:
+            for path in paths:
+                pred = self._guarded(path, lambda p: self.predict_views(p, views, top_k))
+                if pred.error:
+                    log.warning("cannot read %s: %s", pred.source, pred.error)
+                yield pred
+            return
         batches = [paths[i : i + max(1, batch_size)] for i in range(0, len(paths), batch_size)]
         if not batches:
             return
@@ -197,29 +308,29 @@ class Recognizer:
                 yield from self._predict_decoded(decoded, top_k)
 
     def _decode_batch(self, paths: list[str]) -> list[tuple[str, Any]]:
-        out: list[tuple[str, Any]] = []
-        for path in paths:
-            try:
-                out.append((path, self.load(path)))
-            except VideoReadError as exc:
-                out.append((path, exc.reason))
-            except (OSError, ValueError) as exc:  # e.g. a folder of non-images, no frames
-                out.append((path, str(exc)))
-            except MemoryError as exc:  # one huge video is reported, the rest go on
-                out.append((path, out_of_memory_reason(exc)))
-        return out
+        return [(path, self._guarded(path, self.load_clip)) for path in paths]
+
+    @staticmethod
+    def _guarded(path: str, work: Callable[[str], Any]) -> Any:
+        """``work(path)``, or a :class:`Prediction` with the reason it could not be read."""
+        try:
+            return work(path)
+        except VideoReadError as exc:
+            return Prediction(source=path, error=exc.reason)
+        except (OSError, ValueError, InferenceError) as exc:  # non-images, too few frames
+            return Prediction(source=path, error=str(exc))
+        except MemoryError as exc:  # one huge video is reported, the rest go on
+            return Prediction(source=path, error=out_of_memory_reason(exc))
 
     def _predict_decoded(self, decoded: list[tuple[str, Any]], top_k: int) -> list[Prediction]:
-        good = [(p, item) for p, item in decoded if not isinstance(item, str)]
+        good = [(p, item) for p, item in decoded if isinstance(item, Clip)]
         results: dict[str, Prediction] = {
-            p: Prediction(source=p, error=item) for p, item in decoded if isinstance(item, str)
+            p: item for p, item in decoded if isinstance(item, Prediction)
         }
         if good:
-            seqs = self._encode_together([frames for _, (frames, _) in good])
-            seqs = [
-                self._steps(s, valid, len(frames))
-                for s, (_, (frames, valid)) in zip(seqs, good, strict=True)
-            ]
+            clips = [clip for _, clip in good]
+            seqs = self._encode_together(clips)
+            seqs = [self._steps(s, clip) for s, clip in zip(seqs, clips, strict=True)]
             logits = self.logits(seqs, [len(s) for s in seqs])
             for row, (path, _) in enumerate(good):
                 results[path] = self._prediction(path, logits[row], top_k)
@@ -228,14 +339,186 @@ class Recognizer:
                 log.warning("cannot read %s: %s", pred.source, pred.error)
         return [results[p] for p, _ in decoded]
 
-    def _encode_together(self, clips: list[np.ndarray]) -> list[Tensor]:
-        """One CNN call for all frames of a batch (per-step encoders); clip encoders per clip."""
+    def _encode_together(self, clips: list[Clip]) -> list[Tensor]:
+        """One CNN call for all frames of a batch (per-step encoders); clip encoders per clip.
+        Flow-stream clips go one by one (each is cut to its own shortest stream)."""
         enc = self.model.encoder
-        if not enc.per_step or len(clips) == 1:
-            return [enc.encode(c) for c in clips]
-        sizes = [len(c) for c in clips]
-        shapes = {c.shape[1:] for c in clips}
+        if not enc.per_step or enc.needs_flow or len(clips) == 1:
+            return [enc.encode(c.frames, c.flow) for c in clips]
+        sizes = [len(c.frames) for c in clips]
+        shapes = {c.frames.shape[1:] for c in clips}
         if len(shapes) > 1:  # different frame sizes cannot share one array before the resize
-            return [enc.encode(c) for c in clips]
-        feats = enc.encode(np.concatenate(clips))
+            return [enc.encode(c.frames) for c in clips]
+        feats = enc.encode(np.concatenate([c.frames for c in clips]))
         return list(torch.split(feats, sizes))
+
+    # -- long videos ----------------------------------------------------------------------
+
+    def clip_window(self, fps: float) -> tuple[int, str] | None:
+        """Frames of one training clip at ``fps`` and where that comes from; None when the
+        run records no clip length and its sampling has no fixed span."""
+        clip = training_clip_length(self.run_info)
+        if clip is not None:
+            return max(1, round(clip.at(fps))), f"the run's training clips ({clip.origin})"
+        s = self.model.recipe.input.sampling
+        if s.strategy in ("stride", "all") and s.max_frames is not None:
+            step = s.stride if s.strategy == "stride" else 1
+            return s.max_frames * step, f"the recipe's sampling ({s.describe()})"
+        if s.strategy == "segments" and s.max_segments is not None:
+            return s.max_segments * s.segment_length, f"the recipe's sampling ({s.describe()})"
+        return None
+
+    def _video(
+        self, video: str | Path | np.ndarray, fps: float | None
+    ) -> tuple[str, int, float, Callable[[int], Iterator[np.ndarray]]]:
+        """(source name, frame count, fps, frames(stop) iterator) of a file or array."""
+        if isinstance(video, np.ndarray):
+            frames = np.asarray(video)
+            if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+                raise InferenceError(
+                    f"expected uint8 frames (N, H, W, 3), got {frames.dtype} {frames.shape}"
+                )
+            return "<array>", len(frames), fps or 25.0, lambda stop: iter(frames[:stop])
+        reader = get_reader("auto", video)
+        info = reader.info(video)
+        if info.num_frames < 1:
+            raise VideoReadError(video, "no frames could be decoded")
+        rate = fps or (info.fps if info.fps > 0 else 25.0)
+        return str(video), info.num_frames, rate, lambda stop: reader.iter_frames(video, stop)
+
+    def _span_logits(
+        self, frames: Callable[[int], Iterator[np.ndarray]], spans: list[tuple[int, int]]
+    ) -> Iterator[Tensor]:
+        """Logits of each frame span ``[start, end)`` (in order of start) as ``predict`` gives
+        them for a video of those frames; decodes once and keeps only frames still needed."""
+        plans = [(a, b, self.needed_frames(b - a) + a) for a, b in spans]
+        last_use: dict[int, int] = {}
+        for k, (_, _, needed) in enumerate(plans):
+            for i in needed.tolist():
+                last_use[i] = k
+        kept: dict[int, np.ndarray] = {}
+        done = 0
+        seen = 0
+        for i, frame in enumerate(frames(max(last_use) + 1)):
+            seen = i + 1
+            if i in last_use:
+                kept[i] = frame
+            while done < len(plans) and i >= plans[done][2][-1]:
+                a, b, needed = plans[done]
+                clip = self.sample_clip(
+                    b - a, lambda idx, a=a: np.stack([kept[a + j] for j in idx.tolist()])
+                )
+                yield self.clip_logits(clip)
+                for j in needed.tolist():
+                    if last_use[j] == done:
+                        kept.pop(j, None)
+                done += 1
+            if done == len(plans):
+                return
+        raise _ShortVideo(seen)
+
+    def predict_segments(
+        self,
+        video: str | Path | np.ndarray,
+        window: float | None = None,
+        stride: float | None = None,
+        top_k: int = 5,
+        fps: float | None = None,
+    ) -> VideoSegments:
+        """Slide a window over the whole video; per-window labels + merged segments.
+
+        ``window`` / ``stride`` in seconds (default: one training clip, see
+        :meth:`clip_window`, and half of it). A video shorter than one window is one window
+        over all its frames (``note`` says so). ``fps`` for arrays (default 25).
+        """
+        if (window is not None and window <= 0) or (stride is not None and stride <= 0):
+            raise InferenceError(f"window and stride must be > 0 s, got {window} and {stride}")
+        source, total, rate, frames = self._video(video, fps)
+        if window is not None:
+            size, origin = frames_for_seconds(window, rate), f"window {window:g} s given"
+        else:
+            found = self.clip_window(rate)
+            if found is None:
+                raise InferenceError(
+                    "the run records no training clip length (run.json has no train_clips "
+                    "and its dataset is not readable here); give the window in seconds "
+                    "(--window)"
+                )
+            size, origin = found
+        size = max(size, 2 if self.flow is not None else 1)  # flow needs a pair
+        step = frames_for_seconds(stride, rate) if stride is not None else max(1, size // 2)
+        for _ in range(2):  # a header that over-counts: again with the decoded count
+            note = ""
+            if total < size:
+                note = (f"video shorter than one window ({total} < {size} frames): one window "
+                        "over all of it")  # fmt: skip
+            spans = [(a, min(a + size, total)) for a in window_starts(total, size, step)]
+            try:
+                rows = []
+                for (a, b), logits in zip(spans, self._span_logits(frames, spans), strict=False):
+                    pred = self._prediction(source, logits, top_k)
+                    rows.append(
+                        WindowPrediction(
+                            a,
+                            b,
+                            a / rate,
+                            b / rate,
+                            pred.label,
+                            pred.confidence,
+                            pred.top_k,
+                            pred.probs,
+                        )
+                    )
+            except _ShortVideo as short:
+                total = short.frames
+                if total < 1:
+                    raise VideoReadError(source, "no frames could be decoded") from None
+                continue
+            return VideoSegments(source, rate, total, size, step, origin, rows,
+                                 merge_windows(rows, rate), note)  # fmt: skip
+        raise VideoReadError(source, "frame count changed between two decodes")
+
+    def predict_views(
+        self,
+        video: str | Path | np.ndarray,
+        views: int,
+        top_k: int = 5,
+        fps: float | None = None,
+    ) -> Prediction:
+        """Video-level prediction: the mean softmax of ``views`` windows evenly spaced over
+        the video (:func:`~harkit.infer.windows.view_starts`), each labelled as ``predict``
+        labels a video of its frames. A window is one training clip (:meth:`clip_window`)
+        when that is known and shorter than the video, else half the video (as ``harkit
+        evaluate --clips`` takes its views). ``views=1`` is :meth:`predict` exactly."""
+        if views < 1:
+            raise InferenceError(f"views must be >= 1, got {views}")
+        if views == 1:
+            return self.predict(video, top_k=top_k)
+        source, total, rate, frames = self._video(video, fps)
+        for _ in range(2):
+            spans = self.view_spans(total, views, rate)
+            try:
+                logits = list(self._span_logits(frames, sorted(spans)))
+            except _ShortVideo as short:
+                total = short.frames
+                if total < 1:
+                    raise VideoReadError(source, "no frames could be decoded") from None
+                continue
+            probs = torch.softmax(torch.stack(logits).float(), dim=-1).mean(dim=0)
+            return self._from_probs(source, probs.numpy(), top_k)
+        raise VideoReadError(source, "frame count changed between two decodes")
+
+    def view_spans(self, num_frames: int, views: int, fps: float) -> list[tuple[int, int]]:
+        """The frame spans ``[start, end)`` :meth:`predict_views` averages."""
+        found = self.clip_window(fps)
+        size = found[0] if found is not None and found[0] < num_frames else -(-num_frames // 2)
+        size = min(num_frames, max(size, 2 if self.flow is not None else 1))
+        return [(a, a + size) for a in view_starts(num_frames, views, size)]
+
+
+class _ShortVideo(Exception):
+    """The video decoded to fewer frames than its header says."""
+
+    def __init__(self, frames: int) -> None:
+        super().__init__(frames)
+        self.frames = frames

@@ -58,13 +58,15 @@ def _assert_clear_error(code: int, err: str, *words: str) -> None:
 
 def test_bad_run_folders_are_clear_errors(cli, make_run, make_video, capsys, tmp_path):
     video = make_video()
-    _assert_clear_error(cli("predict", tmp_path / "nope", video), capsys.readouterr().err,
-                        "not found")
+    _assert_clear_error(
+        cli("predict", tmp_path / "nope", video), capsys.readouterr().err, "not found"
+    )
 
     no_weights = make_run("small2d", name="no_weights")
     (no_weights / "model.safetensors").unlink()
-    _assert_clear_error(cli("predict", no_weights, video), capsys.readouterr().err,
-                        "model.safetensors")
+    _assert_clear_error(
+        cli("predict", no_weights, video), capsys.readouterr().err, "model.safetensors"
+    )
 
     future = make_run("small2d", name="future")
     info = json.loads((future / "run.json").read_text())
@@ -75,12 +77,12 @@ def test_bad_run_folders_are_clear_errors(cli, make_run, make_video, capsys, tmp
     recipe = yaml.safe_load((other / "recipe.yaml").read_text())
     recipe["head_v2"] = {"kind": "transformer"}  # a key this version does not know
     (other / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    _assert_clear_error(cli("stream", other, "--source", video), capsys.readouterr().err,
-                        "head_v2")
+    _assert_clear_error(cli("stream", other, "--source", video), capsys.readouterr().err, "head_v2")
 
 
-def test_export_then_predict_with_onnx_engine(cli, make_run, make_video, capsys, tmp_path,
-                                              fast_precision):
+def test_export_then_predict_with_onnx_engine(
+    cli, make_run, make_video, capsys, tmp_path, fast_precision
+):
     run, video = make_run("gru_features"), make_video()
     out = tmp_path / "exported"
     assert cli("export", run, "--format", "onnx", "--out", out, "--json") == 0
@@ -94,10 +96,14 @@ def test_export_then_predict_with_onnx_engine(cli, make_run, make_video, capsys,
     # the exported graphs are fp32; the default torch path runs in the forced precision
     assert abs(onnx_row["confidence"] - torch_row["confidence"]) < PROB_ATOL[fast_precision]
     # without an export in RUN/onnx the engine says what to do
-    _assert_clear_error(cli("predict", run, video, "--engine", "onnx"),
-                        capsys.readouterr().err, "harkit export")
+    _assert_clear_error(
+        cli("predict", run, video, "--engine", "onnx"), capsys.readouterr().err, "harkit export"
+    )
     # a damaged export manifest is one line naming it, not a traceback
     for junk in ("[1, 2]", "{not json", '{"branches": [3]}'):
         (out / "export.json").write_text(junk)
-        _assert_clear_error(cli("predict", run, video, "--engine", "onnx", "--onnx-dir", out),
-                            capsys.readouterr().err, "export.json is unreadable")
+        _assert_clear_error(
+            cli("predict", run, video, "--engine", "onnx", "--onnx-dir", out),
+            capsys.readouterr().err,
+            "export.json is unreadable",
+        )

@@ -44,8 +44,9 @@ def test_features_prediction_equals_head_on_extracted_features(kind, make_run, m
     run, video = make_run(kind), make_video(num_frames=30)
     recipe, _, head = load_run(run)
     frames, _ = load_clip(video, recipe.input.sampling)
-    extractor = FeatureExtractor(recipe.input.features, recipe.input.transform,
-                                 device="cpu", precision="fp32")
+    extractor = FeatureExtractor(
+        recipe.input.features, recipe.input.transform, device="cpu", precision="fp32"
+    )
     feats = torch.cat(list(extractor(frames).values()), dim=-1)
     with torch.no_grad():
         expected = torch.softmax(head(feats[None]), dim=-1)[0].numpy()
@@ -62,8 +63,9 @@ def test_fast_path_matches_fp32(kind, fast_precision, make_run, make_video):
     ref = plain.features(frames)
     error = ((fast.features(frames) - ref).norm() / ref.norm()).item()
     assert error < FEATURE_RTOL[fast_precision], error
-    np.testing.assert_allclose(fast.predict(video).probs, plain.predict(video).probs,
-                               atol=PROB_ATOL[fast_precision])
+    np.testing.assert_allclose(
+        fast.predict(video).probs, plain.predict(video).probs, atol=PROB_ATOL[fast_precision]
+    )
 
 
 def test_short_video_uses_valid_steps_only(make_run, make_video):
@@ -85,10 +87,13 @@ def test_predict_many_reports_unreadable_files_and_keeps_order(make_run, make_vi
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
     rec = Recognizer.from_run(run)
-    preds = list(rec.predict_many([good_a, broken, tmp_path / "missing.mp4", good_b],
-                                  batch_size=3))
-    assert [p.source for p in preds] == [str(good_a), str(broken),
-                                         str(tmp_path / "missing.mp4"), str(good_b)]
+    preds = list(rec.predict_many([good_a, broken, tmp_path / "missing.mp4", good_b], batch_size=3))
+    assert [p.source for p in preds] == [
+        str(good_a),
+        str(broken),
+        str(tmp_path / "missing.mp4"),
+        str(good_b),
+    ]
     assert [p.ok for p in preds] == [True, False, False, True]
     assert "error" in preds[1].to_dict() and preds[2].error
     # batching does not change results
@@ -96,8 +101,13 @@ def test_predict_many_reports_unreadable_files_and_keeps_order(make_run, make_vi
 
 
 def test_split_model_streamability(make_run):
-    for kind, streamable in [("gru_features", True), ("small2d", True), ("segments_r3d", True),
-                             ("bilstm_crnn", False), ("c3d", False)]:
+    for kind, streamable in [
+        ("gru_features", True),
+        ("small2d", True),
+        ("segments_r3d", True),
+        ("bilstm_crnn", False),
+        ("c3d", False),
+    ]:
         recipe, classes, net = load_run(make_run(kind))
         assert split_model(recipe, classes, net).streamable is streamable, kind
 
@@ -111,8 +121,14 @@ def test_missing_run_and_weights(make_run, tmp_path):
         Recognizer.from_run(run)
 
 
-def test_flow_stream_recipes_are_refused_clearly(make_run):
+def test_flow_options_are_checked_clearly(make_run, tmp_path):
+    from harkit.config import ConfigError
     from harkit.infer import InferenceError
 
-    with pytest.raises(InferenceError, match="optical flow"):
-        Recognizer.from_run(make_run("flow_stream"))
+    # flow recipes load (issue 10): their flow settings come from the recipe by default
+    rec = Recognizer.from_run(make_run("flow_stream"))
+    assert rec.model.flow is not None and rec.model.flow.config.method == "tvl1"
+    with pytest.raises(ConfigError, match=r"missing\.json: not a readable flow config"):
+        Recognizer.from_run(make_run("flow_stream"), flow=tmp_path / "missing.json")
+    with pytest.raises(InferenceError, match="reads no optical flow"):
+        Recognizer.from_run(make_run("gru_features"), flow_method="farneback")

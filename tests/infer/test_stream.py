@@ -18,15 +18,11 @@ import torch
 
 from harkit.data.video import probe, read_frames
 from harkit.heads import DualLayerAttentionHead, RecurrentHead, TwoStreamHead
+from harkit.infer.decoder import IncrementalDecoder
 from harkit.infer.pipeline import split_model
-from harkit.infer.stream import (
-    Frame,
-    FrameSource,
-    IncrementalDecoder,
-    LabelSmoother,
-    StreamConfig,
-    run_stream,
-)
+from harkit.infer.smoothing import LabelSmoother
+from harkit.infer.sources import Frame, FrameSource
+from harkit.infer.stream import StreamConfig, run_stream
 from harkit.train.run import load_run
 from tests.conftest import pattern_frames
 from tests.infer.conftest import CLASSES
@@ -110,13 +106,17 @@ def test_stream_file_at_native_rate_cli(cli, make_run, make_video, capsys, tmp_p
 
 
 def test_windowed_stream_with_frame_jump(make_run, make_video):
-    from harkit.infer.stream import FileSource
+    from harkit.infer.sources import FileSource
 
     recipe, classes, net = load_run(make_run("bilstm_crnn"))
     model = split_model(recipe, classes, net)
     decisions = []
-    stats = run_stream(FileSource(make_video(num_frames=40)), model,
-                       StreamConfig(hop=2), on_decision=decisions.append)
+    stats = run_stream(
+        FileSource(make_video(num_frames=40)),
+        model,
+        StreamConfig(hop=2),
+        on_decision=decisions.append,
+    )
     assert stats.mode == "windowed" and stats.frame_jump == 4 and stats.window == 8
     assert stats.frames_read == 40 and stats.frames_encoded == 10  # every 4th frame, once
     assert stats.decisions == len(decisions) == 5
@@ -125,7 +125,7 @@ def test_windowed_stream_with_frame_jump(make_run, make_video):
 
 def test_segment_backbone_streams_one_segment_per_step(make_run, make_video):
     from harkit.infer import Recognizer
-    from harkit.infer.stream import FileSource
+    from harkit.infer.sources import FileSource
 
     run, video = make_run("segments_r3d"), make_video(num_frames=22)
     recipe, classes, net = load_run(run)
@@ -143,7 +143,7 @@ def test_segment_backbone_streams_one_segment_per_step(make_run, make_video):
 
 
 def test_clip_model_streams_windowed(make_run, make_video):
-    from harkit.infer.stream import FileSource
+    from harkit.infer.sources import FileSource
 
     recipe, classes, net = load_run(make_run("c3d"))
     model = split_model(recipe, classes, net)
@@ -235,10 +235,21 @@ class _Server:
 def test_http_source_reconnects_with_backoff(cuts, cli, make_run, capsys, caplog, tmp_path):
     data = _faststart_mp4(tmp_path / "clip.mp4", pattern_frames(50))
     run = make_run("small2d")
-    caplog.set_level(logging.WARNING, logger="harkit.infer.stream")
+    caplog.set_level(logging.WARNING, logger="harkit.infer.sources")
     with _Server(data, cuts) as server:
-        code = cli("stream", run, "--source", server.url, "--json", "--retries", "2",
-                   "--backoff", "0.01", "--timeout", "2")
+        code = cli(
+            "stream",
+            run,
+            "--source",
+            server.url,
+            "--json",
+            "--retries",
+            "2",
+            "--backoff",
+            "0.01",
+            "--timeout",
+            "2",
+        )
     assert code == 0
     decisions, summary = _json_lines(capsys.readouterr().out)
     assert "reconnecting in" in caplog.text
@@ -255,8 +266,18 @@ def test_unreachable_url_is_a_clear_error(cli, make_run, capsys):
     with socket.socket() as sock:  # a port that was free a moment ago: connection refused
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    code = cli("stream", make_run("small2d"), "--source", f"http://127.0.0.1:{port}/live.ts",
-               "--retries", "1", "--backoff", "0.01", "--timeout", "1")
+    code = cli(
+        "stream",
+        make_run("small2d"),
+        "--source",
+        f"http://127.0.0.1:{port}/live.ts",
+        "--retries",
+        "1",
+        "--backoff",
+        "0.01",
+        "--timeout",
+        "1",
+    )
     err = capsys.readouterr().err
     assert code == 2 and "cannot open stream" in err and "Traceback" not in err
 
@@ -266,8 +287,18 @@ def test_silent_server_times_out_and_gives_up(cli, make_run, capsys):
         sock.bind(("127.0.0.1", 0))
         sock.listen(4)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/live.mp4"
-        code = cli("stream", make_run("small2d"), "--source", url, "--retries", "1",
-                   "--backoff", "0.01", "--timeout", "0.5")
+        code = cli(
+            "stream",
+            make_run("small2d"),
+            "--source",
+            url,
+            "--retries",
+            "1",
+            "--backoff",
+            "0.01",
+            "--timeout",
+            "0.5",
+        )
     err = capsys.readouterr().err
     assert code == 2 and "no answer within 0.5 s" in err and "Traceback" not in err
 

@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 
 from harkit.infer import Recognizer
-from harkit.infer.stream import (
-    FileSource,
-    Frame,
-    FrameSource,
-    StreamConfig,
-    plan_stream,
-    run_stream,
-)
+from harkit.infer.sources import FileSource, Frame, FrameSource
+from harkit.infer.stream import StreamConfig, plan_stream, run_stream
 
 
 def _final(run, video, config=None):
@@ -91,8 +85,9 @@ def test_plan_spreads_the_window_over_a_recorded_training_clip(make_run):
     info = {"train_clips": {"frames": 120, "fps": 25.0}}
     plan = plan_stream(model, StreamConfig(), _Live(25.0), info)
     assert (plan.frame_jump, plan.window, plan.targets) == (15, 8, None)
-    assert plan.reason == ("from the run: uniform 8 frames over ~120-frame clips "
-                           "(recorded in run.json)")
+    assert plan.reason == (
+        "from the run: uniform 8 frames over ~120-frame clips (recorded in run.json)"
+    )
     # Time is what training saw: a 50 fps source spans the same seconds with twice the frames.
     assert plan_stream(model, StreamConfig(), _Live(50.0), info).frame_jump == 30
 
