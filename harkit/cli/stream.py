@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harkit.cli.args import (
     VIDEO_OUTPUT_EXTENSIONS,
@@ -23,6 +24,9 @@ from harkit.cli.args import (
     output_file,
     stream_source,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -111,6 +115,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N | mps")
     p.add_argument(
+        "--engine",
+        choices=["auto", "onnx", "int8", "torch"],
+        default="auto",
+        help="per-frame CNN path: auto (onnxruntime fp32 on a CPU), onnx, int8 (onnxruntime "
+        "static int8: faster, features a few per cent off fp32; never automatic) or torch",
+    )
+    p.add_argument(
+        "--calibrate",
+        type=Path,
+        metavar="VIDEO",
+        help="--engine int8: a video like the stream's to fit int8 ranges to (default: the "
+        "source file itself; required for cameras and URLs)",
+    )
+    p.add_argument(
         "--flow-config",
         type=Path,
         metavar="PATH",
@@ -126,7 +144,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_stream_cli(args: argparse.Namespace) -> int:
-    from harkit.infer.errors import SourceError
+    import os
+
+    # Before torch loads OpenMP: idle PyTorch threads sleep instead of spinning, so they do
+    # not steal the cores from onnxruntime's CNN call between the (small) torch ops of a
+    # frame; on a busy 2-core CPU spinning made eager MobileNetV3 several times slower.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from harkit.infer.engine import stream_engine
+    from harkit.infer.errors import InferenceError, SourceError
     from harkit.infer.pipeline import split_model
     from harkit.infer.sources import open_source
     from harkit.infer.stream import StreamConfig, plan_stream, run_stream
@@ -135,7 +160,7 @@ def run_stream_cli(args: argparse.Namespace) -> int:
     config = StreamConfig(
         mode=args.mode, window=args.window, hop=args.hop, frame_jump=args.frame_jump,
         reset=args.reset, smoothing=args.smoothing, switch_margin=args.switch_margin,
-        switch_patience=args.switch_patience, max_frames=args.max_frames,
+        switch_patience=args.switch_patience, max_frames=args.max_frames, engine=args.engine,
     )  # fmt: skip
     source = open_source(
         args.source,
@@ -150,6 +175,16 @@ def run_stream_cli(args: argparse.Namespace) -> int:
         recipe, classes, net, device=args.device, flow=args.flow_config,
         flow_method=args.flow_method, run_info=run_info,
     )  # fmt: skip
+    calibration = None
+    if args.engine == "int8":
+        calibration = _calibration_frames(args.calibrate or getattr(source, "path", None))
+        if calibration is None:
+            raise InferenceError("--engine int8 on a live source needs --calibrate VIDEO")
+    engine = stream_engine(model, args.engine, calibration=calibration)  # kept on the model
+    said_engine = "harkit stream: engine torch (the encoder's own path)"
+    if engine is not None:
+        check = ", ".join(f"{k} {v:.3g}" for k, v in engine.check.items())
+        said_engine = f"harkit stream: engine {engine.kind}; vs fp32 on probe frames: {check}"
     plan = plan_stream(model, config, source, run_info)
     # Which frames the model sees decides what it can recognise: say it (first decision).
     jump = f"~{plan.frame_jump}" if plan.targets else plan.frame_jump  # exact picks vary
@@ -161,6 +196,7 @@ def run_stream_cli(args: argparse.Namespace) -> int:
         if not said[0]:  # not before: a source that fails stays a one-line error
             said[0] = True
             print(f"harkit stream: {sampling}", file=sys.stderr, flush=True)
+            print(said_engine, file=sys.stderr, flush=True)
         if args.json:
             print(json.dumps(decision.to_dict()), flush=True)
         elif decision.label != last[0]:
@@ -189,3 +225,16 @@ def run_stream_cli(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0 if stats.frames_read else 1
+
+
+def _calibration_frames(path: Path | None, count: int = 16) -> np.ndarray | None:
+    """``count`` frames spread over the first ~10 s of ``path`` (None without one)."""
+    if path is None:
+        return None
+    import numpy as np
+
+    from harkit.data.video import probe, read_frames
+
+    total = probe(path).num_frames or count
+    indices = np.linspace(0, min(total, 300) - 1, num=min(count, total)).round().astype(int)
+    return read_frames(path, indices)

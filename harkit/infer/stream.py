@@ -48,6 +48,7 @@ from torch import Tensor
 
 from harkit.data.sampling import sample_indices
 from harkit.infer.decoder import IncrementalDecoder, ResetPolicy
+from harkit.infer.engine import StreamEngineName, stream_engine
 from harkit.infer.errors import InferenceError
 from harkit.infer.flow import FlowComputer, pair_frames
 from harkit.infer.pipeline import SplitModel
@@ -89,6 +90,9 @@ class StreamConfig:
     late_frames: float = 2.0
     """Real time: drop a frame read more than this many frame intervals after its time."""
     max_frames: int | None = None
+    engine: StreamEngineName = "auto"
+    """Per-frame CNN path (:mod:`harkit.infer.engine`): ``auto`` (onnxruntime on a CPU for
+    fast frame encoders), ``onnx``, ``int8`` (explicit only) or ``torch`` (the encoder's own)."""
 
 
 def _recipe_window(model: SplitModel) -> int:
@@ -255,6 +259,8 @@ class StreamRecognizer:
             )
         if model.head_runner is not None or any(b.runner for b in model.encoder.branches):
             raise InferenceError("streaming runs on the PyTorch engine only")
+        # the fast batch-1 frame path, or None: the encoder's own (see harkit.infer.engine)
+        self.engine = stream_engine(model, config.engine) if model.encoder.per_step else None
         self.mode = mode
         self.segment = model.segment_length or 1
         self.hop = max(1, config.hop)
@@ -380,7 +386,10 @@ class StreamRecognizer:
             self.frames_encoded += len(self.buffer)
             feats = encoder.encode(np.stack(self.buffer))
             return self.model.head_logits(feats[None])[0]
-        feats = encoder.encode(images, flow)  # (1, D): this step's frame / segment, once
+        if self.engine is not None and flow is None:
+            feats = self.engine.encode(images)  # (1, D): this step's frame, once
+        else:
+            feats = encoder.encode(images, flow)  # (1, D): this step's frame / segment, once
         self.frames_encoded += 1
         if self.decoder is not None:
             return self.decoder.push(feats)

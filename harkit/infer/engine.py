@@ -1,0 +1,330 @@
+"""Fast per-frame encoders for streams: one decoded frame -> the head's input row, at batch 1.
+
+A stream feeds the CNN one frame at a time, where the batch-oriented :class:`Encoder` path
+(torchvision transforms on a wrapped video tensor, a PyTorch network under autocast, a
+dynamic-batch ORT graph) pays its per-call overheads on every frame. :class:`StreamEngine`
+replaces it for streamable frame (2D) encoders:
+
+* **preprocessing** (:class:`FramePrep`): the same resize (bilinear, antialiased, shorter
+  side), centre crop and normalisation as the encoder's :class:`ClipTransform`, called as
+  plain tensor ops on the ``uint8`` frame and written into one preallocated input buffer;
+* **CNN**: each branch exported once at batch 1 (static shapes, cached under
+  ``$HARKIT_CACHE/onnx/stream``, keyed by a hash of the weights) and run by onnxruntime with
+  torch's thread count (``'onnx'``), or its int8 copy (``'int8'``,
+  :mod:`harkit.infer.quantize`), or the encoder's own PyTorch path (``'torch'``).
+
+``'auto'`` is ``'onnx'`` on a CPU for fast encoders and ``'torch'`` otherwise (the fp32
+reference, ``fast=False``, and GPUs). It does not depend on bf16: at batch 1 on the 2-core
+AVX-512 (native bf16) CPU this was written on, ORT fp32 ran MobileNetV3-L 4x faster than
+eager PyTorch in fp32 or bf16 (``benchmarks/infer.py``), and it is exact to fp32 (~1e-6),
+so one path serves CPUs with and without native bf16. int8 is never automatic (see
+:mod:`harkit.infer.quantize`).
+
+Every engine checks itself against the fp32 PyTorch branch on probe frames when it is built
+(:attr:`StreamEngine.check`), and a float engine whose error exceeds :data:`FLOAT_TOLERANCE`
+is refused (the stream falls back to the encoder), so a bad export cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from harkit.data.transforms import ClipTransform
+from harkit.infer.errors import InferenceError
+from harkit.infer.pipeline import Branch, Encoder, SplitModel
+from harkit.infer.quantize import QuantMode, compare_outputs, quantize_onnx
+
+__all__ = [
+    "FLOAT_TOLERANCE",
+    "FramePrep",
+    "StreamEngine",
+    "StreamEngineName",
+    "build_stream_engine",
+    "stream_engine",
+]
+
+log = logging.getLogger(__name__)
+
+StreamEngineName = Literal["auto", "torch", "onnx", "int8"]
+
+FLOAT_TOLERANCE = 1e-4
+"""Largest accepted feature error of a float (non-int8) engine, relative to the largest
+fp32 feature magnitude; ORT fp32 measures ~1e-6."""
+
+OPSET = 17
+
+
+class FramePrep:
+    """``uint8 (H, W, 3)`` -> ``float32 (1, 3, S, S)``: a :class:`ClipTransform` eval
+    pipeline (Resize -> CenterCrop -> ToDtype(scale) -> Normalize) as plain tensor ops.
+
+    The output is one buffer reused for every frame (``out``); copy it to keep it.
+    """
+
+    def __init__(
+        self,
+        resize: int,
+        crop: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        antialias: bool = True,
+    ) -> None:
+        self.resize, self.crop, self.antialias = resize, crop, antialias
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.array = np.empty((1, 3, crop, crop), np.float32)
+        self.out = torch.from_numpy(self.array)  # shares memory: ORT reads it without a copy
+
+    @classmethod
+    def from_transform(cls, transform: ClipTransform) -> FramePrep | None:
+        """The fast twin of an eval ``transform``; None when it holds other steps."""
+        from torchvision.transforms import InterpolationMode, v2
+
+        steps = list(transform.pipeline.transforms)
+        kinds = [type(s) for s in steps]
+        if kinds != [v2.Resize, v2.CenterCrop, v2.ToDtype, v2.Normalize]:
+            return None
+        resize, crop, _, norm = steps
+        mode = resize.interpolation  # an InterpolationMode or its string value
+        if (len(resize.size) != 1 or resize.max_size is not None
+                or getattr(mode, "value", mode) != InterpolationMode.BILINEAR.value):  # fmt: skip
+            return None
+        h, w = crop.size
+        if h != w:
+            return None
+        return cls(resize.size[0], h, norm.mean, norm.std, bool(resize.antialias))
+
+    def __call__(self, frame: np.ndarray) -> Tensor:
+        from torchvision.transforms.v2 import functional as F
+
+        x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None]
+        # torchvision's own kernels on a plain tensor: same pixels as ClipTransform, without
+        # its per-call tv_tensors wrapping and transform dispatch
+        x = F.resize(x, [self.resize], antialias=self.antialias)
+        x = F.center_crop(x, [self.crop, self.crop])
+        torch.mul(x, 1.0 / 255.0, out=self.out)  # uint8 -> float into the reused buffer
+        return self.out.sub_(self.mean).div_(self.std)
+
+
+def _weights_digest(module: nn.Module) -> str:
+    """A hash of a module's structure and parameters/buffers (the export cache key)."""
+    digest = hashlib.sha256(repr(module).encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _export(module: nn.Module, example: Tensor, outputs: int) -> bytes:
+    module = module.eval()
+    names = [f"out{i}" for i in range(outputs)]
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            module, (example.contiguous(),), buffer, input_names=["frames"],
+            output_names=names, opset_version=OPSET, dynamo=False, do_constant_folding=True,
+        )  # fmt: skip
+    return buffer.getvalue()
+
+
+@dataclass
+class _Runner:
+    """One branch at batch 1: ``(1, C, S, S)`` -> its outputs, float32."""
+
+    branch: Branch
+    call: Callable[[Tensor], list[Tensor]]
+    kind: str
+
+
+def _ort_runner(branch: Branch, kind: str, calibration: Tensor | None, quant: QuantMode) -> _Runner:
+    from harkit.features.extractor import onnx_cache_dir, onnx_session
+    from harkit.io import atomic_output
+
+    module = branch.module.float()
+    example = torch.zeros(1, *branch.input_shape)
+    folder = onnx_cache_dir() / "stream"
+    # the outputs are part of the key: two layers of a network share its weights and repr
+    outputs = hashlib.sha256("|".join(branch.outputs).encode()).hexdigest()[:8]
+    shape = "x".join(map(str, branch.input_shape))
+    key = f"{branch.name}-{_weights_digest(module)}-{outputs}-{shape}"
+    path = folder / f"{key}-o{OPSET}-t{torch.__version__.split('+')[0]}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(path, suffix=".onnx") as tmp:
+            tmp.write_bytes(_export(module, example, len(branch.outputs)))
+    if kind == "int8":
+        assert calibration is not None
+        calib = np.ascontiguousarray(calibration.numpy(), np.float32)
+        tag = hashlib.sha256(calib.tobytes()).hexdigest()[:12] if quant == "static" else "dyn"
+        qpath = path.with_name(f"{path.stem}-int8-{quant}-{tag}.onnx")
+        if not qpath.is_file():
+            with atomic_output(qpath, suffix=".onnx") as tmp:
+                quantize_onnx(path, tmp, calib, quant)
+        path = qpath
+    sess = onnx_session(path)
+    name = sess.get_inputs()[0].name
+
+    def call(x: Tensor) -> list[Tensor]:
+        arrays = sess.run(None, {name: x.numpy()})
+        return [torch.from_numpy(a) for a in arrays]
+
+    return _Runner(branch, call, kind)
+
+
+@dataclass
+class StreamEngine:
+    """A streamable frame encoder's fast per-frame path (see the module docstring).
+
+    ``encode(frames)`` takes ``uint8 (1, H, W, 3)`` and returns ``(1, D)``, like
+    :meth:`Encoder.encode` for one frame.
+    """
+
+    encoder: Encoder
+    kind: str
+    preps: dict[Any, FramePrep]
+    runners: list[_Runner]
+    check: dict[str, float] = field(default_factory=dict)
+    """Error against the fp32 PyTorch encoder on the probe frames (:func:`compare_outputs`)."""
+
+    def encode(self, frames: np.ndarray) -> Tensor:
+        if frames.shape[0] != 1:
+            return self.encoder.encode(frames)
+        inputs = {key: prep(frames[0]) for key, prep in self.preps.items()}
+        feats: dict[str, Tensor] = {}
+        for runner in self.runners:
+            outs = runner.call(inputs[runner.branch.prep_key])
+            feats.update(zip(runner.branch.outputs, outs, strict=True))
+        parts = [feats[key] for key in self.encoder.order]
+        # ORT returns fresh arrays per call: nothing here aliases a reused buffer
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.kind, "threads": torch.get_num_threads(), **self.check}
+
+
+def _transform_of(encoder: Encoder, branch: Branch) -> ClipTransform | None:
+    if encoder.extractor is not None:
+        # the extractor's eval transform for this preprocessing key (rgb groups only)
+        return encoder.extractor.preprocessor._transforms.get(branch.prep_key)
+    return getattr(encoder.preprocess, "transform", None)
+
+
+def _reference(encoder: Encoder, frames: np.ndarray) -> Tensor:
+    """The fp32 PyTorch encoder's output for ``frames`` (one frame per call, as streamed)."""
+    rows = []
+    for branch_frame in frames:
+        inputs = {}
+        for branch in encoder.branches:
+            transform = _transform_of(encoder, branch)
+            assert transform is not None
+            inputs[branch.prep_key] = transform(branch_frame[None])
+        feats: dict[str, Tensor] = {}
+        with torch.no_grad():
+            for branch in encoder.branches:
+                outs = branch.module.float()(inputs[branch.prep_key])
+                feats.update(zip(branch.outputs, outs, strict=True))
+        rows.append(torch.cat([feats[k].float() for k in encoder.order], dim=-1))
+    return torch.cat(rows)
+
+
+def probe_frames(count: int = 4, size: tuple[int, int] = (240, 320), seed: int = 0) -> np.ndarray:
+    """Smooth random ``uint8`` frames (low-resolution noise, upsampled) for self-checks."""
+    rng = np.random.default_rng(seed)
+    low_size = (count, 3, max(1, size[0] // 16), max(1, size[1] // 16))
+    low = torch.from_numpy(rng.random(low_size, np.float32))
+    high = torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False)
+    return (high * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def build_stream_engine(
+    model: SplitModel,
+    engine: StreamEngineName = "auto",
+    *,
+    calibration: np.ndarray | None = None,
+    quant: QuantMode = "static",
+) -> StreamEngine | None:
+    """The fast per-frame path of ``model``'s encoder, or None where the encoder's own path
+    runs (``'torch'``, ``'auto'`` on the fp32 reference or a GPU, segment/clip/flow encoders).
+
+    ``calibration``: ``uint8 (N, H, W, 3)`` frames like the stream's, which int8 fits its
+    activation ranges to (default: :func:`probe_frames`, synthetic; pass real ones). Raises
+    :class:`InferenceError` when an explicitly asked engine cannot serve this encoder.
+    """
+    if engine not in ("auto", "torch", "onnx", "int8"):
+        raise InferenceError(f"unknown stream engine {engine!r}; expected auto, torch, onnx, int8")
+    encoder = model.encoder
+    explicit = engine in ("onnx", "int8")
+    if engine == "torch" or (
+        engine == "auto" and (not encoder.fast or encoder.device.type != "cpu")
+    ):
+        return None
+
+    def refuse(why: str) -> None:
+        if explicit:
+            raise InferenceError(f"stream engine '{engine}': {why}")
+        log.info("stream engine: %s; the encoder's own path runs", why)
+
+    if encoder.device.type != "cpu":
+        return refuse(f"runs on the CPU only, not {encoder.device}")
+    if encoder.kind != "frame" or encoder.needs_flow:
+        return refuse("frame (2D) RGB encoders only")
+    if any(b.runner is not None for b in encoder.branches):
+        return refuse("the encoder already runs exported graphs")
+    preps: dict[Any, FramePrep] = {}
+    for branch in encoder.branches:
+        transform = _transform_of(encoder, branch)
+        prep = FramePrep.from_transform(transform) if transform is not None else None
+        if prep is None:
+            return refuse(f"branch {branch.name}: preprocessing other than resize/crop/normalise")
+        preps.setdefault(branch.prep_key, prep)
+    kind = "int8" if engine == "int8" else "onnx"
+    probes = probe_frames()
+    calib = None
+    if kind == "int8":
+        frames = calibration if calibration is not None else probes
+        calib = {
+            key: torch.stack([prep(f)[0].clone() for f in frames]) for key, prep in preps.items()
+        }
+    try:
+        runners = [
+            _ort_runner(b, kind, calib[b.prep_key] if calib else None, quant)
+            for b in encoder.branches
+        ]
+    except Exception as exc:  # a network the exporter or onnxruntime cannot take
+        if explicit:
+            raise InferenceError(f"stream engine '{engine}': export failed ({exc})") from exc
+        log.warning("stream engine: export failed (%s); the encoder's own path runs", exc)
+        return None
+    result = StreamEngine(encoder, kind, preps, runners)
+    reference = _reference(encoder, probes)
+    fast = torch.cat([result.encode(f[None]) for f in probes])
+    result.check = compare_outputs(reference.numpy(), fast.numpy())
+    log.debug("stream engine %s: error vs fp32 %s", kind, result.check)
+    if kind != "int8" and result.check["max_rel_error"] > FLOAT_TOLERANCE:
+        log.warning("stream engine %s is off fp32 by %s: not used", kind, result.check)
+        if explicit:
+            raise InferenceError(f"stream engine '{kind}' is off fp32 by {result.check}")
+        return None
+    return result
+
+
+def stream_engine(
+    model: SplitModel, engine: StreamEngineName = "auto", **kwargs: Any
+) -> StreamEngine | None:
+    """:func:`build_stream_engine`, built once per model and engine and kept on the model
+    (a benchmark or a caller can build and warm it before the stream starts)."""
+    cache: dict[str, StreamEngine | None] = model.__dict__.setdefault("_stream_engines", {})
+    if engine not in cache:
+        cache[engine] = build_stream_engine(model, engine, **kwargs)
+    return cache[engine]
