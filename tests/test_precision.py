@@ -37,9 +37,11 @@ def test_extractor_and_recognizer_obey_the_variable(monkeypatch):
 
 @pytest.mark.parametrize(
     ("env", "precision", "message"),
-    [("fp64", "auto", "HARKIT_PRECISION='fp64' is not a precision"),
-     ("", "half", "unknown precision 'half'"),
-     ("", "fp16", "'fp16' needs a GPU")],
+    [
+        ("fp64", "auto", "HARKIT_PRECISION='fp64' is not a precision"),
+        ("", "half", "unknown precision 'half'"),
+        ("", "fp16", "'fp16' needs a GPU"),
+    ],
 )
 def test_bad_precision_is_one_clear_line(monkeypatch, env, precision, message):
     monkeypatch.setenv(PRECISION_ENV, env)

@@ -57,14 +57,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "running fp32; graphs are cached under $HARKIT_CACHE/onnx)",
     )
     parser.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="stored dtype")
-    parser.add_argument("--workers", type=int_in_range(0, 256), default=2, help="decoding processes")
-    parser.add_argument("--batch-size", type=int_in_range(1, 4096), default=32,
-                        help="frames per network call")
-    parser.add_argument("--device", type=device,
-                        help="cpu | cuda | cuda:N (default: cuda when available)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the backbones")
+    parser.add_argument(
+        "--workers", type=int_in_range(0, 256), default=2, help="decoding processes"
+    )
+    parser.add_argument(
+        "--batch-size", type=int_in_range(1, 4096), default=32, help="frames per network call"
+    )
+    parser.add_argument(
+        "--device", type=device, help="cpu | cuda | cuda:N (default: cuda when available)"
+    )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the backbones (default: on a CPU running bf16, from "
+        "100 videos to extract and with a C++ compiler present)",
+    )
     parser.add_argument("--retry-failed", action="store_true", help="retry videos that failed")
-    parser.add_argument("--report", type=output_file(".json"), help="write the extraction report JSON here")
+    parser.add_argument(
+        "--report", type=output_file(".json"), help="write the extraction report JSON here"
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run_extract)
 

@@ -7,8 +7,10 @@ backbones run over the T frames in chunks; segment backbones give one feature pe
 
 The fast path is ``channels_last`` memory format plus autocast (``precision='auto'``: bf16 on
 CPUs with native bf16 support, fp16 on CUDA; see :mod:`harkit.precision`) and optionally
-``torch.compile``; ``precision='fp32'`` is the reference. The extractor knows nothing about
-the feature store, so inference uses it too.
+``torch.compile`` (frozen, one batch shape: the last chunk is padded; each compiled network's
+first batch is checked against eager fp32 and a wrong graph is replaced, see
+:func:`compile_network`); ``precision='fp32'`` is the reference. The extractor knows nothing
+about the feature store, so inference uses it too.
 
 ``engine='onnx'`` runs frame (2D) networks with onnxruntime instead: each network is exported
 once (fp32, dynamic batch) to ``$HARKIT_CACHE/onnx`` (default ``~/.cache/harkit/onnx``) and
@@ -43,7 +45,7 @@ from harkit.errors import HarkitError
 from harkit.flow.dataset import flow_to_tensor
 from harkit.io import atomic_output
 from harkit.models.recipe import FeatureSource
-from harkit.precision import Precision, resolve_precision
+from harkit.precision import FEATURE_TOLERANCE, Precision, resolve_precision
 
 __all__ = [
     "Engine",
@@ -51,8 +53,10 @@ __all__ = [
     "FeatureExtractorError",
     "Precision",
     "Preprocessor",
+    "compile_network",
     "onnx_cache_dir",
     "onnx_session",
+    "relative_error",
     "resolve_engine",
     "resolve_precision",
     "source_key",
@@ -76,6 +80,27 @@ def onnx_session(path: str | Path) -> Any:
     # Spinning ORT workers would steal the cores from the PyTorch ops that run between calls.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Largest ``||got - want|| / ||want||`` over the items (rows) of a batch."""
+    got, want = got.float().flatten(1), want.float().flatten(1)
+    return ((got - want).norm(dim=1) / want.norm(dim=1).clamp_min(1e-12)).max().item()
+
+
+def _as_dict(out: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return out if isinstance(out, dict) else {"pooled": out}
+
+
+def compile_network(net: torch.nn.Module, freezing: bool = True) -> torch.nn.Module:
+    """``torch.compile`` for inference at one batch shape (callers pad the last batch).
+
+    Freezing makes the weights constants, so inductor folds batch norms into the convolutions
+    and lays out (and under autocast casts) the oneDNN weights once instead of on every call.
+    It miscompiles Inception-ResNet-V2 (17% off in fp32 and bf16 alike, torch 2.14), which
+    :class:`FeatureExtractor` catches on the first batch.
+    """
+    return torch.compile(net, dynamic=False, options={"freezing": freezing})
 
 
 class FeatureExtractorError(HarkitError):
@@ -286,13 +311,20 @@ class FeatureExtractor:
         # (group index, input shape) -> onnxruntime session, built on first use
         self._sessions: dict[tuple[int, tuple[int, ...]], Any] = {}
         self.networks: list[torch.nn.Module] = []
+        self._eager: list[torch.nn.Module] = []  # the uncompiled networks
+        # compiled groups whose first batch is still to be checked against eager fp32
+        self._unchecked: set[int] = set(range(len(self.preprocessor.groups))) if compile else set()
+        self._frozen: set[int] = set(self._unchecked)  # compiled with freezing
+        #: ``{backbone: max relative error}`` of each compiled group's first batch vs fp32
+        self.compile_check: dict[str, float] = {}
         for group in self.preprocessor.groups:
             net = create_backbone(group.backbone, group.weights, group.layers or None)
             net = net.to(self.device).eval()
             if self.fast or compile:
                 fmt = torch.channels_last if group.spec.kind == "frame" else torch.channels_last_3d
                 net = net.to(memory_format=fmt)
-            self.networks.append(torch.compile(net) if compile else net)
+            self._eager.append(net)
+            self.networks.append(compile_network(net) if compile else net)
 
     @property
     def groups(self) -> list[_Group]:
@@ -315,6 +347,8 @@ class FeatureExtractor:
             "engine": self.engine,
             "channels_last": self.fast or self.compiled,
             "compile": self.compiled,
+            "compile_check": dict(self.compile_check),
+            "frozen": [self.groups[i].backbone for i in sorted(self._frozen)],
             "chunk_size": self.chunk_size,
             "threads": torch.get_num_threads(),
             "pid": os.getpid(),
@@ -326,10 +360,23 @@ class FeatureExtractor:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
+    def step(self, index: int, length: int = 1) -> int:
+        """Items per network call of group ``index``: ``chunk_size`` frames, or
+        ``chunk_size // length`` segments of ``length`` frames."""
+        segment = self.groups[index].spec.kind == "segment"
+        return max(1, self.chunk_size // length) if segment else self.chunk_size
+
     def _chunks(self, x: torch.Tensor, segment: bool) -> Iterator[torch.Tensor]:
-        step = max(1, self.chunk_size // x.shape[1]) if segment else self.chunk_size
+        # segments arrive as (T, C, L, S, S): L frames each
+        step = max(1, self.chunk_size // x.shape[2]) if segment else self.chunk_size
         for start in range(0, x.shape[0], step):
-            yield x[start : start + step]
+            chunk = x[start : start + step]
+            if self.compiled and 0 < len(chunk) < step:
+                # one batch shape for the whole run: a compiled graph is specialised to it,
+                # and a new shape would compile again (seconds to minutes)
+                pad = chunk[-1:].expand(step - len(chunk), *chunk.shape[1:])
+                chunk = torch.cat([chunk, pad])
+            yield chunk
 
     def uses_onnx(self, index: int) -> bool:
         """Whether group ``index`` runs on onnxruntime (frame networks under engine='onnx')."""
@@ -401,12 +448,21 @@ class FeatureExtractor:
                 parts[name].append(torch.from_numpy(array))
         return {name: torch.cat(p) if p else torch.zeros(0) for name, p in parts.items()}
 
-    @torch.inference_mode()
     def run(self, inputs: Mapping[tuple, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Features from :class:`Preprocessor` output: ``{source key: float32 (T, D)}`` on CPU."""
+        out = self.run_groups(inputs)
+        return {key: out[key] for key in self.keys}
+
+    @torch.inference_mode()
+    def run_groups(self, inputs: Mapping[tuple, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Like :meth:`run` for the groups whose preprocessing key is in ``inputs`` only (the
+        extraction pipeline batches each key's items across videos on its own)."""
         out: dict[str, torch.Tensor] = {}
         for index, (group, net) in enumerate(zip(self.groups, self.networks, strict=True)):
+            if group.prep_key not in inputs:
+                continue
             x = inputs[group.prep_key]
+            steps = len(x)
             if self.uses_onnx(index):
                 result = self._run_onnx(index, x)
                 for key, name in group.sources:
@@ -425,11 +481,55 @@ class FeatureExtractor:
                     result = net(chunk)
                 if not isinstance(result, dict):
                     result = {"pooled": result}
+                if index in self._unchecked:
+                    result = self._check_compiled(index, chunk, result)
+                    net = self.networks[index]
                 for name in parts:
                     parts[name].append(result[name].float().cpu())
-            for key, name in group.sources:
-                out[key] = torch.cat(parts[name]) if parts[name] else torch.zeros(0)
-        return {key: out[key] for key in self.keys}
+            for key, name in group.sources:  # [:steps] drops the padding of a compiled run
+                out[key] = torch.cat(parts[name])[:steps] if parts[name] else torch.zeros(0)
+        return out
+
+    def _check_compiled(
+        self, index: int, chunk: torch.Tensor, result: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Hold a compiled group's first batch against the eager network in fp32.
+
+        Inductor has miscompiled before (frozen Inception-ResNet-V2 came out 17% off while
+        eager bf16 was 0.5% off), so a group over :data:`FEATURE_TOLERANCE` (or twice the eager
+        network's own error in the same precision, if larger) is compiled again without
+        freezing, and if that is wrong too it runs eager, with a warning. The check costs one
+        or two eager batches per job.
+        """
+        group = self.groups[index]
+        ref = _as_dict(self._eager[index](chunk))
+        err = max(relative_error(result[name], ref[name]) for name in result)
+        self.compile_check[group.backbone] = err
+        limit = FEATURE_TOLERANCE[self.precision]
+        if err > limit and self.fast:
+            # A deep network can be over the bound in bf16 however it runs (frozen random-weight
+            # ResNet152 was 3.3e-2 off); no worse than twice eager's own error is no miscompile.
+            with self._autocast():
+                eager = _as_dict(self._eager[index](chunk))
+            limit = max(limit, 2 * max(relative_error(eager[n], ref[n]) for n in result))
+        if err <= limit:
+            self._unchecked.discard(index)
+            return result
+        frozen = index in self._frozen
+        log.warning(
+            "compiled %s is %.2g off eager fp32 (tolerance %.2g in %s): %s", group.backbone,
+            err, limit, self.precision,
+            "compiling it without freezing" if frozen else "running it eager",
+        )  # fmt: skip
+        if frozen:
+            self._frozen.discard(index)
+            self.networks[index] = compile_network(self._eager[index], freezing=False)
+        else:
+            self._unchecked.discard(index)
+            self.networks[index] = self._eager[index]
+        with self._autocast():
+            again = _as_dict(self.networks[index](chunk))
+        return self._check_compiled(index, chunk, again) if frozen else again
 
     def __call__(
         self, frames: np.ndarray | None, flow: np.ndarray | None = None

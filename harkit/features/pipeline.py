@@ -7,8 +7,9 @@ manifest row (truncated, emptied, missing) or the video is not the file the row 
 (its size or mtime_ns differ: the video changed, or another dataset has the same ids; see
 :mod:`harkit.features.store`): those are re-extracted with a warning, failed rows included. A video that cannot
 be read is recorded as ``failed`` in each store and in ``extract_skipped[.rankR].json`` and
-skipped. Under torchrun rank ``r`` of ``N`` takes items ``i % N == r`` and all ranks write into
-the same stores. The decode workers die with this process, even on ``kill -9``.
+skipped. Under torchrun (or srun) rank ``r`` of ``N`` takes items ``i % N == r`` and all ranks
+write into the same stores, so nodes sharing a file system fill one store. The decode workers
+die with this process, even on ``kill -9``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,6 +48,7 @@ from harkit.features.extractor import (
     FeatureExtractor,
     Precision,
     Preprocessor,
+    resolve_precision,
     source_key,
 )
 from harkit.features.store import FeatureStore, StoreDtype, source_stamp, store_config
@@ -55,8 +58,10 @@ from harkit.models.recipe import FeatureSource
 
 __all__ = [
     "ExtractionReport",
+    "auto_compile",
     "dataset_video_root",
     "extract_features",
+    "launch_shard",
     "load_flow_clip",
     "skip_report_path",
     "video_id",
@@ -89,6 +94,24 @@ class ExtractionReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def launch_shard(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
+    """``(rank, world_size)``: the arguments, else torchrun's ``RANK``/``WORLD_SIZE``, else
+    srun's ``SLURM_PROCID`` with ``SLURM_STEP_NUM_TASKS`` (or ``SLURM_NTASKS``).
+
+    torchrun wins where both are set (``srun torchrun ...`` gives every node SLURM_PROCID of
+    its agent, not of its worker). A batch script that runs ``harkit extract`` itself, not
+    under ``srun``, has no SLURM_STEP_NUM_TASKS but may have SLURM_NTASKS: launch with srun.
+    """
+    env = os.environ
+    if rank is None and world_size is None and "RANK" not in env and "SLURM_PROCID" in env:
+        tasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or "1"
+        try:
+            rank, world_size = int(env["SLURM_PROCID"]), int(tasks)
+        except ValueError as exc:
+            raise HarkitError(f"SLURM_PROCID / SLURM_NTASKS must be integers ({exc})") from None
+    return resolve_shard(rank, world_size)
 
 
 def dataset_video_root(config: DatasetConfig) -> Path:
@@ -154,6 +177,109 @@ class _Jobs(Dataset):
         return {"position": position, "inputs": inputs}
 
 
+class _Batcher:
+    """Runs the extractor on batches of ``chunk_size`` items that span videos.
+
+    A network call on a video's short tail wastes most of the batch's parallelism, and under
+    ``compile`` a new batch shape compiles again: here every call but the job's last is full
+    (and the extractor pads that one when compiled). Each preprocessing key (network input)
+    fills its own batches, since flow has one step less than frames. A video comes back once
+    every source has all its steps.
+    """
+
+    def __init__(self, extractor: FeatureExtractor) -> None:
+        self.extractor = extractor
+        self.groups = {g.prep_key: i for i, g in reversed(list(enumerate(extractor.groups)))}
+        self.pending: dict[tuple, list[tuple[int, torch.Tensor]]] = {k: [] for k in self.groups}
+        self.parts: dict[int, dict[str, list[torch.Tensor]]] = {}  # in order: queues are FIFO
+        self.missing: dict[int, int] = {}  # token -> items not yet run, over all keys
+
+    def add(self, token: int, inputs: dict[tuple, torch.Tensor]) -> list[tuple[int, dict]]:
+        """Queue one video's inputs; return the videos finished so far."""
+        self.parts[token] = {key: [] for key in self.extractor.keys}
+        self.missing[token] = sum(len(inputs[key]) for key in self.groups)
+        done = []
+        if not self.missing[token]:  # nothing to batch: the extractor gives empty features
+            del self.parts[token], self.missing[token]
+            return [(token, self.extractor.run(inputs))]
+        for key in self.groups:
+            if len(inputs[key]):
+                self.pending[key].append((token, inputs[key]))
+            while self._queued(key) >= self._step(key):
+                done += self._run(key)
+        return done
+
+    def flush(self) -> list[tuple[int, dict]]:
+        """Run the partial batches left at the end of the job."""
+        done = []
+        for key in self.groups:
+            while self.pending[key]:
+                done += self._run(key)
+        return done
+
+    def _queued(self, key: tuple) -> int:
+        return sum(len(x) for _, x in self.pending[key])
+
+    def _step(self, key: tuple) -> int:
+        queue = self.pending[key]
+        length = queue[0][1].shape[1] if queue and queue[0][1].ndim == 5 else 1
+        return self.extractor.step(self.groups[key], length)
+
+    def _run(self, key: tuple) -> list[tuple[int, dict]]:
+        step, queue = self._step(key), self.pending[key]
+        pieces: list[tuple[int, torch.Tensor]] = []
+        taken = 0
+        while queue and taken < step:
+            token, x = queue[0]
+            piece = x[: step - taken]
+            pieces.append((token, piece))
+            taken += len(piece)
+            if len(piece) == len(x):
+                queue.pop(0)
+            else:
+                queue[0] = (token, x[len(piece) :])
+        batch = torch.cat([p for _, p in pieces]) if len(pieces) > 1 else pieces[0][1]
+        features = self.extractor.run_groups({key: batch})
+        done = []
+        at = 0
+        for token, piece in pieces:
+            for source, values in features.items():
+                self.parts[token][source].append(values[at : at + len(piece)])
+            at += len(piece)
+            self.missing[token] -= len(piece)
+            if not self.missing[token]:
+                parts = self.parts.pop(token)
+                del self.missing[token]
+                done.append((token, {k: torch.cat(p) if p else torch.zeros(0)
+                                     for k, p in parts.items()}))  # fmt: skip
+        return done
+
+
+#: Videos from which ``compile=None`` compiles the backbones (see :func:`auto_compile`).
+COMPILE_MIN_VIDEOS = 100
+
+
+def auto_compile(
+    videos: int,
+    device: str | torch.device | None = None,
+    precision: Precision = "auto",
+    engine: Engine = "auto",
+) -> bool:
+    """Whether an extraction of ``videos`` videos should ``torch.compile`` its backbones.
+
+    Yes on a CPU running bf16 on the PyTorch engine (eager autocast re-lays out and re-casts
+    every weight on every call; compiled and frozen it does that once) when a C++ compiler is
+    there for inductor and the job is long enough (:data:`COMPILE_MIN_VIDEOS`) to repay a
+    first compile of a minute or more (inductor caches it for later runs). fp32 CPUs run
+    onnxruntime, which needs no compiling; CUDA stays eager (not measured here).
+    """
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type != "cpu" or engine == "onnx" or resolve_precision(precision, dev) != "bf16":
+        return False
+    compiler = os.environ.get("CXX") or "c++"
+    return videos >= COMPILE_MIN_VIDEOS and shutil.which(compiler.split()[0]) is not None
+
+
 def _identity(item: Any) -> Any:
     return item
 
@@ -188,7 +314,7 @@ def extract_features(
     batch_size: int = 32,
     num_workers: int = 2,
     device: str | torch.device | None = None,
-    compile: bool = False,
+    compile: bool | None = None,
     flow_root: str | Path | None = None,
     flow_method: str | None = "tvl1",
     video_root: str | Path | None = None,
@@ -204,9 +330,11 @@ def extract_features(
     ``num_workers`` DataLoader processes decode and preprocess (0: in this process).
     ``video_root`` (default: the deepest folder holding every video) makes the video ids.
     ``flow_root`` holds the flow files (``harkit flow``) that ``stream='flow'`` sources read.
-    Failed videos are retried only with ``retry_failed``. ``engine`` (PyTorch or onnxruntime,
-    see :class:`FeatureExtractor`) does not enter the store key: like ``precision`` it changes
-    features only within float tolerance.
+    Batches span videos (every network call is full). ``compile=None`` compiles the backbones
+    where that pays (:func:`auto_compile`). Failed videos are retried only with
+    ``retry_failed``. ``engine`` (PyTorch or onnxruntime, see :class:`FeatureExtractor`) does
+    not enter the store key: like ``precision`` it changes features only within float
+    tolerance.
     """
     sampling = sampling or SamplingConfig()
     transform = transform or TransformConfig()
@@ -214,7 +342,7 @@ def extract_features(
         raise HarkitError("extract_features needs at least one feature source")
     if num_workers < 0 or batch_size < 1:
         raise HarkitError("num_workers must be >= 0 and batch_size >= 1")
-    rank, world_size = resolve_shard(rank, world_size)
+    rank, world_size = launch_shard(rank, world_size)
     store_root = Path(store_root)
     root = Path(os.path.abspath(video_root)) if video_root else common_video_root(index)
     preprocessor = Preprocessor(sources, transform)
@@ -271,6 +399,8 @@ def extract_features(
             )
         flow_dir = Path(flow_root)
         flow_video_root = _flow_video_root(flow_dir, index)
+    if compile is None:
+        compile = auto_compile(len(todo), device, precision, engine)
     extractor = FeatureExtractor(
         sources, transform, device=device, precision=precision, engine=engine,
         compile=compile, chunk_size=batch_size,
@@ -287,28 +417,38 @@ def extract_features(
         prefetch_factor=4 if workers else None,
     )
     bar = progress_bar("features", len(positions), existing, enabled=progress, rank=rank)
+    batcher = _Batcher(extractor)
+
+    def save(position: int, features: dict[str, torch.Tensor]) -> None:
+        vid, path = ids[position], os.path.abspath(index[position].path)
+        for key, store in stores.items():
+            if vid not in done[key]:
+                store.put(vid, features[key], path=path, source=stamps[vid])
+        summary.extracted += 1
+        summary.steps += int(next(iter(features.values())).shape[0])
+        bar.update(1)
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        bar.set_postfix(steps_per_s=f"{summary.steps / elapsed:.1f}")
+
     try:
         for job in loader:
             position = job["position"]
-            vid, path = ids[position], os.path.abspath(index[position].path)
             if "error" in job:
+                vid, path = ids[position], os.path.abspath(index[position].path)
                 summary.failed += 1
                 report.record(index[position].path, job["error"])
                 for key, store in stores.items():
                     if vid not in done[key]:
                         store.put_failed(vid, job["error"], path=path, source=stamps[vid])
-            else:
-                features = extractor.run(job["inputs"])
-                for key, store in stores.items():
-                    if vid not in done[key]:
-                        store.put(vid, features[key], path=path, source=stamps[vid])
-                summary.extracted += 1
-                summary.steps += int(next(iter(features.values())).shape[0])
-            bar.update(1)
-            elapsed = max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(steps_per_s=f"{summary.steps / elapsed:.1f}")
+                bar.update(1)
+                continue
+            for finished, features in batcher.add(position, job["inputs"]):
+                save(finished, features)
+        for finished, features in batcher.flush():
+            save(finished, features)
     finally:
         bar.close()
+    summary.extractor = extractor.describe()  # with the compile check's outcome
     summary.seconds = time.perf_counter() - start
     log.info(
         "features rank %d/%d: %d videos, %d extracted (%d steps, %.1f/s; %d re-extracted as "
