@@ -46,10 +46,10 @@ from harkit.data.datasets import VideoIndex, VideoItem
 from harkit.data.sampling import SamplingConfig
 from harkit.data.synthetic import write_video
 from harkit.features import extract_features, feature_stores_for
-from harkit.features.extractor import FeatureExtractor
+from harkit.features.extractor import FeatureExtractor, sources_precision
 from harkit.features.pipeline import COMPILE_MIN_VIDEOS, auto_compile
 from harkit.models.recipe import FeatureSource
-from harkit.precision import bf16_native, resolve_precision
+from harkit.precision import bf16_native
 
 BACKBONES = ("googlenet", "resnet152", "inception_resnet_v2", "efficientnet_lite0")
 #: Real weights where they ship offline; the others are random (same speed).
@@ -249,8 +249,10 @@ def bench_backbone(
     name: str, index: VideoIndex, sampling: SamplingConfig, work: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     source = FeatureSource(backbone=name, weights=WEIGHTS.get(name, "none"))
-    precision = resolve_precision("auto", CPU)
-    compile = auto_compile(COMPILE_MIN_VIDEOS, CPU) if args.compile is None else args.compile
+    precision = sources_precision([source], "auto", CPU)
+    compile = (
+        auto_compile(COMPILE_MIN_VIDEOS, [source], CPU) if args.compile is None else args.compile
+    )
     log(f"[{name}] preparing frames")
     x = prepared(source, index, sampling)
     ref = reference(source, x)

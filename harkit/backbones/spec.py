@@ -56,6 +56,9 @@ class BackboneSpec:
     min_frames: int = 1
     source: str = "torchvision"
     description: str = ""
+    #: False where bf16/fp16 features fall outside harkit.precision.FEATURE_TOLERANCE of
+    #: fp32: ``precision='auto'`` then runs this backbone in fp32.
+    low_precision: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ("frame", "segment"):

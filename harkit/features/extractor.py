@@ -118,6 +118,23 @@ def _onnxruntime_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+def sources_precision(
+    sources: Sequence[FeatureSource], precision: Precision, device: torch.device
+) -> str:
+    """:func:`resolve_precision` for these sources: ``'auto'`` stays fp32 when a backbone's
+    reduced-precision features are out of tolerance (``BackboneSpec.low_precision``)."""
+    resolved = resolve_precision(precision, device)
+    if precision == "auto" and resolved != "fp32":
+        unsafe = sorted(
+            {s.backbone for s in sources if not get_backbone_spec(s.backbone).low_precision}
+        )
+        if unsafe:
+            log.info("%s: %s features are out of tolerance, running fp32", ", ".join(unsafe),
+                     resolved)  # fmt: skip
+            return "fp32"
+    return resolved
+
+
 def resolve_engine(engine: Engine, device: torch.device, precision: str) -> str:
     """``'auto'`` -> ``'onnx'`` on a CPU running fp32 when onnxruntime is installed, else torch.
 
@@ -293,7 +310,9 @@ class FeatureExtractor:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         # ORT graphs are fp32: an explicit engine='onnx' makes precision='auto' mean fp32
         auto_fp32 = engine == "onnx" and precision == "auto"
-        self.precision = "fp32" if auto_fp32 else resolve_precision(precision, self.device)
+        self.precision = (
+            "fp32" if auto_fp32 else sources_precision(self.sources, precision, self.device)
+        )
         self.fast = self.precision != "fp32"
         # torch.compile is a PyTorch-engine request: auto leaves it on PyTorch
         self.engine = (

@@ -48,8 +48,8 @@ from harkit.features.extractor import (
     FeatureExtractor,
     Precision,
     Preprocessor,
-    resolve_precision,
     source_key,
+    sources_precision,
 )
 from harkit.features.store import FeatureStore, StoreDtype, source_stamp, store_config
 from harkit.flow.extract import stored_video_root
@@ -261,6 +261,7 @@ COMPILE_MIN_VIDEOS = 100
 
 def auto_compile(
     videos: int,
+    sources: Sequence[FeatureSource],
     device: str | torch.device | None = None,
     precision: Precision = "auto",
     engine: Engine = "auto",
@@ -274,7 +275,11 @@ def auto_compile(
     onnxruntime, which needs no compiling; CUDA stays eager (not measured here).
     """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dev.type != "cpu" or engine == "onnx" or resolve_precision(precision, dev) != "bf16":
+    if (
+        dev.type != "cpu"
+        or engine == "onnx"
+        or sources_precision(sources, precision, dev) != "bf16"
+    ):
         return False
     compiler = os.environ.get("CXX") or "c++"
     return videos >= COMPILE_MIN_VIDEOS and shutil.which(compiler.split()[0]) is not None
@@ -400,7 +405,7 @@ def extract_features(
         flow_dir = Path(flow_root)
         flow_video_root = _flow_video_root(flow_dir, index)
     if compile is None:
-        compile = auto_compile(len(todo), device, precision, engine)
+        compile = auto_compile(len(todo), sources, device, precision, engine)
     extractor = FeatureExtractor(
         sources, transform, device=device, precision=precision, engine=engine,
         compile=compile, chunk_size=batch_size,

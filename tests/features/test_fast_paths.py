@@ -14,7 +14,9 @@ from harkit.data.datasets import VideoIndex
 from harkit.features import FeatureExtractor, extract_features, feature_stores_for
 from harkit.features import extractor as extractor_module
 from harkit.features import pipeline as pipeline_module
+from harkit.features.extractor import sources_precision
 from harkit.features.pipeline import COMPILE_MIN_VIDEOS, auto_compile
+from harkit.models.recipe import FeatureSource
 from harkit.precision import PRECISION_ENV
 from tests.conftest import FEATURE_RTOL, pattern_frames
 from tests.features.conftest import FOUR, R18, SMALL
@@ -124,11 +126,16 @@ def test_bf16_graph_is_held_to_eager_bf16_error(monkeypatch: pytest.MonkeyPatch)
 def test_auto_compile_only_where_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
     big = COMPILE_MIN_VIDEOS
     monkeypatch.setenv(PRECISION_ENV, "fp32")  # onnxruntime's graphs need no compiling
-    assert not auto_compile(big, CPU)
+    assert not auto_compile(big, [R18], CPU)
     monkeypatch.setenv(PRECISION_ENV, "bf16")
-    assert auto_compile(big, CPU) == (shutil.which("c++") is not None)
-    assert not auto_compile(big - 1, CPU)  # a small job would spend longer compiling
-    assert not auto_compile(big, CPU, precision="fp32")
-    assert not auto_compile(big, CPU, engine="onnx")
+    assert auto_compile(big, [R18], CPU) == (shutil.which("c++") is not None)
+    assert not auto_compile(big - 1, [R18], CPU)  # a small job would spend longer compiling
+    assert not auto_compile(big, [R18], CPU, precision="fp32")
+    assert not auto_compile(big, [R18], CPU, engine="onnx")
+    # EfficientNet-Lite0's bf16 features are out of tolerance: 'auto' keeps it fp32
+    lite = FeatureSource(backbone="efficientnet_lite0", weights="none")
+    assert not auto_compile(big, [lite], CPU)
+    assert sources_precision([lite], "auto", CPU) == "fp32"
+    assert sources_precision([lite], "bf16", CPU) == "bf16"  # asked for explicitly
     monkeypatch.setenv("CXX", "/nonexistent/c++")  # inductor would fail without a compiler
-    assert not auto_compile(big, CPU)
+    assert not auto_compile(big, [R18], CPU)
