@@ -2,7 +2,8 @@
 
 GaTech UD810 PS7 (27 clips: 3 arm gestures x 3 people x 3 trials, 640x480) from
 ``../shared/realdata/gatech_ud810_ps7``. Each fold trains on two people and tests on the
-third, through harkit's own pipeline: ``extract_features`` once (fp32) into a feature store,
+third, through harkit's own pipeline: ``extract_features`` once into a feature store (in the
+precision ``HARKIT_PRECISION`` picks: fp32 | bf16 | auto, recorded in the JSON),
 then ``ablate`` per fold (train + evaluate each head variant on the same cache). Validation
 is off (``optim.val_fraction=0``): a group-aware validation split would leave one person to
 train on. The baseline is the order-agnostic ``head.type=mean`` on the same features, with
@@ -31,8 +32,9 @@ from pathlib import Path
 import torch
 
 from harkit.data.datasets import DatasetConfig, load_index
+from harkit.experiments.ablate import Variant, ablate, grid_variants, parse_grid
 from harkit.features import extract_features
-from harkit.train.ablate import Variant, ablate, grid_variants, parse_grid
+from harkit.precision import resolve_precision
 
 RECIPE = "efficientnet-gru"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "gatech_ud810_ps7"
@@ -107,7 +109,7 @@ def main() -> None:
         done.add(key)
         report = extract_features(
             index, variant.recipe.input.features, work / "store", variant.recipe.input.sampling,
-            variant.recipe.input.transform, precision="fp32", num_workers=0, video_root=work,
+            variant.recipe.input.transform, precision="auto", num_workers=0, video_root=work,
             progress=False,
         )  # fmt: skip
         if report.failed:
@@ -141,6 +143,7 @@ def main() -> None:
         "dataset": str(args.data),
         "recipe": RECIPE,
         "overrides": common,
+        "extraction_precision": resolve_precision("auto", torch.device("cpu")),
         "grid": grid,
         "seeds": args.seeds,
         "results": results,

