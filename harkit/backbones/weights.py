@@ -111,8 +111,23 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> StateDict:
     path = Path(path)
     if not path.is_file():
         raise WeightsLoadError(f"weights file not found: {path}")
+    expected = "a state_dict saved with torch.save, or a .safetensors file"
     try:
-        if path.suffix.lower() == ".safetensors":
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise WeightsLoadError(f"cannot read weights file {path}: {exc.strerror}") from None
+    if not head:
+        raise WeightsLoadError(f"weights file {path} is empty (0 bytes); expected {expected}")
+    is_safetensors = path.suffix.lower() == ".safetensors"
+    # torch.save writes a zip archive (or, before torch 1.6, a pickle: protocol byte 0x80)
+    if not is_safetensors and not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise WeightsLoadError(
+            f"weights file {path} is not a PyTorch checkpoint (neither a zip archive nor a "
+            f"pickle: truncated or another format?); expected {expected}"
+        )
+    try:
+        if is_safetensors:
             from safetensors.torch import load_file
 
             obj: object = load_file(str(path), device="cpu")

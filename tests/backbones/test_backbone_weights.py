@@ -85,8 +85,17 @@ def test_bad_weights_arguments(tmp_path: Path):
         create_backbone("resnet18", weights=tmp_path / "missing.pth")
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsLoadError, match="cannot read"):
+    with pytest.raises(WeightsLoadError, match=r"junk\.pth is not a PyTorch checkpoint"):
         create_backbone("resnet18", weights=junk)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(WeightsLoadError, match=r"empty.pt is empty \(0 bytes\)"):
+        load_state_dict_file(empty)
+    truncated = tmp_path / "truncated.pt"
+    torch.save({"w": torch.zeros(64)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:100])  # a zip cut short
+    with pytest.raises(WeightsLoadError, match="cannot read weights file"):
+        load_state_dict_file(truncated)
     not_weights = tmp_path / "list.pt"
     torch.save([1, 2, 3], not_weights)
     with pytest.raises(WeightsLoadError, match="state_dict"):
