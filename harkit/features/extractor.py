@@ -124,14 +124,9 @@ def sources_precision(
     """:func:`resolve_precision` for these sources: ``'auto'`` stays fp32 when a backbone's
     reduced-precision features are out of tolerance (``BackboneSpec.low_precision``)."""
     resolved = resolve_precision(precision, device)
-    if precision == "auto" and resolved != "fp32":
-        unsafe = sorted(
-            {s.backbone for s in sources if not get_backbone_spec(s.backbone).low_precision}
-        )
-        if unsafe:
-            log.info("%s: %s features are out of tolerance, running fp32", ", ".join(unsafe),
-                     resolved)  # fmt: skip
-            return "fp32"
+    unsafe = any(not get_backbone_spec(s.backbone).low_precision for s in sources)
+    if precision == "auto" and resolved != "fp32" and unsafe:
+        return "fp32"
     return resolved
 
 
@@ -313,6 +308,9 @@ class FeatureExtractor:
         self.precision = (
             "fp32" if auto_fp32 else sources_precision(self.sources, precision, self.device)
         )
+        if not auto_fp32 and self.precision != resolve_precision(precision, self.device):
+            log.info("%s: reduced-precision features are out of tolerance, running fp32",
+                     ", ".join(sorted({s.backbone for s in self.sources})))  # fmt: skip
         self.fast = self.precision != "fp32"
         # torch.compile is a PyTorch-engine request: auto leaves it on PyTorch
         self.engine = (
