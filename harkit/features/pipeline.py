@@ -15,6 +15,7 @@ die with this process, even on ``kill -9``.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import shutil
@@ -52,8 +53,9 @@ from harkit.features.extractor import (
     sources_precision,
 )
 from harkit.features.store import FeatureStore, StoreDtype, source_stamp, store_config
-from harkit.flow.extract import stored_video_root
+from harkit.flow.extract import CONFIG_FILE, flow_settings, stored_video_root
 from harkit.flow.storage import flow_file_path, load_flow
+from harkit.io import atomic_write_text
 from harkit.models.recipe import FeatureSource
 
 __all__ = [
@@ -285,6 +287,47 @@ def auto_compile(
     return videos >= COMPILE_MIN_VIDEOS and shutil.which(compiler.split()[0]) is not None
 
 
+#: In a flow source's store folder: the settings of the flow its features were made from, so
+#: a store never mixes flows and training can record them for inference (``run.json`` flow).
+FLOW_SETTINGS_FILE = "flow_config.json"
+
+
+def read_flow_settings(store_path: Path) -> dict[str, Any] | None:
+    """The flow settings recorded in a flow source's store folder (``None`` if none)."""
+    path = store_path / FLOW_SETTINGS_FILE
+    if not path.is_file():
+        return None
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(settings, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise HarkitError(
+            f"{path}: not readable ({' '.join(str(exc).split())}); delete it and run "
+            f"`harkit extract --flow-root FLOW` again"
+        ) from None
+    return settings
+
+
+def _record_flow_settings(stores: Sequence[FeatureStore], flow_root: Path) -> None:
+    settings = flow_settings(flow_root)
+    if settings is None:  # a flow folder from before flow_config.json: nothing to compare
+        return
+    for store in stores:
+        old = read_flow_settings(store.path)
+        if old is None:
+            atomic_write_text(
+                store.path / FLOW_SETTINGS_FILE, json.dumps(settings, indent=1, sort_keys=True)
+            )
+        elif old != settings:
+            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise HarkitError(
+                f"{store.path} holds features of flow computed with other settings "
+                f"({', '.join(changed)} differ from {flow_root / CONFIG_FILE}); use another "
+                f"--store for this flow"
+            )
+
+
 def _identity(item: Any) -> Any:
     return item
 
@@ -392,6 +435,10 @@ def extract_features(
         {k: str(s.path) for k, s in stores.items()}, str(report.path), repaired=len(repaired),
         changed=len(changed),
     )  # fmt: skip
+    if flow_root is not None and preprocessor.needs_flow:
+        _record_flow_settings(
+            [stores[source_key(s)] for s in sources if s.stream == "flow"], Path(flow_root)
+        )
     if not todo:
         log.info("features rank %d/%d: all %d videos already done", rank, world_size, existing)
         return summary

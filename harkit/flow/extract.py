@@ -61,6 +61,7 @@ __all__ = [
     "FlowConfig",
     "FlowSummary",
     "compute_dataset_flow",
+    "flow_settings",
     "skip_report_path",
     "stored_video_root",
     "to_gray",
@@ -207,6 +208,13 @@ def stored_video_root(flow_root: str | Path) -> Path | None:
     """The video root a flow folder was computed with (``None`` without ``flow_config.json``)."""
     stamp = _read_stamp(Path(flow_root))
     return Path(stamp["video_root"]) if stamp else None
+
+
+def flow_settings(flow_root: str | Path) -> dict[str, Any] | None:
+    """How the flow in ``flow_root`` was computed (its ``flow_config.json`` without the video
+    root), or ``None`` for a folder without one."""
+    stamp = _read_stamp(Path(flow_root))
+    return {k: v for k, v in stamp.items() if k != "video_root"} if stamp else None
 
 
 def _check_stamp(out_root: Path, stamp: dict[str, Any], overwrite: bool) -> None:

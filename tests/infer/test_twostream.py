@@ -271,3 +271,22 @@ def test_trained_tiny_two_stream_predict_stream_export_agree(trained_tiny, capsy
     assert _cli("export", trained_tiny.run, "--flow-config", trained_tiny.flow) == 0
     onnx = Recognizer.from_run(trained_tiny.run, engine="onnx", flow=trained_tiny.flow)
     np.testing.assert_allclose(onnx.predict(video).probs, pred.probs, atol=1e-4)
+
+
+def test_training_records_the_flow_settings_and_the_store_refuses_another_flow(
+    trained, capsys: pytest.CaptureFixture[str]
+):
+    """The run remembers the flow its flow features came from, so inference needs no
+    --flow-config; a store never mixes features of flows made with other settings."""
+    info = json.loads((trained.run / "run.json").read_text())
+    assert info["flow"]["method"] == "farneback" and info["flow"]["size"] == 32
+    rec = Recognizer.from_run(trained.run, fast=False)  # no flow given: run.json's
+    assert rec.model.flow.config.size == 32 and rec.model.flow.config.method == "farneback"
+    other = trained.root / "flow64"
+    assert _cli("flow", trained.manifest, "--out", other, "--method", "farneback", "--size",
+                "64", "--workers", "0", "--no-progress") == 0  # fmt: skip
+    recipe_file = trained.root / "recipe.yaml"
+    code = _cli("extract", trained.manifest, "--recipe", recipe_file, "--store", trained.store,
+                "--flow-root", other, "--workers", "0", "--no-progress")  # fmt: skip
+    assert code == 2
+    assert "size differ" in capsys.readouterr().err
