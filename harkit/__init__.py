@@ -19,6 +19,7 @@ that package, so training from here is :func:`fit` (``harkit.train.train`` under
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,18 +28,15 @@ from harkit._lazy import lazy_exports
 if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     import numpy as np
     from torch import nn
+    from torch.utils.data import Dataset
 
-    from harkit.backbones import create_backbone, get_backbone_spec, list_backbones
+    from harkit.backbones import get_backbone_spec, list_backbones
+    from harkit.backbones.module import Backbone
     from harkit.data.datasets import DatasetConfig
     from harkit.data.synthetic import SynthConfig, render_dataset
     from harkit.errors import HarkitError
-    from harkit.experiments import (
-        ablate,
-        evaluate_run,
-        evaluate_splits,
-        reproduce,
-        train_and_evaluate,
-    )
+    from harkit.experiments import ablate, evaluate_splits, reproduce
+    from harkit.experiments.evaluate import EvalResult
     from harkit.features import FeatureStore, extract_features
     from harkit.infer.recognizer import Prediction, Recognizer
     from harkit.models.recipe import Recipe, list_recipes, load_recipe
@@ -55,7 +53,6 @@ _EXPORTS = {
     # backbones (timm: list_models / create_model; torchvision: get_model)
     "list_backbones": "harkit.backbones",
     "get_backbone_spec": "harkit.backbones",
-    "create_backbone": "harkit.backbones",
     # recipes and whole models
     "Recipe": "harkit.models.recipe",
     "list_recipes": "harkit.models.recipe",
@@ -65,8 +62,6 @@ _EXPORTS = {
     "FeatureStore": "harkit.features",
     # training (fit, below), evaluation, experiments
     "load_run": "harkit.train",
-    "evaluate_run": "harkit.experiments",
-    "train_and_evaluate": "harkit.experiments",
     "evaluate_splits": "harkit.experiments",
     "ablate": "harkit.experiments",
     "reproduce": "harkit.experiments",
@@ -75,7 +70,7 @@ _EXPORTS = {
     "Prediction": "harkit.infer.recognizer",
 }
 
-# the lazy names, __version__, and the three functions defined below
+# the lazy names, __version__, and the functions defined below
 __all__ = [
     "DatasetConfig",
     "FeatureStore",
@@ -114,14 +109,15 @@ def create_model(
     recipe: str | os.PathLike[str] | Recipe,
     num_classes: int,
     *,
-    overrides: list[str] | tuple[str, ...] = (),
+    overrides: str | list[str] | tuple[str, ...] = (),
     pretrained: bool = False,
 ) -> nn.Module:
     """The whole model of a recipe (backbone + head, or the end-to-end network), untrained.
 
     ``recipe``: a built-in name (:func:`list_recipes`), a YAML path, or a :class:`Recipe`;
-    ``overrides``: ``key=value`` recipe changes. ``pretrained=False`` (as in timm) starts the
-    backbones from random weights and downloads nothing; ``True`` loads the recipe's weights.
+    ``overrides``: ``key=value`` recipe changes (a list, or one string for one change).
+    ``pretrained=False`` (as in timm) starts the backbones from random weights and downloads
+    nothing; ``True`` loads the recipe's weights.
     """
     from harkit.config import ConfigError
     from harkit.models.builder import build_model
@@ -133,17 +129,51 @@ def create_model(
     return build_model(resolved if pretrained else offline_recipe(resolved), num_classes).eval()
 
 
-def _recipe(
-    recipe: str | os.PathLike[str] | Recipe, overrides: list[str] | tuple[str, ...]
-) -> Recipe:
+def _refuse(name: str, expected: str, value: object) -> HarkitError:
+    """A one-line error naming the argument, what it takes and what it got."""
+    from harkit.config import ConfigError
+
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return ConfigError(f"{name}: expected {expected}, got {type(value).__name__} {shown}")
+
+
+def _path(value: object, name: str, expected: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise _refuse(name, expected, value)
+    return Path(value)
+
+
+def _overrides(overrides: object) -> list[str]:
+    """``key=value`` overrides: a list/tuple of strings, or one string (one override)."""
+    if isinstance(overrides, str):
+        return [overrides]
+    if not isinstance(overrides, Sequence) or not all(isinstance(o, str) for o in overrides):
+        raise _refuse("overrides", "'key=value' strings (a list, or one string)", overrides)
+    return list(overrides)
+
+
+def _recipe(recipe: object, overrides: object) -> Recipe:
     from harkit.config import ConfigError
     from harkit.models.recipe import Recipe, load_recipe
 
+    changes = _overrides(overrides)
     if isinstance(recipe, Recipe):
-        if overrides:
+        if changes:
             raise ConfigError("overrides apply to a recipe name or file; got a Recipe object")
         return recipe
-    return load_recipe(recipe, list(overrides))
+    if not isinstance(recipe, (str, os.PathLike)) or not str(recipe).strip():
+        raise _refuse("recipe", "a recipe name, a YAML path or a Recipe", recipe)
+    return load_recipe(recipe, changes)
+
+
+def _dataset(dataset: object) -> DatasetConfig:
+    from harkit.data.datasets import DatasetConfig
+
+    if isinstance(dataset, DatasetConfig):
+        return dataset
+    root = _path(dataset, "dataset", "a DatasetConfig, a video folder or a CSV manifest path")
+    return DatasetConfig(root=root)
 
 
 def fit(
@@ -151,7 +181,7 @@ def fit(
     dataset: str | os.PathLike[str] | DatasetConfig,
     run_dir: str | os.PathLike[str],
     *,
-    overrides: list[str] | tuple[str, ...] = (),
+    overrides: str | list[str] | tuple[str, ...] = (),
     store: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> TrainResult:
@@ -161,11 +191,70 @@ def fit(
     the feature store folder. ``options`` go to :func:`harkit.train.train` (``devices``,
     ``accelerator``, ``max_epochs``, ``precision``, ``progress``, ``resume``, ...).
     """
-    from harkit.data.datasets import DatasetConfig
     from harkit.train.trainer import train
 
-    config = dataset if isinstance(dataset, DatasetConfig) else DatasetConfig(root=Path(dataset))
-    return train(_recipe(recipe, overrides), config, run_dir, store=store, **options)
+    resolved, config = _recipe(recipe, overrides), _dataset(dataset)
+    run = _path(run_dir, "run_dir", "a run folder path (str or Path)")
+    return train(resolved, config, run, store=store, **options)
+
+
+def train_and_evaluate(
+    recipe: str | os.PathLike[str] | Recipe,
+    dataset: str | os.PathLike[str] | DatasetConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    splits: Sequence[int],
+    overrides: str | list[str] | tuple[str, ...] = (),
+    store: str | os.PathLike[str] | None = None,
+    clips: int = 1,
+    **options: Any,
+) -> dict[str, Any]:
+    """Train and evaluate each official split (``splits=[1, 2, 3]``) into ``RUN/split{k}/``
+    and write ``RUN/splits.md/.json`` with the mean over splits; returns that summary.
+    ``recipe``, ``dataset`` and ``overrides`` as in :func:`fit`; ``clips``: views per test
+    video; ``options`` go to :func:`harkit.train.train`
+    (:func:`harkit.experiments.splits.train_and_evaluate` underneath)."""
+    from harkit.experiments.splits import train_and_evaluate as run_splits
+
+    resolved, config = _recipe(recipe, overrides), _dataset(dataset)
+    run = _path(run_dir, "run_dir", "a run folder path (str or Path)")
+    return run_splits(resolved, config, run, splits=splits, store=store, clips=clips, **options)
+
+
+def create_backbone(
+    name: str,
+    weights: str | os.PathLike[str] | None = "none",
+    layers: Sequence[str] | None = None,
+    *,
+    frozen: bool = True,
+) -> Backbone:
+    """One frame encoder by registry name (:func:`list_backbones`), or ``timm/...`` /
+    ``torchvision/...`` model: :func:`harkit.backbones.create_backbone`."""
+    from harkit.backbones import create_backbone as create
+
+    if not isinstance(name, str) or not name.strip():
+        raise _refuse("name", "a backbone name (see harkit.list_backbones())", name)
+    return create(name, weights, layers, frozen=frozen)
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike[str],
+    dataset: str | os.PathLike[str] | DatasetConfig | Dataset | None = None,
+    *,
+    clips: int = 1,
+    store: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> EvalResult:
+    """Evaluate the run folder's model on the test split (of the run's dataset, or
+    ``dataset``) and write ``RUN/report/``: :func:`harkit.experiments.evaluate_run`
+    (``options``: ``out_dir``, ``batch_size``, ``device``, ``precision``)."""
+    from harkit.experiments import evaluate_run as evaluate
+
+    run = _path(run_dir, "run_dir", "a run folder path (str or Path)")
+    config: Any = dataset
+    if isinstance(dataset, (str, os.PathLike)):
+        config = _dataset(dataset)
+    return evaluate(run, config, clips=clips, store=store, **options)
 
 
 def recognize(
@@ -178,10 +267,23 @@ def recognize(
     """Label one video (file, frame folder or ``uint8 (N, H, W, 3)`` frames) with the trained
     run folder ``run``: ``Recognizer.from_run(run).predict(video)`` in one call.
 
-    For many videos build one :class:`Recognizer` and call ``predict`` / ``predict_many``:
-    this loads the run each time.
+    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, one this machine has (checked
+    before the run is loaded). For many videos build one :class:`Recognizer` and call
+    ``predict`` / ``predict_many``: this loads the run each time.
     """
-    from harkit.infer.recognizer import Recognizer
+    import numpy as np
 
-    source: Any = video if not isinstance(video, os.PathLike) else Path(video)
-    return Recognizer.from_run(Path(run), device=device).predict(source, top_k=top_k)
+    from harkit.infer.recognizer import Recognizer, check_int
+
+    run_path = _path(run, "run", "a run folder path (str or Path)")
+    if isinstance(video, os.PathLike):
+        video = Path(video)
+    elif not isinstance(video, (str, np.ndarray)):
+        raise _refuse(
+            "video",
+            "a video file or frame folder path (str or Path) or a uint8 (N, H, W, 3) array; "
+            "for many videos use Recognizer.predict_many",
+            video,
+        )
+    top_k = check_int(top_k, "top_k")  # before the run is loaded
+    return Recognizer.from_run(run_path, device=device).predict(video, top_k=top_k)

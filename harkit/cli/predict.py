@@ -6,10 +6,13 @@ video (``{"source", "label", "confidence", "top_k"}``, or ``{"source", "error"}`
 that could not be read). Unreadable files are reported on stderr and do not stop the run.
 
 ``--clips N`` averages the softmax of N windows evenly spaced over each video (video-level
-prediction; 1 = the whole video sampled once, the default). ``--segments`` slides the run's
-training clip window over each video (``--window``/``--stride`` in seconds; default one
-training clip and half of it) and prints per-window labels merged into ``[start, end, label]``
-segments; ``--segments-out FOLDER`` writes ``<video>.segments.json``, ``.segments.csv`` and
+prediction; 1 = the whole video sampled once, the default); a video with fewer distinct
+windows than N gets one view per window (a note on stderr, ``"note"`` in JSON).
+``--segments`` slides the run's training clip window over each video (``--window`` /
+``--stride`` in seconds; default one training clip and half of it; a stride longer than the
+window is refused: it would leave time no window looks at) and prints per-window labels
+merged into ``[start, end, label]`` segments; ``--segments-out FOLDER`` (created and checked
+before any video is read) writes ``<video>.segments.json``, ``.segments.csv`` and
 ``.windows.csv`` there. Flow-stream runs (two-stream I3D) compute the flow of the frames with
 the settings training used (``--flow-config`` gives the flow folder's ``flow_config.json``).
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -90,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--stride",
         type=float_in_range(0, 86_400, low_open=True),
         metavar="SECONDS",
-        help="--segments: window step (default: half a window)",
+        help="--segments: window step, at most the window (default: half a window)",
     )
     p.add_argument(
         "--segments-out",
@@ -120,6 +124,27 @@ def _check_options(args: argparse.Namespace) -> None:
     for name in ("window", "stride", "segments_out"):
         if getattr(args, name) is not None and not args.segments:
             raise UsageError(f"--{name.replace('_', '-')} needs --segments")
+    if args.window is not None and args.stride is not None and args.stride > args.window:
+        raise UsageError(
+            f"--stride {args.stride:g} is longer than --window {args.window:g}: windows would "
+            "leave gaps no window looks at; expected a stride <= the window"
+        )
+    if args.segments_out is not None:
+        _check_output_folder(args.segments_out)
+
+
+def _check_output_folder(path: Path) -> None:
+    """``--segments-out``: created and writable before any video is read."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(
+            f"--segments-out {path}: cannot create the folder ({reason}); expected a "
+            "writable folder"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"--segments-out {path}: not writable; expected a writable folder")
 
 
 def collect_videos(inputs: list[Path]) -> list[Path]:
@@ -175,6 +200,8 @@ def run_predict(args: argparse.Namespace) -> int:
                 print(json.dumps(pred.to_dict()), flush=True)
             continue
         predicted += 1
+        if pred.note:
+            bar.write(f"harkit: {pred.source}: {pred.note}", file=sys.stderr)
         if args.json:
             print(json.dumps(pred.to_dict()), flush=True)
         elif args.paper_style:
@@ -203,7 +230,7 @@ def _out_names(videos: list[Path]) -> list[str]:
 def run_segments(args: argparse.Namespace, recognizer, videos: list[Path]) -> int:
     """``--segments``: per-window labels and merged segments of each video."""
     from harkit.data.video import VideoReadError
-    from harkit.infer.errors import InferenceError
+    from harkit.infer.errors import InferenceError, WindowError
     from harkit.infer.windows import write_segments
 
     if args.window is None and recognizer.clip_window(25.0) is None:
@@ -217,6 +244,8 @@ def run_segments(args: argparse.Namespace, recognizer, videos: list[Path]) -> in
             result = recognizer.predict_segments(
                 video, window=args.window, stride=args.stride, top_k=args.top_k
             )
+        except WindowError as exc:  # an argument error (e.g. --stride > the run's window)
+            raise UsageError(str(exc)) from None
         except (VideoReadError, InferenceError, OSError, ValueError, MemoryError) as exc:
             # a bad video is reported; the others go on
             failed += 1

@@ -4,7 +4,8 @@ ONNX / TorchScript export, long videos (:mod:`harkit.infer.windows`) and the opt
 two-stream runs (:mod:`harkit.infer.flow`)."""
 
 from harkit.infer.decoder import IncrementalDecoder
-from harkit.infer.errors import ExportError, InferenceError, SourceError
+from harkit.infer.device import check_device
+from harkit.infer.errors import ExportError, InferenceError, SourceError, WindowError
 from harkit.infer.export import ExportReport, attach_onnx, export_run
 from harkit.infer.pipeline import Branch, Encoder, SplitModel, split_model
 from harkit.infer.recognizer import Clip, Prediction, Recognizer
@@ -32,8 +33,10 @@ __all__ = [
     "StreamRecognizer",
     "StreamStats",
     "VideoSegments",
+    "WindowError",
     "WindowPrediction",
     "attach_onnx",
+    "check_device",
     "export_run",
     "open_source",
     "run_stream",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harkit.errors import HarkitError
 
-__all__ = ["ExportError", "InferenceError", "SourceError"]
+__all__ = ["ExportError", "InferenceError", "SourceError", "WindowError"]
 
 
 class InferenceError(HarkitError):
@@ -17,3 +17,8 @@ class SourceError(InferenceError):
 
 class ExportError(InferenceError):
     """Export failed, or the exported files are missing / do not match the run."""
+
+
+class WindowError(InferenceError):
+    """Window / stride settings that cannot be used (e.g. a stride longer than the window,
+    which would leave time no window looks at): an argument error, not a bad video."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,7 +19,8 @@ from harkit.data.clips import load_clip, out_of_memory_reason
 from harkit.data.sampling import sample_indices
 from harkit.data.video import FrameCountError, VideoReadError, get_reader
 from harkit.evaluate.reports import format_prediction
-from harkit.infer.errors import InferenceError
+from harkit.infer.device import check_device
+from harkit.infer.errors import InferenceError, WindowError
 from harkit.infer.flow import FlowComputer
 from harkit.infer.pipeline import SplitModel, split_model
 from harkit.infer.training_clip import training_clip_length
@@ -49,6 +52,9 @@ class Prediction:
     top_k: list[tuple[str, float]] = field(default_factory=list)
     probs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     error: str | None = None
+    note: str = ""
+    """Set when the request was adjusted (e.g. fewer views than asked: the video has no
+    more distinct windows)."""
 
     @property
     def ok(self) -> bool:
@@ -61,12 +67,44 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         if self.error is not None:
             return {"source": self.source, "error": self.error}
-        return {
+        out = {
             "source": self.source,
             "label": self.label,
             "confidence": round(self.confidence, 6),
             "top_k": [{"label": lab, "prob": round(p, 6)} for lab, p in self.top_k],
         }
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def check_int(value: object, name: str, low: int = 1) -> int:
+    """``value`` if it is an integer ``>= low``; else a one-line :class:`InferenceError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise InferenceError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_seconds(value: object, name: str) -> float:
+    """``value`` if it is a finite number > 0; else a one-line :class:`InferenceError`."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if not ok or not math.isfinite(float(value)) or float(value) <= 0:  # type: ignore[arg-type]
+        raise InferenceError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_video(video: object, name: str = "video") -> str | Path | np.ndarray:
+    """A video argument: a path (str / PathLike) or a frame array; else a one-line error."""
+    if isinstance(video, np.ndarray):
+        return video
+    if isinstance(video, str):
+        return video
+    if isinstance(video, os.PathLike):
+        return Path(video)
+    raise InferenceError(
+        f"{name} must be a video file or folder path (str or Path) or a uint8 (N, H, W, 3) "
+        f"frame array, got {type(video).__name__} {video!r:.80}"
+    )
 
 
 def _valid_steps(frames: np.ndarray, mask: np.ndarray) -> int:
@@ -125,6 +163,12 @@ class Recognizer:
         settings (:func:`harkit.infer.flow.resolve_flow`)."""
         if engine not in ("torch", "onnx"):
             raise InferenceError(f"unknown engine '{engine}'; expected 'torch' or 'onnx'")
+        if not isinstance(path, (str, os.PathLike)):
+            raise InferenceError(
+                f"run must be a run folder path (str or Path), got {type(path).__name__} "
+                f"{path!r:.80}"
+            )
+        device = check_device(device)
         recipe, classes, net = load_run(path, device=device)
         run_info = read_run_info(path)
         # the exported files replace the encoder: no backbone graphs of its own to export
@@ -270,6 +314,8 @@ class Recognizer:
 
         Unreadable files raise :class:`~harkit.data.video.VideoReadError`.
         """
+        video = check_video(video)
+        top_k = check_int(top_k, "top_k")
         if isinstance(video, np.ndarray):
             clip = self.array_clip(video)
             source = "<array>"
@@ -287,13 +333,35 @@ class Recognizer:
     ) -> Iterator[Prediction]:
         """Predictions in input order; unreadable files give a :class:`Prediction` with
         ``error`` set instead of raising. Decoding of the next batch overlaps the CNN.
-        ``views`` > 1: each video's :meth:`predict_views`, one video at a time."""
-        paths = [str(v) for v in videos]
+        ``views`` > 1: each video's :meth:`predict_views`, one video at a time. One path
+        (str or Path) is one video."""
+        batch_size = check_int(batch_size, "batch_size")
+        top_k = check_int(top_k, "top_k")
+        views = check_int(views, "views")
+        if isinstance(videos, (str, os.PathLike)):
+            videos = [videos]
+        elif isinstance(videos, np.ndarray) or not isinstance(videos, Iterable):
+            raise InferenceError(
+                "videos must be paths (a list of str or Path, or one path), got "
+                f"{type(videos).__name__}"
+            )
+        paths = []
+        for v in videos:
+            if not isinstance(v, (str, os.PathLike)):
+                raise InferenceError(
+                    f"videos must be paths (str or Path), got {type(v).__name__} {v!r:.80}"
+                )
+            paths.append(str(v))
+        return self._predict_many(paths, batch_size, top_k, views)
+
+    def _predict_many(
+        self, paths: list[str], batch_size: int, top_k: int, views: int
+    ) -> Iterator[Prediction]:
         if views > 1:
             for path in paths:
                 pred = self._guarded(path, lambda p: self.predict_views(p, views, top_k))
-                if pred.error:
-                    log.warning("cannot read %s: %s", pred.source, pred.error)
+                if pred.error:  # the caller reports it (the CLI prints it once)
+                    log.debug("cannot read %s: %s", pred.source, pred.error)
                 yield pred
             return
         batches = [paths[i : i + max(1, batch_size)] for i in range(0, len(paths), batch_size)]
@@ -335,8 +403,8 @@ class Recognizer:
             for row, (path, _) in enumerate(good):
                 results[path] = self._prediction(path, logits[row], top_k)
         for pred in results.values():
-            if pred.error:
-                log.warning("cannot read %s: %s", pred.source, pred.error)
+            if pred.error:  # the caller reports it (the CLI prints it once)
+                log.debug("cannot read %s: %s", pred.source, pred.error)
         return [results[p] for p, _ in decoded]
 
     def _encode_together(self, clips: list[Clip]) -> list[Tensor]:
@@ -372,6 +440,9 @@ class Recognizer:
         self, video: str | Path | np.ndarray, fps: float | None
     ) -> tuple[str, int, float, Callable[[int], Iterator[np.ndarray]]]:
         """(source name, frame count, fps, frames(stop) iterator) of a file or array."""
+        video = check_video(video)
+        if fps is not None:
+            fps = check_seconds(fps, "fps")
         if isinstance(video, np.ndarray):
             frames = np.asarray(video)
             if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -431,8 +502,13 @@ class Recognizer:
         :meth:`clip_window`, and half of it). A video shorter than one window is one window
         over all its frames (``note`` says so). ``fps`` for arrays (default 25).
         """
-        if (window is not None and window <= 0) or (stride is not None and stride <= 0):
-            raise InferenceError(f"window and stride must be > 0 s, got {window} and {stride}")
+        if window is not None:
+            window = check_seconds(window, "window")
+        if stride is not None:
+            stride = check_seconds(stride, "stride")
+        if window is not None and stride is not None and stride > window:
+            raise WindowError(_gap_message(stride, window))
+        top_k = check_int(top_k, "top_k")
         source, total, rate, frames = self._video(video, fps)
         if window is not None:
             size, origin = frames_for_seconds(window, rate), f"window {window:g} s given"
@@ -447,6 +523,8 @@ class Recognizer:
             size, origin = found
         size = max(size, 2 if self.flow is not None else 1)  # flow needs a pair
         step = frames_for_seconds(stride, rate) if stride is not None else max(1, size // 2)
+        if step > size:  # windows would skip frames: segments would label unseen time
+            raise WindowError(_gap_message(step / rate, size / rate))
         for _ in range(2):  # a header that over-counts: again with the decoded count
             note = ""
             if total < size:
@@ -490,13 +568,17 @@ class Recognizer:
         labels a video of its frames. A window is one training clip (:meth:`clip_window`)
         when that is known and shorter than the video, else half the video (as ``harkit
         evaluate --clips`` takes its views). ``views=1`` is :meth:`predict` exactly."""
-        if views < 1:
-            raise InferenceError(f"views must be >= 1, got {views}")
+        views = check_int(views, "views")
+        top_k = check_int(top_k, "top_k")
         if views == 1:
             return self.predict(video, top_k=top_k)
         source, total, rate, frames = self._video(video, fps)
         for _ in range(2):
             spans = self.view_spans(total, views, rate)
+            note = ""
+            if len(spans) < views:
+                note = (f"{len(spans)} views instead of {views}: the video has only "
+                        f"{len(spans)} distinct windows")  # fmt: skip
             try:
                 logits = list(self._span_logits(frames, sorted(spans)))
             except _ShortVideo as short:
@@ -505,15 +587,26 @@ class Recognizer:
                     raise VideoReadError(source, "no frames could be decoded") from None
                 continue
             probs = torch.softmax(torch.stack(logits).float(), dim=-1).mean(dim=0)
-            return self._from_probs(source, probs.numpy(), top_k)
+            pred = self._from_probs(source, probs.numpy(), top_k)
+            pred.note = note
+            return pred
         raise VideoReadError(source, "frame count changed between two decodes")
 
     def view_spans(self, num_frames: int, views: int, fps: float) -> list[tuple[int, int]]:
-        """The frame spans ``[start, end)`` :meth:`predict_views` averages."""
+        """The frame spans ``[start, end)`` :meth:`predict_views` averages: ``views`` of
+        them, or fewer when the video has fewer distinct windows (one per start frame)."""
         found = self.clip_window(fps)
         size = found[0] if found is not None and found[0] < num_frames else -(-num_frames // 2)
         size = min(num_frames, max(size, 2 if self.flow is not None else 1))
+        views = min(views, num_frames - size + 1)
         return [(a, a + size) for a in view_starts(num_frames, views, size)]
+
+
+def _gap_message(stride: float, window: float) -> str:
+    return (
+        f"stride {stride:g} s is longer than the window {window:g} s: windows would leave "
+        "gaps no window looks at; expected a stride <= the window"
+    )
 
 
 class _ShortVideo(Exception):

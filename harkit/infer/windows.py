@@ -159,9 +159,13 @@ class VideoSegments:
 
     def table(self) -> str:
         """A short human-readable table of the segments."""
+        # the window used: a video shorter than the window is one window over all of it
+        used = min(self.window, self.num_frames) / self.fps
+        many = f" every {self.stride / self.fps:.2f} s" if len(self.windows) > 1 else ""
+        noun = "window" if len(self.windows) == 1 else "windows"
         lines = [
-            f"{self.source}: {len(self.windows)} windows of {self.window / self.fps:.2f} s "
-            f"every {self.stride / self.fps:.2f} s -> {len(self.segments)} segments"
+            f"{self.source}: {len(self.windows)} {noun} of {used:.2f} s{many} "
+            f"-> {len(self.segments)} segments"
         ]
         if self.note:
             lines.append(f"  ({self.note})")
