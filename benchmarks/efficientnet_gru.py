@@ -3,7 +3,7 @@
 GaTech UD810 PS7 (27 clips: 3 arm gestures x 3 people x 3 trials, 640x480) from
 ``../shared/realdata/gatech_ud810_ps7``. Each fold trains on two people and tests on the
 third, through harkit's own pipeline: ``extract_features`` once into a feature store (in the
-precision ``HARKIT_PRECISION`` picks: fp32 | bf16 | auto, recorded in the JSON),
+precision ``precision='auto'`` resolves to, recorded in the JSON),
 then ``ablate`` per fold (train + evaluate each head variant on the same cache). Validation
 is off (``optim.val_fraction=0``): a group-aware validation split would leave one person to
 train on. The baseline is the order-agnostic ``head.type=mean`` on the same features, with
@@ -34,7 +34,6 @@ import torch
 from harkit.data.datasets import DatasetConfig, load_index
 from harkit.experiments.ablate import Variant, ablate, grid_variants, parse_grid
 from harkit.features import extract_features
-from harkit.precision import resolve_precision
 
 RECIPE = "efficientnet-gru"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "gatech_ud810_ps7"
@@ -101,7 +100,7 @@ def main() -> None:
     # Features once: every variant and fold reads the same store.
     start = time.perf_counter()
     index = load_index(DatasetConfig(root=folds[0][1]))  # every fold lists all clips
-    done = set()
+    done, precisions = set(), set()
     for variant in variants(args.seeds[0]):
         key = variant.recipe.input.model_dump_json()
         if key in done:
@@ -112,6 +111,8 @@ def main() -> None:
             variant.recipe.input.transform, precision="auto", num_workers=0, video_root=work,
             progress=False,
         )  # fmt: skip
+        # what the extractor ran (EfficientNet-Lite stays fp32 under 'auto', see harkit.precision)
+        precisions.add((report.extractor or {}).get("precision", "none: all cached"))
         if report.failed:
             raise SystemExit(f"{report.failed} videos failed to extract; see {work / 'store'}")
     extract_s = time.perf_counter() - start
@@ -143,7 +144,7 @@ def main() -> None:
         "dataset": str(args.data),
         "recipe": RECIPE,
         "overrides": common,
-        "extraction_precision": resolve_precision("auto", torch.device("cpu")),
+        "extraction_precision": sorted(precisions),
         "grid": grid,
         "seeds": args.seeds,
         "results": results,
