@@ -30,7 +30,6 @@ MAX_SEED = 2**32 - 1  # numpy / Lightning seeds are unsigned 32-bit
 # An empty item in a comma list: "1,,2", ",1", "1,".
 _EMPTY_ITEM = re.compile(r"(^|,)\s*(,|$)")
 _OVERRIDE_KEY = re.compile(r"[A-Za-z_]\w*(\.(?:[A-Za-z_]\w*|\d+))*")  # list items by index
-_DEVICE = re.compile(r"cpu|mps|cuda(:\d{1,4})?")
 
 
 def _refuse(text: str, allowed: str, why: str = "") -> argparse.ArgumentTypeError:
@@ -160,10 +159,11 @@ def devices(text: str) -> int | str:
 
 def device(text: str) -> str:
     """A torch device this machine has: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
-    if not _DEVICE.fullmatch(text):
-        raise _refuse(text, "cpu, cuda, cuda:N or mps")
-    if text != "cpu":
-        _require_device(text)
+    from harkit.infer.device import device_problem
+
+    problem = device_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
@@ -178,18 +178,11 @@ def accelerator(text: str) -> str:
 
 
 def _require_device(text: str) -> None:
-    # Refused here, not deep in a model's .to(): a missing GPU is a bad argument.
-    import torch
+    from harkit.infer.device import device_problem
 
-    if text == "mps":
-        if not torch.backends.mps.is_available():
-            raise _refuse(text, "a device this machine has (no MPS here; use cpu)")
-        return
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    index = int(text.split(":")[1]) if ":" in text else 0
-    if index >= count:
-        have = f"CUDA devices 0-{count - 1}" if count else "no CUDA device; use cpu"
-        raise _refuse(text, f"a device this machine has ({have})")
+    problem = device_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
 
 
 def stream_source(text: str) -> str:
