@@ -1,7 +1,8 @@
 """``harkit evaluate RUN``: test a run folder's model and write RUN/report/.
 
 With ``--splits 1,2,3`` RUN is the folder ``harkit train --splits`` wrote: each
-``RUN/split<k>/`` is evaluated and ``RUN/splits.md`` holds the mean over them.
+``RUN/split<k>/`` is evaluated and ``RUN/splits.md`` holds the mean over them (over only
+some of the split runs RUN holds: ``RUN/splits-1-2.md``, so the full mean is kept).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         type=folder,
         help="report folder (default: RUN/report; with "
-        "--splits: OUT/split<k>/ and OUT/splits.md, default RUN)",
+        "--splits: OUT/split<k>/ and OUT/splits.md, or splits-1-2.md for some of "
+        "RUN's splits; default RUN)",
     )
     p.add_argument(
         "--batch-size", type=int_in_range(1, 65536), help="test batch size (default: the recipe's)"
@@ -71,10 +73,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
                               "RUN/split<k> is tested on its own split k)")  # fmt: skip
         summary = evaluate_splits(args.run, args.splits, dataset=config, out_dir=args.out,
                                   recorded_overrides=recorded, **common)  # fmt: skip
-        out = args.out or args.run
         mean, std = summary["mean"]["top1"], summary["std"]["top1"]
-        print(f"mean top-1 over splits {','.join(map(str, args.splits))}: {100 * mean:.2f}% "
-              f"± {100 * std:.2f}% -> {out / 'splits.md'}")  # fmt: skip
+        clips = f"{args.clips} clip{'s' if args.clips != 1 else ''} per video"
+        print(f"mean top-1 over splits {','.join(map(str, args.splits))} ({summary['level']}-"
+              f"level, {clips}): {100 * mean:.2f}% ± {100 * std:.2f}% -> "
+              f"{summary['report']}")  # fmt: skip
+        for k, cov in (summary.get("coverage") or {}).items():
+            if cov.get("skipped"):  # the mean leaves these videos out: say so
+                print(f"split {k}: {cov['text']}")
         return 0
     from harkit.experiments.evaluate import evaluate_run
 
@@ -83,5 +89,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     line = f"clip-level top-1 {100 * result.clip.top1:.2f}%"
     if result.video is not None:
         line += f", video-level top-1 {100 * result.video.top1:.2f}%"
+    if result.coverage is not None:  # the metrics are over the videos that could be read
+        from harkit.evaluate.reports import coverage_text
+
+        line += f" ({coverage_text(result.coverage)})"
     print(f"{line} -> {result.files.get('report', args.out or args.run / 'report')}")
     return 0

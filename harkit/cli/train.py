@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harkit.cli.args import (
     accelerator,
@@ -18,6 +19,9 @@ from harkit.cli.args import (
 )
 from harkit.config import ConfigError
 
+if TYPE_CHECKING:
+    from harkit.models.recipe import Recipe
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a recipe into a run folder")
@@ -28,13 +32,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_set_arg(p)
     p.add_argument("--devices", type=devices, default=1, help="devices per node (int, or 'auto')")
     p.add_argument("--num-nodes", type=int_in_range(1, 1024), default=1)
-    p.add_argument("--accelerator", default="auto", type=accelerator,
-                   help="auto, cpu, gpu/cuda or mps (default auto)")
+    p.add_argument(
+        "--accelerator",
+        default="auto",
+        type=accelerator,
+        help="auto, cpu, gpu/cuda or mps (default auto)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.ckpt")
-    p.add_argument("--splits", type=split_list, default=[],
-                   help="train + evaluate each split, e.g. 1,2,3; report the mean")
-    p.add_argument("--clips", type=int_in_range(1, 1000), default=1,
-                   help="views per test video (with --splits)")
+    p.add_argument(
+        "--splits",
+        type=split_list,
+        default=[],
+        help="train + evaluate each split, e.g. 1,2,3; report the mean",
+    )
+    p.add_argument(
+        "--clips",
+        type=int_in_range(1, 1000),
+        default=1,
+        help="views per test video (with --splits)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
@@ -58,19 +74,41 @@ def run_train(args: argparse.Namespace) -> int:
 
         if args.resume:
             raise ConfigError("--resume works on one run folder; resume each RUN/splitK instead")
-        summary = train_and_evaluate(recipe, config, run_dir, splits=splits, clips=args.clips,
-                                     **kwargs)
+        summary = train_and_evaluate(
+            recipe, config, run_dir, splits=splits, clips=args.clips, **kwargs
+        )
         mean = summary["mean"]["top1"]
-        print(f"{recipe.name}: mean top-1 over splits {splits}: {100 * mean:.2f}% -> "
-              f"{run_dir / 'splits.md'}")
+        print(
+            f"{recipe.name}: mean top-1 over splits {splits}: {100 * mean:.2f}% -> "
+            f"{summary['report']}"
+        )
         return 0
     from harkit.train.trainer import train
 
+    if args.resume:
+        recipe = _recorded_epochs(recipe, run_dir, args.overrides)
     info = train(recipe, config, run_dir, resume=args.resume, **kwargs)
     if info:
         best = info.get("best_score")
         score = f", val/acc {100 * best:.2f}%" if best is not None else ""
-        print(f"trained {recipe.name} -> {run_dir} ({info['epochs_run']} epochs; exported "
-              f"{info['exported']['checkpoint']}: {info['exported']['reason']}{score})")
+        print(
+            f"trained {recipe.name} -> {run_dir} ({info['epochs_run']} epochs; exported "
+            f"{info['exported']['checkpoint']}: {info['exported']['reason']}{score})"
+        )
         print(json.dumps(info.get("counts", {})))
     return 0
+
+
+def _recorded_epochs(recipe: Recipe, run_dir: Path, overrides: list[str]) -> Recipe:
+    """``--resume`` without ``--set optim.epochs=N`` continues to the epochs the run was
+    trained for (RUN/recipe.yaml), not to the recipe's default: a run trained with
+    ``--set optim.epochs=60`` resumes to 60. Any other difference is refused by train()."""
+    if any(o.partition("=")[0].strip() == "optim.epochs" for o in overrides):
+        return recipe
+    from harkit.train.run import RunPaths, read_recipe
+
+    paths = RunPaths(Path(run_dir))
+    if not paths.recipe.is_file():
+        return recipe  # train() says there is nothing to resume
+    epochs = read_recipe(paths).optim.epochs
+    return recipe.model_copy(update={"optim": recipe.optim.model_copy(update={"epochs": epochs})})

@@ -42,6 +42,24 @@ def format_prediction(label: str, confidence: float) -> str:
     return f"Class: {label}, Confidence: {confidence:.2f}"
 
 
+def coverage_text(coverage: Mapping[str, Any]) -> str:
+    """``"1 of 5 test videos evaluated, 4 skipped (see RUN/report/skipped.json)"``: how many
+    test videos the metrics are over (``coverage``: ``total``, ``evaluated``, ``skipped``,
+    ``skipped_file``)."""
+    total, evaluated = coverage.get("total"), coverage.get("evaluated")
+    text = f"{evaluated} of {total} test videos evaluated"
+    skipped = coverage.get("skipped") or 0
+    if skipped:
+        where = coverage.get("skipped_file")
+        text += f", {skipped} skipped" + (f" (see {where})" if where else " (unreadable)")
+    return text
+
+
+def _without_samples(metrics: Metrics, names: Sequence[str]) -> list[str]:
+    """Classes with no test sample: their accuracy and recall are undefined."""
+    return [name for name, row in zip(names, metrics.per_class, strict=True) if not row.support]
+
+
 def _pct(value: float) -> str:
     return f"{100.0 * value:.2f}%"
 
@@ -232,6 +250,7 @@ def write_report(
     video_level: Metrics | None = None,
     reported: Mapping[str, float] | None = None,
     training: Mapping[str, Any] | None = None,
+    coverage: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``report.md``, ``metrics.json``, ``confusion_matrix.csv`` and the raw and
     row-normalised confusion matrix PNGs into ``out_dir``; every file atomically.
@@ -243,7 +262,11 @@ def write_report(
     ``split_info['dataset']`` and ``['split']`` (see :func:`compare_with_paper`).
     ``training`` says which weights were tested: ``epochs_trained``, ``val_acc`` (fraction or
     None) and ``checkpoint`` (``which``: best/last, ``file``, 1-based ``epoch``, ``reason``),
-    as :func:`harkit.experiments.training_summary` gives them.
+    as :func:`harkit.experiments.training_summary` gives them. ``coverage`` (``total``,
+    ``evaluated``, ``skipped`` test videos, ``skipped_file``) says how many test videos the
+    metrics are over (see :func:`coverage_text`); skipped videos are flagged in report.md.
+    Classes without a test sample are flagged in the per-class table and listed in
+    metrics.json (``classes_without_test_samples``); mean class accuracy leaves them out.
     Returns the written paths by kind (see ``REPORT_FILES``).
     """
     names = [str(c) for c in (classes if classes is not None else metrics.classes)]
@@ -275,6 +298,9 @@ def write_report(
     }
     if training is not None:
         payload["training"] = dict(training)
+    if coverage is not None:
+        payload["coverage"] = {**coverage, "text": coverage_text(coverage)}
+    payload["classes_without_test_samples"] = _without_samples(metrics, names)
     # The papers count one prediction per video: compare the video level where there is one.
     paper = compare_with_paper(
         reported,
@@ -292,7 +318,7 @@ def write_report(
 
     atomic_write_text(
         paths["report"],
-        _report_markdown(metrics, names, split_info, title, video_level, paper, training),
+        _report_markdown(metrics, names, split_info, title, video_level, paper, training, coverage),
     )
     return paths
 
@@ -332,6 +358,7 @@ def _report_markdown(
     video_level: Metrics | None,
     paper: Sequence[Mapping[str, Any]] = (),
     training: Mapping[str, Any] | None = None,
+    coverage: Mapping[str, Any] | None = None,
 ) -> str:
     levels = [(f"{metrics.level.capitalize()} level (%)", metrics)]
     if video_level is not None:
@@ -345,15 +372,29 @@ def _report_markdown(
         rows.append([label, *(_num(m.headline()[key]) for _, m in levels)])
     samples = ", ".join(f"{m.num_samples} ({m.level} level)" for _, m in levels)
 
-    lines = [f"# {title}", "", "## Data", "", *_split_lines(split_info), "",
+    missing = _without_samples(metrics, names)
+    covered = []
+    if coverage is not None:
+        covered = [f"Test videos: {coverage_text(coverage)}.", ""]
+        if coverage.get("skipped"):
+            covered += [f"**Warning: {coverage_text(coverage)}; every metric below is over "
+                        f"the {coverage.get('evaluated')} evaluated videos only.**", ""]  # fmt: skip
+    mean_class = (
+        "Mean class accuracy is the mean over classes of the share of each class's samples "
+        "classified correctly"
+    )
+    if missing:
+        mean_class += (
+            f", over the {len(names) - len(missing)} of {len(names)} classes with test samples "
+            f"({len(missing)} without any are left out: see the per-class table)"
+        )
+    lines = [f"# {title}", "", "## Data", "", *_split_lines(split_info), "", *covered,
              *_training_lines(training), "## Summary", ""]  # fmt: skip
     lines += _md_table(header, rows)
     lines += [
         "",
-        f"Samples: {samples}. "
-        "Mean class accuracy is the mean over classes of the share of each class's samples "
-        "classified correctly. Macro averages weigh every class equally; weighted averages "
-        "weigh classes by their number of samples.",
+        f"Samples: {samples}. {mean_class}. Macro averages weigh every class equally; weighted "
+        "averages weigh classes by their number of samples.",
         "",
         *_paper_lines(paper, split_info.get("dataset")),
         f"## Per-class results ({metrics.level} level, %)",
@@ -368,12 +409,18 @@ def _report_markdown(
             _num(row.recall),
             _num(row.f1),
         ]
+        if row.support
+        else [f"{name} (no test sample)", 0, "–", _num(row.precision), "–", "–"]
         for name, row in zip(names, metrics.per_class, strict=True)
     ]
     lines += _md_table(
         ["Class", "Support", "Accuracy (%)", "Precision (%)", "Recall (%)", "F1 (%)"],
         per_class_rows,
     )
+    if missing:
+        lines += ["", f"{len(missing)} of {len(names)} classes have no test sample "
+                  f"({', '.join(missing)}): their accuracy, recall and F1 are undefined (–), "
+                  "and mean class accuracy leaves them out."]  # fmt: skip
     confusions = _top_confusions(metrics.confusion, names, limit=10)
     if confusions:
         lines += ["", "## Most frequent confusions", ""]
@@ -427,8 +474,15 @@ def write_splits_report(
     reported: Mapping[str, float] | None = None,
     dataset: str | None = None,
     training: Mapping[str | int, Mapping[str, Any]] | None = None,
+    clips: int | None = None,
+    name: str = "splits",
+    coverage: Mapping[str | int, Mapping[str, Any]] | None = None,
 ) -> dict[str, Path]:
-    """Write ``splits.md`` and ``splits.json``: one row per split, then the mean and std.
+    """Write ``<name>.md`` and ``<name>.json`` (default ``splits``): one row per split, then
+    the mean and std. Both say which splits the mean is over, whether the metrics are clip-
+    or video-level (the ``level`` of ``per_split``) and, given ``clips``, the clips per video.
+    ``coverage`` (per split, as :func:`write_report` takes it) flags splits whose metrics
+    leave out skipped test videos.
 
     ``reported`` (the recipe's paper numbers) adds a "Paper vs harkit" table when
     ``dataset`` names the data the splits are of (see :func:`compare_with_paper`).
@@ -436,12 +490,21 @@ def write_splits_report(
     split's tested weights were trained.
     """
     summary = average_over_splits(per_split)
+    levels = sorted({m.level for m in per_split.values()})
+    if len(levels) != 1:
+        raise EvaluationError(f"splits mix clip- and video-level metrics: {levels}")
+    level = levels[0]
+    summary["level"] = level
+    summary["clips_per_video"] = clips
     trained = {str(k): dict(v) for k, v in (training or {}).items()}
     unknown = sorted(set(trained) - set(summary["splits"]))
     if unknown:
         raise EvaluationError(f"training given for splits {unknown} that have no metrics")
     if trained:
         summary["training"] = trained
+    covered = {str(k): {**v, "text": coverage_text(v)} for k, v in (coverage or {}).items()}
+    if covered:
+        summary["coverage"] = covered
     paper = []
     for number in paper_numbers(reported):
         # A paper mean goes beside harkit's mean, a paper split-k number beside harkit's split k.
@@ -463,12 +526,24 @@ def write_splits_report(
     rows.append(["**mean**", *(f"**{_num(summary['mean'][key])}**" for key in HEADLINE)])
     rows.append(["std", *(_num(summary["std"][key]) for key in HEADLINE)])
     mean, std = summary["mean"]["top1"], summary["std"]["top1"]
+    listed = ", ".join(summary["splits"])
+    measured = f"{level}-level metrics"
+    if clips is not None:
+        measured += f", {clips} clip{'s' if clips != 1 else ''} per video"
+        if level == "video":
+            measured += " (their class probabilities averaged)"
     lines = [
-        f"# {title}",
+        f"# {title} {listed}",
         "",
-        f"Reported accuracy is the mean over the official splits: top-1 {_pct(mean)} "
-        f"± {_pct(std)} over {summary['num_splits']} split(s) (population std).",
+        f"Mean over splits {listed}: top-1 {_pct(mean)} ± {_pct(std)} over "
+        f"{summary['num_splits']} split(s) (population std); {measured}.",
         "",
+        *(
+            f"**Warning: split {k}: {c['text']}; its metrics are over the evaluated videos "
+            "only.**\n"
+            for k, c in covered.items()
+            if c.get("skipped")
+        ),
         *_md_table(header, rows),
         "",
         *_paper_lines(paper, dataset),
@@ -491,7 +566,9 @@ def write_splits_report(
                        table),
             "",
         ]  # fmt: skip
-    paths = {"report": out / "splits.md", "json": out / "splits.json"}
+    if not _SAFE_NAME.match(name):
+        raise EvaluationError(f"report name {name!r}: expected letters, digits, '.', '_', '-'")
+    paths = {"report": out / f"{name}.md", "json": out / f"{name}.json"}
     atomic_write_text(paths["json"], _json_text(summary))
     atomic_write_text(paths["report"], "\n".join(lines))
     return paths

@@ -44,6 +44,9 @@ class Predictions:
     labels: np.ndarray
     video_ids: np.ndarray
     skipped: int = 0
+    """Clips (views) skipped as unreadable."""
+    skipped_videos: tuple[str, ...] = ()
+    """Paths of the videos those clips came from, each once."""
 
 
 @dataclass
@@ -56,6 +59,9 @@ class EvalResult:
     files: dict[str, Path] = field(default_factory=dict)
     predictions: Predictions | None = None
     training: dict[str, Any] | None = None
+    coverage: dict[str, Any] | None = None
+    """Test videos ``total`` / ``evaluated`` / ``skipped`` and the ``skipped_file`` listing
+    them (:func:`harkit.evaluate.reports.coverage_text` says it in words)."""
 
 
 def training_summary(info: dict[str, Any]) -> dict[str, Any]:
@@ -64,13 +70,17 @@ def training_summary(info: dict[str, Any]) -> dict[str, Any]:
     ``epochs_trained`` counts epochs run; ``val_acc`` is the best validation accuracy
     (fraction; None without validation); ``checkpoint`` names the checkpoint exported to
     ``model.safetensors``: ``best`` or ``last``, its file, and its epoch counted from 1 like
-    ``epochs_trained`` (run.json's ``exported.epoch`` is Lightning's 0-based index).
+    ``epochs_trained``. run.json's ``exported.epoch`` counts from 1 too, next to Lightning's
+    0-based ``epoch_index``; a run.json without ``epoch_index`` (an older harkit) holds the
+    0-based index in ``epoch``.
     """
     exported = info.get("exported") if isinstance(info.get("exported"), dict) else {}
     file = exported.get("checkpoint")
     epoch = exported.get("epoch")
+    if isinstance(epoch, int) and "epoch_index" not in exported:
+        epoch += 1  # an older run.json: `epoch` was Lightning's 0-based index
     which = None if not file else ("best" if Path(file).stem == "best" else "last")
-    # run.json's reason for best.ckpt names the 0-based epoch; the report counts from 1
+    # older run.jsons' reason for best.ckpt names the 0-based epoch: say it without a number
     reason = "highest validation accuracy" if which == "best" else exported.get("reason")
     return {
         "epochs_trained": info.get("epochs_run"),
@@ -78,7 +88,7 @@ def training_summary(info: dict[str, Any]) -> dict[str, Any]:
         "checkpoint": {
             "which": which,
             "file": file,
-            "epoch": epoch + 1 if isinstance(epoch, int) else None,
+            "epoch": epoch if isinstance(epoch, int) else None,
             "reason": reason,
         },
         "weights": "model.safetensors",
@@ -107,8 +117,10 @@ def predict(
     model.eval().to(device)
     probs, labels, ids = [], [], []
     skipped = 0
+    skipped_videos: dict[str, None] = {}
     for batch in loader:
         skipped += len(batch.get("skipped", ()))
+        skipped_videos.update((str(v.path), None) for v in batch.get("skipped", ()))
         if skip_report is not None:
             skip_report.record_batch(batch)
         if "video" not in batch:
@@ -120,7 +132,8 @@ def predict(
         ids.append(batch["index"].numpy())
     if not probs:
         raise DatasetError("nothing to evaluate: the test split is empty or every video failed")
-    return Predictions(np.concatenate(probs), np.concatenate(labels), np.concatenate(ids), skipped)
+    return Predictions(np.concatenate(probs), np.concatenate(labels), np.concatenate(ids),
+                       skipped, tuple(skipped_videos))  # fmt: skip
 
 
 def evaluate_predictions(
@@ -133,10 +146,12 @@ def evaluate_predictions(
     video_level: bool = False,
     reported: dict[str, float] | None = None,
     training: dict[str, Any] | None = None,
+    coverage: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Clip-level (and with ``video_level`` video-level) metrics; reports into ``out_dir``,
-    with the paper's numbers (``reported``) beside harkit's where they measure the same and
-    ``training`` (:func:`training_summary`) saying which weights were tested."""
+    with the paper's numbers (``reported``) beside harkit's where they measure the same,
+    ``training`` (:func:`training_summary`) saying which weights were tested and
+    ``coverage`` how many test videos were evaluated and skipped."""
     clip = compute_metrics(preds.labels, preds.probs, classes, level="clip")
     video = None
     if video_level:
@@ -153,8 +168,9 @@ def evaluate_predictions(
             video_level=video,
             reported=reported,
             training=training,
+            coverage=coverage,
         )
-    return EvalResult(clip, video, files, preds, training)
+    return EvalResult(clip, video, files, preds, training, coverage)
 
 
 def evaluate_run(
@@ -183,6 +199,7 @@ def evaluate_run(
     info = read_run_info(paths.root)
     recipe, classes, model = load_run(paths.root)
     split_info: dict[str, Any] = {}
+    total: int | None = None
     if isinstance(dataset, Dataset):
         test_set = dataset
         split_info = {"dataset": "given", "leakage": info.get("leakage", "not reported")}
@@ -214,6 +231,7 @@ def evaluate_run(
             _check_same_videos(paths, info, data.info["videos"], dataset)
         leaked = _trained_on(paths, data.videos.get("test", {}), dataset)
         test_set = data.test
+        total = int(data.info["counts"]["test"])
         split_info = {
             "dataset": data.info["dataset"]["name"],
             # None for data without official splits: the report then names no split
@@ -236,13 +254,21 @@ def evaluate_run(
         worker_init_fn=loader_worker_init() if recipe.optim.num_workers > 0 else None,
     )
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    skipped_file = paths.report / "skipped.json"
     preds = predict(
         model,
         loader,
         device=dev,
         precision=precision,
-        skip_report=open_skip_report(paths.report / "skipped.json"),
+        skip_report=open_skip_report(skipped_file),
     )
+    # Metrics are over the videos that could be read: every output says how many that is.
+    evaluated = len(np.unique(preds.video_ids))
+    if total is None:  # a given Dataset: the videos it holds are those read and those skipped
+        total = evaluated + len(preds.skipped_videos)
+    total = max(total, evaluated)
+    coverage = {"total": total, "evaluated": evaluated, "skipped": total - evaluated,
+                "skipped_file": str(skipped_file)}  # fmt: skip
     result = evaluate_predictions(
         preds,
         classes,
@@ -252,6 +278,7 @@ def evaluate_run(
         video_level=clips > 1,
         reported=recipe.reported,
         training=training_summary(info),
+        coverage=coverage,
     )
     return result
 

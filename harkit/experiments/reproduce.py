@@ -462,6 +462,7 @@ def reproduce(
             reported=entry.reported,
             dataset=kind,
             training=training,
+            clips=clips,
         )
     rows = [_row(e, kind, splits) for e in entries]
     _write_table(out, rows, meta)

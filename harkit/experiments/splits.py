@@ -2,7 +2,10 @@
 
 ``train_and_evaluate`` trains and evaluates ``RUN/split<k>/`` for each split; ``evaluate_splits``
 evaluates the split runs such a folder already holds. Both write ``RUN/splits.md`` and
-``RUN/splits.json`` (mean ± std of every headline metric, and how each split was trained).
+``RUN/splits.json`` (mean ± std of every headline metric, its level and clips per video, and
+how each split was trained); over only some of the split runs the folder holds they write
+``RUN/splits-1-2.md/.json`` instead (named for its splits), so the mean over all of them is
+never replaced by a mean over fewer.
 """
 
 from __future__ import annotations
@@ -58,17 +61,33 @@ def split_dirs(run_dir: str | os.PathLike[str], splits: Sequence[int]) -> dict[i
     return dirs
 
 
+def report_name(run_dir: str | os.PathLike[str], splits: Sequence[int]) -> str:
+    """``splits`` when ``splits`` are every ``split<k>/`` run ``run_dir`` holds, else
+    ``splits-1-2`` (named for the splits averaged): a mean over some splits never replaces
+    the mean over all of them."""
+    held = {int(p.name[5:]) for p in Path(run_dir).glob("split*")
+            if p.is_dir() and p.name[5:].isdigit() and (p / "run.json").is_file()}  # fmt: skip
+    if not held or set(splits) == held:
+        return "splits"
+    return "splits-" + "-".join(str(k) for k in sorted(splits))
+
+
 def _write_mean(
     out: Path,
     results: Mapping[int, EvalResult],
     recipe: Recipe,
     kind: str | None,
+    *,
+    clips: int,
+    name: str = "splits",
 ) -> dict[str, Any]:
-    """``splits.md/.json`` over the splits' video-level (else clip-level) metrics."""
+    """``<name>.md/.json`` over the splits' video-level (else clip-level) metrics; the
+    summary's ``report`` is the Markdown file's path."""
     per_split: dict[str, Metrics] = {
         str(k): r.video if r.video is not None else r.clip for k, r in results.items()
     }
     training = {str(k): r.training for k, r in results.items() if r.training is not None}
+    coverage = {str(k): r.coverage for k, r in results.items() if r.coverage is not None}
     # the paper's numbers are of an official dataset, named by its kind (ucf101, ...)
     files = write_splits_report(
         out,
@@ -77,8 +96,12 @@ def _write_mean(
         reported=recipe.reported,
         dataset=kind,
         training=training,
+        clips=clips,
+        name=name,
+        coverage=coverage,
     )
-    return json.loads(Path(files["json"]).read_text(encoding="utf-8"))
+    summary = json.loads(Path(files["json"]).read_text(encoding="utf-8"))
+    return {**summary, "report": str(files["report"])}
 
 
 def train_and_evaluate(
@@ -92,7 +115,8 @@ def train_and_evaluate(
     **train_kwargs: Any,
 ) -> dict[str, Any]:
     """Train and evaluate each split into ``RUN/split{k}/``; write ``RUN/splits.md/.json``
-    with the mean over splits (the standard protocol). Returns that summary."""
+    with the mean over splits (the standard protocol; ``splits-1-2.md`` when RUN holds
+    other split runs too, see :func:`report_name`). Returns that summary, with ``report``."""
     from harkit.train.trainer import train
 
     splits = _check_splits(splits)
@@ -115,7 +139,8 @@ def train_and_evaluate(
         split_dir = root / f"split{k}"
         train(recipe, config, split_dir, store=store, **train_kwargs)
         results[k] = evaluate_run(split_dir, config, clips=clips, store=store)
-    return _write_mean(root, results, recipe, kind)
+    name = report_name(root, splits)  # splits-1-2 when RUN holds other split runs too
+    return _write_mean(root, results, recipe, kind, clips=clips, name=name)
 
 
 def evaluate_splits(
@@ -133,7 +158,8 @@ def evaluate_splits(
     Each split is tested on its own recorded data and split (``recorded_overrides`` such as
     ``{'allow_leakage': True}`` apply to each), or on ``dataset`` with ``split`` set to ``k``. Reports go
     to ``RUN/split<k>/report/`` and ``RUN/splits.md``, or with ``out_dir`` to
-    ``OUT/split<k>/`` and ``OUT/splits.md``. ``evaluate_kwargs`` go to :func:`evaluate_run`
+    ``OUT/split<k>/`` and ``OUT/splits.md``; over only some of the split runs RUN holds, the
+    mean goes to ``splits-1-2.md`` (see :func:`report_name`), path in the summary's ``report``. ``evaluate_kwargs`` go to :func:`evaluate_run`
     (``clips``, ``store``, ``batch_size``, ``device``, ``precision``).
     """
     dirs = split_dirs(run_dir, splits)
@@ -155,4 +181,6 @@ def evaluate_splits(
         )  # fmt: skip
     first = read_run_info(next(iter(dirs.values())))
     kind = (first.get("dataset") or {}).get("kind") if dataset is None else resolve_kind(dataset)
-    return _write_mean(out, results, recipes[next(iter(dirs))], kind)
+    return _write_mean(out, results, recipes[next(iter(dirs))], kind,
+                       clips=int(evaluate_kwargs.get("clips", 1)),
+                       name=report_name(run_dir, list(dirs)))  # fmt: skip

@@ -189,8 +189,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         or not all(isinstance(v, torch.Tensor) for v in state.values())
         or not all(isinstance(ckpt.get(k), int) for k in ("epoch", "global_step"))
     ):
-        raise RunError(f"{path}: not a Lightning checkpoint (state_dict of tensors, epoch, "
-                       "global_step); delete it and train again")
+        raise RunError(
+            f"{path}: not a Lightning checkpoint (state_dict of tensors, epoch, "
+            "global_step); delete it and train again"
+        )
     return ckpt
 
 
@@ -228,7 +230,7 @@ def read_run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not paths.root.is_dir():
         raise RunError(f"{paths.root}: run folder not found")
     if not paths.info.is_file():
-        raise RunError(f"{paths.root}: not a harkit run folder (no run.json); train one first")
+        raise RunError(_no_run_json(paths))
     info = read_json(paths.info, dict)
     version = info.get("format_version")
     if version != FORMAT_VERSION:
@@ -247,6 +249,31 @@ def read_run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(info.get("store"), (str, type(None))):
         raise RunError(f"{paths.info}: 'store' must be a folder path (string) or null")
     return info
+
+
+def _no_run_json(paths: RunPaths) -> str:
+    """Why ``RUN`` has no run.json, and what to do: resume an interrupted training, use the
+    split runs of a ``harkit train --splits`` folder, or train one."""
+    root = paths.root
+    if paths.last_ckpt.is_file():
+        recipe = paths.recipe if paths.recipe.is_file() else "RECIPE"
+        return (
+            f"{root}: training was interrupted (checkpoints/last.ckpt is there, run.json is "
+            f"written when it ends); continue it with 'harkit train --recipe {recipe} "
+            f"--dataset DATA --run {root} --resume' on the data (and --store) it trained on"
+        )
+    splits = sorted(
+        int(p.name[5:]) for p in root.glob("split*")
+        if p.name[5:].isdigit() and (p / "run.json").is_file()
+    )  # fmt: skip
+    if splits:
+        listed = ",".join(map(str, splits))
+        return (
+            f"{root}: not a harkit run folder (no run.json); it holds split runs: use --splits "
+            f"{listed} (harkit evaluate {root} --splits {listed}), or one of them, e.g. "
+            f"{root / f'split{splits[0]}'}"
+        )
+    return f"{root}: not a harkit run folder (no run.json); train one first"
 
 
 def read_classes(paths: RunPaths) -> list[str]:
@@ -309,9 +336,13 @@ def load_run(
         state = load_file(str(paths.weights))
         model.load_state_dict(state, strict=True)
     except (SafetensorError, OSError) as exc:
-        raise RunError(f"{paths.weights}: not a readable safetensors file ({_first_line(exc)}); "
-                       "train the run again") from None
+        raise RunError(
+            f"{paths.weights}: not a readable safetensors file ({_first_line(exc)}); "
+            "train the run again"
+        ) from None
     except RuntimeError as exc:
-        raise RunError(f"{paths.weights}: weights do not fit recipe '{recipe.name}': "
-                       f"{' '.join(str(exc).split())}") from None
+        raise RunError(
+            f"{paths.weights}: weights do not fit recipe '{recipe.name}': "
+            f"{' '.join(str(exc).split())}"
+        ) from None
     return recipe, classes, model.to(device).eval()

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins import TorchCheckpointIO
 
+from harkit.config import save_config
 from harkit.data.datasets import DatasetConfig, DatasetError
 from harkit.data.jobs import open_skip_report
 from harkit.errors import HarkitError
@@ -146,7 +147,11 @@ class RngCheckpoint(Callback):
         np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         random.setstate(state_dict["python"])
         cuda = state_dict.get("cuda")
-        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        if (
+            cuda is not None
+            and torch.cuda.is_available()
+            and len(cuda) == torch.cuda.device_count()
+        ):
             torch.cuda.set_rng_state_all(cuda)
 
 
@@ -187,6 +192,22 @@ def _check_same_recipe(paths: RunPaths, recipe: Recipe) -> None:
         )
 
 
+def _check_epochs_to_resume(paths: RunPaths, recipe: Recipe, max_epochs: int | None) -> None:
+    """Refuse a resume that asks for fewer epochs than ``last.ckpt`` has already run (Lightning
+    would fail on it only after the run folder was rewritten), naming both numbers."""
+    done = load_checkpoint(paths.last_ckpt)["epoch"] + 1  # last.ckpt: end of every epoch
+    target = max_epochs or recipe.optim.epochs
+    if target >= done:
+        return
+    asked = f"max_epochs={max_epochs}" if max_epochs else f"optim.epochs={target}"
+    saved = read_recipe(paths).optim.epochs
+    raise RunError(
+        f"{paths.root}: cannot resume with {asked}: the run has already trained {done} epochs "
+        f"(checkpoints/last.ckpt; its recipe.yaml says optim.epochs={saved}); to extend it set "
+        f"optim.epochs to {done} or more (--set optim.epochs=N)"
+    )
+
+
 def _val_best(ckpt: dict[str, Any]) -> float | None:
     """``best_model_score`` of the checkpoint's val/acc ModelCheckpoint state."""
     for key, state in ckpt.get("callbacks", {}).items():
@@ -207,6 +228,20 @@ def _eval_modules_are_frozen_backbones(module: torch.nn.Module) -> bool:
     frozen = {id(m) for b in module.modules() if isinstance(b, Backbone) and b.frozen
               for m in b.modules()}  # fmt: skip
     return all(id(m) in frozen for m in module.modules() if not m.training)
+
+
+def _flow_settings(recipe: Recipe, store: str | os.PathLike[str] | None) -> dict | None:
+    """How the flow the run's flow features came from was computed (recorded by
+    ``harkit extract --flow-root`` in the store), so inference computes the same flow."""
+    if store is None or not any(s.stream == "flow" for s in recipe.input.features):
+        return None
+    from harkit.features.dataset import feature_stores_for
+    from harkit.features.pipeline import read_flow_settings
+
+    for location in feature_stores_for(recipe, None, None, Path(store)):
+        if location.source.stream == "flow":
+            return read_flow_settings(location.path)
+    return None
 
 
 def train(
@@ -232,7 +267,10 @@ def train(
     torchrun or SLURM Lightning picks up the environment). ``resume`` continues from
     ``checkpoints/last.ckpt`` (written every epoch) with the same step, optimizer, scheduler
     and RNG state, and refuses a recipe that differs from the saved one in more than
-    ``optim.epochs``; ``max_epochs`` overrides ``optim.epochs``; ``precision`` overrides
+    ``optim.epochs``, or fewer epochs than the run already trained (the CLI's ``--resume``
+    without ``--set optim.epochs`` uses the run's recorded epochs); nothing in the run
+    folder is written before those checks pass. ``max_epochs`` overrides ``optim.epochs``;
+    ``precision`` overrides
     ``optim.precision``.
 
     The run folder is locked (``RUN/.lock``) for the whole call: a second ``train`` into the
@@ -282,13 +320,15 @@ def _train(
         for ckpt in (paths.last_ckpt, paths.best_ckpt):
             if ckpt.is_file():
                 load_checkpoint(ckpt)
+        _check_epochs_to_resume(paths, recipe, max_epochs)
         if paths.info.is_file():
             previous = read_run_info(paths.root)
         saved_classes = read_classes(paths)
         ckpt_path = str(paths.last_ckpt)
     elif paths.last_ckpt.is_file():
         raise RunError(
-            f"{paths.root} already holds a run; pass resume to continue it or pick another folder"
+            f"{paths.root} already holds a run; pass --resume (Python: resume=True) to continue "
+            "it or pick another folder"
         )
 
     L.seed_everything(optim.seed, workers=True, verbose=False)
@@ -312,8 +352,12 @@ def _train(
 
     has_val = data.val is not None and len(data.val) > 0  # type: ignore[arg-type]
     monitor = "val/acc" if has_val else "train/acc"
-    # On resume both are unchanged, or the recipe has a new optim.epochs.
-    write_recipe_and_classes(paths, recipe, data.classes)
+    # Every check has passed: only now is the run folder written. On resume the classes are
+    # unchanged (checked above) and the recipe differs in optim.epochs at most.
+    if resume:
+        save_config(recipe, paths.recipe)
+    else:
+        write_recipe_and_classes(paths, recipe, data.classes)
     started = _now()
 
     skips = open_skip_report(paths.skipped)  # a damaged report is rebuilt, with a warning
@@ -366,7 +410,10 @@ def _train(
     with warnings.catch_warnings():
         # Tiny datasets trip Lightning's "few batches" / "num_workers" hints on every run, and
         # every resume its "checkpoint directory ... is not empty".
-        warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches|exists and is not empty).*")
+        warnings.filterwarnings(
+            "ignore",
+            message=".*(does not have many workers|number of training batches|exists and is not empty).*",
+        )
         # Lightning's own use of a deprecated torch API, on every run: nothing a user can do
         warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
         if _eval_modules_are_frozen_backbones(module):  # frozen on purpose (issue 9)
@@ -379,9 +426,11 @@ def _train(
         raise HarkitError(f"{paths.root}: training ended without a checkpoint")
     # Read back from the files: with fork/spawn launchers this process's trainer did not train.
     last = load_checkpoint(paths.last_ckpt)
+    epochs_run = last["epoch"] + 1  # last.ckpt is written at the end of every epoch
     if has_val and paths.best_ckpt.is_file():
         exported_file, exported = paths.best_ckpt, load_checkpoint(paths.best_ckpt)
-        reason = f"best val/acc at epoch {exported['epoch']}"
+        # Every user-facing epoch counts from 1; Lightning's 0-based index is `epoch_index`.
+        reason = f"best val/acc at epoch {exported['epoch'] + 1} of {epochs_run}"
     else:
         exported_file, exported = paths.last_ckpt, last
         reason = "last epoch: no validation" if not has_val else "last epoch: no val/acc score"
@@ -409,21 +458,23 @@ def _train(
         "parameters": count_parameters(module.model),
         "trainable_parameters": count_parameters(module.model, trainable_only=True),
         "monitor": monitor,
+        # Epochs count from 1 (epoch N of epochs_run); `epoch_index` is Lightning's 0-based one.
         "exported": {
             "checkpoint": exported_file.relative_to(paths.root).as_posix(),
-            "epoch": exported["epoch"],
+            "epoch": exported["epoch"] + 1,
+            "epoch_index": exported["epoch"],
             "reason": reason,
         },
-        "best_epoch": exported["epoch"] if has_val else None,
+        "best_epoch": exported["epoch"] + 1 if has_val else None,
         "best_score": best_score,
         "best_val_acc": best_score,
-        # last.ckpt is written at the end of every epoch: it counts what ran.
-        "epochs_run": last["epoch"] + 1,
+        "epochs_run": epochs_run,
         "global_step": last["global_step"],
         "devices": devices,
         "num_nodes": num_nodes,
         "precision": lightning_precision(precision or optim.precision, accel),
         "skipped_videos": len(skips),
+        "flow": _flow_settings(recipe, store),
         "started": previous.get("started", started),
         "finished": _now(),
         "resumed": bool(resume) or bool(previous.get("resumed")),

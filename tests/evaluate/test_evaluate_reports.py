@@ -141,7 +141,8 @@ def test_average_over_splits_mean_and_std(tmp_path: Path):
 
     paths = write_splits_report(tmp_path, per_split)
     md = paths["report"].read_text()
-    assert "Reported accuracy is the mean over the official splits" in md
+    assert md.startswith("# Results over splits 1, 2, 3\n")
+    assert "Mean over splits 1, 2, 3: top-1 80.00% ± 8.16%" in md and "clip-level metrics" in md
     assert "top-1 80.00% ± 8.16%" in md
     assert md.count("\n| ") == 6  # header + 3 splits + mean + std
     assert json.loads(paths["json"].read_text())["mean"]["top1"] == pytest.approx(0.8)

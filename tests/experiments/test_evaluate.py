@@ -31,6 +31,10 @@ def test_training_summary_counts_epochs_from_one() -> None:
                                           "reason": "last epoch: no validation"}})  # fmt: skip
     assert last["checkpoint"]["which"] == "last" and last["checkpoint"]["epoch"] == 5
     assert last["checkpoint"]["reason"] == "last epoch: no validation"
+    # this harkit's run.json counts from 1 in `epoch`, Lightning's index is `epoch_index`
+    now = training_summary({"exported": {"checkpoint": "checkpoints/best.ckpt", "epoch": 3,
+                                         "epoch_index": 2, "reason": "r"}})  # fmt: skip
+    assert now["checkpoint"]["epoch"] == 3
     empty = training_summary({})  # an older run.json: nothing invented
     assert empty["epochs_trained"] is None and empty["checkpoint"]["which"] is None
 

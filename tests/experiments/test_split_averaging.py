@@ -34,7 +34,8 @@ def test_evaluate_splits_writes_the_mean_and_how_each_split_trained(trained, tmp
     capsys.readouterr()
     assert main(["evaluate", str(trained), "--splits", "1,2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "mean top-1 over splits 1,2" in printed and str(out / "splits.md") in printed
+    assert "mean top-1 over splits 1,2 (clip-level, 1 clip per video)" in printed
+    assert str(out / "splits.md") in printed
 
     summary = json.loads((out / "splits.json").read_text())
     per_split = []
@@ -48,7 +49,9 @@ def test_evaluate_splits_writes_the_mean_and_how_each_split_trained(trained, tmp
         assert training["epochs_trained"] == info["epochs_run"] == 1
         assert training["val_acc"] == info["best_val_acc"]
         assert training["checkpoint"]["file"] == info["exported"]["checkpoint"]
-        assert training["checkpoint"]["epoch"] == info["exported"]["epoch"] + 1
+        # both count from 1; run.json keeps Lightning's 0-based index as epoch_index
+        assert training["checkpoint"]["epoch"] == info["exported"]["epoch"]
+        assert info["exported"]["epoch"] == info["exported"]["epoch_index"] + 1
     assert summary["splits"] == ["1", "2"]
     assert summary["mean"]["top1"] == pytest.approx(np.mean(per_split))
     assert summary["std"]["top1"] == pytest.approx(np.std(per_split))
@@ -60,14 +63,23 @@ def test_evaluate_splits_writes_the_mean_and_how_each_split_trained(trained, tmp
         "| Split ", "| "
     )
     assert "Validation accuracy (%)" in md and "checkpoints/" in md
+    # the heading names the splits; the level and clips per video are said
+    assert md.startswith("# tiny-gru: mean over splits 1, 2\n")
+    assert "clip-level metrics, 1 clip per video." in md
+    assert summary["level"] == "clip" and summary["clips_per_video"] == 1
 
-    # without --out: RUN/split<k>/report/ and RUN/splits.md
-    (trained / "splits.md").unlink()
-    assert main(["evaluate", str(trained), "--splits", "2"]) == 0
-    assert (trained / "splits.md").is_file() and (
-        trained / "split2" / "report" / "report.md"
-    ).is_file()
-    assert json.loads((trained / "splits.json").read_text())["splits"] == ["2"]
+    # without --out: RUN/split<k>/report/ and, for some of RUN's splits, RUN/splits-2.md: the
+    # mean over every split (splits.md) is kept
+    whole = (trained / "splits.md").read_bytes(), (trained / "splits.json").read_bytes()
+    capsys.readouterr()
+    assert main(["evaluate", str(trained), "--splits", "2", "--clips", "2"]) == 0
+    assert str(trained / "splits-2.md") in capsys.readouterr().out
+    assert ((trained / "splits.md").read_bytes(), (trained / "splits.json").read_bytes()) == whole
+    assert (trained / "split2" / "report" / "report.md").is_file()
+    assert json.loads((trained / "splits-2.json").read_text())["splits"] == ["2"]
+    md = (trained / "splits-2.md").read_text()
+    assert md.startswith("# tiny-gru: mean over splits 2\n")
+    assert "video-level metrics, 2 clips per video (their class probabilities averaged)" in md
 
 
 @pytest.mark.slow

@@ -44,7 +44,11 @@ def _job(run: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "tests.train.train_job", str(run), *args],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -55,8 +59,9 @@ def _wait(proc: subprocess.Popen) -> int:
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 # -- one train per run folder ------------------------------------------------------------------
@@ -73,13 +78,25 @@ def test_second_train_into_a_locked_run_folder_is_refused(
             assert first.poll() is None, first.communicate()[1][-3000:]
             time.sleep(0.1)
         recipe = shutil.copy(run / "recipe.yaml", tmp_path / "other.yaml")
-        argv = ["train", "--recipe", recipe, "--set", "head.hidden=[16]", "--dataset",
-                tmp_path / "no-data", "--run", run, "--no-progress"]
+        argv = [
+            "train",
+            "--recipe",
+            recipe,
+            "--set",
+            "head.hidden=[16]",
+            "--dataset",
+            tmp_path / "no-data",
+            "--run",
+            run,
+            "--no-progress",
+        ]
         for extra in ([], ["--resume"]):
             assert cli_main.main([str(a) for a in [*argv, *extra]]) == 2
             err = capsys.readouterr().err
-            assert err == (f"harkit: error: {run}: another 'harkit train' is writing this run "
-                           "folder; wait for it to finish or pick another --run folder\n")
+            assert err == (
+                f"harkit: error: {run}: another 'harkit train' is writing this run "
+                "folder; wait for it to finish or pick another --run folder\n"
+            )
         # A DDP replica the launcher started (LOCAL_RANK > 0) does not take the lock: it gets
         # as far as reading the (here missing) dataset.
         with monkeypatch.context() as env:
@@ -92,8 +109,7 @@ def test_second_train_into_a_locked_run_folder_is_refused(
     # The folder is the first job's alone, and the lock went with it.
     recipe, _, _ = load_run(run)
     assert recipe.head.hidden == [8]
-    second = train(recipe, toy_data(_dim(recipe)), run, resume=True, max_epochs=5,
-                   progress=False)
+    second = train(recipe, toy_data(_dim(recipe)), run, resume=True, max_epochs=5, progress=False)
     assert second["epochs_run"] == 5
 
 
@@ -108,9 +124,23 @@ def test_resume_with_a_changed_recipe_is_refused_before_writing(
     train(recipe, toy_data(_dim(recipe)), run, progress=False)
     before = _snapshot(run)
     saved = shutil.copy(run / "recipe.yaml", tmp_path / "recipe.yaml")
-    argv = ["train", "--recipe", saved, "--set", "head.hidden=[16]", "--set", "optim.lr=0.5",
-            "--set", "optim.epochs=3", "--dataset", tmp_path / "no-data", "--run", run,
-            "--resume", "--no-progress"]
+    argv = [
+        "train",
+        "--recipe",
+        saved,
+        "--set",
+        "head.hidden=[16]",
+        "--set",
+        "optim.lr=0.5",
+        "--set",
+        "optim.epochs=3",
+        "--dataset",
+        tmp_path / "no-data",
+        "--run",
+        run,
+        "--resume",
+        "--no-progress",
+    ]
     assert cli_main.main([str(a) for a in argv]) == 2
     assert capsys.readouterr().err == (
         f"harkit: error: {run / 'recipe.yaml'}: --resume needs the recipe the run was trained "
@@ -152,7 +182,10 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(
     assert not (run / "model.safetensors").exists()
     assert _wait(_job(run, "--resume")) == 0, point
 
-    expected, got = load_file(uninterrupted / "model.safetensors"), load_file(run / "model.safetensors")
+    expected, got = (
+        load_file(uninterrupted / "model.safetensors"),
+        load_file(run / "model.safetensors"),
+    )
     assert expected.keys() == got.keys()
     for name in expected:
         assert torch.equal(expected[name], got[name]), (point, name)
@@ -184,8 +217,12 @@ class _Blank(Dataset):
         return self.n
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"video": torch.zeros(6, self.dim), "mask": torch.ones(6, dtype=torch.bool),
-                "label": i % 2, "index": i}
+        return {
+            "video": torch.zeros(6, self.dim),
+            "mask": torch.ones(6, dtype=torch.bool),
+            "label": i % 2,
+            "index": i,
+        }
 
 
 def test_run_json_counts_what_ran_and_names_the_exported_checkpoint(tmp_path: Path) -> None:
@@ -195,9 +232,15 @@ def test_run_json_counts_what_ran_and_names_the_exported_checkpoint(tmp_path: Pa
     info = train(recipe, data, tmp_path / "run", progress=False)
     # 32 clips at batch 8: 4 steps per epoch, 3 epochs.
     assert info["epochs_run"] == 3 and info["global_step"] == 12
-    assert info["best_val_acc"] == 0.5 and info["best_epoch"] == 0
-    assert info["exported"] == {"checkpoint": "checkpoints/best.ckpt", "epoch": 0,
-                                "reason": "best val/acc at epoch 0"}
+    # Epochs count from 1 (val/acc never improves after the first); Lightning's 0-based
+    # index is kept as `epoch_index`.
+    assert info["best_val_acc"] == 0.5 and info["best_epoch"] == 1
+    assert info["exported"] == {
+        "checkpoint": "checkpoints/best.ckpt",
+        "epoch": 1,
+        "epoch_index": 0,
+        "reason": "best val/acc at epoch 1 of 3",
+    }
     paths = RunPaths(tmp_path / "run")
     best = {k.removeprefix("model."): v for k, v in _state(paths.best_ckpt).items()}
     exported = load_file(paths.weights)
@@ -209,8 +252,12 @@ def test_without_validation_the_last_epoch_is_exported(tmp_path: Path) -> None:
     recipe = _recipe("optim.epochs=12", "optim.lr=0.05", "optim.val_fraction=0")
     toy = toy_data(_dim(recipe), n_train=8, n_val=0)
     info = train(recipe, toy, tmp_path / "run", progress=False)
-    assert info["exported"] == {"checkpoint": "checkpoints/last.ckpt", "epoch": 11,
-                                "reason": "last epoch: no validation"}
+    assert info["exported"] == {
+        "checkpoint": "checkpoints/last.ckpt",
+        "epoch": 12,
+        "epoch_index": 11,
+        "reason": "last epoch: no validation",
+    }
     assert info["epochs_run"] == 12 and info["global_step"] == 12
     assert info["best_val_acc"] is None
     paths = RunPaths(tmp_path / "run")

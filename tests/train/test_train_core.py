@@ -55,13 +55,20 @@ def test_run_folder_round_trip_gives_identical_outputs(toy, tmp_path: Path) -> N
     data = toy(recipe_dim(recipe))
     train(recipe, data, tmp_path / "run", progress=False)
     paths = RunPaths(tmp_path / "run")
-    for f in (paths.recipe, paths.classes, paths.weights, paths.info, paths.skipped,
-              paths.best_ckpt, paths.last_ckpt):
+    for f in (
+        paths.recipe,
+        paths.classes,
+        paths.weights,
+        paths.info,
+        paths.skipped,
+        paths.best_ckpt,
+        paths.last_ckpt,
+    ):
         assert f.is_file(), f
     assert (paths.logs / "csv").is_dir() and (paths.logs / "tensorboard").is_dir()
     info = json.loads(paths.info.read_text())
     assert info["format_version"] == 1 and info["num_classes"] == 2
-    assert info["best_epoch"] in (0, 1) and 0 <= info["best_val_acc"] <= 1
+    assert info["best_epoch"] in (1, 2) and 0 <= info["best_val_acc"] <= 1  # from 1
 
     loaded_recipe, classes, model = load_run(paths.root)
     assert classes == ["forward", "backward"] and loaded_recipe == recipe
@@ -106,11 +113,17 @@ def test_resume_continues_from_same_step_and_optimizer_state(toy, tmp_path: Path
     recipe = small_recipe("optim.epochs=1", "optim.scheduler=step", "optim.step_size=1")
     data = toy(recipe_dim(recipe))
     first = train(recipe, data, tmp_path / "run", progress=False)
-    ckpt = torch.load(tmp_path / "run/checkpoints/last.ckpt", map_location="cpu",
-                      weights_only=True)
+    ckpt = torch.load(tmp_path / "run/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     capture = _Capture()
-    second = train(recipe, data, tmp_path / "run", resume=True, max_epochs=2, progress=False,
-                   callbacks=[capture])
+    second = train(
+        recipe,
+        data,
+        tmp_path / "run",
+        resume=True,
+        max_epochs=2,
+        progress=False,
+        callbacks=[capture],
+    )
     assert capture.step == first["global_step"] == ckpt["global_step"] == 4
     assert capture.epoch == 1
     saved = ckpt["optimizer_states"][0]
@@ -152,15 +165,24 @@ def test_empty_split_from_a_dataset_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "manifest.csv").write_text("path,label,split\na.mp4,x,test\nb.mp4,y,test\n")
     recipe = small_recipe("optim.epochs=1", "optim.val_fraction=0")
     with pytest.raises(DatasetError, match="train split is empty"):
-        train(recipe, DatasetConfig(root=tmp_path / "manifest.csv"), tmp_path / "run",
-              store=tmp_path / "store", progress=False)
+        train(
+            recipe,
+            DatasetConfig(root=tmp_path / "manifest.csv"),
+            tmp_path / "run",
+            store=tmp_path / "store",
+            progress=False,
+        )
 
 
 def test_validation_is_carved_group_aware() -> None:
     from harkit.data.datasets import VideoIndex, VideoItem
 
-    items = [VideoItem(Path(f"{c}_a{a}_c{k}.mp4"), c, f"a{a}", "train" if a < 9 else "test")
-             for c in ("x", "y") for a in range(1, 11) for k in range(2)]
+    items = [
+        VideoItem(Path(f"{c}_a{a}_c{k}.mp4"), c, f"a{a}", "train" if a < 9 else "test")
+        for c in ("x", "y")
+        for a in range(1, 11)
+        for k in range(2)
+    ]
     index = carve_validation(VideoIndex("t", items, ["x", "y"]), 0.25, seed=0)
     sides: dict[str, set[str]] = {}
     for item in index:
@@ -168,4 +190,3 @@ def test_validation_is_carved_group_aware() -> None:
     assert all(len(s) == 1 for s in sides.values())
     assert 0 < sum(item.split == "val" for item in index) < 32
     assert sum(item.split == "test" for item in index) == 8
-
