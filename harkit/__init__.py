@@ -191,10 +191,15 @@ def fit(
     the feature store folder. ``options`` go to :func:`harkit.train.train` (``devices``,
     ``accelerator``, ``max_epochs``, ``precision``, ``progress``, ``resume``, ...).
     """
+    from harkit.train.run import resume_recipe
     from harkit.train.trainer import train
 
     resolved, config = _recipe(recipe, overrides), _dataset(dataset)
     run = _path(run_dir, "run_dir", "a run folder path (str or Path)")
+    if options.get("resume"):  # to the epochs the run records, as `harkit train --resume`
+        resolved = resume_recipe(
+            resolved, run, [overrides] if isinstance(overrides, str) else overrides
+        )
     return train(resolved, config, run, store=store, **options)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harkit.cli.args import (
     accelerator,
@@ -18,9 +17,6 @@ from harkit.cli.args import (
     split_list,
 )
 from harkit.config import ConfigError
-
-if TYPE_CHECKING:
-    from harkit.models.recipe import Recipe
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -86,7 +82,9 @@ def run_train(args: argparse.Namespace) -> int:
     from harkit.train.trainer import train
 
     if args.resume:
-        recipe = _recorded_epochs(recipe, run_dir, args.overrides)
+        from harkit.train.run import resume_recipe
+
+        recipe = resume_recipe(recipe, run_dir, args.overrides)
     info = train(recipe, config, run_dir, resume=args.resume, **kwargs)
     if info:
         best = info.get("best_score")
@@ -97,18 +95,3 @@ def run_train(args: argparse.Namespace) -> int:
         )
         print(json.dumps(info.get("counts", {})))
     return 0
-
-
-def _recorded_epochs(recipe: Recipe, run_dir: Path, overrides: list[str]) -> Recipe:
-    """``--resume`` without ``--set optim.epochs=N`` continues to the epochs the run was
-    trained for (RUN/recipe.yaml), not to the recipe's default: a run trained with
-    ``--set optim.epochs=60`` resumes to 60. Any other difference is refused by train()."""
-    if any(o.partition("=")[0].strip() == "optim.epochs" for o in overrides):
-        return recipe
-    from harkit.train.run import RunPaths, read_recipe
-
-    paths = RunPaths(Path(run_dir))
-    if not paths.recipe.is_file():
-        return recipe  # train() says there is nothing to resume
-    epochs = read_recipe(paths).optim.epochs
-    return recipe.model_copy(update={"optim": recipe.optim.model_copy(update={"epochs": epochs})})

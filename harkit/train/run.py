@@ -25,7 +25,7 @@ import fcntl
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -346,3 +346,19 @@ def load_run(
             f"{' '.join(str(exc).split())}"
         ) from None
     return recipe, classes, model.to(device).eval()
+
+
+def resume_recipe(
+    recipe: Recipe, run_dir: str | os.PathLike[str], overrides: Sequence[str]
+) -> Recipe:
+    """The recipe a resume trains: without an ``optim.epochs`` override it continues to the
+    epochs the run was trained for (RUN/recipe.yaml), not to the recipe's default: a run
+    trained with ``--set optim.epochs=60`` resumes to 60. Any other difference is refused by
+    :func:`~harkit.train.train`."""
+    if any(o.partition("=")[0].strip() == "optim.epochs" for o in overrides):
+        return recipe
+    paths = RunPaths(Path(run_dir))
+    if not paths.recipe.is_file():
+        return recipe  # train() says there is nothing to resume
+    epochs = read_recipe(paths).optim.epochs
+    return recipe.model_copy(update={"optim": recipe.optim.model_copy(update={"epochs": epochs})})

@@ -98,6 +98,25 @@ def test_cli_resume_without_epochs_uses_the_recorded_ones(
     assert seen["epochs"] == 7  # an explicit --set extends the run
 
 
+def test_python_fit_resume_without_epochs_uses_the_recorded_ones(
+    finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harkit
+
+    seen = {}
+
+    def fake_train(recipe, config, run_dir, **kwargs):
+        seen["epochs"] = recipe.optim.epochs
+        return {}
+
+    monkeypatch.setattr(trainer_mod, "train", fake_train)
+    harkit.fit("fusion-gru", tmp_path, finished, overrides=SETS, resume=True)
+    assert seen["epochs"] == 3  # not the recipe's default 30
+    harkit.fit("fusion-gru", tmp_path, finished, overrides=[*SETS, "optim.epochs=7"],
+               resume=True)  # fmt: skip
+    assert seen["epochs"] == 7
+
+
 def test_resume_of_a_finished_run_to_its_own_epochs_trains_no_further(finished: Path) -> None:
     before = json.loads((finished / "run.json").read_text())
     weights = load_file(finished / "model.safetensors")
