@@ -226,6 +226,10 @@ class Preprocessor:
                     self.transform, spec.input_size, spec.mean, spec.std, train=False
                 )
 
+    def rgb_transform(self, prep_key: tuple) -> ClipTransform | None:
+        """The eval transform of the RGB groups with this ``prep_key`` (``None``: no such)."""
+        return self._transforms.get(prep_key)
+
     @property
     def needs_rgb(self) -> bool:
         return any(g.stream == "rgb" for g in self.groups)

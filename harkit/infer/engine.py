@@ -216,7 +216,7 @@ class StreamEngine:
 def _transform_of(encoder: Encoder, branch: Branch) -> ClipTransform | None:
     if encoder.extractor is not None:
         # the extractor's eval transform for this preprocessing key (rgb groups only)
-        return encoder.extractor.preprocessor._transforms.get(branch.prep_key)
+        return encoder.extractor.preprocessor.rgb_transform(branch.prep_key)
     return getattr(encoder.preprocess, "transform", None)
 
 
