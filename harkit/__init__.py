@@ -30,8 +30,7 @@ if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from torch import nn
     from torch.utils.data import Dataset
 
-    from harkit.backbones import get_backbone_spec, list_backbones
-    from harkit.backbones.module import Backbone
+    from harkit.backbones import create_backbone, get_backbone_spec, list_backbones
     from harkit.data.datasets import DatasetConfig
     from harkit.data.synthetic import SynthConfig, render_dataset
     from harkit.errors import HarkitError
@@ -53,6 +52,7 @@ _EXPORTS = {
     # backbones (timm: list_models / create_model; torchvision: get_model)
     "list_backbones": "harkit.backbones",
     "get_backbone_spec": "harkit.backbones",
+    "create_backbone": "harkit.backbones",
     # recipes and whole models
     "Recipe": "harkit.models.recipe",
     "list_recipes": "harkit.models.recipe",
@@ -224,22 +224,6 @@ def train_and_evaluate(
     resolved, config = _recipe(recipe, overrides), _dataset(dataset)
     run = _path(run_dir, "run_dir", "a run folder path (str or Path)")
     return run_splits(resolved, config, run, splits=splits, store=store, clips=clips, **options)
-
-
-def create_backbone(
-    name: str,
-    weights: str | os.PathLike[str] | None = "none",
-    layers: Sequence[str] | None = None,
-    *,
-    frozen: bool = True,
-) -> Backbone:
-    """One frame encoder by registry name (:func:`list_backbones`), or ``timm/...`` /
-    ``torchvision/...`` model: :func:`harkit.backbones.create_backbone`."""
-    from harkit.backbones import create_backbone as create
-
-    if not isinstance(name, str) or not name.strip():
-        raise _refuse("name", "a backbone name (see harkit.list_backbones())", name)
-    return create(name, weights, layers, frozen=frozen)
 
 
 def evaluate_run(

@@ -156,6 +156,11 @@ def register_backbone_family(prefix: str, resolve: Callable[[str], BackboneSpec]
 def get_backbone_spec(name: str) -> BackboneSpec:
     """The spec registered under ``name``, or resolved from a family (``timm/<model>``);
     unknown names raise `UnknownBackboneError`."""
+    if not isinstance(name, str):
+        raise UnknownBackboneError(
+            f"name: expected a backbone name (see harkit.list_backbones()), got "
+            f"{type(name).__name__} {name!r}"
+        )
     spec = _REGISTRY.get(name) or _RESOLVED.get(name)
     if spec is not None:
         return spec
