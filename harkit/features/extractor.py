@@ -313,7 +313,7 @@ class FeatureExtractor:
             "fp32" if auto_fp32 else sources_precision(self.sources, precision, self.device)
         )
         if not auto_fp32 and self.precision != resolve_precision(precision, self.device):
-            log.info("%s: reduced-precision features are out of tolerance, running fp32",
+            log.debug("%s: reduced-precision features are out of tolerance, running fp32",
                      ", ".join(sorted({s.backbone for s in self.sources})))  # fmt: skip
         self.fast = self.precision != "fp32"
         # torch.compile is a PyTorch-engine request: auto leaves it on PyTorch
