@@ -1,17 +1,19 @@
-"""Atomic file output: write to a temp file in the same folder, then rename over the target.
-
-A job killed mid-write leaves the previous file (or none), never a half-written one.
+"""Atomic file output (write to a temp file in the same folder, then rename over the target:
+a job killed mid-write leaves the previous file or none, never a half-written one) and the
+reading of small JSON state files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_output", "atomic_write_text"]
+__all__ = ["atomic_output", "atomic_write_text", "read_json_object"]
 
 
 def _umask() -> int:
@@ -46,3 +48,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     return Path(path)
+
+
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON object in ``path``; ``OSError`` or ``ValueError`` (bad UTF-8 or JSON, or not
+    an object) for callers to turn into their own one-line error."""
+    value = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, found {type(value).__name__}")
+    return value

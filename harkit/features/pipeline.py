@@ -55,7 +55,7 @@ from harkit.features.extractor import (
 from harkit.features.store import FeatureStore, StoreDtype, source_stamp, store_config
 from harkit.flow.extract import CONFIG_FILE, flow_settings, stored_video_root
 from harkit.flow.storage import flow_file_path, load_flow
-from harkit.io import atomic_write_text
+from harkit.io import atomic_write_text, read_json_object
 from harkit.models.recipe import FeatureSource
 
 __all__ = [
@@ -298,9 +298,7 @@ def read_flow_settings(store_path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(settings, dict):
-            raise ValueError("not a JSON object")
+        settings = read_json_object(path)
     except (OSError, ValueError) as exc:
         raise HarkitError(
             f"{path}: not readable ({' '.join(str(exc).split())}); delete it and run "

@@ -55,6 +55,7 @@ from harkit.flow.storage import (
     quantize_flow,
     save_flow,
 )
+from harkit.io import read_json_object
 
 __all__ = [
     "CONFIG_FILE",
@@ -193,9 +194,9 @@ def _read_stamp(flow_root: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        stamp = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(stamp, dict) or not isinstance(stamp.get("video_root"), str):
-            raise ValueError("not a JSON object with a video_root")
+        stamp = read_json_object(path)
+        if not isinstance(stamp.get("video_root"), str):
+            raise ValueError("no video_root")
     except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
         raise HarkitError(
             f"{path} is not a readable flow config ({one_line(exc)}); recompute the folder "

@@ -18,7 +18,6 @@ stream); that is logged as a warning, since the features then differ from traini
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from harkit.flow.extract import CONFIG_FILE, FlowConfig, to_gray
 from harkit.flow.methods import FlowMethod, get_flow_method
 from harkit.flow.storage import quantize_flow
 from harkit.infer.errors import InferenceError
+from harkit.io import read_json_object
 from harkit.models.recipe import Recipe
 
 __all__ = ["FlowComputer", "FlowSettings", "needs_flow", "pair_frames", "resolve_flow"]
@@ -67,9 +67,7 @@ class FlowSettings:
 def _read_config_file(path: Path) -> FlowConfig:
     file = path / CONFIG_FILE if path.is_dir() else path
     try:
-        stamp = json.loads(file.read_text(encoding="utf-8"))
-        if not isinstance(stamp, dict):
-            raise ValueError("not a JSON object")
+        stamp = read_json_object(file)
     except (OSError, ValueError) as exc:
         raise ConfigError(
             f"{file}: not a readable flow config ({' '.join(str(exc).split())}); expected the "
