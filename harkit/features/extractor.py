@@ -68,17 +68,22 @@ Engine = Literal["auto", "torch", "onnx"]
 ONNX_OPSET = 17
 
 
-def onnx_session(path: str | Path) -> Any:
+def onnx_session(path: str | Path, spin: bool = False) -> Any:
     """An onnxruntime CPU session using torch's thread count, for graphs called between
-    PyTorch ops (preprocessing, recurrent heads, decoding)."""
+    PyTorch ops (preprocessing, recurrent heads, decoding).
+
+    ``spin``: let ORT's workers spin between the graph's ops. By default they sleep, since
+    spinning workers steal the cores from the PyTorch ops that run between large batch calls;
+    at batch 1 (streams) the wake-ups cost more (EfficientNet-Lite0 on 2 cores: 4.4 ms per
+    frame spinning, 5.9 ms sleeping; ``benchmarks/infer.py``).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, torch.get_num_threads())
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # no warnings about unused initialisers
-    # Spinning ORT workers would steal the cores from the PyTorch ops that run between calls.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

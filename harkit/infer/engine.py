@@ -172,7 +172,7 @@ def _ort_runner(branch: Branch, kind: str, calibration: Tensor | None, quant: Qu
             with atomic_output(qpath, suffix=".onnx") as tmp:
                 quantize_onnx(path, tmp, calib, quant)
         path = qpath
-    sess = onnx_session(path)
+    sess = onnx_session(path, spin=True)  # batch 1: wake-ups cost more than spinning
     name = sess.get_inputs()[0].name
 
     def call(x: Tensor) -> list[Tensor]:

@@ -53,7 +53,7 @@ from harkit.infer.errors import InferenceError
 from harkit.infer.flow import FlowComputer, pair_frames
 from harkit.infer.pipeline import SplitModel
 from harkit.infer.smoothing import Decision, LabelSmoother
-from harkit.infer.sources import Frame, FrameSource
+from harkit.infer.sources import Frame, FrameSource, ReadAhead
 from harkit.infer.training_clip import ClipLength, training_clip_length
 from harkit.infer.video_out import AnnotatedWriter
 
@@ -471,7 +471,7 @@ def run_stream(
     shown, shown_conf = "", 0.0
     anchor: tuple[float, float] | None = None  # (wall clock, source time) of the time origin
     start = clock()
-    frames = source.frames()
+    frames = ReadAhead(source.frames())
     try:
         for frame in frames:
             if config.max_frames is not None and stats.frames_read >= config.max_frames:

@@ -73,6 +73,31 @@ def test_staggered_reset_keeps_between_half_and_full_window():
             np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"step {t}")
 
 
+def _staggered_start(t: int, window: int) -> int:
+    """First step the staggered decoder's answer at step ``t`` has seen."""
+    start_a = t // window * window
+    half = window // 2
+    if window == 1 or t < half:
+        return start_a
+    return min(start_a, half + (t - half) // window * window)
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 4, 7])
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_staggered_decoder_equals_forward_on_its_window(name, window):
+    # the two staggered states run as one batch-2 step: each answer must still equal the
+    # head's forward over exactly the steps its state has seen
+    torch.manual_seed(0)
+    head = HEADS[name]().eval()
+    x = torch.randn(1, 3 * window + 5, 12)
+    decoder = IncrementalDecoder(head, window=window, policy="staggered")
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            got = decoder.push(x[:, t])
+            want = head(x[:, _staggered_start(t, window) : t + 1])[0]
+            np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"step {t}")
+
+
 def test_smoother_hysteresis_does_not_flicker():
     smoother = LabelSmoother(smoothing=0.0, margin=0.1, patience=3)
     a, b = np.array([0.6, 0.4]), np.array([0.3, 0.7])
