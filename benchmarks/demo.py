@@ -34,8 +34,9 @@ from harkit.data.datasets import DatasetConfig
 from harkit.data.synthetic import SynthConfig
 from harkit.experiments.ablate import ablate, grid_variants, parse_grid
 from harkit.experiments.evaluate import evaluate_run
+from harkit.features.extractor import sources_precision
 from harkit.infer import Recognizer
-from harkit.precision import resolve_precision
+from harkit.models.recipe import load_recipe
 
 
 def scores(run: Path, pair_classes: set[str]) -> dict[str, float]:
@@ -112,7 +113,9 @@ def main() -> None:
         "recipe": RECIPE,
         "synth_config": json.loads(config.model_dump_json()),
         "time_order_pairs": pairs,
-        "extraction_precision": resolve_precision("auto", torch.device("cpu")),
+        "extraction_precision": sources_precision(
+            load_recipe(RECIPE).input.features, "auto", torch.device("cpu")
+        ),
         "demo_run": demo_run,
         "final_predictions": final,
         "final_predictions_correct": sum(f["correct"] for f in final),

@@ -1,7 +1,7 @@
 """Clip transforms on torchvision transforms v2: one set of random parameters per clip.
 
 A clip goes in as ``uint8 (T, H, W, 3)`` (numpy or tensor) and comes out as
-``float32 (T, 3, S, S)`` normalised with the mean/std the backbone asks for. The clip is
+``float32 (T, 3, H', W')`` (a square crop unless ``crop_size`` is a pair) normalised with the mean/std the backbone asks for. The clip is
 wrapped as a ``tv_tensors.Video`` so every v2 transform draws its parameters once and
 applies them to all frames alike (a flipped clip has every frame flipped).
 """
@@ -9,10 +9,10 @@ applies them to all frames alike (a flipped clip has every frame flipped).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-from pydantic import Field, confloat
+from pydantic import BeforeValidator, Field, confloat
 
 from harkit.config import StrictModel
 
@@ -25,13 +25,43 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+Side = Annotated[int, Field(ge=1, le=8192)]
+
+
+def _crop_size(value: object) -> object:
+    """One clear error for a crop size (a union would report each member's)."""
+    pair = isinstance(value, list | tuple)
+    sides = list(value) if pair else [value]  # type: ignore[call-overload]
+    if value is None or (
+        len(sides) == (2 if pair else 1)
+        and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 8192 for s in sides)
+    ):
+        return tuple(sides) if pair else value
+    raise ValueError("expected a side or [height, width], each 1 to 8192")
+
+
+CropSize = Annotated[Side | tuple[Side, Side] | None, BeforeValidator(_crop_size)]
+
+
 class TransformConfig(StrictModel):
     """Pixel preprocessing. Sizes left unset follow the backbone's input size."""
 
-    resize: int | None = Field(default=None, ge=1, le=8192)
-    """Shorter side before cropping; default: the crop size (crop the centre square)."""
-    crop_size: int | None = Field(default=None, ge=1, le=8192)
-    """Square crop fed to the network; default: the backbone's input size."""
+    resize: Side | None = None
+    """Shorter side before cropping; default: the crop's shorter side (crop the centre)."""
+    crop_size: CropSize = None
+    """Crop fed to the network: a square's side, or ``[height, width]``; default: the
+    backbone's input size. ``[224, 298]`` keeps a whole 4:3 frame, where a centre square
+    cuts off what happens near the left and right edges (arms stretched sideways); frame
+    (2D) RGB feature backbones only, as they pool over any size."""
+
+    @property
+    def square(self) -> bool:
+        return not isinstance(self.crop_size, tuple) or self.crop_size[0] == self.crop_size[1]
+
+    def crop_shape(self, input_size: int) -> tuple[int, int]:
+        """``(height, width)`` of the crop, ``input_size`` square by default."""
+        size = self.crop_size or input_size
+        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     random_crop: bool = False
     """Training only: random crop position instead of the centre."""
     hflip: confloat(ge=0.0, le=1.0) = 0.0
@@ -64,19 +94,22 @@ class ClipTransform:
         import torch
         from torchvision.transforms import v2
 
-        crop = config.crop_size or input_size
-        resize = config.resize or crop
-        if resize < crop:
-            raise ValueError(f"resize ({resize}) must be >= crop_size ({crop})")
+        crop = config.crop_shape(input_size)
+        resize = config.resize or min(crop)
+        if resize < min(crop):
+            raise ValueError(f"resize ({resize}) must be >= the crop's shorter side ({min(crop)})")
         steps = [v2.Resize(resize, antialias=True)]
         if train and config.rotation > 0:
             steps.append(v2.RandomRotation(config.rotation))
-        steps.append(v2.RandomCrop(crop) if train and config.random_crop else v2.CenterCrop(crop))
+        # a frame narrower than the crop (portrait video, wide crop) is padded with zeros
+        random = train and config.random_crop
+        steps.append(v2.RandomCrop(crop, pad_if_needed=True) if random else v2.CenterCrop(crop))
         if train and config.hflip > 0:
             steps.append(v2.RandomHorizontalFlip(config.hflip))
         steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
         self.pipeline = v2.Compose(steps)
         self.output_size = crop
+        """``(height, width)``."""
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         import torch

@@ -225,6 +225,12 @@ class Preprocessor:
         self.groups = _group_sources(sources)
         self._transforms: dict[tuple, ClipTransform] = {}
         for group in self.groups:
+            if not self.transform.square and (group.stream != "rgb" or group.spec.kind != "frame"):
+                raise FeatureExtractorError(
+                    f"crop_size {list(self.transform.crop_size or ())} is not square: only "
+                    f"frame (2D) RGB backbones take it, not {group.backbone} ({group.stream}, "
+                    f"{group.spec.kind})"
+                )
             if group.stream == "rgb" and group.prep_key not in self._transforms:
                 spec = group.spec
                 self._transforms[group.prep_key] = ClipTransform(

@@ -117,7 +117,7 @@ class StoreConfig(StrictModel):
     stream: Literal["rgb", "flow"] = "rgb"
     kind: Literal["frame", "segment"]
     feature_dim: PositiveInt
-    input_size: PositiveInt
+    input_size: PositiveInt | tuple[PositiveInt, PositiveInt]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     transform: TransformConfig
@@ -169,7 +169,7 @@ def store_config(
         stream=source.stream,
         kind=spec.kind,
         feature_dim=dim,
-        input_size=transform.crop_size or spec.input_size,
+        input_size=transform.crop_size or spec.input_size,  # a pair: [height, width]
         mean=spec.mean,
         std=spec.std,
         transform=transform,

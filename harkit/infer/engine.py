@@ -65,7 +65,7 @@ OPSET = 17
 
 
 class FramePrep:
-    """``uint8 (H, W, 3)`` -> ``float32 (1, 3, S, S)``: a :class:`ClipTransform` eval
+    """``uint8 (H, W, 3)`` -> ``float32 (1, 3, h, w)``: a :class:`ClipTransform` eval
     pipeline (Resize -> CenterCrop -> ToDtype(scale) -> Normalize) as plain tensor ops.
 
     The output is one buffer reused for every frame (``out``); copy it to keep it.
@@ -74,7 +74,7 @@ class FramePrep:
     def __init__(
         self,
         resize: int,
-        crop: int,
+        crop: tuple[int, int],
         mean: Sequence[float],
         std: Sequence[float],
         antialias: bool = True,
@@ -82,7 +82,7 @@ class FramePrep:
         self.resize, self.crop, self.antialias = resize, crop, antialias
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.array = np.empty((1, 3, crop, crop), np.float32)
+        self.array = np.empty((1, 3, *crop), np.float32)
         self.out = torch.from_numpy(self.array)  # shares memory: ORT reads it without a copy
 
     @classmethod
@@ -100,9 +100,7 @@ class FramePrep:
                 or getattr(mode, "value", mode) != InterpolationMode.BILINEAR.value):  # fmt: skip
             return None
         h, w = crop.size
-        if h != w:
-            return None
-        return cls(resize.size[0], h, norm.mean, norm.std, bool(resize.antialias))
+        return cls(resize.size[0], (h, w), norm.mean, norm.std, bool(resize.antialias))
 
     def __call__(self, frame: np.ndarray) -> Tensor:
         from torchvision.transforms.v2 import functional as F
@@ -111,7 +109,7 @@ class FramePrep:
         # torchvision's own kernels on a plain tensor: same pixels as ClipTransform, without
         # its per-call tv_tensors wrapping and transform dispatch
         x = F.resize(x, [self.resize], antialias=self.antialias)
-        x = F.center_crop(x, [self.crop, self.crop])
+        x = F.center_crop(x, list(self.crop))
         torch.mul(x, 1.0 / 255.0, out=self.out)  # uint8 -> float into the reused buffer
         return self.out.sub_(self.mean).div_(self.std)
 

@@ -279,16 +279,15 @@ def _features_encoder(recipe: Recipe, device: torch.device, fast: bool, engine: 
     for i, (group, net) in enumerate(zip(extractor.groups, extractor.networks, strict=True)):
         names = [name for _, name in group.sources]
         spec = group.spec
-        size = recipe.input.transform.crop_size or spec.input_size
+        size = recipe.input.transform.crop_shape(spec.input_size)
         if spec.kind == "segment":
             shape: tuple[int, ...] = (
                 spec.in_channels,
                 recipe.input.sampling.segment_length,
-                size,
-                size,
+                *size,
             )
         else:
-            shape = (spec.in_channels, size, size)
+            shape = (spec.in_channels, *size)
         dims = [spec.feature_dim if n == "pooled" else spec.layers[n] for n in names]
         branches.append(Branch(
             name=f"{i}_{group.backbone}", kind="segment" if spec.kind == "segment" else "frame",
@@ -312,7 +311,7 @@ def _pixel_encoder(
     if isinstance(model, CRNN):
         dim = net.embed[-1] if net.embed else get_backbone_spec(net.encoder).feature_dim
         branch = Branch(
-            "crnn", "frame", PIXELS, _EncoderEmbed(model), [PIXELS], [dim], (3, crop, crop)
+            "crnn", "frame", PIXELS, _EncoderEmbed(model), [PIXELS], [dim], (3, *crop)
         )
         head = model.head
     elif isinstance(model, Small2DCNNGRU):
@@ -323,7 +322,7 @@ def _pixel_encoder(
             _FrameEncoder(model.frame_encoder),
             [PIXELS],
             [model.head.encoder.stack.input_dim],
-            (3, crop, crop),
+            (3, *crop),
         )
         head = model.head
     elif isinstance(model, ClipC3D):
@@ -334,7 +333,7 @@ def _pixel_encoder(
             _C3DTrunk(model),
             [PIXELS],
             [model.network.sequence_shape[1]],
-            (recipe.input.sampling.num_frames, 3, crop, crop),
+            (recipe.input.sampling.num_frames, 3, *crop),
         )
         head = _C3DHead(model)
     else:

@@ -186,6 +186,13 @@ class Recipe(StrictModel):
             raise ValueError("end_to_end mode needs a network")
         elif (self.network.type == "crnn") != (self.head is not None):
             raise ValueError("an end-to-end 'crnn' needs a head; c3d_gru / small2d_gru take none")
+        if not self.input.transform.square and (
+            self.mode != "features" or any(s.stream != "rgb" for s in self.input.features)
+        ):
+            raise ValueError(
+                f"input.transform.crop_size {list(self.input.transform.crop_size or ())}: a "
+                "non-square crop needs features mode with RGB frame backbones"
+            )
         return self
 
 

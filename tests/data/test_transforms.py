@@ -1,5 +1,7 @@
 import numpy as np
+import pytest
 import torch
+from pydantic import ValidationError
 
 from harkit.data.transforms import ClipTransform, TransformConfig
 
@@ -20,6 +22,32 @@ def test_input_size_comes_from_backbone():
     clip = constant_clip()
     assert ClipTransform(TransformConfig(), input_size=299)(clip).shape[-1] == 299
     assert ClipTransform(TransformConfig(crop_size=40, resize=48), 299)(clip).shape[-1] == 40
+
+
+def test_a_height_width_crop_keeps_the_whole_4_3_frame():
+    # a bar at each side edge: a centre square cuts both off, a [30, 40] crop keeps both
+    clip = np.full((2, 60, 80, 3), 0, dtype=np.uint8)
+    clip[:, :, :6] = clip[:, :, -6:] = 255
+    config = TransformConfig(crop_size=[30, 40])
+    out = ClipTransform(config, input_size=224, mean=(0.0,) * 3, std=(1.0,) * 3)(clip)
+    assert out.shape == (2, 3, 30, 40)
+    assert out[..., 0].min() > 0.9 and out[..., -1].min() > 0.9
+    square = ClipTransform(TransformConfig(crop_size=30), 224, (0.0,) * 3, (1.0,) * 3)(clip)
+    assert square[..., 0].max() < 0.1 and square[..., -1].max() < 0.1
+    # a portrait frame is narrower than the crop: zeros either side, nothing stretched
+    portrait = ClipTransform(config, 224, (0.0,) * 3, (1.0,) * 3)(
+        np.full((1, 80, 60, 3), 255, np.uint8)
+    )
+    assert portrait.shape == (1, 3, 30, 40)
+    assert portrait[..., 0].max() == 0 and portrait[..., 20].min() == 1
+
+
+@pytest.mark.parametrize("value", [[224], [224, 0], [1, 2, 3], "wide", 100_000, [224, True]])
+def test_bad_crop_sizes_are_one_clear_error(value):
+    with pytest.raises(ValidationError) as err:
+        TransformConfig(crop_size=value)
+    assert err.value.error_count() == 1
+    assert "[height, width], each 1 to 8192" in str(err.value)
 
 
 def test_random_parameters_are_shared_by_every_frame_of_a_clip():

@@ -28,6 +28,16 @@ RECIPES: dict[str, dict[str, Any]] = {
         },
         "head": {"type": "recurrent", "cell": "gru", "hidden": 16},
     },
+    "wide_features": {  # a [height, width] crop: the whole 4:3 frame
+        "name": "test-wide",
+        "mode": "features",
+        "input": {
+            "sampling": {"strategy": "uniform", "num_frames": 8},
+            "transform": {"crop_size": [24, 32]},
+            "features": [{"backbone": "resnet18", "weights": "none"}],
+        },
+        "head": {"type": "recurrent", "cell": "gru", "hidden": 16},
+    },
     "small2d": {
         "name": "test-small2d",
         "mode": "end_to_end",

@@ -47,6 +47,8 @@ def _split(run, fast: bool = True):
         ((240, 320), TransformConfig(), (0.485, 0.456, 0.406)),
         ((97, 61), TransformConfig(resize=40, crop_size=32), (0.5, 0.5, 0.5)),
         ((64, 64), TransformConfig(resize=32, crop_size=32), (0.1, 0.2, 0.3)),
+        ((60, 80), TransformConfig(crop_size=(30, 40)), (0.5, 0.5, 0.5)),  # the whole frame
+        ((80, 60), TransformConfig(crop_size=(30, 40)), (0.5, 0.5, 0.5)),  # padded sides
     ],
 )
 def test_frame_prep_equals_clip_transform(size, config, mean):
@@ -65,7 +67,9 @@ def test_frame_prep_refuses_training_transforms():
     assert FramePrep.from_transform(ClipTransform(config, 32, train=True)) is None
 
 
-@pytest.mark.parametrize("kind", ["gru_features", "attention_two_layer", "bilstm_crnn"])
+@pytest.mark.parametrize(
+    "kind", ["gru_features", "attention_two_layer", "bilstm_crnn", "wide_features"]
+)
 def test_onnx_engine_matches_fp32_encoder(make_run, kind):
     fast = _split(make_run(kind))
     engine = build_stream_engine(fast, "onnx")

@@ -36,7 +36,9 @@ def test_end_to_end_prediction_equals_model_forward(kind, make_run, make_video):
     assert pred.format() == f"Class: {pred.label}, Confidence: {pred.confidence:.2f}"
 
 
-@pytest.mark.parametrize("kind", ["gru_features", "attention_two_layer", "segments_r3d"])
+@pytest.mark.parametrize(
+    "kind", ["gru_features", "attention_two_layer", "segments_r3d", "wide_features"]
+)
 def test_features_prediction_equals_head_on_extracted_features(kind, make_run, make_video):
     # Inference must compute exactly the features training read from the feature store.
     from harkit.features.extractor import FeatureExtractor

@@ -27,7 +27,12 @@ def _final(run, video, config=None):
 # than the N frames trained on.
 @pytest.mark.parametrize(
     "kind, frames, mode",
-    [("c3d", 45, "windowed"), ("c3d", 11, "windowed"), ("gru_features", 37, "incremental")],
+    [
+        ("c3d", 45, "windowed"),
+        ("c3d", 11, "windowed"),
+        ("gru_features", 37, "incremental"),
+        ("wide_features", 29, "incremental"),
+    ],
 )
 def test_stream_on_a_file_ends_on_predicts_answer(make_run, make_video, kind, frames, mode):
     run = make_run(kind, seed=3)

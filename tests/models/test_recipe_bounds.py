@@ -19,6 +19,7 @@ RECIPE = "synthetic-gru"
         ("input.sampling.num_frames=1000000000", ["'input.sampling.num_frames'", "10000"]),
         ("input.sampling.max_frames=0", ["'input.sampling.max_frames'", "got 0"]),
         ("input.transform.crop_size=100000", ["'input.transform.crop_size'", "8192"]),
+        ("input.transform.crop_size=[224,0]", ["'input.transform.crop_size'", "[224, 0]"]),
         ("input.transform.rotation=720", ["'input.transform.rotation'", "180"]),
         ("head.hidden=1.0e+11", ["'head.hidden'", "100000000000.0"]),
         ("head.hidden=12.5", ["'head.hidden'", "12.5"]),
@@ -79,3 +80,23 @@ def test_limits_themselves_are_allowed() -> None:
 def test_every_builtin_recipe_is_within_bounds() -> None:
     for name in list_recipes():
         load_recipe(name)
+
+
+@pytest.mark.parametrize("recipe", ["corehar", "i3d-gru-twostream", "c3d-gru"])
+def test_a_non_square_crop_needs_rgb_frame_features(recipe):
+    # end-to-end networks and flow backbones take square inputs
+    with pytest.raises(ConfigError, match=r"non-square crop needs features mode with rgb frame"):
+        load_recipe(recipe, ["input.transform.crop_size=[224,298]"])
+    assert load_recipe("efficientnet-gru", ["input.transform.crop_size=[224,298]"])
+
+
+def test_a_non_square_crop_is_refused_for_segment_backbones():
+    from harkit.data.transforms import TransformConfig
+    from harkit.features.extractor import FeatureExtractorError, Preprocessor
+    from harkit.models.recipe import FeatureSource
+
+    with pytest.raises(FeatureExtractorError, match=r"only frame \(2D\) RGB backbones"):
+        Preprocessor(
+            [FeatureSource(backbone="r3d_18", weights="none")],
+            TransformConfig(crop_size=[112, 150]),
+        )
