@@ -97,6 +97,16 @@ def _as_dict(out: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return out if isinstance(out, dict) else {"pooled": out}
 
 
+ONNX_CHUNK = 8
+"""Frames per onnxruntime call (dynamic batch, CPU): EfficientNet-Lite0 extraction ran 1.1x
+faster at 8 than at 32, and compiled PyTorch 1.4x (activations of a small batch stay in
+cache; ``benchmarks/extract.py --variants batch8``, 2-core AVX-512 CPU)."""
+
+CHECK_ITEMS = 4
+"""Items of a compiled network's first batch held against eager fp32 (its whole batch cost
+ResNet152 about 5% of a 700-frame job on 2 cores)."""
+
+
 def compile_network(net: torch.nn.Module, freezing: bool = True) -> torch.nn.Module:
     """``torch.compile`` for inference at one batch shape (callers pad the last batch).
 
@@ -474,7 +484,7 @@ class FeatureExtractor:
         sess = self._session(index, tuple(x.shape[1:]))
         names = self._output_names(group)
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-        for chunk in self._chunks(x, segment=False):
+        for chunk in x.split(min(self.chunk_size, ONNX_CHUNK)):
             arrays = sess.run(None, {"frames": np.ascontiguousarray(chunk.numpy(), np.float32)})
             for name, array in zip(names, arrays, strict=True):
                 parts[name].append(torch.from_numpy(array))
@@ -530,19 +540,21 @@ class FeatureExtractor:
         Inductor has miscompiled before (frozen Inception-ResNet-V2 came out 17% off while
         eager bf16 was 0.5% off), so a group over :data:`FEATURE_TOLERANCE` (or twice the eager
         network's own error in the same precision, if larger) is compiled again without
-        freezing, and if that is wrong too it runs eager, with a warning. The check costs one
-        or two eager batches per job.
+        freezing, and if that is wrong too it runs eager, with a warning. The check runs the
+        eager network on the batch's first :data:`CHECK_ITEMS` items (a miscompile is wrong
+        on every item), once or twice per job.
         """
         group = self.groups[index]
-        ref = _as_dict(self._eager[index](chunk))
-        err = max(relative_error(result[name], ref[name]) for name in result)
+        probe = chunk[:CHECK_ITEMS]
+        ref = _as_dict(self._eager[index](probe))
+        err = max(relative_error(result[name][: len(probe)], ref[name]) for name in result)
         self.compile_check[group.backbone] = err
         limit = FEATURE_TOLERANCE[self.precision]
         if err > limit and self.fast:
             # A deep network can be over the bound in bf16 however it runs (frozen random-weight
             # ResNet152 was 3.3e-2 off); no worse than twice eager's own error is no miscompile.
             with self._autocast():
-                eager = _as_dict(self._eager[index](chunk))
+                eager = _as_dict(self._eager[index](probe))
             limit = max(limit, 2 * max(relative_error(eager[n], ref[n]) for n in result))
         if err <= limit:
             self._unchecked.discard(index)
