@@ -1,9 +1,12 @@
 """Which float precision the fast paths run in: one decision for extraction and inference.
 
-fp32 is the reference. ``'auto'`` picks fp16 on CUDA, bf16 on a CPU with native bf16
-(AVX512-BF16/AMX) and fp32 elsewhere: on CPUs without it bf16 is emulated and several times
-slower than fp32. ``HARKIT_PRECISION=fp32|bf16|fp16|auto`` overrides what ``'auto'`` means,
-so the same code (and the parity tests) can be forced to either precision on any CPU.
+fp32 is the reference. ``'auto'`` picks fp16 on CUDA, bf16 on a CPU with AMX tiles and fp32
+elsewhere: without native bf16 it is emulated and several times slower than fp32, and with
+AVX512-BF16 alone (no AMX) fp32 on onnxruntime was still faster. On such a 2-core CPU
+(``benchmarks/extract.py``, whole job): GoogLeNet 60 vs 37 frames/s, ResNet152 9.0 vs 4.8 and
+Inception-ResNet-V2 8.6 vs 4.7, fp32 (onnxruntime) vs bf16 (compiled / eager autocast). ``HARKIT_PRECISION=
+fp32|bf16|fp16|auto`` overrides what ``'auto'`` means, so the same code (and the parity
+tests) can be forced to either precision on any CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ import torch
 
 from harkit.errors import HarkitError
 
-__all__ = ["FEATURE_TOLERANCE", "PRECISION_ENV", "Precision", "bf16_native", "resolve_precision"]
+__all__ = [
+    "FEATURE_TOLERANCE",
+    "PRECISION_ENV",
+    "Precision",
+    "bf16_fast",
+    "bf16_native",
+    "resolve_precision",
+]
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
@@ -42,6 +52,17 @@ def bf16_native(device: torch.device) -> bool:
     return False
 
 
+def bf16_fast(device: torch.device) -> bool:
+    """True where bf16 is faster than fp32: CUDA with bf16, a CPU with AMX tiles (see the
+    module docstring for AVX512-BF16 alone)."""
+    if device.type != "cpu":
+        return bf16_native(device)
+    try:
+        return bf16_native(device) and bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # builds without the probe
+        return False
+
+
 def resolve_precision(precision: Precision, device: torch.device) -> str:
     """The concrete precision (``'fp32'``, ``'bf16'`` or ``'fp16'``) that ``precision`` means
     on ``device``; ``'auto'`` follows ``$HARKIT_PRECISION`` when it is set."""
@@ -63,4 +84,4 @@ def resolve_precision(precision: Precision, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "fp16"
-    return "bf16" if bf16_native(device) else "fp32"
+    return "bf16" if bf16_fast(device) else "fp32"

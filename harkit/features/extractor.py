@@ -6,7 +6,7 @@ network (backbone + weights + stream, e.g. two layers of ResNet50) run it once. 
 backbones run over the T frames in chunks; segment backbones give one feature per segment.
 
 The fast path is ``channels_last`` memory format plus autocast (``precision='auto'``: bf16 on
-CPUs with native bf16 support, fp16 on CUDA; see :mod:`harkit.precision`) and optionally
+CPUs with AMX, fp16 on CUDA; see :mod:`harkit.precision`) and optionally
 ``torch.compile`` (frozen, one batch shape: the last chunk is padded; each compiled network's
 first batch is checked against eager fp32 and a wrong graph is replaced, see
 :func:`compile_network`); ``precision='fp32'`` is the reference. The extractor knows nothing
@@ -15,8 +15,8 @@ about the feature store, so inference uses it too.
 ``engine='onnx'`` runs frame (2D) networks with onnxruntime instead: each network is exported
 once (fp32, dynamic batch) to ``$HARKIT_CACHE/onnx`` (default ``~/.cache/harkit/onnx``) and
 reused by later runs. On a 2-core AVX2 CPU ORT ran MobileNetV3-Large 5x, GoogLeNet 1.7x and
-ResNet152 1.6x faster than eager channels-last PyTorch, so ``'auto'`` picks it on CPUs without
-native bf16. Segment (3D) networks stay on PyTorch (their exported graphs were not measured).
+ResNet152 1.6x faster than eager channels-last PyTorch, so ``'auto'`` picks it wherever the
+precision is fp32. Segment (3D) networks stay on PyTorch (their exported graphs were not measured).
 Like precision, the engine changes features only within float tolerance, so it is not part
 of the feature-store key.
 """
@@ -148,7 +148,7 @@ def sources_precision(
 def resolve_engine(engine: Engine, device: torch.device, precision: str) -> str:
     """``'auto'`` -> ``'onnx'`` on a CPU running fp32 when onnxruntime is installed, else torch.
 
-    CUDA and reduced precision (native-bf16 CPUs) stay on PyTorch: the exported graphs are
+    CUDA and reduced precision (bf16 CPUs) stay on PyTorch: the exported graphs are
     fp32 and run on onnxruntime's CPU provider only.
     """
     if engine not in ("auto", "torch", "onnx"):
