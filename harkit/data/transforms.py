@@ -1,9 +1,10 @@
 """Clip transforms on torchvision transforms v2: one set of random parameters per clip.
 
 A clip goes in as ``uint8 (T, H, W, 3)`` (numpy or tensor) and comes out as
-``float32 (T, 3, H', W')`` (a square crop unless ``crop_size`` is a pair) normalised with the mean/std the backbone asks for. The clip is
-wrapped as a ``tv_tensors.Video`` so every v2 transform draws its parameters once and
-applies them to all frames alike (a flipped clip has every frame flipped).
+``float32 (T, 3, h, w)`` (a square unless ``crop_size`` is a pair) normalised with the
+mean/std the backbone asks for. The clip is wrapped as a ``tv_tensors.Video`` so every v2
+transform draws its parameters once and applies them to all frames alike (a flipped clip has
+every frame flipped).
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ class TransformConfig(StrictModel):
     backbone's input size. ``[224, 298]`` keeps a whole 4:3 frame, where a centre square
     cuts off what happens near the left and right edges (arms stretched sideways); frame
     (2D) RGB feature backbones only, as they pool over any size."""
+    random_crop: bool = False
+    """Training only: random crop position instead of the centre."""
+    hflip: confloat(ge=0.0, le=1.0) = 0.0
+    """Training only: probability of a horizontal flip of the whole clip."""
+    rotation: float = Field(default=0.0, ge=0.0, le=180.0)
+    """Training only: random rotation in [-rotation, +rotation] degrees (seed 002: 5)."""
 
     @property
     def square(self) -> bool:
@@ -62,12 +69,6 @@ class TransformConfig(StrictModel):
         """``(height, width)`` of the crop, ``input_size`` square by default."""
         size = self.crop_size or input_size
         return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    random_crop: bool = False
-    """Training only: random crop position instead of the centre."""
-    hflip: confloat(ge=0.0, le=1.0) = 0.0
-    """Training only: probability of a horizontal flip of the whole clip."""
-    rotation: float = Field(default=0.0, ge=0.0, le=180.0)
-    """Training only: random rotation in [-rotation, +rotation] degrees (seed 002: 5)."""
 
 
 def clip_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
