@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 from pydantic import BeforeValidator, Field, confloat
 
-from harkit.config import StrictModel
+from harkit.config import ConfigError, StrictModel
 
 if TYPE_CHECKING:  # torch/torchvision load on first use: recipes validate without them
     import torch
@@ -98,7 +98,10 @@ class ClipTransform:
         crop = config.crop_shape(input_size)
         resize = config.resize or min(crop)
         if resize < min(crop):
-            raise ValueError(f"resize ({resize}) must be >= the crop's shorter side ({min(crop)})")
+            raise ConfigError(
+                f"input.transform.resize ({resize}) must be >= the crop's shorter side "
+                f"({min(crop)}: input.transform.crop_size, or the backbone's input size)"
+            )
         steps = [v2.Resize(resize, antialias=True)]
         if train and config.rotation > 0:
             steps.append(v2.RandomRotation(config.rotation))

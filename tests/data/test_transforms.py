@@ -3,6 +3,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from harkit.config import ConfigError
 from harkit.data.transforms import ClipTransform, TransformConfig
 
 
@@ -48,6 +49,12 @@ def test_bad_crop_sizes_are_one_clear_error(value):
         TransformConfig(crop_size=value)
     assert err.value.error_count() == 1
     assert "[height, width], each 1 to 8192" in str(err.value)
+
+
+def test_a_resize_below_the_crop_is_a_config_error():
+    # a stranger's --set input.transform.resize=100 under a 224 backbone gave a traceback
+    with pytest.raises(ConfigError, match=r"input.transform.resize \(100\) must be >= .*224"):
+        ClipTransform(TransformConfig(resize=100), input_size=224)
 
 
 def test_random_parameters_are_shared_by_every_frame_of_a_clip():
