@@ -14,6 +14,15 @@ from harkit.models.builder import feature_dims
 from harkit.models.recipe import Recipe, load_recipe
 from tests.train.conftest import toy  # shared with the training tests
 
+#: Overrides for a one-epoch run of a features recipe on tiny synthetic clips.
+TINY_RUN = [
+    "input.sampling.num_frames=4",
+    "head.hidden=8",
+    "optim.epochs=1",
+    "optim.batch_size=4",
+    "optim.val_fraction=0",
+]
+
 
 def small_recipe(*extra: str, head: str = "recurrent") -> Recipe:
     """fusion-gru on a resnet18 layer1 (random weights), a 16-unit head, 2 epochs."""

@@ -14,14 +14,7 @@ from harkit.data.datasets import DatasetConfig
 from harkit.data.synthetic import SynthConfig, render_dataset
 from harkit.models.recipe import load_recipe
 from harkit.train import train
-
-TINY = [
-    "input.sampling.num_frames=4",
-    "head.hidden=8",
-    "optim.epochs=1",
-    "optim.batch_size=4",
-    "optim.val_fraction=0",
-]
+from tests.experiments.conftest import TINY_RUN as TINY
 
 
 @pytest.fixture(scope="module")

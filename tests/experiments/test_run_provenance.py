@@ -13,14 +13,7 @@ from harkit.experiments import evaluate_run
 from harkit.models.recipe import load_recipe
 from harkit.train import train
 from harkit.train.run import RunError
-
-TINY = [
-    "input.sampling.num_frames=4",
-    "head.hidden=8",
-    "optim.epochs=1",
-    "optim.batch_size=4",
-    "optim.val_fraction=0",
-]
+from tests.experiments.conftest import TINY_RUN as TINY
 
 
 def _synth(root: Path, actors: int, test_actors: int = 1) -> Path:
