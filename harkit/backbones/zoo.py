@@ -18,6 +18,7 @@ from harkit.backbones.i3d_kinetics import (
     to_port_architecture,
 )
 from harkit.backbones.inflate import adapt_input_channels, inflate_model
+from harkit.backbones.motion import flow_hist_spec
 from harkit.backbones.named import build_timm
 from harkit.backbones.spec import BackboneSpec, register_backbone
 from harkit.backbones.weights import (
@@ -308,6 +309,9 @@ def _inception_resnet_v2() -> BackboneSpec:
 # 'imagenet' works offline.
 for _variant in LITE_VARIANTS:
     register_backbone(lite_spec(_variant))
+
+# Motion without weights: a flow descriptor for the flow stream of people's own videos.
+register_backbone(flow_hist_spec())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,15 @@ from harkit.models.recipe import Recipe, load_recipe
 from harkit.train.data import TrainData
 from harkit.train.trainer import train
 
-__all__ = ["COLUMNS", "Variant", "ablate", "grid_variants", "parse_grid", "recipe_variants"]
+__all__ = [
+    "COLUMNS",
+    "Variant",
+    "ablate",
+    "grid_variants",
+    "parse_grid",
+    "recipe_variants",
+    "variant_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +62,9 @@ class Variant:
     overrides: tuple[str, ...] = ()
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "variant"
+def variant_dir(out_dir: str | os.PathLike[str], name: str) -> Path:
+    """The run folder :func:`ablate` gives the variant ``name`` under ``out_dir``."""
+    return Path(out_dir) / (re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "variant")
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
@@ -132,7 +141,7 @@ def ablate(
     out = Path(out_dir)
     rows: list[dict[str, Any]] = []
     for variant in variants:
-        run_dir = out / _slug(variant.name)
+        run_dir = variant_dir(out, variant.name)
         log.info("ablation variant %s -> %s", variant.name, run_dir)
         if (run_dir / "model.safetensors").is_file() and (run_dir / "run.json").is_file():
             info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))

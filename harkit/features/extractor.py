@@ -123,10 +123,12 @@ class FeatureExtractorError(HarkitError):
 
 
 def source_key(source: FeatureSource) -> str:
-    """Stable name of a source: ``'<stream>:<backbone>:<weights tag>:<layer or pooled>'``."""
+    """Stable name of a source: ``'<stream>:<backbone>:<weights tag>:<layer or pooled>'``,
+    then ``'@<g>x<g>'`` for grid features."""
+    grid = f"@{source.grid}x{source.grid}" if source.grid > 1 else ""
     return f"{source.stream}:{source.backbone}:{weights_tag(source.weights)}:" + (
         source.layer or "pooled"
-    )
+    ) + grid
 
 
 def _onnxruntime_available() -> bool:
@@ -197,6 +199,13 @@ class _Group:
     spec: BackboneSpec
     layers: tuple[str, ...]
     sources: tuple[tuple[str, str], ...]  # (source key, output name: 'pooled' or a layer)
+    grid: int = 1
+
+    def dim(self, output: str) -> int:
+        """Feature size of one output (``'pooled'`` or a layer)."""
+        if output == "pooled":
+            return self.spec.feature_dim
+        return self.spec.layers[output] * self.grid * self.grid
 
     @property
     def prep_key(self) -> tuple:
@@ -205,11 +214,12 @@ class _Group:
 
 
 def _group_sources(sources: Sequence[FeatureSource]) -> list[_Group]:
-    order: dict[tuple[str, str, str], list[FeatureSource]] = {}
-    for source in sources:
-        order.setdefault((source.backbone, str(source.weights), source.stream), []).append(source)
+    # one network run per backbone, weights, stream and grid (a grid pools every layer)
+    order: dict[tuple[str, str, str, int], list[FeatureSource]] = {}
+    for s in sources:
+        order.setdefault((s.backbone, str(s.weights), s.stream, s.grid), []).append(s)
     groups = []
-    for (backbone, weights, stream), members in order.items():
+    for (backbone, weights, stream, grid), members in order.items():
         spec = get_backbone_spec(backbone)
         want = 2 if stream == "flow" else 3
         if spec.in_channels != want:
@@ -220,7 +230,13 @@ def _group_sources(sources: Sequence[FeatureSource]) -> list[_Group]:
             )
         layers = tuple(dict.fromkeys(m.layer for m in members if m.layer))
         outputs = tuple(dict.fromkeys((source_key(m), m.layer or "pooled") for m in members))
-        groups.append(_Group(backbone, weights, stream, spec, layers, outputs))
+        unknown = [layer for layer in layers if layer not in spec.layers]
+        if unknown:
+            raise FeatureExtractorError(
+                f"backbone {backbone!r} has no layer {unknown[0]!r}; available: "
+                f"{', '.join(spec.layers) or '(none)'}"
+            )
+        groups.append(_Group(backbone, weights, stream, spec, layers, outputs, grid))
     return groups
 
 
@@ -235,11 +251,10 @@ class Preprocessor:
         self.groups = _group_sources(sources)
         self._transforms: dict[tuple, ClipTransform] = {}
         for group in self.groups:
-            if not self.transform.square and (group.stream != "rgb" or group.spec.kind != "frame"):
+            if not self.transform.square and group.spec.kind != "frame":
                 raise FeatureExtractorError(
                     f"crop_size {list(self.transform.crop_size or ())} is not square: only "
-                    f"frame (2D) RGB backbones take it, not {group.backbone} ({group.stream}, "
-                    f"{group.spec.kind})"
+                    f"frame (2D) backbones take it, not {group.backbone} ({group.spec.kind})"
                 )
             if group.stream == "rgb" and group.prep_key not in self._transforms:
                 spec = group.spec
@@ -360,7 +375,9 @@ class FeatureExtractor:
         #: ``{backbone: max relative error}`` of each compiled group's first batch vs fp32
         self.compile_check: dict[str, float] = {}
         for group in self.preprocessor.groups:
-            net = create_backbone(group.backbone, group.weights, group.layers or None)
+            net = create_backbone(
+                group.backbone, group.weights, group.layers or None, grid=group.grid
+            )
             net = net.to(self.device).eval()
             if self.fast or compile:
                 fmt = torch.channels_last if group.spec.kind == "frame" else torch.channels_last_3d
@@ -378,7 +395,7 @@ class FeatureExtractor:
         out = {}
         for group in self.groups:
             for key, name in group.sources:
-                out[key] = group.spec.feature_dim if name == "pooled" else group.spec.layers[name]
+                out[key] = group.dim(name)
         return {key: out[key] for key in self.keys}
 
     def describe(self) -> dict[str, object]:
@@ -439,7 +456,7 @@ class FeatureExtractor:
         group = self.groups[index]
         key = {
             "backbone": group.backbone, "weights": weights_tag(group.weights),
-            "outputs": self._output_names(group), "input": list(shape),
+            "outputs": self._output_names(group), "grid": group.grid, "input": list(shape),
             "opset": ONNX_OPSET, "torch": torch.__version__, "harkit": __version__,
         }  # fmt: skip
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

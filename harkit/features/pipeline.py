@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from harkit.config import parse_config
 from harkit.data.clips import load_clip
 from harkit.data.datasets import DatasetConfig, VideoIndex
 from harkit.data.jobs import (
@@ -53,7 +54,8 @@ from harkit.features.extractor import (
     sources_precision,
 )
 from harkit.features.store import FeatureStore, StoreDtype, source_stamp, store_config
-from harkit.flow.extract import CONFIG_FILE, flow_settings, stored_video_root
+from harkit.flow.extract import CONFIG_FILE, FlowConfig, flow_settings, stored_video_root
+from harkit.flow.sampled import SampledFlow, load_clip_and_flow
 from harkit.flow.storage import flow_file_path, load_flow
 from harkit.io import atomic_write_text, read_json_object
 from harkit.models.recipe import FeatureSource
@@ -151,12 +153,12 @@ class _Jobs(Dataset):
         sampling: SamplingConfig,
         preprocessor: Preprocessor,
         backend: str,
-        flow_root: Path | None,
+        flow: Path | SampledFlow | None,
         flow_video_root: Path | None,
     ) -> None:
         self.index, self.positions, self.sampling = index, list(positions), sampling
         self.preprocessor, self.backend = preprocessor, backend
-        self.flow_root, self.flow_video_root = flow_root, flow_video_root
+        self.flow, self.flow_video_root = flow, flow_video_root
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -166,11 +168,14 @@ class _Jobs(Dataset):
         path = self.index[position].path
         try:
             frames = flow = None
-            if self.preprocessor.needs_rgb:
+            if isinstance(self.flow, SampledFlow):  # one decode for both streams
+                frames, flow = load_clip_and_flow(path, self.sampling, self.flow,
+                                                  backend=self.backend)  # fmt: skip
+            elif self.preprocessor.needs_rgb:
                 frames, _ = load_clip(path, self.sampling, backend=self.backend)
-            if self.preprocessor.needs_flow:
-                assert self.flow_root is not None and self.flow_video_root is not None
-                flow = load_flow_clip(path, self.flow_root, self.flow_video_root, self.sampling)
+            if isinstance(self.flow, Path):
+                assert self.flow_video_root is not None
+                flow = load_flow_clip(path, self.flow, self.flow_video_root, self.sampling)
             inputs = self.preprocessor(frames, flow)
         except (HarkitError, ValueError) as exc:  # unreadable video / flow, too small to crop
             return {"position": position, "error": getattr(exc, "reason", None) or str(exc)}
@@ -307,8 +312,9 @@ def read_flow_settings(store_path: Path) -> dict[str, Any] | None:
     return settings
 
 
-def _record_flow_settings(stores: Sequence[FeatureStore], flow_root: Path) -> None:
-    settings = flow_settings(flow_root)
+def _record_flow_settings(
+    stores: Sequence[FeatureStore], settings: dict[str, Any] | None, origin: str
+) -> None:
     if settings is None:  # a flow folder from before flow_config.json: nothing to compare
         return
     for store in stores:
@@ -321,9 +327,20 @@ def _record_flow_settings(stores: Sequence[FeatureStore], flow_root: Path) -> No
             changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
             raise HarkitError(
                 f"{store.path} holds features of flow computed with other settings "
-                f"({', '.join(changed)} differ from {flow_root / CONFIG_FILE}); use another "
-                f"--store for this flow"
+                f"({', '.join(changed)} differ from {origin}); use another --store for this "
+                f"flow"
             )
+
+
+def _stored_flow_config(stores: Sequence[FeatureStore]) -> FlowConfig | None:
+    """The flow settings a flow source's store already records: without flow files, the
+    videos left to extract get the flow its features were made from."""
+    for store in stores:
+        settings = read_flow_settings(store.path)
+        if settings is not None:
+            known = {k: v for k, v in settings.items() if k in FlowConfig.model_fields}
+            return parse_config(FlowConfig, known, source=str(store.path / FLOW_SETTINGS_FILE))
+    return None
 
 
 def _identity(item: Any) -> Any:
@@ -375,7 +392,9 @@ def extract_features(
     ``batch_size`` frames (segments: ``batch_size // L``) go through a network at once;
     ``num_workers`` DataLoader processes decode and preprocess (0: in this process).
     ``video_root`` (default: the deepest folder holding every video) makes the video ids.
-    ``flow_root`` holds the flow files (``harkit flow``) that ``stream='flow'`` sources read.
+    ``flow_root`` holds the flow files (``harkit flow``) that ``stream='flow'`` sources read;
+    without it the sampled pairs are computed here with ``flow_method`` and ``harkit flow``'s
+    defaults (what ``predict`` computes for the trained model).
     Batches span videos (every network call is full). ``compile=None`` compiles the backbones
     where that pays (:func:`auto_compile`). Failed videos are retried only with
     ``retry_failed``. ``engine`` (PyTorch or onnxruntime, see :class:`FeatureExtractor`) does
@@ -433,22 +452,22 @@ def extract_features(
         {k: str(s.path) for k, s in stores.items()}, str(report.path), repaired=len(repaired),
         changed=len(changed),
     )  # fmt: skip
-    if flow_root is not None and preprocessor.needs_flow:
-        _record_flow_settings(
-            [stores[source_key(s)] for s in sources if s.stream == "flow"], Path(flow_root)
-        )
+    flow: Path | SampledFlow | None = None
+    flow_video_root = None
+    if preprocessor.needs_flow:
+        flow_stores = [stores[source_key(s)] for s in sources if s.stream == "flow"]
+        if flow_root is not None:
+            flow = Path(flow_root)
+            _record_flow_settings(flow_stores, flow_settings(flow), str(flow / CONFIG_FILE))
+            flow_video_root = _flow_video_root(flow, index)
+        else:  # no flow files: the sampled pairs, as `harkit flow` would have computed them
+            config = _stored_flow_config(flow_stores) or FlowConfig(method=flow_method or "tvl1")
+            flow = SampledFlow(config)
+            _record_flow_settings(flow_stores, config.model_dump(mode="json"),
+                                  f"flow_method {config.method} with `harkit flow` defaults")  # fmt: skip
     if not todo:
         log.info("features rank %d/%d: all %d videos already done", rank, world_size, existing)
         return summary
-    flow_dir = flow_video_root = None
-    if preprocessor.needs_flow:  # only needed when something is left to extract
-        if flow_root is None:
-            raise HarkitError(
-                "flow-stream sources need flow files: compute them with `harkit flow` and pass "
-                "flow_root (--flow-root)"
-            )
-        flow_dir = Path(flow_root)
-        flow_video_root = _flow_video_root(flow_dir, index)
     if compile is None:
         compile = auto_compile(len(todo), sources, device, precision, engine)
     extractor = FeatureExtractor(
@@ -456,7 +475,7 @@ def extract_features(
         compile=compile, chunk_size=batch_size,
     )  # fmt: skip
     summary.extractor = extractor.describe()
-    jobs = _Jobs(index, todo, sampling, preprocessor, backend, flow_dir, flow_video_root)
+    jobs = _Jobs(index, todo, sampling, preprocessor, backend, flow, flow_video_root)
     workers = min(num_workers, len(todo))
     loader = DataLoader(
         jobs,

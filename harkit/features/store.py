@@ -114,6 +114,8 @@ class StoreConfig(StrictModel):
     weights: str
     """Weights tag: ``none``, ``imagenet``, ``kinetics`` or ``file:<sha256 prefix>``."""
     layer: str | None = None
+    grid: PositiveInt = 1
+    """The layer's map averaged over ``grid x grid`` cells (1: over the whole frame)."""
     stream: Literal["rgb", "flow"] = "rgb"
     kind: Literal["frame", "segment"]
     feature_dim: PositiveInt
@@ -129,11 +131,15 @@ class StoreConfig(StrictModel):
     format_version: int = FEATURE_FORMAT_VERSION
 
     def key(self) -> str:
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        fields = self.model_dump(mode="json")
+        if fields["grid"] == 1:  # the key of every store made before grids existed
+            del fields["grid"]
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:_KEY_CHARS]
 
     def folder_name(self) -> str:
         layer = (self.layer or "pooled").replace("/", "_")
+        layer += f"-grid{self.grid}" if self.grid > 1 else ""
         flow = "-flow" if self.stream == "flow" and "flow" not in self.backbone else ""
         return f"{self.backbone}{flow}-{layer}-{self.key()}"
 
@@ -161,11 +167,12 @@ def store_config(
                 f"backbone {spec.name!r} has no layer {source.layer!r}; "
                 f"available: {', '.join(spec.layers) or '(none)'}"
             )
-        dim = spec.layers[source.layer]
+        dim = spec.layers[source.layer] * source.grid**2
     return StoreConfig(
         backbone=spec.name,
         weights=weights_tag(source.weights),
         layer=source.layer,
+        grid=source.grid,
         stream=source.stream,
         kind=spec.kind,
         feature_dim=dim,

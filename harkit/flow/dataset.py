@@ -11,6 +11,7 @@ unreadable flow file (missing, truncated, failing its CRC) gives a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,31 +32,38 @@ __all__ = ["FlowDataset", "flow_to_tensor"]
 
 def flow_to_tensor(
     quantized: np.ndarray,
-    size: int,
+    size: int | Sequence[int],
     *,
     resize: int | None = None,
     crop_at: tuple[float, float] = (0.5, 0.5),
     hflip: bool = False,
 ) -> torch.Tensor:
-    """``uint8 (N, H, W, 2)`` stored flow -> ``float32 (N, 2, size, size)`` in ``[-1, 1]``.
+    """``uint8 (N, H, W, 2)`` stored flow -> ``float32 (N, 2, h, w)`` in ``[-1, 1]``.
 
-    The shorter side is resized to ``resize`` (default ``size``) with the displacements scaled
-    by the same factor, then a ``size`` square is cut at relative position ``crop_at``
-    (``(0.5, 0.5)`` = centre). ``hflip`` mirrors the clip and negates x motion.
+    ``size`` is one side (a square) or ``(h, w)``. The shorter side is resized to ``resize``
+    (default: the crop's shorter side) with the displacements scaled by the same factor, then
+    an ``h x w`` window is cut at relative position ``crop_at`` (``(0.5, 0.5)`` = centre), as
+    :class:`~harkit.data.transforms.ClipTransform` cuts the RGB frames. ``hflip`` mirrors the
+    clip and negates x motion.
     """
+    crop_h, crop_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     flow = torch.from_numpy(np.ascontiguousarray(quantized)).permute(0, 3, 1, 2)
     flow = flow.float().div_(127.5).sub_(1.0)  # = displacement / bound
     height, width = flow.shape[-2:]
-    new_h, new_w = working_shape(height, width, resize or size)
+    new_h, new_w = working_shape(height, width, resize or min(crop_h, crop_w))
     if (new_h, new_w) != (height, width):
         flow = F.interpolate(flow, size=(new_h, new_w), mode="bilinear", antialias=True)
         scale = torch.tensor([new_w / width, new_h / height]).view(1, 2, 1, 1)
         flow = (flow * scale).clamp_(-1.0, 1.0)
-    if min(new_h, new_w) < size:
-        raise ValueError(f"cannot crop {size}x{size} from flow of {new_h}x{new_w}")
-    top = round((new_h - size) * crop_at[0])
-    left = round((new_w - size) * crop_at[1])
-    flow = flow[:, :, top : top + size, left : left + size]
+    if new_h < crop_h:
+        raise ValueError(f"cannot crop {crop_h}x{crop_w} from flow of {new_h}x{new_w}")
+    if new_w < crop_w:  # a portrait video under a landscape crop: zero motion at the sides
+        pad = crop_w - new_w
+        flow = F.pad(flow, (pad // 2, pad - pad // 2))
+        new_w = crop_w
+    top = round((new_h - crop_h) * crop_at[0])
+    left = round((new_w - crop_w) * crop_at[1])
+    flow = flow[:, :, top : top + crop_h, left : left + crop_w]
     if hflip:
         flow = flow.flip(-1)
         flow[:, 0].neg_()

@@ -12,7 +12,7 @@ from harkit.heads.fusion import (
     WeightedAverageFusion,
     concat_features,
 )
-from harkit.heads.normalize import CenteredHead, causal_center
+from harkit.heads.normalize import CenteredHead, NormalizedHead, causal_center, unwrap_head
 from harkit.heads.pooling import (
     POOLINGS,
     HeadError,
@@ -42,6 +42,7 @@ __all__ = [
     "DualLayerAttentionHead",
     "HeadError",
     "MeanPoolHead",
+    "NormalizedHead",
     "RecurrentEncoder",
     "RecurrentHead",
     "RecurrentStack",
@@ -56,5 +57,6 @@ __all__ = [
     "masked_mean",
     "masked_softmax",
     "masked_step_cross_entropy",
+    "unwrap_head",
     "vote_logits",
 ]

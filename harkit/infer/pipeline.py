@@ -288,7 +288,7 @@ def _features_encoder(recipe: Recipe, device: torch.device, fast: bool, engine: 
             )
         else:
             shape = (spec.in_channels, *size)
-        dims = [spec.feature_dim if n == "pooled" else spec.layers[n] for n in names]
+        dims = [group.dim(n) for n in names]
         branches.append(Branch(
             name=f"{i}_{group.backbone}", kind="segment" if spec.kind == "segment" else "frame",
             prep_key=group.prep_key, module=_Outputs(net, names),

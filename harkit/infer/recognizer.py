@@ -19,6 +19,7 @@ from harkit.data.clips import load_clip, out_of_memory_reason
 from harkit.data.sampling import sample_indices
 from harkit.data.video import FrameCountError, VideoReadError, get_reader
 from harkit.evaluate.reports import format_prediction
+from harkit.flow.sampled import TooFewFramesError
 from harkit.infer.device import check_device
 from harkit.infer.errors import InferenceError, WindowError
 from harkit.infer.flow import FlowComputer
@@ -214,7 +215,7 @@ class Recognizer:
                     return self.sample_clip(count, lambda idx: reader.read_frames(video, idx))
                 except FrameCountError as exc:
                     count = exc.actual
-                except InferenceError as exc:  # e.g. too few frames for flow
+                except (InferenceError, TooFewFramesError) as exc:
                     raise VideoReadError(video, str(exc)) from None
         except MemoryError as exc:
             raise VideoReadError(video, out_of_memory_reason(exc)) from None

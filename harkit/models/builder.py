@@ -18,6 +18,7 @@ from harkit.heads import (
     CenteredHead,
     DualLayerAttentionHead,
     MeanPoolHead,
+    NormalizedHead,
     RecurrentHead,
     TwoStreamHead,
 )
@@ -47,7 +48,7 @@ def source_dim(source: FeatureSource) -> int:
             f"backbone '{source.backbone}' has no layer '{source.layer}'; "
             f"available: {', '.join(spec.layers)}"
         )
-    return spec.layers[source.layer]
+    return spec.layers[source.layer] * source.grid**2
 
 
 def feature_dims(recipe: Recipe) -> list[int]:
@@ -59,10 +60,12 @@ def build_head(config: HeadConfig, input_dims: Sequence[int], num_classes: int) 
     if config.type == "mean":
         # Causal centering depends on frame order; the order-agnostic baseline centres on the
         # whole clip instead, and pools the spread around that mean (the mean itself is 0).
-        return MeanPoolHead(sum(input_dims), num_classes, hidden=config.fc or (256,),
+        head = MeanPoolHead(sum(input_dims), num_classes, hidden=config.fc or (256,),
                             dropout=config.dropout, statistic="std" if config.center else "mean")
-    head = _build_head(config, input_dims, num_classes)
-    return CenteredHead(head) if config.center else head
+    else:
+        head = _build_head(config, input_dims, num_classes)
+        head = CenteredHead(head) if config.center else head
+    return NormalizedHead(head, input_dims) if config.norm == "layer" else head
 
 
 def _build_head(config: HeadConfig, input_dims: Sequence[int], num_classes: int) -> nn.Module:

@@ -79,7 +79,19 @@ class FeatureSource(StrictModel):
     """``imagenet`` / ``kinetics`` / ``none`` / a path to a state_dict or .safetensors file."""
     layer: str | None = None
     """Intermediate layer instead of the pooled output (seed 004's two layers)."""
+    grid: int = Field(default=1, ge=1, le=4)
+    """Average ``layer``'s map over ``grid x grid`` cells instead of the whole frame, so the
+    head sees where things are: ``C * grid * grid`` features per step."""
     stream: Literal["rgb", "flow"] = "rgb"
+
+    @model_validator(mode="after")
+    def _grid_needs_a_map(self) -> FeatureSource:
+        if self.grid > 1 and self.layer is None:
+            raise ValueError(
+                f"grid {self.grid} pools a layer's map: give the layer too (e.g. "
+                "efficientnet_lite0's bn2, resnet's layer4)"
+            )
+        return self
 
 
 class InputConfig(StrictModel):
@@ -112,6 +124,9 @@ class HeadConfig(StrictModel):
     center: bool = False
     """Remove static appearance first: order-aware heads subtract each step's running mean
     (causal, so they stream); ``type: mean`` pools the spread around the clip's mean."""
+    norm: Literal["none", "layer"] = "none"
+    """``layer``: layer-normalise each feature source per step before the head (and before
+    centering), so sources of different scale fuse on one footing."""
 
 
 class NetworkConfig(StrictModel):
@@ -187,13 +202,22 @@ class Recipe(StrictModel):
         elif (self.network.type == "crnn") != (self.head is not None):
             raise ValueError("an end-to-end 'crnn' needs a head; c3d_gru / small2d_gru take none")
         if not self.input.transform.square and (
-            self.mode != "features" or any(s.stream != "rgb" for s in self.input.features)
+            self.mode != "features" or any(_kind(s.backbone) != "frame" for s in self.input.features)
         ):
             raise ValueError(
                 f"input.transform.crop_size {list(self.input.transform.crop_size or ())}: a "
-                "non-square crop needs features mode with RGB frame backbones"
+                "non-square crop needs features mode with frame (2D) backbones"
             )
         return self
+
+
+def _kind(backbone: str) -> str | None:
+    from harkit.backbones import UnknownBackboneError, get_backbone_spec
+
+    try:
+        return get_backbone_spec(backbone).kind
+    except UnknownBackboneError:  # named when the model is built
+        return None
 
 
 def recipe_dir() -> Path:

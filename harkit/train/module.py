@@ -11,9 +11,9 @@ from torch import Tensor, nn
 
 from harkit.data.clips import SkipReport
 from harkit.heads import (
-    CenteredHead,
     RecurrentHead,
     masked_step_cross_entropy,
+    unwrap_head,
     vote_logits,
 )
 from harkit.models.builder import CRNN, build_model
@@ -24,9 +24,9 @@ __all__ = ["ActionModule", "build_optimizer", "step_logits"]
 
 def _vote_head(model: nn.Module) -> nn.Module | None:
     head = model.head if isinstance(model, CRNN) else model
-    inner = head.head if isinstance(head, CenteredHead) else head
+    inner = unwrap_head(head)
     if isinstance(inner, RecurrentHead) and inner.pooling == "vote":
-        return head  # a CenteredHead's forward_steps centers before the steps
+        return head  # a wrapper's forward_steps normalises / centers before the steps
     return None
 
 

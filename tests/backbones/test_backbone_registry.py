@@ -39,6 +39,7 @@ EXPECTED = {
     "r2plus1d_18": ("segment", 112, 512, 3),
     "tiny_image": ("frame", 16, 768, 3),
     "tiny_flow": ("frame", 16, 512, 2),
+    "flow_hist": ("frame", 224, 128, 2),
 }
 FRAMES = 3  # clip length used for segment models (shorter than s3d.min_frames)
 
@@ -64,7 +65,7 @@ def test_spec_metadata(name: str):
         channels,
     )
     assert len(spec.mean) == len(spec.std) == channels
-    if name.startswith("tiny_"):  # the weight-free descriptors
+    if name.startswith("tiny_") or name == "flow_hist":  # the weight-free descriptors
         assert not spec.weights and spec.default_weights == "none"
         return
     assert spec.default_weights in spec.weights

@@ -148,3 +148,19 @@ def test_manifest_without_groups_and_few_videos_per_class_trains(tmp_path: Path)
     info = prepare_data(recipe, DatasetConfig(root=tmp_path / "m.csv"), progress=False).info
     assert info["counts"] == {"train": 6, "val": 3, "test": 3}
     assert info["validation"].startswith("validation: 3 of 9 training videos (33%), asked 15%; ")
+
+
+@pytest.mark.parametrize("groups", [2, 3])
+def test_two_or_three_training_groups_train_without_validation(
+    groups: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GaTech leave-one-person-out: two training people; holding one out left 9 clips (55.6%).
+    with caplog.at_level(logging.WARNING, logger="harkit.train.data"):
+        index, note = plan_validation(index_of(groups), 0.1, seed=0)
+    assert len(index.subset("val")) == 0 and len(index.subset("train")) == 4 * groups
+    assert note == (
+        f"validation: none: holding out one of only {groups} training groups would take "
+        f"{1 / groups:.0%} of the training data (asked 10%; needs >= 4 groups); the last "
+        "epoch is exported"
+    )
+    assert note in caplog.text

@@ -83,3 +83,16 @@ def test_flow_to_tensor_center_crop_is_exact() -> None:
     torch.testing.assert_close(out, expected)
     with pytest.raises(ValueError, match="resize"):
         FlowDataset(VideoIndex("x", [], ["a"]), ".", size=224, resize=200)
+
+
+def test_a_wide_crop_keeps_the_whole_frame_and_pads_portrait_flow() -> None:
+    # 48x64 (4:3) flow, crop [24, 32]: the whole frame at half size, displacements halved
+    flow = np.full((2, 48, 64, 2), 127.5 + 127.5 * 0.4, dtype=np.float32)
+    quantized = np.round(flow).astype(np.uint8)
+    out = flow_to_tensor(quantized, [24, 32])
+    assert out.shape == (2, 2, 24, 32)
+    assert float(out.mean()) == pytest.approx(0.2, abs=0.01)
+    # a portrait field under the same crop: resized to width 24, zero motion padded at the sides
+    out = flow_to_tensor(quantized[:, :, :48].transpose(0, 2, 1, 3).copy(), [24, 32])  # 64x48
+    assert out.shape == (2, 2, 24, 32)
+    assert float(out[..., :4].abs().max()) == 0 and float(out[..., 4:28].abs().min()) > 0.1

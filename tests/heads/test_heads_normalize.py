@@ -59,3 +59,36 @@ def test_mean_head_is_order_agnostic_with_or_without_centering(center):
         # centred: a constant offset (static appearance) is removed
         if center:
             torch.testing.assert_close(head(x + 5.0), out, atol=1e-5, rtol=1e-4)
+
+
+def test_normalized_head_normalises_each_source_on_its_own():
+    from harkit.heads import NormalizedHead
+
+    torch.manual_seed(0)
+    head = NormalizedHead(TwoStreamHead(3, input_dims=(6, 2), hidden=8, num_layers=1), (6, 2))
+    head.eval()
+    x = torch.randn(2, 5, 8)
+    # sources rescaled and shifted by different amounts: each is normalised alone
+    scaled = torch.cat([x[..., :6] * 1000 + 50, x[..., 6:] * 20 - 3], dim=-1)
+    with torch.no_grad():
+        torch.testing.assert_close(head(scaled), head(x), atol=1e-4, rtol=1e-4)
+        state = head.init_state(2)
+        for t in range(5):  # streams exactly like its forward
+            logits, state = head.step(x[:, t], state)
+            torch.testing.assert_close(logits, head(x[:, : t + 1]), atol=1e-5, rtol=1e-5)
+    assert head.streamable and not NormalizedHead(MeanPoolHead(4, 2), (4,)).streamable
+
+
+def test_recipe_norm_wraps_every_head_type():
+    from harkit.heads import NormalizedHead, unwrap_head
+    from harkit.models.builder import build_head
+    from harkit.models.recipe import HeadConfig
+
+    for config in (HeadConfig(type="recurrent", norm="layer", center=True),
+                   HeadConfig(type="mean", norm="layer"),
+                   HeadConfig(type="two_stream", norm="layer")):  # fmt: skip
+        head = build_head(config, [6, 2], 3)
+        assert isinstance(head, NormalizedHead) and head.input_dims == [6, 2]
+        assert head(torch.randn(2, 4, 8)).shape == (2, 3)
+        assert not isinstance(unwrap_head(head), (NormalizedHead, CenteredHead))
+    assert not isinstance(build_head(HeadConfig(), [8], 3), NormalizedHead)

@@ -38,6 +38,17 @@ RECIPES: dict[str, dict[str, Any]] = {
         },
         "head": {"type": "recurrent", "cell": "gru", "hidden": 16},
     },
+    "grid_features": {  # where things are: layer4's map averaged over 2x2 cells
+        "name": "test-grid",
+        "mode": "features",
+        "input": {
+            "sampling": {"strategy": "uniform", "num_frames": 8},
+            "transform": {"crop_size": [64, 96]},
+            "features": [{"backbone": "resnet18", "weights": "none", "layer": "layer4",
+                          "grid": 2}],
+        },
+        "head": {"type": "recurrent", "cell": "gru", "hidden": 16, "norm": "layer"},
+    },
     "small2d": {
         "name": "test-small2d",
         "mode": "end_to_end",

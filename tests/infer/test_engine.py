@@ -68,7 +68,8 @@ def test_frame_prep_refuses_training_transforms():
 
 
 @pytest.mark.parametrize(
-    "kind", ["gru_features", "attention_two_layer", "bilstm_crnn", "wide_features"]
+    "kind",
+    ["gru_features", "attention_two_layer", "bilstm_crnn", "wide_features", "grid_features"],
 )
 def test_onnx_engine_matches_fp32_encoder(make_run, kind):
     fast = _split(make_run(kind))

@@ -12,7 +12,8 @@ from harkit.infer import ExportError, Recognizer, export_run
 
 
 @pytest.mark.parametrize(
-    "kind", ["gru_features", "bilstm_crnn", "attention_two_layer", "wide_features"]
+    "kind",
+    ["gru_features", "bilstm_crnn", "attention_two_layer", "wide_features", "grid_features"],
 )
 def test_onnx_export_parity_and_dynamic_axes(kind, make_run):
     run = make_run(kind)

@@ -32,6 +32,7 @@ def _final(run, video, config=None):
         ("c3d", 11, "windowed"),
         ("gru_features", 37, "incremental"),
         ("wide_features", 29, "incremental"),
+        ("grid_features", 29, "incremental"),
     ],
 )
 def test_stream_on_a_file_ends_on_predicts_answer(make_run, make_video, kind, frames, mode):

@@ -83,9 +83,9 @@ def test_every_builtin_recipe_is_within_bounds() -> None:
 
 
 @pytest.mark.parametrize("recipe", ["corehar", "i3d-gru-twostream", "c3d-gru"])
-def test_a_non_square_crop_needs_rgb_frame_features(recipe):
-    # end-to-end networks and flow backbones take square inputs
-    with pytest.raises(ConfigError, match=r"non-square crop needs features mode with rgb frame"):
+def test_a_non_square_crop_needs_frame_features(recipe):
+    # end-to-end networks and segment (3D) backbones take square inputs
+    with pytest.raises(ConfigError, match=r"non-square crop needs features mode with frame"):
         load_recipe(recipe, ["input.transform.crop_size=[224,298]"])
     assert load_recipe("efficientnet-gru", ["input.transform.crop_size=[224,298]"])
 
@@ -95,7 +95,7 @@ def test_a_non_square_crop_is_refused_for_segment_backbones():
     from harkit.features.extractor import FeatureExtractorError, Preprocessor
     from harkit.models.recipe import FeatureSource
 
-    with pytest.raises(FeatureExtractorError, match=r"only frame \(2D\) RGB backbones"):
+    with pytest.raises(FeatureExtractorError, match=r"only frame \(2D\) backbones"):
         Preprocessor(
             [FeatureSource(backbone="r3d_18", weights="none")],
             TransformConfig(crop_size=[112, 150]),

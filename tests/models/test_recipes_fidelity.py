@@ -98,6 +98,8 @@ PAPER = {
     # The paper reports no number of their own for these.
     "ablations/corehar-last": {},
     "ablations/attn-lstm-vgg16": {},
+    "ablations/efficientnet-gru-mean": {},  # harkit's baselines: no paper
+    "ablations/efficientnet-motion-gru-mean": {},
 }
 
 
