@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check harkit tests benchmarks
 	$(BIN)/ruff format --check harkit tests benchmarks
 
-BENCHMARKS := decode extract flow flow_twostream train infer efficientnet_gru demo
+BENCHMARKS := decode extract flow flow_twostream train infer efficientnet_gru motion features_cost demo
 
 bench: $(STAMP)
 	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py --out benchmarks/results/$$b.json || exit 1; done

@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="SamplingConfig fields, e.g. strategy=uniform num_frames=20",
     )
-    parser.add_argument("--flow-root", type=folder, help="flow files for flow-stream sources")
+    parser.add_argument("--flow-root", type=folder,
+                        help="flow files (harkit flow) for flow-stream sources; without it the "
+                             "sampled pairs' flow is computed here")  # fmt: skip
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     parser.add_argument(
         "--engine",

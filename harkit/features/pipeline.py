@@ -461,10 +461,13 @@ def extract_features(
             _record_flow_settings(flow_stores, flow_settings(flow), str(flow / CONFIG_FILE))
             flow_video_root = _flow_video_root(flow, index)
         else:  # no flow files: the sampled pairs, as `harkit flow` would have computed them
-            config = _stored_flow_config(flow_stores) or FlowConfig(method=flow_method or "tvl1")
+            config = _stored_flow_config(flow_stores)
+            origin = "the settings the store records"
+            if config is None:
+                config = FlowConfig(method=flow_method or "tvl1")
+                origin = f"flow_method {config.method} with `harkit flow` defaults"
             flow = SampledFlow(config)
-            _record_flow_settings(flow_stores, config.model_dump(mode="json"),
-                                  f"flow_method {config.method} with `harkit flow` defaults")  # fmt: skip
+            _record_flow_settings(flow_stores, config.model_dump(mode="json"), origin)
     if not todo:
         log.info("features rank %d/%d: all %d videos already done", rank, world_size, existing)
         return summary

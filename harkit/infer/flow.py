@@ -1,4 +1,4 @@
-"""Optical flow of new frames for flow-stream recipes (``efficientnet-gru``, seed 001).
+"""Optical flow of new frames for flow-stream recipes (``efficientnet-motion-gru``, seed 001).
 
 Training reads flow files that ``harkit flow`` wrote (settings in the flow folder's
 ``flow_config.json``: method, working size, bound, frame sampling), or extraction computed the

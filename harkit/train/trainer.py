@@ -231,8 +231,9 @@ def _eval_modules_are_frozen_backbones(module: torch.nn.Module) -> bool:
 
 
 def _flow_settings(recipe: Recipe, store: str | os.PathLike[str] | None) -> dict | None:
-    """How the flow the run's flow features came from was computed (recorded by
-    ``harkit extract --flow-root`` in the store), so inference computes the same flow."""
+    """How the flow the run's flow features came from was computed (recorded in the store by
+    ``harkit extract``: the flow files' settings, or those of the flow it computed), so
+    inference computes the same flow."""
     if store is None or not any(s.stream == "flow" for s in recipe.input.features):
         return None
     from harkit.features.dataset import feature_stores_for

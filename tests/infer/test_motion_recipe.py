@@ -28,7 +28,6 @@ OVERRIDES = [
     "input.transform.crop_size=16",  # tiny_image takes 16 px
     "head.hidden=8",
     "optim.epochs=30",
-    "optim.val_fraction=0",
     "optim.batch_size=4",
 ]
 FRAMES = 20
@@ -79,7 +78,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 
 def test_training_records_the_flow_extraction_computed(trained):
     info = json.loads((trained.run / "run.json").read_text())
-    assert info["flow"]["method"] == "dis" and info["flow"]["size"] == 256
+    assert info["flow"]["method"] == "dis-fast" and info["flow"]["size"] == 256
     rec = Recognizer.from_run(trained.run, fast=False)
     assert rec.model.flow.origin == "run.json"
     assert rec.predict(trained.test_video).label == "left"
@@ -90,7 +89,7 @@ def test_extraction_without_flow_files_equals_harkit_flow_files(trained):
     """`harkit extract` without --flow-root computes the sampled pairs as `harkit flow` stores
     them: the motion features of both ways are the same numbers."""
     flow = trained.root / "flow"
-    assert _cli("flow", trained.manifest, "--out", flow, "--method", "dis", "--workers", "0",
+    assert _cli("flow", trained.manifest, "--out", flow, "--method", "dis-fast", "--workers", "0",
                 "--no-progress") == 0  # fmt: skip
     stores = {}
     for name, extra in (("computed", []), ("files", ["--flow-root", flow])):
