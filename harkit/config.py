@@ -26,6 +26,7 @@ __all__ = [
     "load_config",
     "load_yaml",
     "parse_config",
+    "safe_load_bounded",
     "save_config",
 ]
 
@@ -48,7 +49,7 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_bounded(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {_yaml_problem(exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -60,9 +61,52 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+MAX_YAML_NODES = 100_000
+"""Nodes a YAML document may hold once its aliases are followed: a recipe has a few hundred,
+while ten nested anchors of ten aliases each (1.4 KB of text, an "alias bomb") expand to
+10^10."""
+
+
+class YAMLTooLargeError(yaml.YAMLError):
+    """A document past :data:`MAX_YAML_NODES` nodes once its aliases are followed."""
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
+    key = id(node)
+    if key not in memo:
+        memo[key] = 0  # a recursive alias counts once instead of looping
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        memo[key] = 1 + sum(_expanded_nodes(child, memo) for child in children)
+    return memo[key]
+
+
+def safe_load_bounded(text: str) -> Any:
+    """``yaml.safe_load`` that refuses, before building anything, a document of more than
+    :data:`MAX_YAML_NODES` nodes once its aliases are followed (an alias counts its whole
+    target each time it is used)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_nodes(node, {})
+        if size > MAX_YAML_NODES:
+            raise YAMLTooLargeError(
+                f"{size:,} nodes once its aliases are followed (at most {MAX_YAML_NODES:,})"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     # PyYAML's messages span several lines (context, mark, snippet); users get one line.
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [""])[0]
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     if isinstance(exc, yaml.constructor.ConstructorError):
@@ -123,9 +167,12 @@ def apply_overrides(
         if not sep or not key:
             raise ConfigError(f"{source}: override '{item}' must look like key.sub=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = safe_load_bounded(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: override '{item}': value is not valid YAML") from exc
+            shown = item if len(item) <= MAX_SHOWN_VALUE else f"{key}=..."
+            raise ConfigError(
+                f"{source}: override '{shown}': value is not valid YAML: {_yaml_problem(exc)}"
+            ) from None
         _set_dotted(result, key, value, source)
     return result
 
@@ -139,7 +186,14 @@ def _describe(error: Mapping[str, Any]) -> str:
     found = error.get("input")
     if isinstance(found, Mapping):  # a whole section (a model validator): too long to echo
         return f"key '{key}': {error['msg'].lower()}"
-    return f"key '{key}': {error['msg'].lower()}, got {found!r}"
+    shown = repr(found)
+    if len(shown) > MAX_SHOWN_VALUE:  # one line, however large the value
+        shown = f"{shown[: MAX_SHOWN_VALUE - 30]}... ({len(shown):,} characters)"
+    return f"key '{key}': {error['msg'].lower()}, got {shown}"
+
+
+MAX_SHOWN_VALUE = 200
+"""Characters of a bad value an error message quotes."""
 
 
 def parse_config(model: type[M], data: Mapping[str, Any], source: str) -> M:

@@ -93,3 +93,55 @@ def test_list_override_errors_are_one_line(override: str, error: str):
     with pytest.raises(ConfigError) as err:
         apply_overrides(data, [override], source="r.yaml")
     assert str(err.value) == f"r.yaml: cannot set '{override.partition('=')[0]}': {error}"
+
+
+def _alias_bomb(levels: int, width: int = 10) -> str:
+    lines = ["name: x", f"a0: &a0 [{', '.join(['x'] * width)}]"]
+    for k in range(1, levels):
+        lines.append(f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * width)}]")
+    lines.append(f"description: *a{levels - 1}")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
+    import time
+
+    from harkit.models.recipe import load_recipe
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb(10))  # 1.4 KB that expands to 10^10 leaves
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        load_recipe(path)
+    assert time.perf_counter() - start < 5  # it hung before; refusing takes milliseconds
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 300
+    assert message == (
+        f"{path}: invalid YAML: 23,456,790,135 nodes once its aliases are followed (at most "
+        "100,000)"
+    )
+    flow = "{" + ", ".join(line.replace(": &", ": &", 1) for line in
+                           _alias_bomb(10).splitlines()[1:-1]) + "}"  # fmt: skip
+    with pytest.raises(ConfigError, match="aliases are followed"):
+        apply_overrides({}, [f"description={flow}"])
+    # a few aliases, as people write them, are fine
+    small = tmp_path / "small.yaml"
+    small.write_text("a: &x [1, 2]\nb: *x\nc: *x\n")
+    assert load_config(_Loose, small).model_extra == {"a": [1, 2], "b": [1, 2], "c": [1, 2]}
+
+
+class _Loose(StrictModel):
+    model_config = {"extra": "allow"}
+
+
+def test_a_huge_bad_value_is_quoted_short(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: " + yaml.safe_dump(list(range(20_000)), default_flow_style=True))
+
+    class Named(StrictModel):
+        name: str
+
+    with pytest.raises(ConfigError) as err:
+        load_config(Named, path)
+    message = str(err.value)
+    assert len(message) < 400 and "characters)" in message
