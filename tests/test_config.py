@@ -1,5 +1,6 @@
 import pytest
 import yaml
+from pydantic import ConfigDict
 
 from harkit.config import ConfigError, StrictModel, apply_overrides, load_config, save_config
 
@@ -131,7 +132,7 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
 
 
 class _Loose(StrictModel):
-    model_config = {"extra": "allow"}
+    model_config = ConfigDict(extra="allow")
 
 
 def test_a_huge_bad_value_is_quoted_short(tmp_path):
