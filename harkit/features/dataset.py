@@ -94,8 +94,9 @@ class FeatureDataset(Dataset):
     A video is looked up by its id (path relative to ``video_root``, default: the deepest
     folder holding every video of ``index``), then by its absolute path. Sources of different
     lengths (flow has one pair less than frames) are cut to the shortest. A video missing or
-    failed in any store, or whose row was made from another file (size or mtime_ns differ:
-    the video changed, or another dataset has the same ids), gives a :class:`SkippedVideo`;
+    failed in any store, whose row was made from another file (size or mtime_ns differ:
+    the video changed, or another dataset has the same ids), or whose features hold NaN or
+    Inf (one such video made training end with all-NaN weights) gives a :class:`SkippedVideo`;
     :func:`ensure_features` re-extracts such rows first.
     """
 
@@ -138,7 +139,14 @@ class FeatureDataset(Dataset):
                 "(the video changed since extraction, or another dataset has the same paths); "
                 "run `harkit extract` again"
             )
-        return torch.from_numpy(store.load_row(row)).float()
+        features = torch.from_numpy(store.load_row(row)).float()
+        if not bool(torch.isfinite(features).all()):
+            bad = int((~torch.isfinite(features)).sum())
+            raise FeatureStoreError(
+                f"feature store {store.path.name}: {bad} NaN/Inf value(s) in this video's "
+                "features"
+            )
+        return features
 
     def __getitem__(self, i: int) -> dict[str, Any] | SkippedVideo:
         try:

@@ -53,7 +53,13 @@ from harkit.features.extractor import (
     source_key,
     sources_precision,
 )
-from harkit.features.store import FeatureStore, StoreDtype, source_stamp, store_config
+from harkit.features.store import (
+    FeatureStore,
+    FeatureStoreError,
+    StoreDtype,
+    source_stamp,
+    store_config,
+)
 from harkit.flow.extract import CONFIG_FILE, FlowConfig, flow_settings, stored_video_root
 from harkit.flow.sampled import SampledFlow, load_clip_and_flow
 from harkit.flow.storage import flow_file_path, load_flow
@@ -493,26 +499,33 @@ def extract_features(
 
     def save(position: int, features: dict[str, torch.Tensor]) -> None:
         vid, path = ids[position], os.path.abspath(index[position].path)
-        for key, store in stores.items():
-            if vid not in done[key]:
-                store.put(vid, features[key], path=path, source=stamps[vid])
+        try:
+            for key, store in stores.items():
+                if vid not in done[key]:
+                    store.put(vid, features[key], path=path, source=stamps[vid])
+        except FeatureStoreError as exc:  # NaN/Inf features, or past float16's range
+            fail(position, str(exc))
+            return
         summary.extracted += 1
         summary.steps += int(next(iter(features.values())).shape[0])
         bar.update(1)
         elapsed = max(time.perf_counter() - start, 1e-9)
         bar.set_postfix(steps_per_s=f"{summary.steps / elapsed:.1f}")
 
+    def fail(position: int, error: str) -> None:
+        vid, path = ids[position], os.path.abspath(index[position].path)
+        summary.failed += 1
+        report.record(index[position].path, error)
+        for key, store in stores.items():
+            if vid not in done[key]:
+                store.put_failed(vid, error, path=path, source=stamps[vid])
+        bar.update(1)
+
     try:
         for job in loader:
             position = job["position"]
             if "error" in job:
-                vid, path = ids[position], os.path.abspath(index[position].path)
-                summary.failed += 1
-                report.record(index[position].path, job["error"])
-                for key, store in stores.items():
-                    if vid not in done[key]:
-                        store.put_failed(vid, job["error"], path=path, source=stamps[vid])
-                bar.update(1)
+                fail(position, job["error"])
                 continue
             for finished, features in batcher.add(position, job["inputs"]):
                 save(finished, features)

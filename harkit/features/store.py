@@ -460,9 +460,16 @@ class FeatureStore:
             )
         if not np.isfinite(features).all():
             raise FeatureStoreError(f"{video_id}: features contain NaN or inf")
+        with np.errstate(over="ignore"):  # an overflow is refused just below
+            stored = features.astype(self.dtype, copy=False)
+        if not np.isfinite(stored).all():  # checked after the cast: float16 ends at 65504
+            raise FeatureStoreError(
+                f"{video_id}: features past {np.finfo(self.dtype).max:.0f} overflow "
+                f"{np.dtype(self.dtype).name} (extract with --dtype fp32)"
+            )
         target = self.file_for(video_id)
         with atomic_output(target, suffix=".npy") as tmp:
-            np.save(tmp, features.astype(self.dtype, copy=False))
+            np.save(tmp, stored)
             written = tmp.read_bytes()  # size and checksum of what is on disk, for later reads
         size, mtime = _stamp_or_unknown(source, path)
         now = time.time()

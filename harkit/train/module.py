@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harkit.data.clips import SkipReport
+from harkit.errors import HarkitError
 from harkit.heads import (
     RecurrentHead,
     masked_step_cross_entropy,
@@ -19,7 +20,7 @@ from harkit.heads import (
 from harkit.models.builder import CRNN, build_model
 from harkit.models.recipe import OptimConfig, Recipe
 
-__all__ = ["ActionModule", "build_optimizer", "step_logits"]
+__all__ = ["ActionModule", "NonFiniteLossError", "build_optimizer", "step_logits"]
 
 
 def _vote_head(model: nn.Module) -> nn.Module | None:
@@ -58,6 +59,10 @@ def build_optimizer(
     return torch.optim.RMSprop(params, lr=optim.lr, weight_decay=optim.weight_decay)
 
 
+class NonFiniteLossError(HarkitError):
+    """Training diverged: a loss of NaN or Inf."""
+
+
 class ActionModule(L.LightningModule):
     """Trains ``build_model(recipe, num_classes)`` with cross-entropy on collated clip batches.
 
@@ -85,7 +90,7 @@ class ActionModule(L.LightningModule):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         return self.model(x, lengths)
 
-    def _shared_step(self, batch: dict[str, Any], stage: str) -> Tensor | None:
+    def _shared_step(self, batch: dict[str, Any], stage: str, batch_idx: int = 0) -> Tensor | None:
         if self.skip_report is not None and batch.get("skipped"):
             self.skip_report.record_batch(batch)
         if "video" not in batch:  # every video of the batch was unreadable
@@ -98,6 +103,13 @@ class ActionModule(L.LightningModule):
         else:
             logits = self.model(x, lengths)
             loss = F.cross_entropy(logits.float(), y)
+        if not bool(torch.isfinite(loss)):
+            # every later step would be NaN too: a run of NaN weights must not end "trained"
+            raise NonFiniteLossError(
+                f"{stage} loss is {loss.item()} at epoch {self.current_epoch + 1}, batch "
+                f"{batch_idx + 1}: try a lower optim.lr (now {self.recipe.optim.lr}) or "
+                "optim.grad_clip, and check the inputs"
+            )
         acc = (logits.argmax(dim=1) == y).float().mean()
         size = int(y.shape[0])
         on_step = stage == "train"
@@ -108,10 +120,10 @@ class ActionModule(L.LightningModule):
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
-        return self._shared_step(batch, "train")
+        return self._shared_step(batch, "train", batch_idx)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
-        return self._shared_step(batch, "val")
+        return self._shared_step(batch, "val", batch_idx)
 
     def configure_optimizers(self) -> Any:
         optim = self.recipe.optim
