@@ -279,3 +279,22 @@ def test_damaged_skip_reports_are_rebuilt(tmp_path: Path) -> None:
     (paths.report / "skipped.json").write_text('{"a.mp4": ')
     assert evaluate_run(paths.root, data.test).clip.num_samples == len(data.test)
     assert (paths.report / "skipped.json").read_text().strip() == "{}"
+
+
+def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(
+    tmp_path, capsys, monkeypatch
+):
+    # head.hidden=65536 passes validation (sizes up to 65536 are allowed) but its GRU over
+    # 1280-d features has 13e9 parameters: refused in one line, before data or run files
+    import harkit.train.trainer as trainer
+
+    monkeypatch.setattr(trainer, "_available_memory", lambda: 24 * 2**30)  # this machine's
+    run = tmp_path / "run"
+    code = cli_main.main(["train", "--recipe", "efficientnet-gru", "--dataset", str(tmp_path),
+                          "--run", str(run), "--set", "head.hidden=65536"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "its model has 13,145,473,283 parameters, about 195.9 GiB to train" in err
+    assert "but 24.0 GiB of memory is available" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (run / "recipe.yaml").exists() and not (run / "classes.json").exists()
