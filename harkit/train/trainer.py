@@ -293,6 +293,21 @@ def train(
         )  # fmt: skip
 
 
+def _check_same_videos(paths: RunPaths, previous: dict[str, Any], info: dict[str, Any]) -> None:
+    """A resumed run trains on the videos it started on (their ids' fingerprint)."""
+    old, new = previous.get("videos"), info.get("videos")
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return  # data given in memory, or a run from before fingerprints: nothing to compare
+    if old.get("fingerprint") != new.get("fingerprint"):
+        was = (previous.get("dataset") or {}).get("root", "?")
+        now = (info.get("dataset") or {}).get("root", "?")
+        raise RunError(
+            f"{paths.root} was trained on {was} ({old.get('count')} videos); {now} "
+            f"({new.get('count')} videos) is other data: resume on the data the run was "
+            "trained on, or train a new run"
+        )
+
+
 TRAINING_BYTES_PER_PARAMETER = 16
 """fp32 weights, their gradients and Adam's two moments."""
 
@@ -394,6 +409,8 @@ def _train(
             f"({len(data.classes)} vs {len(saved_classes)} classes); resume on the data "
             "the run was trained on"
         )
+    if resume:
+        _check_same_videos(paths, previous, data.info)
 
     has_val = data.val is not None and len(data.val) > 0  # type: ignore[arg-type]
     monitor = "val/acc" if has_val else "train/acc"

@@ -298,3 +298,28 @@ def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(
     assert "but 24.0 GiB of memory is available" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (run / "recipe.yaml").exists() and not (run / "classes.json").exists()
+
+
+@pytest.mark.slow
+def test_resume_on_other_data_is_refused_before_writing(tmp_path, capsys):
+    from harkit.data.synthetic import SynthConfig, render_dataset
+
+    config = SynthConfig(classes=["blink", "shake"], num_actors=3, clips_per_actor=1,
+                         test_actors=1, num_frames=12, size=64)  # fmt: skip
+    data = render_dataset(tmp_path / "data", config).parent
+    more = config.model_copy(update={"num_actors": 4})  # the same classes, more people
+    other = render_dataset(tmp_path / "other", more).parent
+    run, store = tmp_path / "run", tmp_path / "store"
+    base = ["train", "--recipe", "synthetic-gru", "--store", str(store), "--run", str(run),
+            "--no-progress"]  # fmt: skip
+    assert cli_main.main([*base, "--dataset", str(data), "--set", "optim.epochs=2"]) == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    code = cli_main.main([*base, "--dataset", str(other), "--set", "optim.epochs=3", "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{run} was trained on {data} (6 videos); {other} (8 videos) is other data" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # the same data resumes
+    assert cli_main.main([*base, "--dataset", str(data), "--set", "optim.epochs=3",
+                          "--resume"]) == 0  # fmt: skip
