@@ -34,10 +34,13 @@ import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
+
+import filelock
 
 from harkit.errors import HarkitError
 from harkit.io import atomic_write_text
@@ -776,6 +779,26 @@ def _verify(file: RemoteFile, path: Path, record: dict, progress: bool, owned: b
     return entry
 
 
+LOCK_FILE = ".harkit-download.lock"
+
+
+@contextmanager
+def _root_lock(root: Path) -> Iterator[None]:
+    """Hold ROOT's download lock (an OS lock: a killed download leaves none behind)."""
+    lock = filelock.FileLock(root / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise DownloadError(
+            f"{root}: another 'harkit data download' is writing this folder; wait for it to "
+            "finish or choose another ROOT"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def download_dataset(
     name: str,
     root: str | os.PathLike[str],
@@ -802,43 +825,44 @@ def download_dataset(
     if root.exists() and not root.is_dir():
         raise DownloadError(f"{root}: exists and is not a folder")
     root.mkdir(parents=True, exist_ok=True)
-    state = _read_state(root)
-    if state.get("dataset") not in (None, name):
-        raise DownloadError(
-            f"{root}: holds '{state['dataset']}' (see {STATE_FILE}); choose another folder"
-        )
-    state["dataset"] = name
-    records: dict = state.setdefault("files", {})
-    local = Path(from_dir) if from_dir is not None else None
-    if local is not None and not local.is_dir():
-        raise DownloadError(f"--from {local}: folder not found")
-    budget = _Budget(limits or ExtractLimits())
-
-    finals: dict[str, Path] = {}
-    for file in source.files:
-        final = root / file.target
-        record = records.get(file.name, {})
-        if (final / MARKER).is_file():
-            log(f"{final}: already extracted")
-            records[file.name] = {**record, "extracted": True}
-            finals[file.name] = final
-            continue
-        if final.exists() or final.is_symlink():
+    with _root_lock(root):  # two downloads into one ROOT would corrupt each other
+        state = _read_state(root)
+        if state.get("dataset") not in (None, name):
             raise DownloadError(
-                f"{final}: exists but was not extracted by harkit (no {MARKER}); move it "
-                "away or choose another ROOT"
+                f"{root}: holds '{state['dataset']}' (see {STATE_FILE}); choose another folder"
             )
-        path = _locate(file, root, local, source, retries, timeout, progress, log)
-        entry = _verify(file, path, record, progress, owned=local is None)
-        records[file.name] = {**record, **entry, "url": file.urls[0], "extracted": False}
-        _write_state(root, state)
-        finals[file.name] = _extract_part(file, path, entry["sha256"], root, budget, log)
-        records[file.name]["extracted"] = True
-        _write_state(root, state)
+        state["dataset"] = name
+        records: dict = state.setdefault("files", {})
+        local = Path(from_dir) if from_dir is not None else None
+        if local is not None and not local.is_dir():
+            raise DownloadError(f"--from {local}: folder not found")
+        budget = _Budget(limits or ExtractLimits())
 
-    videos = finals[source.videos.name]
-    annotations = finals.get(source.splits.name) if source.splits else None
-    return DownloadResult(name, source.kind, root, videos, annotations, records)
+        finals: dict[str, Path] = {}
+        for file in source.files:
+            final = root / file.target
+            record = records.get(file.name, {})
+            if (final / MARKER).is_file():
+                log(f"{final}: already extracted")
+                records[file.name] = {**record, "extracted": True}
+                finals[file.name] = final
+                continue
+            if final.exists() or final.is_symlink():
+                raise DownloadError(
+                    f"{final}: exists but was not extracted by harkit (no {MARKER}); move it "
+                    "away or choose another ROOT"
+                )
+            path = _locate(file, root, local, source, retries, timeout, progress, log)
+            entry = _verify(file, path, record, progress, owned=local is None)
+            records[file.name] = {**record, **entry, "url": file.urls[0], "extracted": False}
+            _write_state(root, state)
+            finals[file.name] = _extract_part(file, path, entry["sha256"], root, budget, log)
+            records[file.name]["extracted"] = True
+            _write_state(root, state)
+
+        videos = finals[source.videos.name]
+        annotations = finals.get(source.splits.name) if source.splits else None
+        return DownloadResult(name, source.kind, root, videos, annotations, records)
 
 
 def _locate(file: RemoteFile, root: Path, local: Path | None, source: DatasetSource,

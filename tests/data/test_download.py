@@ -625,3 +625,25 @@ def test_a_recorded_checksum_guards_later_uses_of_the_file(server: Server, tmp_p
     with pytest.raises(DownloadError, match=r"differs from .* recorded on"):
         run("hmdb51", root, source)
     assert not (root / "hmdb51_org").exists()
+
+
+def test_two_downloads_into_one_root_are_refused(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from harkit.data.download import DownloadError, _root_lock, download_dataset
+
+    root = tmp_path / "root"
+    root.mkdir()
+    with _root_lock(root):  # a first download, running
+        with pytest.raises(DownloadError, match="another 'harkit data download' is writing"):
+            download_dataset("ucf101", root, from_dir=tmp_path, progress=False)
+        # from another process too (an OS lock), in one line with exit code 2
+        done = subprocess.run([sys.executable, "-m", "harkit.cli.main", "data", "download",
+                               "ucf101", str(root), "--from", str(tmp_path)],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 2
+        assert done.stderr.strip() == (
+            f"harkit: error: {root}: another 'harkit data download' is writing this folder; "
+            "wait for it to finish or choose another ROOT"
+        )
