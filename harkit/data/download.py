@@ -235,9 +235,19 @@ def _read_state(root: Path) -> dict:
         return {}
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DownloadError(f"{path}: unreadable ({exc}); delete it to start over") from None
-    return state if isinstance(state, dict) else {}
+    files = state.get("files", {}) if isinstance(state, dict) else None
+    if (
+        not isinstance(files, dict)
+        or not all(isinstance(v, dict) for v in files.values())
+        or not isinstance(state.get("dataset", ""), str)
+    ):
+        raise DownloadError(
+            f"{path}: not the state harkit writes (a JSON object with 'dataset' and an object "
+            "of 'files'); delete it to start over"
+        )
+    return state
 
 
 def _write_state(root: Path, state: dict) -> None:
@@ -307,6 +317,10 @@ class _Retry(Exception):
     """A transfer that stopped early; the .part file keeps what arrived."""
 
 
+MAX_UNKNOWN_SIZE = 32 * 2**30
+"""Bytes a download of unknown size may write (UCF101's archive, the largest, is 6.5 GB)."""
+
+
 def _fetch_once(url: str, part: Path, *, size: int | None, timeout: float, progress: bool) -> None:
     have = part.stat().st_size if part.exists() else 0
     if size is not None and have > size:
@@ -335,6 +349,7 @@ def _fetch_once(url: str, part: Path, *, size: int | None, timeout: float, progr
             _need_space(part.parent, expected - have, part.name[: -len(".part")])
         bar = _bar(expected, have, part.name[: -len(".part")], progress)
         received = have
+        limit = expected if expected is not None else MAX_UNKNOWN_SIZE
         try:
             with part.open("ab" if have else "wb") as out:
                 while True:
@@ -344,6 +359,15 @@ def _fetch_once(url: str, part: Path, *, size: int | None, timeout: float, progr
                         raise _Retry(f"connection lost after {received} bytes ({exc})") from None
                     if not chunk:
                         break
+                    if received + len(chunk) > limit:
+                        out.close()
+                        part.unlink()  # not worth resuming
+                        raise DownloadError(
+                            f"{url}: the server sent more than "
+                            + (f"the {expected} bytes it announced" if expected is not None
+                               else f"{_human(MAX_UNKNOWN_SIZE)} without saying its size")
+                            + "; not the official archive, stopped"
+                        )  # fmt: skip
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))

@@ -138,6 +138,8 @@ class Server:
     files: dict[str, bytes] = field(default_factory=dict)
     cut: dict[str, tuple[int, int]] = field(default_factory=dict)
     ignore_range: bool = False
+    no_length: bool = False
+    """Send no Content-Length (the body ends when the connection closes)."""
     requests: list[tuple[str, str | None]] = field(default_factory=list)
 
 
@@ -171,7 +173,10 @@ def server() -> Iterator[Server]:
             else:
                 self.send_response(200)
             payload = body[start:]
-            self.send_header("Content-Length", str(len(payload)))
+            if state.no_length:
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             n, times = state.cut.get(self.path, (0, 0))
             if times:
@@ -647,3 +652,30 @@ def test_two_downloads_into_one_root_are_refused(tmp_path) -> None:
             f"harkit: error: {root}: another 'harkit data download' is writing this folder; "
             "wait for it to finish or choose another ROOT"
         )
+
+
+@pytest.mark.parametrize(
+    "text", ['["ucf101"]', '{"files": []}', '{"files": {"a.rar": 3}}', '{"dataset": 7}']
+)
+def test_a_state_file_of_the_wrong_shape_is_one_line(tmp_path, text: str) -> None:
+    from harkit.data.download import STATE_FILE, DownloadError, download_dataset
+
+    (tmp_path / STATE_FILE).write_text(text)
+    with pytest.raises(DownloadError, match="not the state harkit writes") as err:
+        download_dataset("ucf101", tmp_path, from_dir=tmp_path, progress=False)
+    assert "\n" not in str(err.value)
+
+
+def test_a_download_of_unknown_size_is_bounded(server: Server, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import harkit.data.download as download
+
+    server.files["/big.rar"] = b"x" * 5000
+    server.no_length = True
+    monkeypatch.setattr(download, "MAX_UNKNOWN_SIZE", 4096)
+    with pytest.raises(download.DownloadError, match="sent more than 4.0 KiB without saying"):
+        download.fetch([f"{server.base}/big.rar"], tmp_path / "big.rar", progress=False)
+    assert not (tmp_path / "big.rar").exists() and not (tmp_path / "big.rar.part").exists()
+    monkeypatch.setattr(download, "MAX_UNKNOWN_SIZE", 8192)  # within the bound: fetched whole
+    path = download.fetch([f"{server.base}/big.rar"], tmp_path / "big.rar", progress=False)
+    assert path.read_bytes() == b"x" * 5000
