@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins import TorchCheckpointIO
 
 from harkit.config import save_config
-from harkit.data.datasets import DatasetConfig, DatasetError
+from harkit.data.datasets import DatasetConfig, DatasetError, resolve_kind
 from harkit.data.jobs import open_skip_report
 from harkit.errors import HarkitError
 from harkit.io import atomic_output, atomic_write_text
@@ -280,6 +280,7 @@ def train(
     val/acc epoch's weights, without it the last epoch's.
     """
     paths = RunPaths(Path(run_dir))
+    _check_run_outside_videos(paths, dataset)
     if resume and not paths.root.is_dir():  # before the lock creates the folder
         raise RunError(f"{paths.root}: nothing to resume (no checkpoints/last.ckpt)")
     # Replicas a launcher started (Lightning's DDP script launcher, torchrun, SLURM) call
@@ -291,6 +292,19 @@ def train(
             accelerator=accelerator, strategy=strategy, resume=resume, max_epochs=max_epochs,
             precision=precision, progress=progress, callbacks=callbacks,
         )  # fmt: skip
+
+
+def _check_run_outside_videos(paths: RunPaths, dataset: DatasetConfig | TrainData) -> None:
+    """A run folder inside a folder dataset would be scanned as part of it (its exported and
+    annotated videos too)."""
+    if not isinstance(dataset, DatasetConfig) or resolve_kind(dataset) != "folder":
+        return
+    root, run = Path(os.path.abspath(dataset.root)), Path(os.path.abspath(paths.root))
+    if run == root or run.is_relative_to(root):
+        raise RunError(
+            f"{paths.root}: the run folder is inside the dataset folder {dataset.root}, which "
+            "is read as '<class>/<video>'; put runs elsewhere (--run)"
+        )
 
 
 def _check_same_videos(paths: RunPaths, previous: dict[str, Any], info: dict[str, Any]) -> None:

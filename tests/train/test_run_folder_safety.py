@@ -323,3 +323,17 @@ def test_resume_on_other_data_is_refused_before_writing(tmp_path, capsys):
     # the same data resumes
     assert cli_main.main([*base, "--dataset", str(data), "--set", "optim.epochs=3",
                           "--resume"]) == 0  # fmt: skip
+
+
+@pytest.mark.parametrize("inside", ["", "runs/a"])
+def test_a_run_inside_a_folder_dataset_is_refused(tmp_path, capsys, inside):
+    data = tmp_path / "data"
+    (data / "wave").mkdir(parents=True)
+    run = data / inside if inside else data
+    code = cli_main.main(["train", "--recipe", "synthetic-gru", "--dataset", str(data), "--run",
+                          str(run)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (f"harkit: error: {run}: the run folder is inside the dataset folder {data}, "
+                   "which is read as '<class>/<video>'; put runs elsewhere (--run)\n")  # fmt: skip
+    assert not (data / "runs").exists() and not (data / ".lock").exists()
