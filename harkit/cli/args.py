@@ -246,3 +246,9 @@ def add_set_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", "-s", dest="overrides", action="append", default=[],
                         type=override, metavar="KEY=VALUE",
                         help="override a recipe key, e.g. head.hidden=512")
+
+
+def shown(path: object) -> str:
+    """A file name as one line of a table: control characters (a newline in a name) escaped,
+    everything else, accents included, as it is."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))

@@ -28,7 +28,7 @@ import os
 import sys
 from pathlib import Path
 
-from harkit.cli.args import device, float_in_range, folder, int_in_range
+from harkit.cli.args import device, float_in_range, folder, int_in_range, shown
 from harkit.data.datasets import list_videos
 from harkit.data.video import FRAME_EXTENSIONS
 from harkit.errors import HarkitError
@@ -187,7 +187,7 @@ def run_predict(args: argparse.Namespace) -> int:
     show_bar = not args.no_progress and (len(videos) > 1 or any(p.is_dir() for p in args.inputs))
     bar = tqdm(total=len(videos), unit="video", disable=not show_bar, file=sys.stderr)
     predicted = failed = 0
-    width = max(len(str(v)) for v in videos)
+    width = max(len(shown(v)) for v in videos)
     preds = recognizer.predict_many(
         videos, batch_size=args.batch_size, top_k=args.top_k, views=args.clips
     )
@@ -195,20 +195,20 @@ def run_predict(args: argparse.Namespace) -> int:
         bar.update(1)
         if not pred.ok:
             failed += 1
-            bar.write(f"harkit: cannot read {pred.source}: {pred.error}", file=sys.stderr)
+            bar.write(f"harkit: cannot read {shown(pred.source)}: {pred.error}", file=sys.stderr)
             if args.json:
                 print(json.dumps(pred.to_dict()), flush=True)
             continue
         predicted += 1
         if pred.note:
-            bar.write(f"harkit: {pred.source}: {pred.note}", file=sys.stderr)
+            bar.write(f"harkit: {shown(pred.source)}: {pred.note}", file=sys.stderr)
         if args.json:
             print(json.dumps(pred.to_dict()), flush=True)
         elif args.paper_style:
-            bar.write(f"{pred.source}: {pred.format()}", file=sys.stdout)
+            bar.write(f"{shown(pred.source)}: {pred.format()}", file=sys.stdout)
         else:
             others = "  ".join(f"{lab} {p:.2f}" for lab, p in pred.top_k[1:])
-            line = f"{pred.source:<{width}}  {pred.label} {pred.confidence:.2f}"
+            line = f"{shown(pred.source):<{width}}  {pred.label} {pred.confidence:.2f}"
             bar.write(line + (f"  ({others})" if others else ""), file=sys.stdout)
     bar.close()
     if failed:
@@ -250,7 +250,7 @@ def run_segments(args: argparse.Namespace, recognizer, videos: list[Path]) -> in
             # a bad video is reported; the others go on
             failed += 1
             reason = getattr(exc, "reason", None) or " ".join(str(exc).split())
-            print(f"harkit: cannot read {video}: {reason}", file=sys.stderr)
+            print(f"harkit: cannot read {shown(video)}: {reason}", file=sys.stderr)
             if args.json:
                 print(json.dumps({"source": str(video), "error": reason}), flush=True)
             continue

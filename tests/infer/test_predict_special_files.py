@@ -37,3 +37,17 @@ def test_predict_reports_special_files_and_labels_the_rest(
         "(set HARKIT_MAX_PIXELS to raise it)",
     }
     assert "harkit: 5 of 7 videos could not be read" in captured.err
+
+
+def test_a_newline_in_a_file_name_stays_on_its_line(cli, make_run, make_video, capsys):
+    weird = make_video("videos/two\nlines é.mp4", seed=1)
+    broken = weird.with_name("bad\rname.mp4")
+    broken.write_bytes(b"not a video")
+    code = cli("predict", make_run("small2d"), weird, broken, "--no-progress")
+    captured = capsys.readouterr()
+    assert code == 0
+    rows = captured.out.splitlines()
+    assert len(rows) == 1 and rows[0].startswith(f"{weird.parent}/two\\nlines é.mp4  ")
+    assert rows[0].split("  ")[1].split()[0] in CLASSES  # "<file>  <label> <confidence> ..."
+    errors = [line for line in captured.err.splitlines() if line.startswith("harkit: cannot read")]
+    assert len(errors) == 1 and "bad\\rname.mp4" in errors[0]
