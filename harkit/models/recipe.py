@@ -201,6 +201,16 @@ class Recipe(StrictModel):
             raise ValueError("end_to_end mode needs a network")
         elif (self.network.type == "crnn") != (self.head is not None):
             raise ValueError("an end-to-end 'crnn' needs a head; c3d_gru / small2d_gru take none")
+        if self.mode == "features":
+            segments = self.input.sampling.strategy == "segments"
+            for source in self.input.features:
+                kind = _kind(source.backbone)
+                if kind is not None and (kind == "segment") != segments:
+                    raise ValueError(
+                        f"input.sampling.strategy {self.input.sampling.strategy!r} does not fit "
+                        f"{kind} backbone {source.backbone!r}: segment (3D) backbones take "
+                        "'segments' sampling, frame (2D) backbones the others"
+                    )
         if not self.input.transform.square and (
             self.mode != "features" or any(_kind(s.backbone) != "frame" for s in self.input.features)
         ):

@@ -100,3 +100,11 @@ def test_a_non_square_crop_is_refused_for_segment_backbones():
             [FeatureSource(backbone="r3d_18", weights="none")],
             TransformConfig(crop_size=[112, 150]),
         )
+
+
+def test_sampling_that_does_not_fit_the_backbone_is_one_config_error():
+    # it was reported as every video "unreadable" at extraction
+    with pytest.raises(ConfigError, match=r"'segments' does not fit frame backbone 'efficientnet_lite0'"):
+        load_recipe("efficientnet-gru", ["input.sampling={strategy: segments, segment_length: 4}"])
+    with pytest.raises(ConfigError, match=r"'uniform' does not fit segment backbone 'i3d'"):
+        load_recipe("i3d-gru-twostream", ["input.sampling={strategy: uniform, num_frames: 8}"])
