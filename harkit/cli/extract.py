@@ -7,6 +7,7 @@ import json
 
 from harkit.cli.args import (
     add_dataset_args,
+    add_set_arg,
     dataset_config,
     device,
     folder,
@@ -34,11 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backbone", action="append", default=[], metavar="NAME", help="repeat for several"
     )
     parser.add_argument(
-        "--weights", default="imagenet", help="imagenet | kinetics | none | PATH (all backbones)"
+        "--weights",
+        help="imagenet (default) | kinetics | none | PATH, for every --backbone (a recipe's "
+        "sources take --set input.features.N.weights=...)",
     )
     parser.add_argument("--layer", help="intermediate layer instead of the pooled output")
     parser.add_argument("--stream", choices=["rgb", "flow"], default="rgb")
     parser.add_argument("--recipe", help="take sources, sampling and transform from a recipe")
+    add_set_arg(parser)
     parser.add_argument(
         "--sampling",
         nargs="+",
@@ -90,10 +94,18 @@ def resolve_sources(
     sampling_fields: dict = {}
     transform, flow_method = TransformConfig(), "tvl1"
     sources: list[FeatureSource] = []
+    if args.overrides and not args.recipe:
+        raise ConfigError("--set overrides a recipe's keys: give --recipe too")
+    for flag in ("weights", "layer"):
+        if args.recipe and not args.backbone and getattr(args, flag) is not None:
+            raise ConfigError(
+                f"--{flag} applies to --backbone sources; for the recipe's sources use --set "
+                f"input.features.N.{flag}=..."
+            )
     if args.recipe:
         from harkit.models.recipe import load_recipe
 
-        recipe = load_recipe(args.recipe)
+        recipe = load_recipe(args.recipe, args.overrides)
         if not recipe.input.features:
             raise ConfigError(f"recipe {recipe.name!r} has no input.features to extract")
         sources = list(recipe.input.features)
@@ -105,7 +117,7 @@ def resolve_sources(
                 FeatureSource,
                 {
                     "backbone": b,
-                    "weights": args.weights,
+                    "weights": args.weights or "imagenet",
                     "layer": args.layer,
                     "stream": args.stream,
                 },

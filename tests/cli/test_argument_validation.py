@@ -251,3 +251,24 @@ def test_unwritable_output_paths_are_one_line(tmp_path: Path, capsys) -> None:
     line = err.strip().splitlines()[-1]
     assert line.startswith(f"harkit: error: {blocker}")
     assert line.endswith("a file stands where a folder is needed")
+
+
+def test_extract_takes_recipe_overrides_and_refuses_flags_it_would_ignore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harkit.cli.extract import resolve_sources
+
+    parse = build_parser().parse_args
+    base = ["extract", str(tmp_path), "--store", str(tmp_path / "s"), "--recipe", "efficientnet-gru"]
+    sources, *_ = resolve_sources(parse([*base, "--set", "input.features.0.weights=none",
+                                         "--set", "input.sampling.num_frames=8"]))  # fmt: skip
+    assert sources[0].weights == "none"
+    _, sampling, *_ = resolve_sources(parse([*base, "--set", "input.sampling.num_frames=8"]))
+    assert sampling.num_frames == 8
+    for flag, value in (("--weights", "none"), ("--layer", "bn2")):
+        assert main([*base, flag, value]) == 2  # it was silently ignored with --recipe
+        err = capsys.readouterr().err
+        assert f"{flag} applies to --backbone sources; for the recipe's sources use --set" in err
+    assert main(["extract", str(tmp_path), "--store", str(tmp_path / "s"), "--backbone",
+                 "resnet18", "--set", "head.hidden=8"]) == 2  # fmt: skip
+    assert "--set overrides a recipe's keys: give --recipe too" in capsys.readouterr().err
