@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from harkit.data.datasets import GROUP_COLUMNS, VideoIndex
-from harkit.data.video import VideoReadError, probe
+from harkit.data.video import FrameCountError, VideoReadError, probe, read_frames
 
 __all__ = ["DatasetSummary", "summarize", "typical_clip"]
 
@@ -107,8 +107,13 @@ def summarize(index: VideoIndex, probe_videos: bool = True) -> DatasetSummary:
     for item in index:
         try:
             info = probe(item.path)
+            if info.num_frames < 1:
+                raise VideoReadError(item.path, "no frames")
+            read_frames(item.path, [0])  # a header can promise frames that do not decode
         except VideoReadError as exc:
-            summary.unreadable[str(item.path)] = exc.reason
+            summary.unreadable[str(item.path)] = (
+                "no frame could be decoded" if isinstance(exc, FrameCountError) else exc.reason
+            )
             continue
         durations.append(info.duration)
         frames.append(info.num_frames)

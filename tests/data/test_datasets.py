@@ -204,3 +204,21 @@ def test_unreadable_frame_folder_is_listed_and_unreadable_root_is_one_line(tmp_p
     with pytest.raises(DatasetError) as err:
         folder_index(tmp_path)
     assert str(err.value) == f"{tmp_path}: cannot list the dataset folder (Permission denied)"
+
+
+def test_inspect_lists_a_video_whose_header_promises_frames_that_do_not_decode(tmp_path):
+    import numpy as np
+
+    from harkit.data.inspect import summarize
+    from harkit.data.synthetic import write_video
+
+    frames = np.random.default_rng(0).integers(0, 255, (10, 48, 64, 3), dtype=np.uint8)
+    good = write_video(tmp_path / "clap" / "clap_a01_c01.avi", frames, fps=10, codec="mpeg4")
+    data = good.read_bytes()
+    cut = data.index(b"movi") + 4  # the header says 10 frames; no frame data follows
+    (tmp_path / "clap" / "clap_a02_c01.avi").write_bytes(data[:cut])
+    summary = summarize(folder_index(tmp_path))
+    assert summary.unreadable == {
+        str(tmp_path / "clap" / "clap_a02_c01.avi"): "no frame could be decoded"
+    }
+    assert summary.frames is not None and summary.frames["mean"] == 10
