@@ -211,20 +211,13 @@ class StreamEngine:
         return {"engine": self.kind, "threads": torch.get_num_threads(), **self.check}
 
 
-def _transform_of(encoder: Encoder, branch: Branch) -> ClipTransform | None:
-    if encoder.extractor is not None:
-        # the extractor's eval transform for this preprocessing key (rgb groups only)
-        return encoder.extractor.preprocessor.rgb_transform(branch.prep_key)
-    return getattr(encoder.preprocess, "transform", None)
-
-
 def _reference(encoder: Encoder, frames: np.ndarray) -> Tensor:
     """The fp32 PyTorch encoder's output for ``frames`` (one frame per call, as streamed)."""
     rows = []
     for branch_frame in frames:
         inputs = {}
         for branch in encoder.branches:
-            transform = _transform_of(encoder, branch)
+            transform = encoder.rgb_transform(branch)
             assert transform is not None
             inputs[branch.prep_key] = transform(branch_frame[None])
         feats: dict[str, Tensor] = {}
@@ -281,7 +274,7 @@ def build_stream_engine(
         return refuse("the encoder already runs exported graphs")
     preps: dict[Any, FramePrep] = {}
     for branch in encoder.branches:
-        transform = _transform_of(encoder, branch)
+        transform = encoder.rgb_transform(branch)
         prep = FramePrep.from_transform(transform) if transform is not None else None
         if prep is None:
             return refuse(f"branch {branch.name}: preprocessing other than resize/crop/normalise")

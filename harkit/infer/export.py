@@ -7,7 +7,11 @@
   the *preprocessed* batch (``(N, 3, S, S)``, segments ``(N, 3, L, S, S)``, C3D clips
   ``(B, T, 3, S, S)``), dynamic batch (and time where the network has one);
 * ``head.onnx``: ``x (B, T, D)`` -> ``logits (B, C)`` with dynamic ``B`` and ``T``;
-* ``export.json``: files, shapes, classes and the parity numbers.
+* ``export.json``: files, shapes, classes, the parity numbers, and everything needed to feed
+  the graphs without harkit: each branch's ``preprocessing`` (colour order, value scaling,
+  shorter-side resize, centre crop ``[h, w]``, mean, std, layout), the ``sampling`` of frames
+  per clip (and the rule that picks them), the training clip (frames, fps). The same JSON is
+  in every ONNX file's metadata (key ``harkit``), so a lone ``.onnx`` describes itself.
 
 Preprocessing (resize, crop, normalise) stays in Python and is shared with the PyTorch engine.
 The head is exported on its **full-length** path (every sequence uses all its T steps):
@@ -162,11 +166,16 @@ def export_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = ".onnx" if format == "onnx" else ".pt"
     report = ExportReport(str(out_dir), format, [])
+    info = read_run_info(run)
     manifest: dict[str, Any] = {
         "export_version": EXPORT_VERSION, "format": format, "opset": opset if format == "onnx"
         else None, "recipe": recipe.name, "classes": classes, "branches": [],
         "head": {"file": "head" + suffix, "input": "x", "output": "logits",
-                 "input_dim": model.encoder.output_dim, "full_length_only": True},
+                 "input_dim": model.encoder.output_dim, "full_length_only": True,
+                 "note": "softmax(logits) gives the class probabilities; the encoders' "
+                         "outputs, concatenated in branch order per step, are x"},
+        "sampling": _sampling(recipe),
+        "training_clip": info.get("train_clips"),
         "flow": model.flow.to_dict() if model.flow is not None else None,
     }  # fmt: skip
 
@@ -185,6 +194,7 @@ def export_run(
                 "name": branch.name, "file": path.name, "kind": branch.kind,
                 "input": "frames", "outputs": names, "input_shape": list(branch.input_shape),
                 "sources": branch.outputs, "output_dims": branch.output_dims,
+                "preprocessing": _preprocessing(model, branch),
             })  # fmt: skip
             if check:
                 # A different batch size than the traced one proves the axis is dynamic.
@@ -220,6 +230,9 @@ def export_run(
 
     report.seconds = round(time.perf_counter() - start, 3)
     manifest["max_abs_diff"] = report.max_abs_diff
+    if format == "onnx":
+        for name in report.files:
+            _describe_onnx(out_dir / name, manifest)
     atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     report.files.append(MANIFEST)
     worst = max(report.max_abs_diff.values(), default=0.0)
@@ -229,6 +242,57 @@ def export_run(
             + ", ".join(f"{k}={v:.3g}" for k, v in report.max_abs_diff.items())
         )
     return report
+
+
+_SAMPLING_RULES = {
+    "uniform": "frames round(linspace(0, n - 1, num_frames)) of a video of n frames (a video "
+               "of fewer than num_frames frames: all of them, and the head sees only those)",
+    "tsn": "num_frames equal segments of the video, the middle frame of each "
+           "(floor((start + end) / 2))",
+    "stride": "every stride-th frame from frame 0, at most max_frames",
+    "all": "every frame, at most max_frames",
+    "segments": "consecutive segments of segment_length frames, at most max_segments",
+}  # fmt: skip
+
+
+def _sampling(recipe: Any) -> dict[str, Any]:
+    """The recipe's frame sampling, with the rule that turns it into frame indices."""
+    sampling = recipe.input.sampling
+    return {**sampling.model_dump(mode="json"), "rule": _SAMPLING_RULES.get(sampling.strategy)}
+
+
+def _preprocessing(model: SplitModel, branch: Branch) -> dict[str, Any]:
+    """What turns a decoded frame into ``branch``'s input, in words a plain script can follow."""
+    from harkit.infer.engine import FramePrep
+
+    transform = model.encoder.rgb_transform(branch)
+    if transform is None:
+        if model.flow is not None:
+            return {"input": "optical flow, see 'flow' (uint8 planes / 127.5 - 1, resized and "
+                             "cropped as the frames)"}  # fmt: skip
+        return {"input": "see the recipe"}
+    prep = FramePrep.from_transform(transform)
+    if prep is None:
+        return {"input": "see the recipe (preprocessing other than resize, crop, normalise)"}
+    return {
+        "color": "RGB", "values": "uint8 / 255",
+        "resize_shorter_side": prep.resize, "interpolation": "bilinear, antialiased",
+        "center_crop": list(prep.crop), "pad": "zeros where the resized frame is smaller",
+        "mean": prep.mean.flatten().tolist(), "std": prep.std.flatten().tolist(),
+        "layout": "NCHW float32, (x - mean) / std",
+    }  # fmt: skip
+
+
+def _describe_onnx(path: Path, manifest: dict[str, Any]) -> None:
+    """Put the export's description into the ONNX file's metadata (``harkit``), atomically."""
+    import onnx
+
+    from harkit.io import atomic_output
+
+    graph = onnx.load(str(path))
+    onnx.helper.set_model_props(graph, {"harkit": json.dumps(manifest, sort_keys=True)})
+    with atomic_output(path, suffix=".onnx") as tmp:
+        onnx.save(graph, str(tmp))
 
 
 def _run_file(path: Path, format: str, x: Tensor) -> list[np.ndarray]:

@@ -210,6 +210,12 @@ class Encoder:
             if fast and extractor is None and branch.kind == "frame":
                 branch.module.to(memory_format=torch.channels_last)
 
+    def rgb_transform(self, branch: Branch) -> ClipTransform | None:
+        """The eval transform of ``branch``'s RGB input (``None`` for flow branches)."""
+        if self.extractor is not None:
+            return self.extractor.preprocessor.rgb_transform(branch.prep_key)
+        return getattr(self.preprocess, "transform", None)
+
     @property
     def kind(self) -> BranchKind:
         return self.branches[0].kind
