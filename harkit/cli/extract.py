@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from harkit.cli.args import (
     add_dataset_args,
@@ -158,4 +159,8 @@ def run_extract(args: argparse.Namespace) -> int:
     )
     for key, path in report.stores.items():
         print(f"  {key} -> {path}")
+    if report.failed and not report.extracted and not report.existing:
+        print(f"harkit: no video could be extracted; reasons in {report.skip_report}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0

@@ -464,7 +464,14 @@ def extract_features(
         flow_stores = [stores[source_key(s)] for s in sources if s.stream == "flow"]
         if flow_root is not None:
             flow = Path(flow_root)
-            _record_flow_settings(flow_stores, flow_settings(flow), str(flow / CONFIG_FILE))
+            if not flow.is_dir():
+                raise HarkitError(f"--flow-root {flow}: folder not found (the output of `harkit flow`)")
+            settings = flow_settings(flow)
+            if settings and flow_method and settings.get("method") != flow_method:
+                log.warning("%s holds %s flow, the recipe names %s: its features (and the "
+                            "run's inference) follow the flow files", flow, settings.get("method"),
+                            flow_method)  # fmt: skip
+            _record_flow_settings(flow_stores, settings, str(flow / CONFIG_FILE))
             flow_video_root = _flow_video_root(flow, index)
         else:  # no flow files: the sampled pairs, as `harkit flow` would have computed them
             config = _stored_flow_config(flow_stores)

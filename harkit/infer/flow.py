@@ -43,7 +43,7 @@ class FlowSettings:
     config: FlowConfig
     origin: str
     trained_method: str
-    """The recipe's ``flow_method`` (what the flow branch was trained on)."""
+    """What the flow branch was trained on: run.json's flow method, else the recipe's."""
 
     @property
     def matches_training(self) -> bool:
@@ -77,8 +77,10 @@ def resolve_flow(
     ``flow``: a :class:`FlowConfig`, its dict, or a ``flow_config.json`` / flow folder.
     ``method``: use another flow method than training did (warned about).
     """
-    trained = recipe.input.flow_method
     recorded = (run_info or {}).get("flow")
+    # the flow the features were made from (run.json), else the recipe's method
+    trained = str(recorded.get("method") if isinstance(recorded, dict) and recorded.get("method")
+                  else recipe.input.flow_method)  # fmt: skip
     if isinstance(flow, FlowConfig):
         config, origin = flow, "given"
     elif isinstance(flow, dict):

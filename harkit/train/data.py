@@ -336,6 +336,10 @@ def prepare_data(
     index = build_index(dataset)
     index, validation = plan_validation(index, recipe.optim.val_fraction, recipe.optim.seed)
     check_not_empty(index, "train")
+    untrained = sorted(set(index.classes) - {item.label for item in index.subset("train")})
+    if untrained:  # the model can never predict them: say so before it trains
+        log.warning("%s: %d class(es) without a training video, the model cannot learn them: "
+                    "%s", index.name, len(untrained), ", ".join(untrained))  # fmt: skip
     if recipe.mode == "features":
         if store is None:
             raise ConfigError("features mode needs a feature store folder (--store)")

@@ -86,6 +86,14 @@ class ActionModule(L.LightningModule):
         self.model = model if model is not None else build_model(recipe, num_classes)
         self.monitor = monitor
         self.skip_report = skip_report
+        self.steps_trained = 0
+        """Training batches that had a loss (not all videos skipped), kept in checkpoints."""
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["steps_trained"] = self.steps_trained
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.steps_trained = int(checkpoint.get("steps_trained", 1))  # older runs: trained
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         return self.model(x, lengths)
@@ -110,6 +118,8 @@ class ActionModule(L.LightningModule):
                 f"{batch_idx + 1}: try a lower optim.lr (now {self.recipe.optim.lr}) or "
                 "optim.grad_clip, and check the inputs"
             )
+        if stage == "train":
+            self.steps_trained += 1
         acc = (logits.argmax(dim=1) == y).float().mean()
         size = int(y.shape[0])
         on_step = stage == "train"

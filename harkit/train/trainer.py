@@ -17,6 +17,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins import TorchCheckpointIO
@@ -494,7 +495,16 @@ def _train(
         warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
         if _eval_modules_are_frozen_backbones(module):  # frozen on purpose (issue 9)
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        except MisconfigurationException as exc:  # a metric never logged: all videos skipped
+            if "monitor" not in str(exc) and "not available" not in str(exc):
+                raise
+            split = "validation" if "val/" in str(exc) else "training"
+            raise DatasetError(
+                f"{paths.root}: no {split} score: every {split} video was skipped (reasons in "
+                f"{paths.skipped}); no model written"
+            ) from None
 
     if not trainer.is_global_zero:
         return TrainResult()
@@ -502,6 +512,12 @@ def _train(
         raise HarkitError(f"{paths.root}: training ended without a checkpoint")
     # Read back from the files: with fork/spawn launchers this process's trainer did not train.
     last = load_checkpoint(paths.last_ckpt)
+    if not last.get("steps_trained", 1):  # every batch was skipped: the model is untrained
+        raise DatasetError(
+            f"{paths.root}: no training step ran: every training video was skipped "
+            f"({len(data.train)} in the train split; reasons in {paths.skipped}); no model "
+            "written"
+        )  # type: ignore[arg-type]
     epochs_run = last["epoch"] + 1  # last.ckpt is written at the end of every epoch
     if has_val and paths.best_ckpt.is_file():
         exported_file, exported = paths.best_ckpt, load_checkpoint(paths.best_ckpt)

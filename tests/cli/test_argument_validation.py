@@ -272,3 +272,23 @@ def test_extract_takes_recipe_overrides_and_refuses_flags_it_would_ignore(
     assert main(["extract", str(tmp_path), "--store", str(tmp_path / "s"), "--backbone",
                  "resnet18", "--set", "head.hidden=8"]) == 2  # fmt: skip
     assert "--set overrides a recipe's keys: give --recipe too" in capsys.readouterr().err
+
+
+def test_extract_with_no_video_extracted_exits_1_and_a_missing_flow_root_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "bad.mp4").write_bytes(b"not a video")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "bad.mp4").write_bytes(b"not a video either")
+    base = ["extract", str(tmp_path), "--store", str(tmp_path / "s"), "--backbone", "tiny_image",
+            "--weights", "none", "--workers", "0", "--no-progress"]  # fmt: skip
+    assert main(base) == 1
+    err = capsys.readouterr().err
+    assert "harkit: no video could be extracted; reasons in" in err
+    flow = ["--recipe", "efficientnet-motion-gru", "--flow-root", str(tmp_path / "nowhere")]
+    assert main(["extract", str(tmp_path), "--store", str(tmp_path / "s2"), *flow]) == 2
+    assert capsys.readouterr().err == (
+        f"harkit: error: --flow-root {tmp_path / 'nowhere'}: folder not found (the output of "
+        "`harkit flow`)\n"
+    )

@@ -164,3 +164,16 @@ def test_two_or_three_training_groups_train_without_validation(
         "epoch is exported"
     )
     assert note in caplog.text
+
+
+def test_a_class_without_training_videos_is_warned_about(tmp_path: Path, caplog) -> None:
+    from harkit.models.recipe import load_recipe
+    from harkit.train.data import prepare_data
+
+    (tmp_path / "m.csv").write_text(
+        "path,label,split\na.mp4,left,train\nb.mp4,left,train\nc.mp4,right,test\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="harkit.train.data"):
+        prepare_data(load_recipe("c3d-gru"), DatasetConfig(root=tmp_path / "m.csv"),
+                     progress=False)  # fmt: skip
+    assert "1 class(es) without a training video, the model cannot learn them: right" in caplog.text

@@ -292,3 +292,18 @@ def test_training_records_the_flow_settings_and_the_store_refuses_another_flow(
                 "--flow-root", other, "--workers", "0", "--no-progress")  # fmt: skip
     assert code == 2
     assert "size differ" in capsys.readouterr().err
+
+
+def test_the_flow_a_run_was_trained_on_is_run_json_s_not_the_recipe_s(caplog):
+    """Features from farneback flow files under a recipe naming another method: inference
+    follows run.json without warning; another method than run.json's still warns."""
+    from harkit.infer.flow import resolve_flow
+    from harkit.models.recipe import load_recipe
+
+    recipe = load_recipe("efficientnet-motion-gru")  # flow_method: dis-fast
+    caplog.set_level(logging.WARNING, logger="harkit.infer.flow")
+    settings = resolve_flow(recipe, run_info={"flow": {"method": "farneback", "size": 256}})
+    assert settings.config.method == "farneback" and settings.matches_training
+    assert "differs" not in caplog.text
+    resolve_flow(recipe, method="dis", run_info={"flow": {"method": "farneback"}})
+    assert "differs from the one the run was trained on (farneback)" in caplog.text

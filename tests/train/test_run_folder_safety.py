@@ -337,3 +337,26 @@ def test_a_run_inside_a_folder_dataset_is_refused(tmp_path, capsys, inside):
     assert err == (f"harkit: error: {run}: the run folder is inside the dataset folder {data}, "
                    "which is read as '<class>/<video>'; put runs elsewhere (--run)\n")  # fmt: skip
     assert not (data / "runs").exists() and not (data / ".lock").exists()
+
+
+@pytest.mark.parametrize("val, error", [
+    ("0", "no training step ran: every training video was skipped (4 in the train split"),
+    ("0.25", "no validation score: every validation video was skipped"),
+])  # fmt: skip
+def test_training_on_only_unreadable_videos_fails_instead_of_saving_an_untrained_model(
+    tmp_path, capsys, val, error
+):
+    rows = ["path,label,split"]
+    for k in range(6):
+        (tmp_path / f"v{k}.mp4").write_bytes(b"not a video at all")
+        rows.append(f"v{k}.mp4,{'ab'[k % 2]},{'test' if k >= 4 else 'train'}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    code = cli_main.main(["train", "--recipe", "synthetic-gru", "--dataset", str(tmp_path / "m.csv"),
+                          "--store", str(tmp_path / "store"), "--run", str(run),
+                          "--set", "optim.epochs=2", "--set", f"optim.val_fraction={val}",
+                          "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"{run}: {error}" in err
+    assert not (run / "model.safetensors").exists()
