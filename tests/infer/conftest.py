@@ -96,7 +96,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "flow_stream": {
         "name": "test-flow",
         "mode": "features",
-        "input": {"features": [{"backbone": "i3d_flow", "weights": "none", "stream": "flow"}]},
+        "input": {
+            "sampling": {"strategy": "segments", "segment_length": 8},
+            "features": [{"backbone": "i3d_flow", "weights": "none", "stream": "flow"}],
+        },
         "head": {"type": "recurrent", "hidden": 8},
     },
     "attention_two_layer": {

@@ -290,8 +290,9 @@ def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(
 
     monkeypatch.setattr(trainer, "_available_memory", lambda: 24 * 2**30)  # this machine's
     run = tmp_path / "run"
-    code = cli_main.main(["train", "--recipe", "efficientnet-gru", "--dataset", str(tmp_path),
-                          "--run", str(run), "--set", "head.hidden=65536"])  # fmt: skip
+    code = cli_main.main(["train", "--recipe", "efficientnet-gru", "--dataset",
+                          str(tmp_path / "data"), "--run", str(run), "--set",
+                          "head.hidden=65536"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2
     assert "its model has 13,145,473,283 parameters, about 195.9 GiB to train" in err
