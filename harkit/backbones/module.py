@@ -46,9 +46,9 @@ class Backbone(nn.Module):
 
     With ``layers`` it returns ``{'pooled': (B, D), layer: (B, C_layer), ...}``, each
     intermediate map globally average pooled, or with ``grid > 1`` averaged over a
-    ``grid x grid`` layout of cells (``(B, C_layer * grid * grid)``: where things are). A frozen backbone has ``requires_grad=False``
-    and stays in eval mode even when a parent module calls ``.train()``, so batch-norm
-    statistics never drift during head training. Segment clips shorter than
+    ``grid x grid`` layout of cells (``(B, C_layer * grid * grid)``: where things are). A
+    frozen backbone has ``requires_grad=False`` and stays in eval mode even when a parent
+    module calls ``.train()``, so batch-norm statistics never drift during head training. Segment clips shorter than
     ``spec.min_frames`` are padded by repeating their last frame.
     """
 

@@ -66,9 +66,7 @@ class SampledFlow:
     ) -> tuple[np.ndarray, SampledIndices]:
         frames_at = pair_frames(num_frames, self.config)
         if len(frames_at) < 2:
-            raise TooFewFramesError(
-                f"{len(frames_at)} frame(s); optical flow needs at least 2"
-            )
+            raise TooFewFramesError(f"{len(frames_at)} frame(s); optical flow needs at least 2")
         return frames_at, sample_indices(len(frames_at) - 1, sampling)
 
     def needed(self, num_frames: int, sampling: SamplingConfig) -> np.ndarray:
