@@ -223,6 +223,8 @@ def add_dataset_args(
     parser.add_argument("--split", type=int_in_range(1, 25),
                         help="official split number (UCF101/HMDB51: 1-3; UCF50: group 1-25; "
                         "default 1)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="use the videos present when split files list missing ones")
     parser.add_argument("--group-column", type=column_name, metavar="NAME",
                         help="CSV column naming each video's group (default: the first of "
                         "group, actor, person, subject, performer)")
@@ -236,7 +238,8 @@ def add_dataset_args(
 def dataset_config(args: argparse.Namespace) -> DatasetConfig:
     """The :class:`DatasetConfig` the arguments of :func:`add_dataset_args` describe."""
     fields: dict[str, object] = {"kind": args.kind, "root": args.dataset}
-    for name in ("split", "annotations", "test_fraction", "allow_leakage", "group_column"):
+    for name in ("split", "annotations", "test_fraction", "allow_leakage", "allow_missing",
+                 "group_column"):
         if getattr(args, name, None):
             fields[name] = getattr(args, name)
     return parse_config(DatasetConfig, fields, source="command line")

@@ -286,11 +286,13 @@ def hmdb51_index(root: str | Path, annotations: str | Path, split: int = 1) -> V
 
 
 def _check_listed_videos(
-    index: VideoIndex, root: Path, annotations: str | Path, benchmark: str
+    index: VideoIndex, root: Path, annotations: str | Path, benchmark: str,
+    allow_missing: bool = False,
 ) -> VideoIndex:
     """Refuse a root that holds none of the videos the split files list (the split files of
-    a benchmark given for some other folder); warn with the count when only some are missing.
-    A video is present as its file or its frame folder (same name, no suffix)."""
+    a benchmark given for some other folder), or only some of them unless ``allow_missing``,
+    which keeps the present ones (one warning with the count). A video is present as its
+    file or its frame folder (same name, no suffix)."""
     missing = [
         item for item in index
         if not item.path.exists() and not item.path.with_suffix("").is_dir()
@@ -304,11 +306,22 @@ def _check_listed_videos(
             f"{root} holds none of the {len(index)} videos that {annotations} lists "
             f"(e.g. {example}); pass the {benchmark} video folder as the dataset"
         )
+    if not allow_missing:
+        examples = ", ".join(
+            str(m.path.relative_to(root) if m.path.is_relative_to(root) else m.path)
+            for m in missing[:3]
+        )
+        raise DatasetError(
+            f"{len(missing)} of the {len(index)} videos that {annotations} lists are not under "
+            f"{root} (e.g. {examples}); complete the folder, or pass --allow-missing (Python: "
+            f"allow_missing=True) to use the {len(index) - len(missing)} present"
+        )
     log.warning(
-        "%s: %d of the %d videos that %s lists are not under %s (reported as unreadable)",
-        index.name, len(missing), len(index), annotations, root,
+        "%s: %d of the %d videos that %s lists are not under %s: using the %d present",
+        index.name, len(missing), len(index), annotations, root, len(index) - len(missing),
     )  # fmt: skip
-    return index
+    gone = {id(item) for item in missing}
+    return index.select([item for item in index if id(item) not in gone])
 
 
 def folder_index(root: str | Path, name: str | None = None) -> VideoIndex:
@@ -428,6 +441,9 @@ class DatasetConfig(StrictModel):
     test_fraction: confloat(gt=0.0, lt=1.0) = 0.2
     """Group-aware split size where the data has no split of its own."""
     seed: int = 0
+    allow_missing: bool = False
+    """Use the videos present when split files list videos missing from ``root`` (refused by
+    default: a benchmark number from part of a benchmark is not the benchmark's)."""
     allow_leakage: bool = False
     """Accept a split that puts one group on both sides (refused by default)."""
     group_column: str | None = None
@@ -442,14 +458,16 @@ def load_index(config: DatasetConfig) -> VideoIndex:
         ann = config.annotations or root / "ucfTrainTestlist"
         if config.annotations is None and not ann.is_dir():
             ann = root.parent / "ucfTrainTestlist"  # where ucf101_index found them
-        return _check_listed_videos(index, root, ann, "UCF-101")
+        return _check_listed_videos(index, root, ann, "UCF-101", config.allow_missing)
     if kind == "hmdb51":
         if config.annotations is None:
             raise DatasetError(
                 "hmdb51 needs 'annotations': the folder of *_test_split<k>.txt files"
             )
         index = hmdb51_index(root, config.annotations, config.split)
-        return _check_listed_videos(index, root, config.annotations, "HMDB51")
+        return _check_listed_videos(
+            index, root, config.annotations, "HMDB51", config.allow_missing
+        )
     if kind == "ucf50":
         return leave_one_group_out(ucf50_index(root), f"g{config.split:02d}")
     if kind == "folder":
