@@ -14,25 +14,16 @@ import pytest
 import harkit
 from harkit.config import ConfigError
 from harkit.train.run import RunError
+from tests.readme import REPO, readme_block
 
-REPO = Path(__file__).resolve().parents[1]
 MARKER = "# harkit-readme-python-api"
-
-
-def readme_block() -> str:
-    """The README's Python API example: the ```python block whose first line is MARKER."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    found = [b for b in blocks if b.startswith(MARKER)]
-    assert len(found) == 1, f"README.md: expected one ```python block starting {MARKER!r}"
-    return found[0]
 
 
 @pytest.mark.slow
 def test_readme_python_api_example_runs_as_written(tmp_path: Path) -> None:
     # A fresh interpreter in an empty folder: the user's situation, relative paths and all.
     done = subprocess.run(
-        [sys.executable, "-c", readme_block()],
+        [sys.executable, "-c", readme_block(MARKER, "python")],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.readme import REPO, readme_block
+
 SHARED = REPO.parent / "shared"
 MARKER = "# harkit-readme-gatech-lopo"
 
@@ -24,21 +25,13 @@ pytestmark = [
 ]
 
 
-def readme_block() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-    found = [b for b in blocks if b.startswith(MARKER)]
-    assert len(found) == 1, f"README.md: expected one ```bash block starting {MARKER!r}"
-    return found[0]
-
-
 def test_readme_gatech_leave_one_person_out_as_written(tmp_path: Path) -> None:
     # the README's relative ../shared path from a working folder beside a shared/ folder
     (tmp_path / "shared").symlink_to(SHARED.resolve(), target_is_directory=True)
     work = tmp_path / "work"
     work.mkdir()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "-e", "-c", readme_block()], cwd=work, env=env,
+    done = subprocess.run(["bash", "-e", "-c", readme_block(MARKER, "bash")], cwd=work, env=env,
                           capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     found = re.findall(r"^clip-level top-1 (\d+\.\d\d)% \(9 of 9 test videos evaluated\) -> "

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,20 +11,12 @@ from pathlib import Path
 import pytest
 
 from harkit.data.synthetic import SynthConfig, render_dataset
+from tests.readme import REPO, readme_block
 
-REPO = Path(__file__).resolve().parents[2]
 REAL = REPO.parent / "shared" / "realdata" / "mmaction2_samples"
 MARKER = "# harkit-readme-plain-onnx"
 
 pytestmark = pytest.mark.slow
-
-
-def readme_block() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    found = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S)
-             if b.startswith(MARKER)]  # fmt: skip
-    assert len(found) == 1, f"README.md: expected one ```python block starting {MARKER!r}"
-    return found[0]
 
 
 def _cli(*argv: object) -> int:
@@ -55,7 +46,7 @@ def test_an_export_runs_without_harkit_and_matches_predict(tmp_path: Path, capsy
     assert _cli("predict", run, *clips, "--json", "--no-progress") == 0
     want = {r["source"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
     check = "\nassert 'harkit' not in sys.modules and 'torch' not in sys.modules\n"
-    done = subprocess.run([sys.executable, "-c", readme_block() + check, str(run / "onnx"),
+    done = subprocess.run([sys.executable, "-c", readme_block(MARKER, "python") + check, str(run / "onnx"),
                            *map(str, clips)], capture_output=True, text=True, timeout=300,
                           cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
