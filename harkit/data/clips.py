@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -27,12 +27,16 @@ from harkit.io import atomic_write_text
 
 __all__ = [
     "ClipDataset",
+    "FrameLookup",
     "SkipReport",
     "SkippedVideo",
     "collate_clips",
     "load_clip",
     "out_of_memory_reason",
+    "read_sampled",
 ]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -57,31 +61,56 @@ def load_clip(
     train: bool = False,
     rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, SampledIndices]:
-    """Decode the sampled frames of one video: ``uint8 (T, H, W, 3)`` or ``(T, L, H, W, 3)``.
+    """Decode the sampled frames of one video: ``uint8 (T, H, W, 3)`` or ``(T, L, H, W, 3)``
+    (see :func:`read_sampled`)."""
 
-    When the header over-counts frames, the video is sampled again with the counted length
-    (a count past :func:`~harkit.data.video.max_frames` is counted before sampling, so index
-    arrays are never sized from a header's claim). Running out of memory on this one video
-    raises :class:`VideoReadError`, like any other unreadable video.
+    def sample(num_frames: int, read: Callable[[np.ndarray], np.ndarray]):
+        sampled = sample_indices(num_frames, sampling, train=train, rng=rng)
+        frames = read(sampled.indices.reshape(-1))
+        return frames.reshape(*sampled.indices.shape, *frames.shape[1:]), sampled
+
+    return read_sampled(path, sample, backend=backend)
+
+
+def read_sampled(
+    path: str | Path,
+    sample: Callable[[int, Callable[[np.ndarray], np.ndarray]], T],
+    *,
+    backend: str = "auto",
+) -> T:
+    """``sample(num_frames, read)`` on one video: it picks frame indices from the video's
+    length and decodes them with ``read(indices)`` (sorted, unique indices for one decode).
+
+    When the header over-counts frames, ``sample`` runs again with the counted length (a
+    count past :func:`~harkit.data.video.max_frames` is counted before sampling, so index
+    arrays are never sized from a header's claim). An unreadable video, one without frames,
+    or one that runs out of memory raises :class:`VideoReadError`.
     """
     try:
         reader = get_reader(backend, path)
         num_frames = reader.info(path).num_frames
-        if num_frames < 1:
-            raise VideoReadError(path, "no frames could be decoded")
         for _ in range(2):
-            sampled = sample_indices(num_frames, sampling, train=train, rng=rng)
+            if num_frames < 1:
+                raise VideoReadError(path, "no frames could be decoded")
             try:
-                frames = reader.read_frames(path, sampled.indices.reshape(-1))
+                return sample(num_frames, lambda indices: reader.read_frames(path, indices))
             except FrameCountError as exc:
-                if exc.actual < 1:
-                    raise VideoReadError(path, "no frames could be decoded") from None
                 num_frames = exc.actual
-                continue
-            return frames.reshape(*sampled.indices.shape, *frames.shape[1:]), sampled
     except MemoryError as exc:
         raise VideoReadError(path, out_of_memory_reason(exc)) from None
     raise VideoReadError(path, "frame count changed between two decodes")
+
+
+class FrameLookup:
+    """Frames decoded at ``indices``, looked up by video frame index (any index shape)."""
+
+    def __init__(self, indices: np.ndarray, frames: np.ndarray) -> None:
+        self.position = {int(i): k for k, i in enumerate(indices)}
+        self.frames = frames
+
+    def __call__(self, indices: np.ndarray) -> np.ndarray:
+        flat = self.frames[[self.position[int(i)] for i in indices.reshape(-1)]]
+        return flat.reshape(*indices.shape, *flat.shape[1:])
 
 
 def out_of_memory_reason(exc: MemoryError) -> str:

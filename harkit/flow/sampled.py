@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harkit.data.clips import out_of_memory_reason
+from harkit.data.clips import FrameLookup, read_sampled
 from harkit.data.sampling import SampledIndices, SamplingConfig, sample_indices
-from harkit.data.video import FrameCountError, VideoReadError, get_reader
+from harkit.data.video import VideoReadError
 from harkit.errors import HarkitError
 from harkit.flow.extract import FlowConfig, to_gray
 from harkit.flow.methods import FlowMethod, get_flow_method
@@ -101,18 +101,6 @@ class SampledFlow:
         return flat.reshape(*sampled.indices.shape, *flat.shape[1:]), sampled
 
 
-class _Lookup:
-    """Decoded frames by video frame index (any index array shape)."""
-
-    def __init__(self, indices: np.ndarray, frames: np.ndarray) -> None:
-        self.position = {int(i): k for k, i in enumerate(indices)}
-        self.frames = frames
-
-    def __call__(self, indices: np.ndarray) -> np.ndarray:
-        flat = self.frames[[self.position[int(i)] for i in indices.reshape(-1)]]
-        return flat.reshape(*indices.shape, *flat.shape[1:])
-
-
 def load_clip_and_flow(
     path: str | Path, sampling: SamplingConfig, flow: SampledFlow, *, backend: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -120,25 +108,16 @@ def load_clip_and_flow(
     :func:`harkit.data.clips.load_clip` gives them) and its sampled flow steps (as
     :meth:`SampledFlow.sample` gives them). Unreadable or too short videos raise
     :class:`~harkit.data.video.VideoReadError`."""
+
+    def sample(count: int, read: Callable[[np.ndarray], np.ndarray]):
+        sampled = sample_indices(count, sampling)
+        needed = np.unique(np.concatenate([sampled.indices.reshape(-1),
+                                           flow.needed(count, sampling)]))  # fmt: skip
+        frames_at = FrameLookup(needed, read(needed))
+        steps, _ = flow.sample(count, sampling, frames_at)
+        return frames_at(sampled.indices), steps
+
     try:
-        reader = get_reader(backend, path)
-        count = reader.info(path).num_frames
-        for _ in range(2):  # a header that over-counts: sample again with the real count
-            if count < 1:
-                raise VideoReadError(path, "no frames could be decoded")
-            sampled = sample_indices(count, sampling)
-            try:
-                wanted = [sampled.indices.reshape(-1), flow.needed(count, sampling)]
-                needed = np.unique(np.concatenate(wanted))
-                decoded = reader.read_frames(path, needed)
-            except FrameCountError as exc:
-                count = exc.actual
-                continue
-            except TooFewFramesError as exc:
-                raise VideoReadError(path, str(exc)) from None
-            frames_at = _Lookup(needed, decoded)
-            steps, _ = flow.sample(count, sampling, frames_at)
-            return frames_at(sampled.indices), steps
-    except MemoryError as exc:
-        raise VideoReadError(path, out_of_memory_reason(exc)) from None
-    raise VideoReadError(path, "frame count changed between two decodes")
+        return read_sampled(path, sample, backend=backend)
+    except TooFewFramesError as exc:
+        raise VideoReadError(path, str(exc)) from None

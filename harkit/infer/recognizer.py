@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harkit.data.clips import load_clip, out_of_memory_reason
+from harkit.data.clips import FrameLookup, load_clip, out_of_memory_reason, read_sampled
 from harkit.data.sampling import sample_indices
-from harkit.data.video import FrameCountError, VideoReadError, get_reader
+from harkit.data.video import VideoReadError, get_reader
 from harkit.evaluate.reports import format_prediction
 from harkit.flow.sampled import TooFewFramesError
 from harkit.infer.device import check_device
@@ -208,18 +208,9 @@ class Recognizer:
             frames, sampled = load_clip(video, self.model.recipe.input.sampling)
             return Clip(frames, _valid_steps(frames, sampled.mask))
         try:
-            reader = get_reader("auto", video)
-            count = reader.info(video).num_frames
-            for _ in range(2):  # a header that over-counts: sample again with the real count
-                try:
-                    return self.sample_clip(count, lambda idx: reader.read_frames(video, idx))
-                except FrameCountError as exc:
-                    count = exc.actual
-                except (InferenceError, TooFewFramesError) as exc:
-                    raise VideoReadError(video, str(exc)) from None
-        except MemoryError as exc:
-            raise VideoReadError(video, out_of_memory_reason(exc)) from None
-        raise VideoReadError(video, "frame count changed between two decodes")
+            return read_sampled(video, self.sample_clip)
+        except (InferenceError, TooFewFramesError) as exc:
+            raise VideoReadError(video, str(exc)) from None
 
     def sample_clip(self, num_frames: int, read: Callable[[np.ndarray], np.ndarray]) -> Clip:
         """The sampled input of a video of ``num_frames`` frames; ``read(indices)`` returns
@@ -230,13 +221,7 @@ class Recognizer:
         sampling = self.model.recipe.input.sampling
         sampled = sample_indices(num_frames, sampling)
         needed = self.needed_frames(num_frames)
-        decoded = read(needed)
-        position = {int(i): k for k, i in enumerate(needed)}
-
-        def frames_at(indices: np.ndarray) -> np.ndarray:
-            flat = decoded[[position[int(i)] for i in indices.reshape(-1)]]
-            return flat.reshape(*indices.shape, *flat.shape[1:])
-
+        frames_at = FrameLookup(needed, read(needed))
         frames = frames_at(sampled.indices)
         clip = Clip(frames, _valid_steps(frames, sampled.mask))
         if self.flow is not None:
