@@ -1,11 +1,12 @@
-# Two entry points: `make demo` and `make test`. Both create .venv on first use.
+# Two entry points: `make demo` and `make test` (`make test-fast` while developing).
+# All create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +21,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check harkit tests benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+# the development loop: everything but the tests marked slow, on every core
+test-fast: $(STAMP)
+	$(BIN)/ruff check harkit tests benchmarks
+	$(BIN)/python -m pytest -m "not slow" -n auto -q --durations=5
 
 lint: $(STAMP)
 	$(BIN)/ruff check harkit tests benchmarks

@@ -33,7 +33,7 @@ from harkit.data import (
     get_reader,
     sample_indices,
 )
-from harkit.data.synthetic import write_video
+from harkit.synth import write_video
 
 
 def make_clip(path: Path, seconds: float = 7, fps: int = 25, size=(240, 320)) -> Path:

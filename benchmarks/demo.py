@@ -33,12 +33,12 @@ import torch
 from harkit.cli.demo import ABLATION_RECIPES, RECIPE, TEST_CLIPS, stages
 from harkit.cli.main import main as harkit
 from harkit.data.datasets import DatasetConfig
-from harkit.data.synthetic import SynthConfig
 from harkit.experiments.ablate import ablate, recipe_variants, variant_dir
 from harkit.experiments.evaluate import evaluate_run
 from harkit.features.extractor import sources_precision
 from harkit.infer import Recognizer
 from harkit.models.recipe import load_recipe
+from harkit.synth import SynthConfig
 
 
 def scores(run: Path, pair_classes: set[str]) -> dict[str, float]:

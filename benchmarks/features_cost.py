@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from harkit.data.datasets import DatasetConfig, VideoIndex, VideoItem, load_index
-from harkit.data.synthetic import write_video
 from harkit.features import extract_features
 from harkit.models.recipe import FeatureSource, load_recipe
+from harkit.synth import write_video
 
 EGOGESTAR = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "egogestar_dirs"
 LITE = {"backbone": "efficientnet_lite0", "weights": "imagenet"}

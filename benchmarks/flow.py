@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from harkit.data.synthetic import SYNTH_CLASSES, SynthConfig, render_clip
 from harkit.flow import compute_flow, load_flow, quantize_flow, save_flow, to_gray
+from harkit.synth import SYNTH_CLASSES, SynthConfig, render_clip
 
 METHODS = {"tvl1": 3, "farneback": 24, "dis": 60, "dis-fast": 60}  # timed pairs per process
 SHIFTS = [(2.3, -1.7), (6.4, 3.2)]

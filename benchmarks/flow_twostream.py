@@ -23,11 +23,11 @@ import torch
 from harkit.data.datasets import DatasetConfig
 from harkit.data.sampling import SamplingConfig
 from harkit.data.splits import build_index
-from harkit.data.synthetic import SynthConfig, render_dataset
 from harkit.experiments.evaluate import evaluate_run
 from harkit.features.pipeline import extract_features
 from harkit.flow.extract import compute_dataset_flow
 from harkit.models.recipe import load_recipe
+from harkit.synth import SynthConfig, render_dataset
 from harkit.train.trainer import train
 
 SOURCES = {

@@ -6,7 +6,10 @@ re-runs, and predict throughput.
     frames of a 320x240 file. Three numbers per backbone, in one run:
     * ``naive``: eager fp32 PyTorch, batch 1, per frame (``fast=False``, engine ``torch``);
     * ``stream``: ``run_stream``'s real path (decode, preprocess, CNN, GRU step, smoothing)
-      with the default stream engine (:mod:`harkit.infer.engine`): fps, latency p50/p95;
+      with the default stream engine (:mod:`harkit.infer.engine`: measured per CPU, into a
+      fresh engine cache, so ``engine_build_s`` includes the probe): fps, latency p50/p95;
+    * ``fixed_rule``: the same stream with ``--engine onnx``, what ``auto`` was before it was
+      measured (ORT fp32 on every CPU), in the same alternating runs;
     * ``ceiling``: the backbone alone, batch 1, on pre-decoded preprocessed tensors (the
       stream engine's ORT session; ``--ceiling-compile`` adds torch.compile + bf16 autocast
       where bf16 is native, slow to compile on 2 cores).
@@ -42,8 +45,8 @@ import numpy as np
 import torch
 
 from harkit.config import parse_config
-from harkit.data.synthetic import SynthConfig, render_dataset, write_video
-from harkit.infer.engine import StreamEngine, stream_engine
+from harkit.engine_choice import ChoiceCache
+from harkit.infer.engine import StreamEngine, StreamProbe, stream_engine
 from harkit.infer.pipeline import SplitModel, split_model
 from harkit.infer.quantize import compare_outputs
 from harkit.infer.recognizer import Recognizer
@@ -52,6 +55,7 @@ from harkit.infer.stream import StreamConfig, StreamStats, run_stream
 from harkit.models.builder import build_model
 from harkit.models.recipe import Recipe, load_recipe
 from harkit.precision import bf16_native, resolve_precision
+from harkit.synth import SynthConfig, render_dataset, write_video
 
 
 def light_recipe(backbone: str, frames: int = 16) -> Recipe:
@@ -139,8 +143,9 @@ def _ceiling_compile(model: SplitModel, frames: list[np.ndarray]) -> dict:
 
 
 def bench_stream_light(
-    tmp: Path, backbone: str, frames: int, repeats: int, ceiling_compile: bool
-) -> dict:
+    tmp: Path, backbone: str, frames: int, repeats: int, ceiling_compile: bool,
+    probe_compile: bool = False,
+) -> dict:  # fmt: skip
     recipe = light_recipe(backbone)
     classes = [f"c{i}" for i in range(101)]
     torch.manual_seed(0)  # the same random head in every run: comparable errors
@@ -150,20 +155,28 @@ def bench_stream_light(
     naive = split_model(recipe, classes, head, fast=False, engine="torch")
     fast = split_model(recipe, classes, head, fast=True)
     start = time.perf_counter()
-    engine = stream_engine(fast)  # built (exported, checked) before the clock starts
+    # built (measured, exported, checked) before the clock starts; a fresh engine cache, so
+    # the probe runs as on a new machine
+    probe = StreamProbe(compile=probe_compile, cache=ChoiceCache(tmp / f"engines-{backbone}"))
+    engine = stream_engine(fast, probe=probe)
     build_s = time.perf_counter() - start
+    fixed = stream_engine(fast, "onnx")  # the fixed rule's engine, for the before/after
     warm = np.zeros((1, 240, 320, 3), np.uint8)
     for _ in range(3):
         naive.encoder.encode(warm)
         (engine or fast.encoder).encode(warm)
+        if fixed is not None:
+            fixed.encode(warm)
     # every frame through the CNN: the per-frame throughput this benchmark measures
     config = StreamConfig(reset="staggered", frame_jump=1)
-    runs: dict[str, list[dict]] = {"naive": [], "stream": []}
+    configs = {"naive": config, "stream": config,
+               "fixed_rule": StreamConfig(reset="staggered", frame_jump=1, engine="onnx")}  # fmt: skip
+    runs: dict[str, list[dict]] = {"naive": [], "stream": [], "fixed_rule": []}
     probs: dict[str, dict] = {}
     for r in range(repeats):
-        order = (("naive", naive), ("stream", fast))
-        for label, model in order if r % 2 == 0 else order[::-1]:
-            stats, probs[label] = _stream(clip, model, config)
+        order = (("naive", naive), ("stream", fast), ("fixed_rule", fast))
+        for label, model in order[r % 3 :] + order[: r % 3]:
+            stats, probs[label] = _stream(clip, model, configs[label])
             runs[label].append(
                 {
                     "fps": stats.fps,
@@ -190,6 +203,10 @@ def bench_stream_light(
                                                                "precision": fast.encoder.precision},
                    "engine_build_s": round(build_s, 1),
                    "vs_naive": _prob_error(probs["naive"], probs["stream"])},
+        "fixed_rule": {"fps": med("fixed_rule", "fps"), "latency_ms_p50": med("fixed_rule", "p50"),
+                       "latency_ms_p95": med("fixed_rule", "p95"),
+                       "cpu_ms_per_frame": med("fixed_rule", "cpu_ms_per_frame"),
+                       "engine": "onnx (--engine onnx: the rule before the probe)"},
         "runs": runs,
     }  # fmt: skip
     if engine is not None:
@@ -326,6 +343,10 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--ceiling-compile", action="store_true")
+    parser.add_argument(
+        "--probe-compile", action="store_true",
+        help="(a) the stream probe also tries compiled PyTorch (StreamProbe(compile=True))",
+    )  # fmt: skip
     parser.add_argument("--corehar-engines", nargs="+", default=["auto", "int8"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--stream-frames", type=int, default=500)
@@ -350,8 +371,9 @@ def main() -> None:
             results["a_stream_light"] = {}
             for backbone in args.backbones:
                 row = bench_stream_light(
-                    tmp, backbone, args.stream_frames, args.repeats, args.ceiling_compile
-                )
+                    tmp, backbone, args.stream_frames, args.repeats, args.ceiling_compile,
+                    args.probe_compile,
+                )  # fmt: skip
                 results["a_stream_light"][backbone] = row
                 print("a", backbone, json.dumps(row), flush=True)
         if "b" not in args.skip:

@@ -38,10 +38,10 @@ import numpy as np
 import torch
 
 from harkit.data.datasets import DatasetConfig, load_index
-from harkit.data.synthetic import write_video
 from harkit.data.video import PyAVReader
 from harkit.experiments.ablate import Variant, ablate, recipe_variants
 from harkit.features import extract_features
+from harkit.synth import write_video
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 RECIPES = ("efficientnet-motion-gru", "efficientnet-gru")  # each with ablations/<name>-mean

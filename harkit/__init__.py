@@ -11,6 +11,7 @@ that package, so training from here is :func:`fit` (``harkit.train.train`` under
 >>> harkit.list_backbones()[:3]                       # the registry, like timm.list_models
 >>> net = harkit.create_backbone("resnet18")           # one frame encoder
 >>> model = harkit.create_model("synthetic-gru", num_classes=4)   # a whole recipe's model
+>>> harkit.list_heads()                               # head.type values; register_head adds
 >>> harkit.fit("synthetic-gru", "videos/manifest.csv", "runs/demo", store="features")
 >>> harkit.evaluate_run("runs/demo").clip.top1
 >>> harkit.recognize("runs/demo", "clip.mp4").format()  # 'Class: ..., Confidence: 0.98'
@@ -32,13 +33,14 @@ if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
 
     from harkit.backbones import create_backbone, get_backbone_spec, list_backbones
     from harkit.data.datasets import DatasetConfig
-    from harkit.data.synthetic import SynthConfig, render_dataset
     from harkit.errors import HarkitError
     from harkit.experiments import ablate, evaluate_splits, reproduce
     from harkit.experiments.evaluate import EvalResult
     from harkit.features import FeatureStore, extract_features
     from harkit.infer.recognizer import Prediction, Recognizer
     from harkit.models.recipe import Recipe, list_recipes, load_recipe
+    from harkit.models.registry import HeadConfigBase, list_heads, register_head
+    from harkit.synth import SynthConfig, render_dataset
     from harkit.train import TrainResult, load_run
 
 __version__ = "0.1.0"
@@ -47,8 +49,8 @@ _EXPORTS = {
     "HarkitError": "harkit.errors",
     # data: datasets and harkit's own synthetic videos
     "DatasetConfig": "harkit.data.datasets",
-    "SynthConfig": "harkit.data.synthetic",
-    "render_dataset": "harkit.data.synthetic",
+    "SynthConfig": "harkit.synth.config",
+    "render_dataset": "harkit.synth.dataset",
     # backbones (timm: list_models / create_model; torchvision: get_model)
     "list_backbones": "harkit.backbones",
     "get_backbone_spec": "harkit.backbones",
@@ -57,6 +59,10 @@ _EXPORTS = {
     "Recipe": "harkit.models.recipe",
     "list_recipes": "harkit.models.recipe",
     "load_recipe": "harkit.models.recipe",
+    # heads by name (``head.type``), user heads included
+    "HeadConfigBase": "harkit.models.registry",
+    "list_heads": "harkit.models.registry",
+    "register_head": "harkit.models.registry",
     # features
     "extract_features": "harkit.features",
     "FeatureStore": "harkit.features",
@@ -75,6 +81,7 @@ __all__ = [
     "DatasetConfig",
     "FeatureStore",
     "HarkitError",
+    "HeadConfigBase",
     "Prediction",
     "Recipe",
     "Recognizer",
@@ -89,10 +96,12 @@ __all__ = [
     "fit",
     "get_backbone_spec",
     "list_backbones",
+    "list_heads",
     "list_recipes",
     "load_recipe",
     "load_run",
     "recognize",
+    "register_head",
     "render_dataset",
     "reproduce",
     "train_and_evaluate",

@@ -24,6 +24,7 @@ __all__ = [
     "Precision",
     "bf16_fast",
     "bf16_native",
+    "probe_precisions",
     "resolve_precision",
 ]
 
@@ -85,3 +86,18 @@ def resolve_precision(precision: Precision, device: torch.device) -> str:
     if device.type == "cuda":
         return "fp16"
     return "bf16" if bf16_fast(device) else "fp32"
+
+
+def probe_precisions(
+    precision: Precision, device: torch.device, low_precision_ok: bool = True
+) -> list[str]:
+    """The precisions a measured engine choice (:mod:`harkit.engine_choice`) may try for
+    ``precision``: an explicit one, or what ``$HARKIT_PRECISION`` forces ``'auto'`` to, alone;
+    plain ``'auto'`` fp32 and, where bf16 is native (not emulated) and the network's bf16
+    features are within tolerance (``low_precision_ok``), bf16 too (fp16 on CUDA)."""
+    forced = os.environ.get(PRECISION_ENV, "").strip().lower()
+    if precision != "auto" or forced not in ("", "auto"):
+        return [resolve_precision(precision, device)]
+    if device.type == "cuda":
+        return ["fp32", "fp16"] if low_precision_ok else ["fp32"]
+    return ["fp32", "bf16"] if low_precision_ok and bf16_native(device) else ["fp32"]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from harkit.data.synthetic import write_video
 from harkit.precision import PRECISION_ENV
+from harkit.synth import write_video
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -33,7 +33,7 @@ from harkit.data.clips import ClipDataset, SkippedVideo
 from harkit.data.datasets import folder_index
 from harkit.data.inspect import summarize
 from harkit.data.sampling import SamplingConfig
-from harkit.data.synthetic import write_video
+from harkit.synth import write_video
 from tests.conftest import claim_frames
 
 #: The frame-size limit every verb runs under here: the good clips (32x32, 33x17) pass, the

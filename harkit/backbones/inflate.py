@@ -42,7 +42,9 @@ TimeKernel = tuple[int, int]  # (temporal kernel, temporal stride)
 
 
 def _same_pad(length: int, kernel: int, stride: int) -> tuple[int, int]:
-    out = -(-length // stride)
+    # ceil without a negative floor division: an exported graph computes this from the input's
+    # shape with ONNX Div, which truncates towards zero (-(-7 // 2) would give 3, not 4)
+    out = (length + stride - 1) // stride
     total = max((out - 1) * stride + kernel - length, 0)
     return total // 2, total - total // 2
 

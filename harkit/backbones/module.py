@@ -9,7 +9,7 @@ from torch import nn
 
 from harkit.backbones.errors import BackboneError
 from harkit.backbones.inflate import TIME_PADDED_MODULES
-from harkit.backbones.spec import BackboneSpec
+from harkit.backbones.spec import BackboneSpec, Preprocessing
 
 __all__ = ["Backbone", "grid_pool"]
 
@@ -49,7 +49,8 @@ class Backbone(nn.Module):
     ``grid x grid`` layout of cells (``(B, C_layer * grid * grid)``: where things are). A
     frozen backbone has ``requires_grad=False`` and stays in eval mode even when a parent
     module calls ``.train()``, so batch-norm statistics never drift during head training. Segment clips shorter than
-    ``spec.min_frames`` are padded by repeating their last frame.
+    ``spec.min_frames`` are padded by repeating their last frame. ``preprocessing`` is what
+    its input is made with: the weights entry's (default: ``spec.preprocessing``, random init's).
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class Backbone(nn.Module):
         frozen: bool = True,
         layers: Sequence[str] | None = None,
         grid: int = 1,
+        preprocessing: Preprocessing | None = None,
     ) -> None:
         super().__init__()
         if grid < 1 or (grid > 1 and not layers):
@@ -70,6 +72,7 @@ class Backbone(nn.Module):
             )
         self.spec = spec
         self.weights = weights
+        self.preprocessing = preprocessing or spec.preprocessing
         self.frozen = frozen
         self.grid = grid
         self.layers: tuple[str, ...] = tuple(layers or ())
@@ -115,7 +118,7 @@ class Backbone(nn.Module):
             raise BackboneError("this backbone already returns multi-layer features")
         return Backbone(
             self.net, self.spec, weights=self.weights, frozen=self.frozen, layers=layers,
-            grid=grid,
+            grid=grid, preprocessing=self.preprocessing,
         )  # fmt: skip
 
     def extra_repr(self) -> str:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from harkit.backbones.errors import WeightsLoadError
-from harkit.backbones.spec import BackboneSpec
+from harkit.backbones.spec import BackboneSpec, Preprocessing
 
 __all__ = ["FLOW_HIST_BINS", "FLOW_HIST_GRID", "FlowHistogram", "flow_hist_spec"]
 
@@ -84,9 +84,7 @@ def flow_hist_spec() -> BackboneSpec:
     return BackboneSpec(
         name="flow_hist",
         kind="frame",
-        input_size=224,
-        mean=(0.0, 0.0),
-        std=(1.0, 1.0),
+        preprocessing=Preprocessing(224, (0.0, 0.0), (1.0, 1.0)),
         feature_dim=FLOW_HIST_GRID * FLOW_HIST_GRID * FLOW_HIST_BINS,
         builder=_build,
         in_channels=2,

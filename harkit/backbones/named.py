@@ -1,8 +1,9 @@
 """Any timm or torchvision classification model as a backbone: ``timm/<model>[.<tag>]`` and
 ``torchvision/<model>``.
 
-Input size, resize, mean and std come from the model's own pretrained config (timm) or
-default weights enum (torchvision); the feature size is probed with a forward pass on the
+Input size, mean and std come from the model's own pretrained config (timm) or default
+weights enum (torchvision), as the preprocessing of its ``imagenet`` weights entry (frames are
+resized to the crop, bilinear, like every harkit backbone); the feature size is probed with a forward pass on the
 meta device (no memory, no compute). The classifier is removed: timm's ``num_classes=0``,
 torchvision's last ``nn.Linear``. ``imagenet`` names the model's default pretrained weights.
 Intermediate layers are not offered (``layers`` is empty): timm's stage outputs are not all
@@ -17,7 +18,12 @@ import torch
 from torch import nn
 
 from harkit.backbones.errors import BackboneError, UnknownBackboneError
-from harkit.backbones.spec import BackboneSpec, register_backbone_family
+from harkit.backbones.spec import (
+    BackboneSpec,
+    Preprocessing,
+    WeightsSource,
+    register_backbone_family,
+)
 from harkit.backbones.weights import load_into, timm_pretrained, torchvision_state_dict
 
 __all__ = ["timm_spec", "torchvision_spec"]
@@ -68,8 +74,9 @@ def build_timm(
     import timm
 
     if tag is not None:
-        arch, _, pretrained_tag = spec.weights[tag].partition(".")
-        return timm_pretrained(arch, pretrained_tag, backbone=spec.name)
+        entry = spec.weights[tag]
+        arch, _, pretrained_tag = entry.source.partition(".")
+        return timm_pretrained(arch, pretrained_tag, backbone=spec.name, sha256=entry.sha256)
     arch, _ = _timm_parts(spec)
     model = timm.create_model(arch, pretrained=False, num_classes=0)
     if state_dict is not None:
@@ -108,17 +115,15 @@ def timm_spec(model: str) -> BackboneSpec:
         (channels, height, width),
         name,
     )
+    prep = Preprocessing(int(width), tuple(data["mean"]), tuple(data["std"]))
     return BackboneSpec(
         name=name,
         kind="frame",
-        input_size=int(width),
-        resize_size=round(width / data["crop_pct"]),
-        mean=tuple(data["mean"]),
-        std=tuple(data["std"]),
+        preprocessing=prep,
         feature_dim=dim,
         in_channels=int(channels),
         builder=build_timm,
-        weights={IMAGENET: f"{arch}.{cfg.tag}"} if has_weights else {},
+        weights={IMAGENET: WeightsSource(f"{arch}.{cfg.tag}", prep)} if has_weights else {},
         default_weights=IMAGENET if has_weights else "none",
         source="timm",
         description=f"timm {arch}"
@@ -131,8 +136,8 @@ def timm_spec(model: str) -> BackboneSpec:
 # torchvision
 
 # The Inception models: aux heads off (a trainable encoder would return them), and
-# transform_input on, as torchvision sets it for its pretrained weights, so the spec's ImageNet
-# mean/std is right for every weights choice.
+# transform_input on, as torchvision sets it for its pretrained weights, so the ImageNet
+# mean/std of their transforms() is right for them and for random init.
 _TV_KWARGS: dict[str, dict[str, bool]] = {
     "googlenet": {"aux_logits": False, "transform_input": True, "init_weights": True},
     "inception_v3": {"aux_logits": False, "transform_input": True, "init_weights": True},
@@ -171,7 +176,7 @@ def _build_torchvision(
 ) -> nn.Module:
     name = _tv_model_name(spec)
     if tag is not None:  # before building: an offline failure should be quick
-        state_dict = torchvision_state_dict(spec.weights[tag], backbone=spec.name)
+        state_dict = torchvision_state_dict(spec.weights[tag].source, backbone=spec.name)
     model, classifier = _tv_headless(name)
     if state_dict is not None:
         load_into(model, state_dict, name=spec.name, ignore_prefixes=(f"{classifier}.", *_TV_AUX))
@@ -192,29 +197,28 @@ def torchvision_spec(model: str) -> BackboneSpec:
         default = tvm.get_model_weights(model).DEFAULT
     except (ValueError, KeyError, AttributeError):
         default = None
+    weights: dict[str, WeightsSource] = {}
     if default is not None:
         transform = default.transforms()
         size = int(transform.crop_size[0])
-        resize = int(transform.resize_size[0]) if getattr(transform, "resize_size", None) else None
-        mean, std = tuple(transform.mean), tuple(transform.std)
-        weights = {IMAGENET: f"{type(default).__name__}.{default.name}"}
+        prep = Preprocessing(size, tuple(transform.mean), tuple(transform.std))
+        enum = f"{type(default).__name__}.{default.name}"
+        weights = {IMAGENET: WeightsSource(enum, prep, url=default.url)}
     else:
-        size, resize, mean, std, weights = 224, 256, _IMAGENET_MEAN, _IMAGENET_STD, {}
+        prep = Preprocessing(224, _IMAGENET_MEAN, _IMAGENET_STD)
+    size = prep.input_size
     dim = _probe_dim(lambda: _tv_headless(model)[0], (3, size, size), name)
     return BackboneSpec(
         name=name,
         kind="frame",
-        input_size=size,
-        resize_size=resize,
-        mean=mean,
-        std=std,
+        preprocessing=prep,
         feature_dim=dim,
         builder=_build_torchvision,
         weights=weights,
         default_weights=IMAGENET if weights else "none",
         source="torchvision",
         description=f"torchvision {model}"
-        + (f" ({weights[IMAGENET]})" if weights else " (no pretrained weights)")
+        + (f" ({weights[IMAGENET].source})" if weights else " (no pretrained weights)")
         + f", classifier removed, {dim}-d, {size} px",
     )
 

@@ -12,6 +12,7 @@ from harkit.backbones.efficientnet_lite import LITE_VARIANTS, lite_spec
 from harkit.backbones.errors import WeightsLoadError
 from harkit.backbones.i3d_kinetics import (
     PORT_FILES,
+    PORT_SHA256,
     PORT_URL,
     is_port_state_dict,
     port_to_harkit_state_dict,
@@ -20,10 +21,10 @@ from harkit.backbones.i3d_kinetics import (
 from harkit.backbones.inflate import adapt_input_channels, inflate_model
 from harkit.backbones.motion import flow_hist_spec
 from harkit.backbones.named import build_timm
-from harkit.backbones.spec import BackboneSpec, register_backbone
+from harkit.backbones.spec import BackboneSpec, Preprocessing, WeightsSource, register_backbone
 from harkit.backbones.weights import (
     StateDict,
-    cached_weights_file,
+    download_weights,
     load_into,
     load_state_dict_file,
     state_dict_source,
@@ -37,15 +38,18 @@ KINETICS = "kinetics"
 
 
 @cache
-def _tv_transform(
-    weights_name: str,
-) -> tuple[int, int | None, tuple[float, ...], tuple[float, ...]]:
-    """(crop size, resize size, mean, std) from a torchvision weights enum's transforms."""
+def tv_weights(weights_name: str, preprocessing: Preprocessing | None = None) -> WeightsSource:
+    """The entry of a torchvision weights enum member: its URL (whose file name carries the
+    SHA-256 prefix a download is checked against) and, unless given, the crop size, mean and
+    std of its ``transforms()``. Frames are resized to the crop (the whole centre square),
+    bilinear and antialiased, as harkit always has; torchvision's 256 px resize is not used."""
     from torchvision.models import get_weight
 
-    t = get_weight(weights_name).transforms()
-    resize = t.resize_size[0] if getattr(t, "resize_size", None) else None
-    return int(t.crop_size[0]), resize, tuple(t.mean), tuple(t.std)
+    weights = get_weight(weights_name)
+    if preprocessing is None:
+        t = weights.transforms()
+        preprocessing = Preprocessing(int(t.crop_size[0]), tuple(t.mean), tuple(t.std))
+    return WeightsSource(weights_name, preprocessing, url=weights.url)
 
 
 def _torchvision_builder(
@@ -59,7 +63,7 @@ def _torchvision_builder(
         spec: BackboneSpec, tag: str | None, state_dict: Mapping[str, torch.Tensor] | None
     ) -> nn.Module:
         if tag is not None:  # before building: an offline failure should be quick
-            state_dict = torchvision_state_dict(spec.weights[tag], backbone=spec.name)
+            state_dict = torchvision_state_dict(spec.weights[tag].source, backbone=spec.name)
         model = make()
         strip_head(model)
         if state_dict is not None:
@@ -81,20 +85,12 @@ def _tv_spec(
     name: str,
     kind: str,
     feature_dim: int,
-    weights: Mapping[str, str],
+    weights: Mapping[str, WeightsSource],
     builder: Callable,
     layers: Mapping[str, int],
     description: str,
     **overrides: object,
 ) -> BackboneSpec:
-    crop, resize, mean, std = _tv_transform(next(iter(weights.values())))
-    fields: dict = {
-        "input_size": crop,
-        "resize_size": resize,
-        "mean": mean,
-        "std": std,
-        **overrides,
-    }
     return BackboneSpec(
         name=name,
         kind=kind,  # type: ignore[arg-type]
@@ -105,7 +101,7 @@ def _tv_spec(
         layers=layers,
         source="torchvision",
         description=description,
-        **fields,
+        **overrides,  # type: ignore[arg-type]
     )
 
 
@@ -120,11 +116,12 @@ _GOOGLENET_LAYERS = {
     "inception4e": 832,
     "inception5b": 1024,
 }
-# torchvision's GoogLeNet weights were trained on inputs scaled to [-1, 1]; its
-# transform_input=True flag converts ImageNet-normalised input to that. We build with
-# transform_input=False and put mean = std = 0.5 in the spec instead: the same numbers, and
-# the inflated I3D (which cannot use the 2D-only flag) shares the preprocessing.
+# torchvision's GoogLeNet ImageNet weights (this one file) were trained on inputs scaled to
+# [-1, 1]; torchvision's transform_input=True flag converts ImageNet-normalised input to that.
+# We build with transform_input=False and give these weights mean = std = 0.5 instead: the
+# same numbers, and the I3D inflated from them (which cannot use the 2D-only flag) shares it.
 _HALF3 = (0.5, 0.5, 0.5)
+_GOOGLENET_IMAGENET = tv_weights(_GOOGLENET_W, Preprocessing(224, _HALF3, _HALF3))
 
 
 def _googlenet_2d() -> nn.Module:
@@ -141,7 +138,7 @@ def _resnet(name: str, dim: int, weights: str, layers: Mapping[str, int]) -> Bac
         name,
         "frame",
         dim,
-        {IMAGENET: weights},
+        {IMAGENET: tv_weights(weights)},
         _torchvision_builder(lambda: make(weights=None), _set(fc=nn.Identity), ("fc.",)),
         layers,
         f"torchvision {name}, global-average-pooled layer4 ({dim}-d)",
@@ -153,12 +150,11 @@ register_backbone(
         "googlenet",
         "frame",
         1024,
-        {IMAGENET: _GOOGLENET_W},
+        {IMAGENET: _GOOGLENET_IMAGENET},
         _torchvision_builder(_googlenet_2d, _set(fc=nn.Identity), _GOOGLENET_IGNORE),
         _GOOGLENET_LAYERS,
-        "torchvision GoogLeNet (Inception-V1), pooled inception5b (1024-d); input in [-1, 1]",
-        mean=_HALF3,
-        std=_HALF3,
+        "torchvision GoogLeNet (Inception-V1), pooled inception5b (1024-d); 'imagenet' takes "
+        "input in [-1, 1]",
     )
 )
 register_backbone(
@@ -233,7 +229,7 @@ register_backbone(
         "vgg16",
         "frame",
         512,
-        {IMAGENET: _VGG16_W},
+        {IMAGENET: tv_weights(_VGG16_W)},
         _torchvision_builder(_vgg16(_strip_vgg_conv), _keep, ("classifier.",)),
         _VGG16_LAYERS,
         "torchvision VGG16, global-average-pooled pool5 (512-d)",
@@ -244,7 +240,7 @@ register_backbone(
         "vgg16_fc7",
         "frame",
         4096,
-        {IMAGENET: _VGG16_W},
+        {IMAGENET: tv_weights(_VGG16_W)},
         _torchvision_builder(_vgg16(_strip_vgg_fc7), _keep, ("classifier.6.",)),
         _VGG16_LAYERS,
         "torchvision VGG16, fc7 after ReLU (4096-d); conv5 resampled to 7x7 first",
@@ -263,7 +259,7 @@ register_backbone(
         "mobilenet_v3_large",
         "frame",
         960,
-        {IMAGENET: "MobileNet_V3_Large_Weights.IMAGENET1K_V2"},
+        {IMAGENET: tv_weights("MobileNet_V3_Large_Weights.IMAGENET1K_V2")},
         _torchvision_builder(
             _mobilenet_v3_large,
             _set(classifier=nn.Identity),
@@ -287,17 +283,15 @@ def _inception_resnet_v2() -> BackboneSpec:
     import timm
 
     cfg = timm.models.get_pretrained_cfg(f"{_IRV2}.{_IRV2_TAG}")
-    size = int(cfg.input_size[-1])
+    # timm's size, mean and std ([-1, 1] input); resized to the crop, bilinear, as harkit
+    # always has (timm evaluates at 299 / 0.8975 px, bicubic)
+    prep = Preprocessing(int(cfg.input_size[-1]), tuple(cfg.mean), tuple(cfg.std))
     return BackboneSpec(
         name=_IRV2,
         kind="frame",
-        input_size=size,
-        resize_size=round(size / cfg.crop_pct),
-        mean=tuple(cfg.mean),
-        std=tuple(cfg.std),
         feature_dim=1536,
         builder=build_timm,  # the same builder as any timm/<name> backbone
-        weights={IMAGENET: f"{_IRV2}.{_IRV2_TAG}"},
+        weights={IMAGENET: WeightsSource(f"{_IRV2}.{_IRV2_TAG}", prep)},
         default_weights=IMAGENET,
         layers={"mixed_5b": 320, "mixed_6a": 1088, "mixed_7a": 2080, "conv2d_7b": 1536},
         source="timm",
@@ -341,7 +335,7 @@ register_backbone(
         "s3d",
         "segment",
         1024,
-        {KINETICS: "S3D_Weights.KINETICS400_V1"},
+        {KINETICS: tv_weights("S3D_Weights.KINETICS400_V1")},
         _torchvision_builder(_video("s3d"), _strip_s3d, ("classifier.",)),
         {"features.6": 480, "features.12": 832, "features.15": 1024},
         "torchvision S3D (Kinetics-400), pooled last block (1024-d)",
@@ -353,7 +347,7 @@ register_backbone(
         "r3d_18",
         "segment",
         512,
-        {KINETICS: "R3D_18_Weights.KINETICS400_V1"},
+        {KINETICS: tv_weights("R3D_18_Weights.KINETICS400_V1")},
         _torchvision_builder(_video("r3d_18"), _set(fc=nn.Identity), ("fc.",)),
         _VIDEO_RESNET_LAYERS,
         "torchvision R3D-18 (Kinetics-400), pooled layer4 (512-d), 112 px",
@@ -364,7 +358,7 @@ register_backbone(
         "r2plus1d_18",
         "segment",
         512,
-        {KINETICS: "R2Plus1D_18_Weights.KINETICS400_V1"},
+        {KINETICS: tv_weights("R2Plus1D_18_Weights.KINETICS400_V1")},
         _torchvision_builder(_video("r2plus1d_18"), _set(fc=nn.Identity), ("fc.",)),
         _VIDEO_RESNET_LAYERS,
         "torchvision R(2+1)D-18 (Kinetics-400), pooled layer4 (512-d), 112 px",
@@ -400,10 +394,8 @@ def build_i3d(googlenet_2d: nn.Module | None = None, in_channels: int = 3) -> nn
 
 
 def _kinetics_i3d_file(spec: BackboneSpec) -> StateDict:
-    filename = spec.weights[KINETICS]
-    path = cached_weights_file(
-        filename,
-        PORT_URL.format(filename=filename),
+    path = download_weights(  # checked against the entry's SHA-256
+        spec.weights[KINETICS],
         backbone=spec.name,
         what="the Kinetics-400 I3D weights of pytorch-i3d",
     )
@@ -416,7 +408,7 @@ def _build_i3d(
     if tag == KINETICS:
         state_dict = _kinetics_i3d_file(spec)
     elif tag is not None:
-        state_dict = torchvision_state_dict(spec.weights[tag], backbone=spec.name)
+        state_dict = torchvision_state_dict(spec.weights[tag].source, backbone=spec.name)
     if state_dict is None:
         return build_i3d(in_channels=spec.in_channels)
     source = state_dict_source(state_dict)
@@ -443,22 +435,29 @@ def _build_i3d(
 
 # 'kinetics': DeepMind's Kinetics-400 I3D (ImageNet-inflated, trained on Kinetics), as the
 # pytorch-i3d checkpoints, fetched into harkit_weights_dir(); see harkit.backbones.i3d_kinetics.
+# Both take input in [-1, 1] (RGB / 255 or flow / 20 px): 'imagenet' the inflated GoogLeNet
+# weights (see _HALF3), 'kinetics' DeepMind's (their Kinetics-400 preprocessing).
 for _name, _channels, _desc in (
     ("i3d", 3, "RGB"),
     ("i3d_flow", 2, "optical flow (x, y); 'imagenet' stem = RGB filters averaged and repeated"),
 ):
+    _half = Preprocessing(224, (0.5,) * _channels, (0.5,) * _channels)
     register_backbone(
         BackboneSpec(
             name=_name,
             kind="segment",
-            input_size=224,
-            resize_size=256,
-            mean=(0.5,) * _channels,
-            std=(0.5,) * _channels,
             feature_dim=1024,
             in_channels=_channels,
             builder=_build_i3d,
-            weights={IMAGENET: _GOOGLENET_W, KINETICS: PORT_FILES[_channels]},
+            weights={
+                IMAGENET: tv_weights(_GOOGLENET_W, _half),
+                KINETICS: WeightsSource(
+                    PORT_FILES[_channels],
+                    _half,
+                    url=PORT_URL.format(filename=PORT_FILES[_channels]),
+                    sha256=PORT_SHA256.get(_channels),
+                ),
+            },
             default_weights=IMAGENET,
             layers=dict(_GOOGLENET_LAYERS),
             source="harkit (inflated torchvision GoogLeNet; Kinetics: pytorch-i3d checkpoints)",
@@ -484,9 +483,7 @@ for _name, _channels, _what in (("tiny_image", 3, "RGB frame"), ("tiny_flow", 2,
         BackboneSpec(
             name=_name,
             kind="frame",
-            input_size=16,
-            mean=(0.5,) * _channels,
-            std=(0.5,) * _channels,
+            preprocessing=Preprocessing(16, (0.5,) * _channels, (0.5,) * _channels),
             feature_dim=_channels * 16 * 16,
             in_channels=_channels,
             builder=_build_tiny,

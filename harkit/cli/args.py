@@ -125,9 +125,20 @@ def grid_axis(text: str) -> str:
     return text
 
 
-def split_list(text: str) -> list[int]:
-    """``1,2,3``: distinct official split numbers."""
-    allowed = "a comma-separated list of distinct split numbers from 1 to 25 (e.g. 1,2,3)"
+_K_FOLD = re.compile(r"(\d+)-fold")
+
+
+def split_list(text: str) -> list[int] | str | int:
+    """``1,2,3`` (distinct official split numbers), ``leave-one-group-out`` or ``K-fold``
+    (cross-validation by group: the value of ``DatasetConfig.cross_validation``)."""
+    allowed = ("a comma-separated list of distinct split numbers from 1 to 25 (e.g. 1,2,3), "
+               "leave-one-group-out, or K-fold with K from 2 to 100 (e.g. 5-fold)")  # fmt: skip
+    if text.strip() == "leave-one-group-out":
+        return "leave-one-group-out"
+    if fold := _K_FOLD.fullmatch(text.strip()):
+        if not 2 <= int(fold.group(1)) <= 100:
+            raise _refuse(text, allowed)
+        return int(fold.group(1))
     if _EMPTY_ITEM.search(text):
         raise _refuse(text, allowed)
     parse = int_in_range(1, 25)
@@ -255,3 +266,24 @@ def shown(path: object) -> str:
     """A file name as one line of a table: control characters (a newline in a name) escaped,
     everything else, accents included, as it is."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
+
+
+def print_splits_summary(summary: dict, clips: int, recipe: str | None = None) -> None:
+    """One line per split (its held-out groups in cross-validation), then the mean ± std
+    (``harkit train --splits`` and ``harkit evaluate --splits`` print the same)."""
+    held = summary.get("held_out") or {}
+    for split in summary["splits"]:
+        groups = f" (held out: {', '.join(held[split])})" if held.get(split) else ""
+        print(f"split {split}{groups}: top-1 {100 * summary['per_split'][split]['top1']:.2f}%")
+    for k, cov in (summary.get("coverage") or {}).items():
+        if cov.get("skipped"):  # the mean leaves these videos out: say so
+            print(f"split {k}: {cov['text']}")
+    over = ",".join(summary["splits"])
+    if summary.get("cross_validation"):
+        over = f"{summary['cross_validation']} cross-validation folds {over}"
+    else:
+        over = f"splits {over}"
+    views = f"{clips} clip{'s' if clips != 1 else ''} per video"
+    mean, std = summary["mean"]["top1"], summary["std"]["top1"]
+    print(f"{recipe + ': ' if recipe else ''}mean top-1 over {over} ({summary['level']}-level, "
+          f"{views}): {100 * mean:.2f}% ± {100 * std:.2f}% -> {summary['report']}")  # fmt: skip

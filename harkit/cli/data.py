@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from harkit.data.synthetic import SynthConfig, render_dataset
+    from harkit.synth import SynthConfig, render_dataset
 
     config = parse_config(SynthConfig, apply_overrides({}, args.overrides), "--set")
     manifest = render_dataset(args.out, config)

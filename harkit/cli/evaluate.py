@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harkit.cli.args import add_dataset_args, dataset_config, folder, int_in_range, split_list
+from harkit.cli.args import (
+    add_dataset_args,
+    dataset_config,
+    folder,
+    int_in_range,
+    print_splits_summary,
+    split_list,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--splits",
         type=split_list,
         default=[],
-        help="evaluate RUN/split<k> for each split, e.g. 1,2,3; report the mean",
+        help="evaluate RUN/split<k> for each split, e.g. 1,2,3, or every fold of "
+        "'train --splits leave-one-group-out' / 'K-fold'; report the mean",
     )
     p.add_argument("--store", type=folder, help="feature store (default: the training run's)")
     p.add_argument(
@@ -71,16 +79,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.split is not None:
             raise ConfigError(f"--split {args.split} and --splits: give one (with --splits each "
                               "RUN/split<k> is tested on its own split k)")  # fmt: skip
-        summary = evaluate_splits(args.run, args.splits, dataset=config, out_dir=args.out,
-                                  recorded_overrides=recorded, **common)  # fmt: skip
-        mean, std = summary["mean"]["top1"], summary["std"]["top1"]
-        clips = f"{args.clips} clip{'s' if args.clips != 1 else ''} per video"
-        print(f"mean top-1 over splits {','.join(map(str, args.splits))} ({summary['level']}-"
-              f"level, {clips}): {100 * mean:.2f}% ± {100 * std:.2f}% -> "
-              f"{summary['report']}")  # fmt: skip
-        for k, cov in (summary.get("coverage") or {}).items():
-            if cov.get("skipped"):  # the mean leaves these videos out: say so
-                print(f"split {k}: {cov['text']}")
+        official = isinstance(args.splits, list)
+        summary = evaluate_splits(
+            args.run, args.splits if official else None, dataset=config, out_dir=args.out,
+            cross_validation=None if official else args.splits, recorded_overrides=recorded,
+            **common,
+        )  # fmt: skip
+        print_splits_summary(summary, args.clips)
         return 0
     from harkit.experiments.evaluate import evaluate_run
 

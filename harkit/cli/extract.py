@@ -60,8 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--engine",
         choices=["auto", "torch", "onnx"],
         default="auto",
-        help="run frame backbones with PyTorch or onnxruntime (auto: onnxruntime on a CPU "
-        "running fp32; graphs are cached under $HARKIT_CACHE/onnx)",
+        help="run frame backbones with PyTorch or onnxruntime (auto: on a CPU, the engine "
+        "measured fastest on this CPU, cached under $HARKIT_CACHE/engines; ONNX graphs are "
+        "cached under $HARKIT_CACHE/onnx)",
     )
     parser.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="stored dtype")
     parser.add_argument(
@@ -77,8 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="torch.compile the backbones (default: on a CPU running bf16, from "
-        "100 videos to extract and with a C++ compiler present)",
+        help="torch.compile the backbones (default: with --engine auto on a CPU, compiled "
+        "PyTorch is one of the measured engines from 100 videos to extract with a C++ "
+        "compiler present; --no-compile leaves it out)",
     )
     parser.add_argument("--retry-failed", action="store_true", help="retry videos that failed")
     parser.add_argument(

@@ -31,16 +31,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", type=Path, required=True, help="benchmark video root")
     p.add_argument("--kind", default="auto", choices=DATASET_KINDS)
     p.add_argument("--annotations", type=Path, help="split files (UCF101/HMDB51)")
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="use the videos present when split files list missing ones (the table says "
+        "how many were used)",
+    )
     p.add_argument("--store", type=folder, help="feature store (default: OUT/features)")
     p.add_argument("--flow-root", type=folder, help="flow files (harkit flow) for flow streams")
     p.add_argument("--out", type=folder, help="output folder (default: runs/reproduce-<recipe>)")
     p.add_argument(
         "--ablations",
         action="store_true",
-        help="also the recipes/ablations/*.yaml whose base is this recipe",
+        help="also the ablations/*.yaml (built-in, or beside the recipe file) whose base is it",
     )
     p.add_argument(
-        "--splits", type=split_list, help="only these official splits, e.g. 1 or 1,2 (default: all)"
+        "--splits",
+        type=split_list,
+        help="only these official splits, e.g. 1 or 1,2 (default: all); on data without "
+        "them, leave-one-group-out or K-fold cross-validation by group",
     )
     add_set_arg(p)
     p.add_argument(
@@ -62,10 +71,15 @@ def run_reproduce(args: argparse.Namespace) -> int:
     fields: dict[str, object] = {"kind": args.kind, "root": args.dataset}
     if args.annotations:
         fields["annotations"] = args.annotations
+    if args.allow_missing:
+        fields["allow_missing"] = True
+    splits = args.splits
+    if splits is not None and not isinstance(splits, list):  # cross-validation by group
+        fields["cross_validation"], splits = splits, None
     config = parse_config(DatasetConfig, fields, source="command line")
     out = args.out or Path("runs") / f"reproduce-{Path(args.recipe).stem}"
     table = reproduce(
-        args.recipe, config, out, splits=args.splits, store=args.store,
+        args.recipe, config, out, splits=splits, store=args.store,
         ablations=args.ablations, overrides=args.overrides, clips=args.clips,
         flow_root=args.flow_root,
         progress=not args.no_progress, devices=args.devices, accelerator=args.accelerator,

@@ -2,7 +2,11 @@
 
 Prints a line whenever the shown label changes (or every decision as JSON lines with
 ``--json``, then a ``{"type": "summary"}`` line with fps, latency p50/p95, dropped frames and
-reconnects). Exit status: 0 when the stream was recognised until its end, 2 when the source
+reconnects). Until the stream has taken ``--warmup`` sampled steps (default: the window, a
+training clip's steps) a decision has no label: ``warming up (3/16 steps)``, ``"label": null``
+and ``"warming_up": true`` in JSON. The end of a file gives a final decision (``"final":
+true``); on a file sampled as predict samples it, that is predict's answer.
+Exit status: 0 when the stream was recognised until its end, 2 when the source
 cannot be opened (missing file or camera, unreachable URL) or the run is unusable.
 Flow-stream runs (two-stream I3D) compute the flow of consecutive frames as they arrive and
 decide once a segment's flow is complete (one frame after its last RGB frame).
@@ -28,6 +32,8 @@ from harkit.cli.args import (
 if TYPE_CHECKING:
     import numpy as np
 
+    from harkit.infer.smoothing import Decision
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from harkit.flow.methods import FLOW_METHODS
@@ -36,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stream",
         help="recognise actions continuously on a file, webcam or network stream",
         description="Continuous recognition. Streamable models (unidirectional heads) keep the "
-        "recurrent state and do O(1) work per frame; others re-run the head over a window.",
+        "recurrent state and do O(1) work per frame; others re-run the head over a window. "
+        "No label before the window holds a training clip's steps (--warmup); the end of a "
+        "file gives its final answer (predict's, on a file of up to two training clips).",
     )
     p.add_argument("run", type=Path, help="trained run folder")
     p.add_argument(
@@ -68,10 +76,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--frame-jump",
         type=int_in_range(1, 1000),
-        help="sample every N-th frame (default: from the run's training, e.g. "
-        "uniform 20 frames over ~140-frame clips -> 7; a file of about one "
-        "training clip is sampled as predict samples it; the summary says which "
-        "and why)",
+        metavar="J",
+        help="sample every J-th frame. Default: from the run's training clips: N frames "
+        "sampled uniformly over clips of ~F frames -> J = round(F / N) (F: run.json's "
+        "train_clips, else the median of its training videos, rescaled to the source's "
+        "fps; e.g. 16 over ~64 -> 4); a file of up to two training clips is sampled exactly "
+        "as predict samples it. Another value makes each step span another time than in "
+        "training, so the model sees motion at another speed (1 instead of 4: 4x slower) "
+        "and its answer changes; the plan line says which jump and why",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int_in_range(0, 100_000),
+        metavar="STEPS",
+        help="sampled steps before the first label (default: the window, one training "
+        "clip's steps; 0: label from the first step); earlier decisions print "
+        "'warming up (k/STEPS steps)', label null in JSON",
     )
     p.add_argument(
         "--reset",
@@ -159,8 +179,9 @@ def run_stream_cli(args: argparse.Namespace) -> int:
 
     config = StreamConfig(
         mode=args.mode, window=args.window, hop=args.hop, frame_jump=args.frame_jump,
-        reset=args.reset, smoothing=args.smoothing, switch_margin=args.switch_margin,
-        switch_patience=args.switch_patience, max_frames=args.max_frames, engine=args.engine,
+        warmup=args.warmup, reset=args.reset, smoothing=args.smoothing,
+        switch_margin=args.switch_margin, switch_patience=args.switch_patience,
+        max_frames=args.max_frames, engine=args.engine,
     )  # fmt: skip
     source = open_source(
         args.source,
@@ -189,21 +210,20 @@ def run_stream_cli(args: argparse.Namespace) -> int:
     # Which frames the model sees decides what it can recognise: say it (first decision).
     jump = f"~{plan.frame_jump}" if plan.targets else plan.frame_jump  # exact picks vary
     sampling = f"window {plan.window} steps, frame jump {jump}: {plan.reason}"
-    last = [""]
-    said = [False]
+    last: list[Decision | None] = [None]
 
-    def emit(decision) -> None:
-        if not said[0]:  # not before: a source that fails stays a one-line error
-            said[0] = True
+    def emit(decision: Decision) -> None:
+        if last[0] is None:  # not before: a source that fails stays a one-line error
             print(f"harkit stream: {sampling}", file=sys.stderr, flush=True)
             print(said_engine, file=sys.stderr, flush=True)
+        # text: a line when the shown label changes (warm-up: its first step only)
+        changed = last[0] is None or decision.label != last[0].label
+        last[0] = decision
         if args.json:
             print(json.dumps(decision.to_dict()), flush=True)
-        elif decision.label != last[0]:
-            last[0] = decision.label
+        elif changed:
             print(
-                f"{decision.timestamp:8.2f}s  frame {decision.frame:6d}  "
-                f"{decision.label} {decision.confidence:.2f}",
+                f"{decision.timestamp:8.2f}s  frame {decision.frame:6d}  {decision.text()}",
                 flush=True,
             )
 
@@ -220,6 +240,8 @@ def run_stream_cli(args: argparse.Namespace) -> int:
         + (
             f"; final decision {stats.final_label} {stats.final_confidence:.2f}"
             if stats.final_label
+            else f"; no label yet: {last[0].text()}"
+            if last[0] is not None
             else f"; no decision ({sampling})"
         ),
         file=sys.stderr,

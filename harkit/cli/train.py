@@ -14,6 +14,7 @@ from harkit.cli.args import (
     devices,
     folder,
     int_in_range,
+    print_splits_summary,
     split_list,
 )
 from harkit.config import ConfigError
@@ -39,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--splits",
         type=split_list,
         default=[],
-        help="train + evaluate each split, e.g. 1,2,3; report the mean",
+        help="train + evaluate each official split (e.g. 1,2,3), or cross-validate data "
+        "without them by group: leave-one-group-out (one fold per group: person, actor, "
+        "source video) or K-fold (e.g. 5-fold); report the mean ± std",
     )
     p.add_argument(
         "--clips",
@@ -70,14 +73,13 @@ def run_train(args: argparse.Namespace) -> int:
 
         if args.resume:
             raise ConfigError("--resume works on one run folder; resume each RUN/splitK instead")
+        if not isinstance(splits, list):  # cross-validation by group: every fold
+            config = config.model_copy(update={"cross_validation": splits})
+            splits = None
         summary = train_and_evaluate(
             recipe, config, run_dir, splits=splits, clips=args.clips, **kwargs
         )
-        mean = summary["mean"]["top1"]
-        print(
-            f"{recipe.name}: mean top-1 over splits {splits}: {100 * mean:.2f}% -> "
-            f"{summary['report']}"
-        )
+        print_splits_summary(summary, args.clips, recipe.name)
         return 0
     from harkit.train.trainer import train
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import json
 import logging
 import os
 import signal
@@ -24,7 +23,6 @@ from typing import Any
 from harkit.data.clips import SkipReport
 from harkit.data.datasets import VideoIndex
 from harkit.errors import HarkitError
-from harkit.io import atomic_write_text
 
 __all__ = [
     "common_video_root",
@@ -108,18 +106,20 @@ def one_line(exc: BaseException) -> str:
 def open_skip_report(
     path: str | Path, rebuild: Callable[[], Mapping[str, str]] | None = None
 ) -> SkipReport:
-    """The skip report at ``path``. One that is not a JSON object of ``path: reason`` (a
-    truncated or hand-edited file) is rebuilt with a warning, from ``rebuild()`` when given
-    (e.g. the failed rows of a manifest), else empty: the job lists again what it skips."""
+    """The skip report at ``path`` (see :class:`~harkit.data.clips.SkipReport`; new entries
+    are appended, one line each). A report whose last line was cut off (a job killed while
+    writing it) keeps its other entries, and the file is mended with a warning. One that is
+    not a JSON object of ``path: reason`` (truncated in its first entry or hand-edited) is
+    rebuilt with a warning, from ``rebuild()`` when given (e.g. the failed rows of a
+    manifest), else empty: the job lists again what it skips."""
     path = Path(path)
     if path.exists() and not path.is_file():
         raise HarkitError(f"{path} is a folder, not a skip report; move it away and re-run")
     try:
         report = SkipReport(path)
-        entries: Any = report.entries
-        if isinstance(entries, dict) and all(isinstance(v, str) for v in entries.values()):
-            return report
-        problem = "not a JSON object of video path: reason"
+        if report.torn:
+            report.rewrite()
+        return report
     except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
         problem = one_line(exc)
     report = SkipReport(None)
@@ -127,7 +127,7 @@ def open_skip_report(
     log.warning(
         "%s was unreadable (%s); rebuilt it with %d entries", path, problem, len(report.entries)
     )
-    atomic_write_text(path, json.dumps(report.entries, indent=1, sort_keys=True))
+    report.rewrite()
     return report
 
 
@@ -186,14 +186,24 @@ def _pid_exists(pid: int) -> bool:
     return True
 
 
-def _loader_worker_init(creator_pid: int, worker_id: int) -> None:
+def _loader_worker_init(creator_pid: int, worker_id: int, rank: int | None = None) -> None:
     parent = os.getppid()
     if parent != creator_pid and _pid_exists(creator_pid):
         creator_pid = parent  # iterated in another process than the one that built the loader
     die_with_parent(creator_pid)
+    if rank is not None:
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id, rank)
 
 
-def loader_worker_init() -> Callable[[int], None]:
+def loader_worker_init(rank: int | None = None) -> Callable[[int], None]:
     """A DataLoader ``worker_init_fn`` that ties each worker's life to its parent (see
-    :func:`die_with_parent`). Call it where the DataLoader is built; picklable, for spawn."""
-    return functools.partial(_loader_worker_init, os.getpid())
+    :func:`die_with_parent`). Call it where the DataLoader is built; picklable, for spawn.
+
+    With ``rank`` it also seeds the worker's torch / numpy / python RNGs from the loader's base
+    seed, the worker id and ``rank``, as Lightning's ``seed_everything(workers=True)`` would
+    (which it skips for a loader that has its own ``worker_init_fn``): DDP ranks' workers then
+    draw different augmentations.
+    """
+    return functools.partial(_loader_worker_init, os.getpid(), rank=rank)

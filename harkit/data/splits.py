@@ -11,12 +11,20 @@ one group on both sides inflates accuracy. Splits made here never do that, and
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from harkit.data.datasets import DatasetConfig, DatasetError, VideoIndex, load_index
+from harkit.data.datasets import (
+    OFFICIAL_SPLITS,
+    DatasetConfig,
+    DatasetError,
+    VideoIndex,
+    load_index,
+    resolve_kind,
+)
 
 __all__ = [
     "NO_GROUPS",
@@ -24,6 +32,8 @@ __all__ = [
     "assert_no_leakage",
     "build_index",
     "carve_share",
+    "cross_validation_folds",
+    "cross_validation_name",
     "group_split",
     "leakage_status",
     "leaked_groups",
@@ -154,15 +164,89 @@ def carve_share(index: VideoIndex, fraction: float, seed: int = 0) -> tuple[np.n
     return held, f"{reason}, so a random share, not stratified"
 
 
+def _natural(text: str) -> list[int | str]:
+    """Sort key with numbers in order: person 2 before person 10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def cross_validation_name(cross_validation: str | int) -> str:
+    """``leave-one-group-out`` or ``5-fold``: what ``--splits`` takes and reports print."""
+    return str(cross_validation) if isinstance(cross_validation, str) else f"{cross_validation}-fold"
+
+
+def _fold_groups(index: VideoIndex, cross_validation: str | int, seed: int) -> list[list[str]]:
+    """The groups each fold holds out, fold 1 first (videos without a group are their own
+    group, keyed ``__video<i>``, in k-fold only)."""
+    name = cross_validation_name(cross_validation)
+    if cross_validation == "leave-one-group-out":
+        ungrouped = [str(item.path) for item in index if item.group is None]
+        if ungrouped:
+            raise DatasetError(
+                f"{index.name}: {name} needs a group for every video; {len(ungrouped)} have "
+                f"none (e.g. {ungrouped[0]}). Add a group/actor/person/subject/performer "
+                "column (or --group-column NAME), or use k folds (--splits 5-fold)"
+            )
+        groups = sorted({str(item.group) for item in index}, key=_natural)
+        if len(groups) < 2:
+            raise DatasetError(f"{index.name}: {name} needs >= 2 groups, found {len(groups)}")
+        return [[group] for group in groups]
+    k = int(cross_validation)
+    keys = [item.group or f"__video{i}" for i, item in enumerate(index)]
+    if len(set(keys)) < k:
+        raise DatasetError(f"{index.name}: {len(set(keys))} groups cannot make {name} "
+                           f"cross-validation (needs >= {k} groups)")  # fmt: skip
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    folds = [sorted({keys[r] for r in rows}, key=_natural)
+             for _, rows in splitter.split(np.zeros(len(index)), index.targets, keys)]  # fmt: skip
+    if not all(folds):
+        raise DatasetError(f"{index.name}: {name} left a fold without videos; use fewer folds")
+    return folds
+
+
+def cross_validation_folds(config: DatasetConfig) -> list[list[str]]:
+    """The groups each fold of ``config.cross_validation`` holds out, fold 1 first: split
+    ``k`` tests on ``folds[k - 1]``. Videos without a group (k-fold only) are not named."""
+    if config.cross_validation is None:
+        raise DatasetError(f"{config.root}: no cross_validation set")
+    kind = resolve_kind(config)
+    if kind in OFFICIAL_SPLITS:
+        raise DatasetError(
+            f"{config.root}: {kind} has official splits (1-{OFFICIAL_SPLITS[kind]}); "
+            f"{cross_validation_name(config.cross_validation)} cross-validation is for data "
+            "without them"
+        )
+    folds = _fold_groups(load_index(config), config.cross_validation, config.seed)
+    return [[g for g in fold if not g.startswith("__video")] for fold in folds]
+
+
+def _cross_validation_split(index: VideoIndex, config: DatasetConfig) -> VideoIndex:
+    assert config.cross_validation is not None
+    folds = _fold_groups(index, config.cross_validation, config.seed)
+    name = cross_validation_name(config.cross_validation)
+    if config.split > len(folds):
+        raise DatasetError(f"{index.name}: split {config.split}: {name} has {len(folds)} "
+                           f"folds (1-{len(folds)})")  # fmt: skip
+    held = set(folds[config.split - 1])
+    if any(item.split is not None for item in index):
+        log.info("%s: %s replaces the manifest's split column", index.name, name)
+    keys = [item.group or f"__video{i}" for i, item in enumerate(index)]
+    return index.with_splits("test" if key in held else "train" for key in keys)
+
+
 def build_index(config: DatasetConfig) -> VideoIndex:
     """The index of ``config``, with every item assigned to ``train`` or ``test``.
 
-    Official splits are used where they exist; UCF50 holds out group ``split``; other data
-    without a split column is split group-aware (stratified by class) with ``test_fraction``.
-    The leakage guard runs last.
+    Official splits are used where they exist; UCF50 holds out group ``split``; with
+    ``cross_validation`` split ``k`` holds out fold ``k``; other data without a split column
+    is split group-aware (stratified by class) with ``test_fraction``. The leakage guard
+    runs last.
     """
+    if config.cross_validation is not None and resolve_kind(config) in OFFICIAL_SPLITS:
+        cross_validation_folds(config)  # raises: official splits are the benchmark's
     index = load_index(config)
-    if any(item.split is None for item in index):
+    if config.cross_validation is not None:
+        index = _cross_validation_split(index, config)
+    elif any(item.split is None for item in index):
         index = group_split(index, config.test_fraction, config.seed)
     assert_no_leakage(index, allow=config.allow_leakage)
     return index

@@ -20,6 +20,8 @@ from harkit.config import ConfigError, StrictModel
 if TYPE_CHECKING:  # torch/torchvision load on first use: recipes validate without them
     import torch
 
+    from harkit.backbones.spec import Preprocessing
+
 __all__ = ["ClipTransform", "TransformConfig", "clip_to_tensor"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -48,7 +50,8 @@ class TransformConfig(StrictModel):
     """Pixel preprocessing. Sizes left unset follow the backbone's input size."""
 
     resize: Side | None = None
-    """Shorter side before cropping; default: the crop's shorter side (crop the centre)."""
+    """Shorter side before cropping; default: the crop's shorter side (crop the centre), or
+    the backbone weights' ``resize_size`` where they set one (no built-in backbone does)."""
     crop_size: CropSize = None
     """Crop fed to the network: a square's side, or ``[height, width]``; default: the
     backbone's input size. ``[224, 298]`` keeps a whole 4:3 frame, where a centre square
@@ -82,7 +85,14 @@ def clip_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 class ClipTransform:
-    """Resize, crop, optional augmentation and normalisation of a whole clip."""
+    """Resize, crop, optional augmentation and normalisation of a whole clip.
+
+    ``input_size``, ``mean``, ``std``, ``resize_size`` and ``interpolation`` are the network's
+    (see :meth:`from_preprocessing`, which takes them from a backbone weights entry); the
+    ``config``'s ``resize`` / ``crop_size`` override the sizes. The shorter side is resized to
+    ``config.resize``, else ``resize_size`` (when the crop is the network's own), else the
+    crop's shorter side.
+    """
 
     def __init__(
         self,
@@ -91,18 +101,24 @@ class ClipTransform:
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         train: bool = False,
+        *,
+        resize_size: int | None = None,
+        interpolation: str = "bilinear",
     ) -> None:
         import torch
-        from torchvision.transforms import v2
+        from torchvision.transforms import InterpolationMode, v2
 
         crop = config.crop_shape(input_size)
-        resize = config.resize or min(crop)
+        resize = config.resize or (resize_size if config.crop_size is None else None) or min(crop)
         if resize < min(crop):
             raise ConfigError(
                 f"input.transform.resize ({resize}) must be >= the crop's shorter side "
                 f"({min(crop)}: input.transform.crop_size, or the backbone's input size)"
             )
-        steps = [v2.Resize(resize, antialias=True)]
+        # torchvision's default (bilinear) is left implicit: the same pipeline as before
+        # weights entries had their own interpolation
+        mode = {"interpolation": InterpolationMode(interpolation)}
+        steps = [v2.Resize(resize, antialias=True, **({} if interpolation == "bilinear" else mode))]
         if train and config.rotation > 0:
             steps.append(v2.RandomRotation(config.rotation))
         # a frame narrower than the crop (portrait video, wide crop) is padded with zeros
@@ -114,6 +130,18 @@ class ClipTransform:
         self.pipeline = v2.Compose(steps)
         self.output_size = crop
         """``(height, width)``."""
+
+    @classmethod
+    def from_preprocessing(
+        cls, config: TransformConfig, preprocessing: Preprocessing, train: bool = False
+    ) -> ClipTransform:
+        """The transform of a network whose input is ``preprocessing`` (a backbone weights
+        entry's, ``spec.preprocessing_for(weights)``), under ``config``."""
+        p = preprocessing
+        return cls(
+            config, p.input_size, p.mean, p.std, train,
+            resize_size=p.resize_size, interpolation=p.interpolation,
+        )  # fmt: skip
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         import torch

@@ -466,6 +466,37 @@ def average_over_splits(per_split: Mapping[str | int, Metrics]) -> dict[str, Any
     }
 
 
+def write_predictions(
+    path: str | os.PathLike[str],
+    video_ids: Any,
+    probs: Any,
+    labels: Any,
+    classes: Sequence[str],
+    videos: Sequence[tuple[str, str | None]],
+    *,
+    top_k: int = 5,
+) -> Path:
+    """``predictions.csv``: one row per test video (its clips' probabilities averaged):
+    ``video, group, true, predicted, confidence, correct, top_k`` (``label:prob;...``).
+    ``videos[i]`` is the id and group of video position ``i`` in ``video_ids``."""
+    from harkit.evaluate.metrics import aggregate_clips
+
+    v_labels, v_probs, v_ids = aggregate_clips(video_ids, probs, labels)
+    k = min(top_k, len(classes))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["video", "group", "true", "predicted", "confidence", "correct", "top_k"])
+    for label, row, position in zip(v_labels, v_probs, v_ids, strict=True):
+        video, group = videos[int(position)]
+        best = np.argsort(-row, kind="stable")[:k]
+        writer.writerow([
+            video, group or "", classes[int(label)], classes[int(best[0])],
+            f"{row[best[0]]:.4f}", int(best[0] == label),
+            ";".join(f"{classes[int(c)]}:{row[c]:.4f}" for c in best),
+        ])  # fmt: skip
+    return atomic_write_text(path, buffer.getvalue())
+
+
 def write_splits_report(
     out_dir: str | os.PathLike[str],
     per_split: Mapping[str | int, Metrics],
@@ -477,6 +508,7 @@ def write_splits_report(
     clips: int | None = None,
     name: str = "splits",
     coverage: Mapping[str | int, Mapping[str, Any]] | None = None,
+    held_out: Mapping[str | int, Sequence[str]] | None = None,
 ) -> dict[str, Path]:
     """Write ``<name>.md`` and ``<name>.json`` (default ``splits``): one row per split, then
     the mean and std. Both say which splits the mean is over, whether the metrics are clip-
@@ -487,7 +519,8 @@ def write_splits_report(
     ``reported`` (the recipe's paper numbers) adds a "Paper vs harkit" table when
     ``dataset`` names the data the splits are of (see :func:`compare_with_paper`).
     ``training`` (per split, as :func:`write_report` takes it) adds a table of how each
-    split's tested weights were trained.
+    split's tested weights were trained. ``held_out`` (per split, the groups its test side
+    holds: a cross-validation fold's person or source video) adds a column naming them.
     """
     summary = average_over_splits(per_split)
     levels = sorted({m.level for m in per_split.values()})
@@ -518,13 +551,19 @@ def write_splits_report(
     # top-k is top-min(5, classes): name the k actually computed (top-3 with 3 classes)
     top_k = min(m.top_k for m in per_split.values()) if per_split else 5
     labels = {**HEADLINE_LABELS, "top5": f"Top-{top_k} accuracy"}
-    header = ["Split", *(f"{labels[key]} (%)" for key in HEADLINE)]
+    held = {str(k): [str(g) for g in v] for k, v in (held_out or {}).items()}
+    if held:
+        summary["held_out"] = held
+    header = ["Split", *(["Held-out groups"] if held else []),
+              *(f"{labels[key]} (%)" for key in HEADLINE)]  # fmt: skip
+    groups = (lambda split: [", ".join(held.get(split, [])) or "–"]) if held else (lambda _: [])
     rows: list[list[Any]] = [
-        [split, *(_num(summary["per_split"][split][key]) for key in HEADLINE)]
+        [split, *groups(split), *(_num(summary["per_split"][split][key]) for key in HEADLINE)]
         for split in summary["splits"]
     ]
-    rows.append(["**mean**", *(f"**{_num(summary['mean'][key])}**" for key in HEADLINE)])
-    rows.append(["std", *(_num(summary["std"][key]) for key in HEADLINE)])
+    blank = [""] if held else []
+    rows.append(["**mean**", *blank, *(f"**{_num(summary['mean'][key])}**" for key in HEADLINE)])
+    rows.append(["std", *blank, *(_num(summary["std"][key]) for key in HEADLINE)])
     mean, std = summary["mean"]["top1"], summary["std"]["top1"]
     listed = ", ".join(summary["splits"])
     measured = f"{level}-level metrics"

@@ -160,7 +160,7 @@ def ablate(
             "trainable": info.get("trainable_parameters"),
             **metrics.headline(),  # every metric, for the columns a paper adds
             "paper_top1": None,
-            "best_val_acc": info.get("best_val_acc"),
+            "best_val_acc": info.get("best_score"),
             "epochs": info.get("epochs_run"),
         }
         row.update(_paper_columns(variant.recipe, *_evaluated_on(info, dataset)))

@@ -20,9 +20,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from harkit.data.clips import SkipReport, collate_clips
-from harkit.data.datasets import DatasetConfig, DatasetError
-from harkit.data.jobs import loader_worker_init, open_skip_report
+from harkit.data.datasets import DatasetConfig, DatasetError, VideoIndex
+from harkit.data.jobs import loader_worker_init, open_skip_report, video_id
 from harkit.evaluate import Metrics, aggregate_clips, compute_metrics, write_report
+from harkit.evaluate.reports import write_predictions
 from harkit.train.data import check_feature_dim, prepare_data
 from harkit.train.run import RunError, RunPaths, load_run, read_json, read_run_info
 
@@ -84,7 +85,7 @@ def training_summary(info: dict[str, Any]) -> dict[str, Any]:
     reason = "highest validation accuracy" if which == "best" else exported.get("reason")
     return {
         "epochs_trained": info.get("epochs_run"),
-        "val_acc": info.get("best_val_acc"),
+        "val_acc": info.get("best_score"),
         "checkpoint": {
             "which": which,
             "file": file,
@@ -219,6 +220,7 @@ def evaluate_run(
             dataset,
             store=store,
             views=clips,
+            splits=("test",),  # only the test videos' features are checked (and extracted)
         )
         if data.test is None or len(data.test) == 0:  # type: ignore[arg-type]
             raise DatasetError(f"{data.info['dataset']['name']}: the test split is empty")
@@ -269,10 +271,11 @@ def evaluate_run(
     total = max(total, evaluated)
     coverage = {"total": total, "evaluated": evaluated, "skipped": total - evaluated,
                 "skipped_file": str(skipped_file)}  # fmt: skip
+    report_dir = Path(out_dir or paths.report)
     result = evaluate_predictions(
         preds,
         classes,
-        out_dir=out_dir or paths.report,
+        out_dir=report_dir,
         split_info={**split_info, "run": paths.root.name, "recipe": recipe.name},
         title=f"{recipe.name} - evaluation",
         video_level=clips > 1,
@@ -280,7 +283,28 @@ def evaluate_run(
         training=training_summary(info),
         coverage=coverage,
     )
+    if (videos := _test_videos(test_set, dataset)) is not None:
+        result.files["predictions"] = write_predictions(
+            report_dir / "predictions.csv", preds.video_ids, preds.probs, preds.labels,
+            classes, videos,
+        )  # fmt: skip
     return result
+
+
+def _test_videos(
+    test_set: Dataset, dataset: DatasetConfig | Dataset | None
+) -> list[tuple[str, str | None]] | None:
+    """Id and group of each video position of ``test_set``; None for a given Dataset
+    that holds no index (then there is no ``predictions.csv``)."""
+    index = getattr(test_set, "index", None) or getattr(getattr(test_set, "base", None), "index", None)
+    if not isinstance(index, VideoIndex):
+        return None
+    if isinstance(dataset, DatasetConfig):
+        from harkit.features.pipeline import dataset_video_root
+
+        root = dataset_video_root(dataset)
+        return [(video_id(item.path, root), item.group) for item in index]
+    return [(str(item.path), item.group) for item in index]
 
 
 def _check_same_videos(

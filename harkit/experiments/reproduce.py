@@ -1,6 +1,6 @@
 """``harkit reproduce``: a paper's table, paper vs harkit, over the official splits.
 
-One recipe (and with ``ablations`` every ``recipes/ablations/*.yaml`` whose ``base:`` is it)
+One recipe (and with ``ablations`` every ``harkit/recipes/ablations/*.yaml`` whose ``base:`` is it)
 is trained and evaluated on each official split of a benchmark into ``OUT/<recipe>/split<k>/``;
 the features of features-mode recipes are extracted once, up front, into the shared store.
 ``OUT/reproduce.md/.json/.csv`` then hold one row per recipe: the paper's number, harkit's
@@ -29,15 +29,15 @@ from typing import Any
 
 from harkit.config import ConfigError, load_yaml
 from harkit.data.datasets import (
-    OFFICIAL_SPLITS,
     DatasetConfig,
-    DatasetError,
     load_index,
     resolve_kind,
 )
+from harkit.data.splits import cross_validation_name
 from harkit.evaluate.metrics import Metrics
 from harkit.evaluate.reports import paper_numbers, write_splits_report
 from harkit.experiments.evaluate import evaluate_run, training_summary
+from harkit.experiments.splits import plan_splits
 from harkit.io import atomic_write_text
 from harkit.models.recipe import Recipe, _resolve, load_recipe, recipe_dir
 from harkit.train.run import RunError, RunPaths, read_recipe, read_run_info
@@ -297,11 +297,25 @@ def _write_table(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
     lines = [
         f"# Reproduction of {meta['recipe']} on {meta['dataset']['kind'].upper()}",
         "",
-        f"Data: `{meta['dataset']['root']}`, official splits {', '.join(map(str, splits))} "
+        f"Data: `{meta['dataset']['root']}`, "
+        + (f"{meta['cross_validation']} folds" if meta.get("cross_validation")
+           else "official splits")
+        + f" {', '.join(map(str, splits))} "
         f"(harkit's number is the mean over them, population std; video level where several "
         f"clips per video were tested). Written {meta['written']}.",
         "",
     ]
+    used = meta.get("used") or {}
+    if used:
+        lines += [
+            "Videos used: " + "; ".join(
+                f"split {k}: {u.get('classes')} classes, {u.get('train', 0)} train"
+                + (f" + {u['val']} validation" if u.get("val") else "")
+                + f", {u.get('test', 0)} test"
+                for k, u in used.items()
+            ) + ".",
+            "",
+        ]  # fmt: skip
     if meta["overrides"]:
         lines += [
             f"**Recipe overridden** (`{' '.join(meta['overrides'])}`, applied to every run): "
@@ -363,18 +377,9 @@ def reproduce(
     (``key=value``) apply to every run. ``train_kwargs`` go to
     :func:`harkit.train.trainer.train` (devices, accelerator, ...).
     """
+    dataset, splits, held_out = plan_splits(dataset, splits)
     kind = resolve_kind(dataset)
-    if kind not in OFFICIAL_SPLITS:
-        raise DatasetError(
-            f"{dataset.root} is a '{kind}' dataset; reproduce needs a benchmark with official "
-            "splits (--kind ucf101, hmdb51 or ucf50)"
-        )
-    top = OFFICIAL_SPLITS[kind]
-    splits = sorted(int(k) for k in (splits or range(1, top + 1)))
-    if len(set(splits)) != len(splits) or splits[0] < 1 or splits[-1] > top:
-        raise DatasetError(
-            f"--splits {','.join(map(str, splits))}: {kind} has official splits 1-{top}"
-        )
+    cv = dataset.cross_validation
     sources = [(_resolve(recipe), "recipe")]
     if ablations:
         sources += [(path, "ablation") for path in find_ablations(recipe)]
@@ -404,6 +409,9 @@ def reproduce(
             "annotations": dataset.annotations and os.path.abspath(dataset.annotations),
         },
         "splits": splits,
+        "cross_validation": cross_validation_name(cv) if cv is not None else None,
+        "held_out": {str(k): v for k, v in held_out.items()},
+        "used": {},
         "overrides": list(overrides),
         "store": str(Path(os.path.abspath(store_dir))) if uses_store else None,
         "metric": "top1",
@@ -445,7 +453,11 @@ def reproduce(
                 train_kwargs=train_kwargs,
             )
             per_split[str(k)] = metrics
-            training[str(k)] = training_summary(read_run_info(split_dir))
+            info = read_run_info(split_dir)
+            training[str(k)] = training_summary(info)
+            # what was used, not what the split files list (--allow-missing keeps fewer)
+            meta["used"][str(k)] = {"classes": info.get("num_classes"),
+                                    **(info.get("counts") or {})}  # fmt: skip
             entry.per_split[k] = {
                 **metrics.headline(),
                 "report": (Path(slug) / f"split{k}" / "report" / "report.md").as_posix(),
@@ -459,6 +471,7 @@ def reproduce(
             out / slug,
             per_split,
             title=f"{entry.name}: mean over splits",
+            held_out=meta["held_out"],
             reported=entry.reported,
             dataset=kind,
             training=training,

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from harkit.data.datasets import OFFICIAL_SPLITS, DatasetConfig, DatasetError, resolve_kind
+from harkit.data.splits import cross_validation_folds, cross_validation_name
 from harkit.evaluate.metrics import Metrics
 from harkit.evaluate.reports import write_splits_report
 from harkit.experiments.evaluate import EvalResult, evaluate_run
 from harkit.models.recipe import Recipe
 from harkit.train.run import RunError, RunPaths, read_recipe, read_run_info
 
-__all__ = ["evaluate_splits", "split_dirs", "train_and_evaluate"]
+__all__ = ["evaluate_splits", "plan_splits", "split_dirs", "train_and_evaluate"]
 
 
 def _check_splits(splits: Sequence[int]) -> list[int]:
@@ -80,9 +81,12 @@ def _write_mean(
     *,
     clips: int,
     name: str = "splits",
+    cross_validation: str | None = None,
+    held_out: Mapping[int, list[str]] | None = None,
 ) -> dict[str, Any]:
     """``<name>.md/.json`` over the splits' video-level (else clip-level) metrics; the
-    summary's ``report`` is the Markdown file's path."""
+    summary's ``report`` is the Markdown file's path. ``cross_validation`` (its name) and
+    ``held_out`` (each fold's test groups) describe folds of data without official splits."""
     per_split: dict[str, Metrics] = {
         str(k): r.video if r.video is not None else r.clip for k, r in results.items()
     }
@@ -92,16 +96,56 @@ def _write_mean(
     files = write_splits_report(
         out,
         per_split,
-        title=f"{recipe.name}: mean over splits",
+        title=f"{recipe.name}: {cross_validation} cross-validation, mean over folds"
+        if cross_validation else f"{recipe.name}: mean over splits",
         reported=recipe.reported,
         dataset=kind,
         training=training,
         clips=clips,
         name=name,
         coverage=coverage,
+        held_out={str(k): v for k, v in (held_out or {}).items()},
     )
     summary = json.loads(Path(files["json"]).read_text(encoding="utf-8"))
+    if cross_validation:
+        summary["cross_validation"] = cross_validation
     return {**summary, "report": str(files["report"])}
+
+
+def plan_splits(
+    dataset: DatasetConfig, splits: Sequence[int] | None = None
+) -> tuple[DatasetConfig, list[int], dict[int, list[str]]]:
+    """The dataset config, split numbers and (cross-validation) held-out groups of a
+    ``--splits`` run, checked before any training.
+
+    Official data: ``splits`` (default: all) within its official splits; UCF50's
+    ``leave-one-group-out`` is its official 1-25. Data with ``dataset.cross_validation``:
+    every fold, or the given ones. Other data has no splits to average: refused."""
+    kind = resolve_kind(dataset)
+    cv = dataset.cross_validation
+    if kind == "ucf50" and cv == "leave-one-group-out":  # UCF50's own protocol
+        dataset, cv = dataset.model_copy(update={"cross_validation": None}), None
+        splits = splits or list(range(1, OFFICIAL_SPLITS[kind] + 1))
+    if cv is None:
+        listed = ",".join(str(k) for k in splits or [])
+        if kind not in OFFICIAL_SPLITS:
+            # on data without official splits every "split" is the same one: a spread of 0
+            raise DatasetError(
+                f"--splits {listed}: {dataset.root} is a '{kind}' dataset without official "
+                "splits; cross-validate it by group instead (--splits leave-one-group-out, or "
+                "--splits 5-fold), or train once without --splits"
+            )
+        top = OFFICIAL_SPLITS[kind]
+        chosen = _check_splits(splits) if splits else list(range(1, top + 1))
+        if top < max(chosen):
+            raise DatasetError(f"--splits {listed}: {kind} has official splits 1-{top} only")
+        return dataset, chosen, {}
+    folds = cross_validation_folds(dataset)
+    chosen = _check_splits(splits) if splits else list(range(1, len(folds) + 1))
+    if max(chosen) > len(folds):
+        raise DatasetError(f"--splits {','.join(map(str, chosen))}: {cross_validation_name(cv)} "
+                           f"on {dataset.root} has {len(folds)} folds")  # fmt: skip
+    return dataset, chosen, {k: folds[k - 1] for k in chosen}
 
 
 def train_and_evaluate(
@@ -109,29 +153,21 @@ def train_and_evaluate(
     dataset: DatasetConfig,
     run_dir: str | os.PathLike[str],
     *,
-    splits: Sequence[int],
+    splits: Sequence[int] | None = None,
     store: str | os.PathLike[str] | None = None,
     clips: int = 1,
     **train_kwargs: Any,
 ) -> dict[str, Any]:
     """Train and evaluate each split into ``RUN/split{k}/``; write ``RUN/splits.md/.json``
     with the mean over splits (the standard protocol; ``splits-1-2.md`` when RUN holds
-    other split runs too, see :func:`report_name`). Returns that summary, with ``report``."""
+    other split runs too, see :func:`report_name`). Returns that summary, with ``report``.
+
+    ``dataset.cross_validation`` cross-validates data without official splits by group:
+    every fold when ``splits`` is None (see :func:`plan_splits`)."""
     from harkit.train.trainer import train
 
-    splits = _check_splits(splits)
-    # Checked before any training: on data without official splits every "split" is the same
-    # one, and the mean over them would report a spread of 0.
+    dataset, splits, held_out = plan_splits(dataset, splits)
     kind = resolve_kind(dataset)
-    listed = ",".join(str(k) for k in splits)
-    if kind not in OFFICIAL_SPLITS:
-        raise DatasetError(
-            f"--splits {listed}: {dataset.root} is a '{kind}' dataset without official splits; "
-            "--splits needs them (UCF101/HMDB51: 1-3, UCF50: 1-25 leave-one-group-out), so "
-            "train once without --splits"
-        )
-    if (top := OFFICIAL_SPLITS[kind]) < max(splits):
-        raise DatasetError(f"--splits {listed}: {kind} has official splits 1-{top} only")
     root = Path(run_dir)
     results: dict[int, EvalResult] = {}
     for k in splits:
@@ -140,13 +176,16 @@ def train_and_evaluate(
         train(recipe, config, split_dir, store=store, **train_kwargs)
         results[k] = evaluate_run(split_dir, config, clips=clips, store=store)
     name = report_name(root, splits)  # splits-1-2 when RUN holds other split runs too
-    return _write_mean(root, results, recipe, kind, clips=clips, name=name)
+    cv = dataset.cross_validation
+    return _write_mean(root, results, recipe, kind, clips=clips, name=name, held_out=held_out,
+                       cross_validation=cross_validation_name(cv) if cv else None)  # fmt: skip
 
 
 def evaluate_splits(
     run_dir: str | os.PathLike[str],
-    splits: Sequence[int],
+    splits: Sequence[int] | None = None,
     *,
+    cross_validation: str | int | None = None,
     dataset: DatasetConfig | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     recorded_overrides: Mapping[str, Any] | None = None,
@@ -160,9 +199,25 @@ def evaluate_splits(
     to ``RUN/split<k>/report/`` and ``RUN/splits.md``, or with ``out_dir`` to
     ``OUT/split<k>/`` and ``OUT/splits.md``; over only some of the split runs RUN holds, the
     mean goes to ``splits-1-2.md`` (see :func:`report_name`), path in the summary's ``report``. ``evaluate_kwargs`` go to :func:`evaluate_run`
-    (``clips``, ``store``, ``batch_size``, ``device``, ``precision``).
+    (``clips``, ``store``, ``batch_size``, ``device``, ``precision``). ``splits=None``
+    evaluates every ``split<k>/`` RUN holds; ``cross_validation`` (``leave-one-group-out``
+    or K) checks they are that protocol's folds. A fold's report names its held-out groups.
     """
+    if splits is None:  # every split<k>/ run RUN holds (a cross-validation's folds)
+        splits = sorted(int(p.name[5:]) for p in Path(run_dir).glob("split*")
+                        if p.name[5:].isdigit() and (p / "run.json").is_file())  # fmt: skip
+        if not splits:
+            split_dirs(run_dir, [1])  # raises, naming what RUN holds
     dirs = split_dirs(run_dir, splits)
+    infos = {k: read_run_info(d) for k, d in dirs.items()}
+    schemes = {(info.get("dataset") or {}).get("cross_validation") for info in infos.values()}
+    if len(schemes) > 1:
+        raise RunError(f"{run_dir}: the split runs mix protocols ({sorted(map(str, schemes))}); "
+                       "their mean would not measure one")  # fmt: skip
+    scheme = schemes.pop()
+    if cross_validation is not None and scheme != cross_validation_name(cross_validation):
+        raise RunError(f"{run_dir}: the split runs were made with "
+                       f"{scheme or 'official splits'}, not {cross_validation_name(cross_validation)}")  # fmt: skip
     overrides = dict(recorded_overrides or {})
     if overrides.get("split") is not None:
         raise DatasetError("--split names one split; with --splits each run is tested on its own")
@@ -179,8 +234,10 @@ def evaluate_splits(
             split_dir, config, out_dir=out / f"split{k}" if out_dir is not None else None,
             recorded_overrides=overrides, **evaluate_kwargs,
         )  # fmt: skip
-    first = read_run_info(next(iter(dirs.values())))
+    first = infos[next(iter(dirs))]
     kind = (first.get("dataset") or {}).get("kind") if dataset is None else resolve_kind(dataset)
+    held_out = {k: list((info.get("groups") or {}).get("test") or []) for k, info in infos.items()}
     return _write_mean(out, results, recipes[next(iter(dirs))], kind,
                        clips=int(evaluate_kwargs.get("clips", 1)),
-                       name=report_name(run_dir, list(dirs)))  # fmt: skip
+                       name=report_name(run_dir, list(dirs)), cross_validation=scheme,
+                       held_out=held_out if scheme else None)  # fmt: skip

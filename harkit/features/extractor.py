@@ -1,6 +1,6 @@
 """`FeatureExtractor`: one decoded clip -> per-time-step features of several frozen backbones.
 
-Each backbone gets its own preprocessing from its spec (input size, mean/std), so Inception-
+Each backbone gets its own preprocessing from its weights entry (input size, mean/std), so Inception-
 ResNet-V2 sees 299 px and GoogLeNet 224 px crops of the same frames. Sources that share a
 network (backbone + weights + stream, e.g. two layers of ResNet50) run it once. Frame
 backbones run over the T frames in chunks; segment backbones give one feature per segment.
@@ -19,6 +19,17 @@ ResNet152 1.6x faster than eager channels-last PyTorch, so ``'auto'`` picks it w
 precision is fp32. Segment (3D) networks stay on PyTorch (their exported graphs were not measured).
 Like precision, the engine changes features only within float tolerance, so it is not part
 of the feature-store key.
+
+That rule is what ``'auto'`` means for a single extractor. Whole-job extraction
+(:func:`harkit.features.extract_features`) passes :class:`ProbeSettings` instead: each
+network's engine (onnxruntime fp32, compiled or eager PyTorch, each in fp32 and, where the CPU
+has native bf16 and the network's bf16 features are in tolerance, bf16) is chosen on this CPU
+by measurement on its first full batch, every candidate held against eager fp32 first, and
+the measurements are cached per CPU, network and input shape (:mod:`harkit.engine_choice`),
+since no fixed rule was right on every CPU: onnxruntime fp32 reached 93-102% of compiled
+PyTorch on an AVX512-BF16 CPU but 60% on an AVX2 one, and on a CPU with AMX compiled bf16 ran
+GoogLeNet 4x faster than either fp32 engine. :attr:`FeatureExtractor.plans` says how each
+network ran and why.
 """
 
 from __future__ import annotations
@@ -31,28 +42,46 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from harkit.backbones import BackboneSpec, create_backbone, get_backbone_spec, weights_tag
+from harkit.backbones import (
+    BackboneSpec,
+    Preprocessing,
+    create_backbone,
+    get_backbone_spec,
+    weights_tag,
+)
 from harkit.data.transforms import ClipTransform, TransformConfig
+from harkit.engine_choice import (
+    PROBE_ROUNDS,
+    Candidate,
+    ChoiceCache,
+    Trial,
+    choice_key,
+    measure,
+    pick,
+    wall_timing,
+)
 from harkit.errors import HarkitError
 from harkit.flow.dataset import flow_to_tensor
 from harkit.io import atomic_output
 from harkit.models.recipe import FeatureSource
-from harkit.precision import FEATURE_TOLERANCE, Precision, resolve_precision
+from harkit.precision import FEATURE_TOLERANCE, Precision, probe_precisions, resolve_precision
 
 __all__ = [
     "Engine",
+    "EnginePlan",
     "FeatureExtractor",
     "FeatureExtractorError",
     "Precision",
     "Preprocessor",
+    "ProbeSettings",
     "compile_network",
     "onnx_cache_dir",
     "onnx_session",
@@ -120,6 +149,63 @@ def compile_network(net: torch.nn.Module, freezing: bool = True) -> torch.nn.Mod
 
 class FeatureExtractorError(HarkitError):
     """The input does not fit the requested sources (missing flow, wrong clip shape, ...)."""
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How ``engine='auto'`` chooses each network's engine on a CPU by measurement (see
+    :mod:`harkit.engine_choice`): the cached choice for this CPU, network and input shape if
+    one covers the candidates, else a probe on the network's first full batch."""
+
+    compile: bool = False
+    """Compiled candidates may be tried (a first compile takes a minute or more on 2 cores,
+    so long jobs only)."""
+    measure: bool = True
+    """Probe when the cache has no answer; False: the fixed rule (:func:`resolve_engine`)."""
+    rounds: int = PROBE_ROUNDS
+    """Timed calls of the first batch per candidate."""
+    timing: Callable[[str, Callable[[], Any]], float] = wall_timing
+    """``timing(candidate, run)`` -> seconds of one ``run()`` (tests inject fake ones)."""
+    cache: ChoiceCache = field(default_factory=ChoiceCache)
+
+
+@dataclass
+class EnginePlan:
+    """How one network runs, and how that was decided (``chosen_by``): ``'explicit'`` (the
+    caller's engine), ``'rule'`` (the fixed rule), ``'probe'`` (measured in this run) or
+    ``'cache'`` (measured earlier on this CPU)."""
+
+    engine: str
+    """``'onnx'`` or ``'torch'``."""
+    precision: str
+    compiled: bool
+    chosen_by: str
+    trials: dict[str, Trial] | None = None
+    """The probe's measurements, for ``'probe'`` and ``'cache'``."""
+
+    @property
+    def name(self) -> str:
+        """``'onnx-fp32'``, ``'compiled-bf16'``, ``'eager-fp32'``, ...: a probe candidate."""
+        kind = "onnx" if self.engine == "onnx" else "compiled" if self.compiled else "eager"
+        return f"{kind}-{self.precision}"
+
+    @classmethod
+    def named(cls, name: str, chosen_by: str, trials: dict[str, Trial] | None = None) -> EnginePlan:
+        kind, _, precision = name.partition("-")
+        if kind not in ("onnx", "compiled", "eager") or not precision:
+            raise FeatureExtractorError(f"unknown engine candidate {name!r}")
+        engine = "onnx" if kind == "onnx" else "torch"
+        return cls(engine, precision, kind == "compiled", chosen_by, trials)
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"engine": self.name, "precision": self.precision,
+                               "chosen_by": self.chosen_by}  # fmt: skip
+        if self.trials:
+            out["probe"] = {
+                name: {"items_per_s": t.items_per_s, "error": t.error, "refused": t.refused}
+                for name, t in self.trials.items()
+            }
+        return out
 
 
 def source_key(source: FeatureSource) -> str:
@@ -200,6 +286,12 @@ class _Group:
     layers: tuple[str, ...]
     sources: tuple[tuple[str, str], ...]  # (source key, output name: 'pooled' or a layer)
     grid: int = 1
+    preprocessing: Preprocessing | None = None
+    """The input of these weights (``spec.preprocessing_for(weights)``)."""
+
+    def __post_init__(self) -> None:
+        if self.preprocessing is None:
+            object.__setattr__(self, "preprocessing", self.spec.preprocessing_for(self.weights))
 
     def dim(self, output: str) -> int:
         """Feature size of one output (``'pooled'`` or a layer)."""
@@ -210,7 +302,7 @@ class _Group:
     @property
     def prep_key(self) -> tuple:
         # groups with equal preprocessing share one preprocessed tensor
-        return (self.stream, self.spec.input_size, self.spec.mean, self.spec.std)
+        return (self.stream, self.preprocessing)
 
 
 def _group_sources(sources: Sequence[FeatureSource]) -> list[_Group]:
@@ -236,7 +328,8 @@ def _group_sources(sources: Sequence[FeatureSource]) -> list[_Group]:
                 f"backbone {backbone!r} has no layer {unknown[0]!r}; available: "
                 f"{', '.join(spec.layers) or '(none)'}"
             )
-        groups.append(_Group(backbone, weights, stream, spec, layers, outputs, grid))
+        prep = spec.preprocessing_for(weights)
+        groups.append(_Group(backbone, weights, stream, spec, layers, outputs, grid, prep))
     return groups
 
 
@@ -257,9 +350,9 @@ class Preprocessor:
                     f"frame (2D) backbones take it, not {group.backbone} ({group.spec.kind})"
                 )
             if group.stream == "rgb" and group.prep_key not in self._transforms:
-                spec = group.spec
-                self._transforms[group.prep_key] = ClipTransform(
-                    self.transform, spec.input_size, spec.mean, spec.std, train=False
+                assert group.preprocessing is not None
+                self._transforms[group.prep_key] = ClipTransform.from_preprocessing(
+                    self.transform, group.preprocessing, train=False
                 )
 
     def rgb_transform(self, prep_key: tuple) -> ClipTransform | None:
@@ -302,9 +395,14 @@ class Preprocessor:
             if group.stream == "rgb":
                 tensor = self._transforms[group.prep_key](flat)
             else:
-                size = self.transform.crop_size or group.spec.input_size
+                prep = group.preprocessing
+                assert prep is not None
+                size = self.transform.crop_size or prep.input_size
+                resize = self.transform.resize or (
+                    prep.resize_size if self.transform.crop_size is None else None
+                )
                 # flow_to_tensor gives displacement / bound in [-1, 1], the I3D flow input
-                tensor = flow_to_tensor(flat, size, resize=self.transform.resize)
+                tensor = flow_to_tensor(flat, size, resize=resize)
             out[group.prep_key] = tensor.reshape(*lead, *tensor.shape[1:])
         return out
 
@@ -319,7 +417,9 @@ class FeatureExtractor:
     once. ``weights='none'`` networks come from the backbone factory's fixed-seed init, so
     random features are the same in every process and run. ``engine`` (see :func:`resolve_engine`)
     picks PyTorch or onnxruntime for frame networks; the ONNX graphs are exported (or loaded
-    from the cache) on first use.
+    from the cache) on first use. ``probe`` (with ``engine='auto'`` on a CPU, without
+    ``compile=True``) chooses each network's engine by measurement instead (see
+    :class:`ProbeSettings`); ``plans`` says how each network ran.
     """
 
     def __init__(
@@ -332,6 +432,7 @@ class FeatureExtractor:
         engine: Engine = "auto",
         compile: bool = False,
         chunk_size: int = 32,
+        probe: ProbeSettings | None = None,
     ) -> None:
         if not sources:
             raise FeatureExtractorError("a FeatureExtractor needs at least one source")
@@ -365,6 +466,16 @@ class FeatureExtractor:
             )
         self.chunk_size = chunk_size
         self.compiled = compile
+        # the measured choice: 'auto' on a CPU only (compile=True asks for PyTorch)
+        self.probe = (
+            probe
+            if probe is not None and engine == "auto" and not compile and self.device.type == "cpu"
+            else None
+        )
+        self._requested_precision = precision
+        self._channels_last = self.fast or compile or self.probe is not None
+        # compiled networks built by a probe, by (group index, candidate name)
+        self._probe_nets: dict[tuple[int, str], torch.nn.Module] = {}
         # (group index, input shape) -> onnxruntime session, built on first use
         self._sessions: dict[tuple[int, tuple[int, ...]], Any] = {}
         self.networks: list[torch.nn.Module] = []
@@ -379,11 +490,19 @@ class FeatureExtractor:
                 group.backbone, group.weights, group.layers or None, grid=group.grid
             )
             net = net.to(self.device).eval()
-            if self.fast or compile:
+            if self._channels_last:
                 fmt = torch.channels_last if group.spec.kind == "frame" else torch.channels_last_3d
                 net = net.to(memory_format=fmt)
             self._eager.append(net)
             self.networks.append(compile_network(net) if compile else net)
+        by = "rule" if engine == "auto" else "explicit"
+        #: How each group (network) runs; ``None`` until a probe decides on its first batch.
+        self.plans: list[EnginePlan | None] = [
+            None if self.probe is not None else EnginePlan(
+                self.engine if g.spec.kind == "frame" else "torch", self.precision, compile, by
+            )
+            for g in self.groups
+        ]  # fmt: skip
 
     @property
     def groups(self) -> list[_Group]:
@@ -399,13 +518,28 @@ class FeatureExtractor:
         return {key: out[key] for key in self.keys}
 
     def describe(self) -> dict[str, object]:
-        """Settings that change how (not what) features are computed, for logs and reports."""
+        """Settings that change how (not what) features are computed, for logs and reports.
+
+        ``engine`` / ``precision`` / ``compile`` are the networks' (``'mixed'`` where they
+        differ); ``engines`` has each network's :class:`EnginePlan` (``None``: not run yet).
+        """
+        plans = [p for p in self.plans if p is not None]
+
+        def common(values: list[Any], default: Any) -> Any:
+            if not values or self.probe is None:
+                return default
+            return values[0] if len(set(values)) == 1 else "mixed"
+
         return {
             "device": str(self.device),
-            "precision": self.precision,
-            "engine": self.engine,
-            "channels_last": self.fast or self.compiled,
-            "compile": self.compiled,
+            "precision": common([p.precision for p in plans], self.precision),
+            "engine": common([p.engine for p in plans], self.engine),
+            "channels_last": self._channels_last,
+            "compile": common([p.compiled for p in plans], self.compiled),
+            "engines": {
+                self._label(i): (p.describe() if p is not None else None)
+                for i, p in enumerate(self.plans)
+            },
             "compile_check": dict(self.compile_check),
             "frozen": [self.groups[i].backbone for i in sorted(self._frozen)],
             "chunk_size": self.chunk_size,
@@ -413,10 +547,23 @@ class FeatureExtractor:
             "pid": os.getpid(),
         }
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
+    def _label(self, index: int) -> str:
+        """A group's name in reports: its first source key (unique per group)."""
+        return self.groups[index].sources[0][0]
+
+    def engine_of(self, key: str) -> dict[str, Any] | None:
+        """:meth:`EnginePlan.describe` of the network that computes source ``key`` (``None``
+        before it has run under a probe)."""
+        for group, plan in zip(self.groups, self.plans, strict=True):
+            if any(k == key for k, _ in group.sources):
+                return plan.describe() if plan is not None else None
+        raise KeyError(key)
+
+    def _autocast(self, precision: str | None = None) -> contextlib.AbstractContextManager:
+        precision = precision or self.precision
+        if precision == "fp32":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
     def step(self, index: int, length: int = 1) -> int:
@@ -425,12 +572,12 @@ class FeatureExtractor:
         segment = self.groups[index].spec.kind == "segment"
         return max(1, self.chunk_size // length) if segment else self.chunk_size
 
-    def _chunks(self, x: torch.Tensor, segment: bool) -> Iterator[torch.Tensor]:
+    def _chunks(self, x: torch.Tensor, segment: bool, pad: bool) -> Iterator[torch.Tensor]:
         # segments arrive as (T, C, L, S, S): L frames each
         step = max(1, self.chunk_size // x.shape[2]) if segment else self.chunk_size
         for start in range(0, x.shape[0], step):
             chunk = x[start : start + step]
-            if self.compiled and 0 < len(chunk) < step:
+            if pad and 0 < len(chunk) < step:
                 # one batch shape for the whole run: a compiled graph is specialised to it,
                 # and a new shape would compile again (seconds to minutes)
                 pad = chunk[-1:].expand(step - len(chunk), *chunk.shape[1:])
@@ -438,8 +585,11 @@ class FeatureExtractor:
             yield chunk
 
     def uses_onnx(self, index: int) -> bool:
-        """Whether group ``index`` runs on onnxruntime (frame networks under engine='onnx')."""
-        return self.engine == "onnx" and self.groups[index].spec.kind == "frame"
+        """Whether group ``index`` runs on onnxruntime (frame networks under engine='onnx', or
+        chosen by a probe)."""
+        plan = self.plans[index]
+        frame = self.groups[index].spec.kind == "frame"
+        return plan is not None and plan.engine == "onnx" and frame
 
     def _output_names(self, group: _Group) -> list[str]:
         return list(dict.fromkeys(name for _, name in group.sources))
@@ -464,7 +614,7 @@ class FeatureExtractor:
 
     def _export(self, index: int, shape: Sequence[int], path: Path) -> None:
         group = self.groups[index]
-        module = _NamedOutputs(self.networks[index], self._output_names(group)).eval()
+        module = _NamedOutputs(self._eager[index], self._output_names(group)).eval()
         example = torch.zeros(2, *shape)
         names = [f"features{i}" for i in range(len(module.names))]
         axes = {"frames": {0: "batch"}, **{n: {0: "batch"} for n in names}}
@@ -517,37 +667,195 @@ class FeatureExtractor:
         """Like :meth:`run` for the groups whose preprocessing key is in ``inputs`` only (the
         extraction pipeline batches each key's items across videos on its own)."""
         out: dict[str, torch.Tensor] = {}
-        for index, (group, net) in enumerate(zip(self.groups, self.networks, strict=True)):
+        for index, group in enumerate(self.groups):
             if group.prep_key not in inputs:
                 continue
             x = inputs[group.prep_key]
-            steps = len(x)
-            if self.uses_onnx(index):
-                result = self._run_onnx(index, x)
-                for key, name in group.sources:
-                    out[key] = result[name]
-                continue
-            segment = group.spec.kind == "segment"
-            if segment:  # (T, L, C, S, S) -> (T, C, L, S, S): one clip per segment
-                x = x.permute(0, 2, 1, 3, 4)
-            fmt = torch.channels_last_3d if segment else torch.channels_last
-            parts: dict[str, list[torch.Tensor]] = {name: [] for _, name in group.sources}
-            for chunk in self._chunks(x, segment):
-                chunk = chunk.to(self.device, non_blocking=True)
-                if self.fast or self.compiled:
-                    chunk = chunk.contiguous(memory_format=fmt)
-                with self._autocast():
-                    result = net(chunk)
-                if not isinstance(result, dict):
-                    result = {"pooled": result}
-                if index in self._unchecked:
-                    result = self._check_compiled(index, chunk, result)
-                    net = self.networks[index]
-                for name in parts:
-                    parts[name].append(result[name].float().cpu())
-            for key, name in group.sources:  # [:steps] drops the padding of a compiled run
-                out[key] = torch.cat(parts[name])[:steps] if parts[name] else torch.zeros(0)
+            result = self._choose(index, x) if self.plans[index] is None else self._run(index, x)
+            for key, name in group.sources:
+                out[key] = result[name]
         return out
+
+    def _run(self, index: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Group ``index``'s outputs for ``x`` the way its plan says."""
+        plan = self.plans[index]
+        assert plan is not None
+        if self.uses_onnx(index):
+            return self._run_onnx(index, x)
+        return self._run_torch(
+            index, x, self.networks[index], plan.precision, pad=plan.compiled, check=True
+        )
+
+    def _run_torch(
+        self,
+        index: int,
+        x: torch.Tensor,
+        net: torch.nn.Module,
+        precision: str,
+        *,
+        pad: bool,
+        check: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        group = self.groups[index]
+        steps = len(x)
+        segment = group.spec.kind == "segment"
+        if segment:  # (T, L, C, S, S) -> (T, C, L, S, S): one clip per segment
+            x = x.permute(0, 2, 1, 3, 4)
+        fmt = torch.channels_last_3d if segment else torch.channels_last
+        parts: dict[str, list[torch.Tensor]] = {name: [] for name in self._output_names(group)}
+        for chunk in self._chunks(x, segment, pad):
+            chunk = chunk.to(self.device, non_blocking=True)
+            if self._channels_last:
+                chunk = chunk.contiguous(memory_format=fmt)
+            with self._autocast(precision):
+                result = _as_dict(net(chunk))
+            if check and index in self._unchecked:
+                result = self._check_compiled(index, chunk, result)
+                net = self.networks[index]
+            for name in parts:
+                parts[name].append(result[name].float().cpu())
+        # [:steps] drops the padding of a compiled run
+        return {name: torch.cat(p)[:steps] if p else torch.zeros(0) for name, p in parts.items()}
+
+    # -- the measured engine choice (probe) --------------------------------------------------
+
+    def candidates(self, index: int) -> list[str]:
+        """The engines a probe may choose from for group ``index``, fastest-first by the
+        fixed rule's expectation (ties go to the earlier)."""
+        assert self.probe is not None
+        group = self.groups[index]
+        precisions = probe_precisions(
+            self._requested_precision, self.device, group.spec.low_precision
+        )
+        names = []
+        for precision in precisions:
+            if precision == "fp32" and group.spec.kind == "frame" and _onnxruntime_available():
+                names.append("onnx-fp32")
+            if self.probe.compile:
+                names.append(f"compiled-{precision}")
+            names.append(f"eager-{precision}")
+        return names
+
+    def choice_key(self, index: int, x: torch.Tensor) -> dict[str, Any]:
+        """The engine-choice cache key of group ``index`` on items shaped like ``x``'s."""
+        group = self.groups[index]
+        segment = group.spec.kind == "segment"
+        network = {
+            "backbone": group.backbone, "kind": group.spec.kind, "stream": group.stream,
+            "outputs": self._output_names(group), "grid": group.grid,
+        }  # fmt: skip
+        return choice_key("extract", network, (self.step(index, x.shape[1] if segment else 1),
+                                               *x.shape[1:]))  # fmt: skip
+
+    def _candidate(self, index: int, name: str, x: torch.Tensor) -> Candidate:
+        plan = EnginePlan.named(name, "probe")
+        eager = self._eager[index]
+        if plan.engine == "onnx":
+            return Candidate(name, plan.precision, lambda: lambda: self._run_onnx(index, x))
+        if not plan.compiled:
+            return Candidate(name, plan.precision, lambda: lambda: self._run_torch(
+                index, x, eager, plan.precision, pad=False))  # fmt: skip
+
+        def build() -> Callable[[], Mapping[str, torch.Tensor]]:
+            net = self._probe_nets[index, name] = compile_network(eager)
+            return lambda: self._run_torch(index, x, net, plan.precision, pad=True)
+
+        return Candidate(name, plan.precision, build)
+
+    def _adopt(self, index: int, plan: EnginePlan) -> None:
+        """Run group ``index`` as ``plan`` says from now on."""
+        self.plans[index] = plan
+        net = self._eager[index]
+        self._unchecked.discard(index)
+        self._frozen.discard(index)
+        if plan.engine == "torch" and plan.compiled:
+            probed = self._probe_nets.get((index, plan.name))
+            net = probed if probed is not None else compile_network(net)
+            self._frozen.add(index)
+            if probed is None:  # not checked by a probe in this run: check its first batch
+                self._unchecked.add(index)
+            elif plan.trials and plan.trials[plan.name].error is not None:
+                self.compile_check[self.groups[index].backbone] = plan.trials[plan.name].error
+        self.networks[index] = net
+        for key in [k for k in self._probe_nets if k[0] == index]:
+            del self._probe_nets[key]  # the compiled candidates not chosen
+        if not self.uses_onnx(index):
+            for key in [k for k in self._sessions if k[0] == index]:
+                del self._sessions[key]
+
+    def _rule_plan(self, index: int) -> EnginePlan:
+        frame = self.groups[index].spec.kind == "frame"
+        return EnginePlan(self.engine if frame else "torch", self.precision, False, "rule")
+
+    def _choose(self, index: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Decide group ``index``'s engine on its first batch ``x`` (cache, else probe, else
+        the fixed rule) and return that batch's outputs."""
+        probe, group = self.probe, self.groups[index]
+        assert probe is not None
+        allowed = self.candidates(index)
+        key = self.choice_key(index, x)
+        trials = probe.cache.load(key)
+        rule = self._rule_plan(index)  # the usual choice, kept unless another clearly wins
+        compiled = probe.compile and rule.engine == "torch" and rule.precision != "fp32"
+        usual = f"compiled-{rule.precision}" if compiled else rule.name
+        covered = trials is not None and all(n in trials for n in allowed)
+        chosen = pick(trials, allowed, usual) if trials is not None and covered else None
+        if trials is not None and chosen is not None:
+            self._adopt(index, EnginePlan.named(chosen, "cache", trials))
+            result = self._run(index, x)
+            if self._agrees_with_fp32(index, x, result):
+                log.info("%s: engine %s (measured before on this CPU)", group.backbone, chosen)
+                return result
+            probe.cache.forget(key)
+        segment = group.spec.kind == "segment"
+        full = len(x) >= self.step(index, x.shape[1] if segment else 1)
+        if not probe.measure or not full or len(allowed) < 2:
+            plan = self._rule_plan(index)
+            if len(allowed) == 1:
+                plan = EnginePlan.named(allowed[0], "rule")
+            self._adopt(index, plan)
+            return self._run(index, x)
+        start = time.perf_counter()
+        reference = self._run_torch(index, x, self._eager[index], "fp32", pad=False)
+        candidates = [self._candidate(index, name, x) for name in allowed]
+        trials, outputs = measure(
+            candidates, reference, len(x), rounds=probe.rounds, timing=probe.timing
+        )
+        chosen = pick(trials, allowed, usual)
+        probe.cache.save(key, trials, chosen)
+        log.info(
+            "%s: engine %s, measured in %.1f s (%s)", group.backbone, chosen,
+            time.perf_counter() - start, ", ".join(
+                f"{n} {t.items_per_s:.1f}/s" if t.ok and t.items_per_s else f"{n} refused"
+                for n, t in trials.items()),
+        )  # fmt: skip
+        if chosen is None:  # every candidate refused (only bf16 allowed, and it is off)
+            log.warning("%s: no engine candidate agreed with fp32: running eager fp32",
+                        group.backbone)  # fmt: skip
+            self._adopt(index, EnginePlan("torch", "fp32", False, "probe", trials))
+            return reference
+        self._adopt(index, EnginePlan.named(chosen, "probe", trials))
+        return dict(outputs[chosen])
+
+    def _agrees_with_fp32(
+        self, index: int, x: torch.Tensor, result: Mapping[str, torch.Tensor]
+    ) -> bool:
+        """A cached choice's first batch against eager fp32 (its first :data:`CHECK_ITEMS`
+        items): the cache says what was fast, not that this run's graph is right. Compiled
+        plans have their own check (:meth:`_check_compiled`)."""
+        plan = self.plans[index]
+        assert plan is not None
+        if plan.compiled or (plan.engine == "torch" and plan.precision == "fp32"):
+            return True
+        probe = x[:CHECK_ITEMS]
+        ref = self._run_torch(index, probe, self._eager[index], "fp32", pad=False)
+        err = max(relative_error(result[n][: len(probe)], ref[n]) for n in ref)
+        limit = FEATURE_TOLERANCE[plan.precision]
+        if err <= limit:
+            return True
+        log.warning("%s: the cached engine %s is %.2g off eager fp32 (tolerance %.2g): "
+                    "measuring again", self.groups[index].backbone, plan.name, err, limit)  # fmt: skip
+        return False
 
     def _check_compiled(
         self, index: int, chunk: torch.Tensor, result: dict[str, torch.Tensor]
@@ -562,15 +870,17 @@ class FeatureExtractor:
         on every item), once or twice per job.
         """
         group = self.groups[index]
+        plan = self.plans[index]
+        precision = plan.precision if plan is not None else self.precision
         probe = chunk[:CHECK_ITEMS]
         ref = _as_dict(self._eager[index](probe))
         err = max(relative_error(result[name][: len(probe)], ref[name]) for name in result)
         self.compile_check[group.backbone] = err
-        limit = FEATURE_TOLERANCE[self.precision]
-        if err > limit and self.fast:
+        limit = FEATURE_TOLERANCE[precision]
+        if err > limit and precision != "fp32":
             # A deep network can be over the bound in bf16 however it runs (frozen random-weight
             # ResNet152 was 3.3e-2 off); no worse than twice eager's own error is no miscompile.
-            with self._autocast():
+            with self._autocast(precision):
                 eager = _as_dict(self._eager[index](probe))
             limit = max(limit, 2 * max(relative_error(eager[n], ref[n]) for n in result))
         if err <= limit:
@@ -579,7 +889,7 @@ class FeatureExtractor:
         frozen = index in self._frozen
         log.warning(
             "compiled %s is %.2g off eager fp32 (tolerance %.2g in %s): %s", group.backbone,
-            err, limit, self.precision,
+            err, limit, precision,
             "compiling it without freezing" if frozen else "running it eager",
         )  # fmt: skip
         if frozen:
@@ -588,7 +898,7 @@ class FeatureExtractor:
         else:
             self._unchecked.discard(index)
             self.networks[index] = self._eager[index]
-        with self._autocast():
+        with self._autocast(precision):
             again = _as_dict(self.networks[index](chunk))
         return self._check_compiled(index, chunk, again) if frozen else again
 

@@ -5,23 +5,37 @@ Layout (one folder per configuration)::
     <store root>/<backbone>-<layer|pooled>-<key>/
         config.json        every field that changes the features (human readable)
         manifest.sqlite    one row per video: id, status ok|failed, steps, dim, file, error,
-                           and the file's size, dtype and CRC-32 (manifest schema 2), and
-                           the source video's size and mtime_ns at extraction (schema 3)
+                           and the file's size, dtype and CRC-32 (manifest schema 2), the
+                           source video's size and mtime_ns at extraction (schema 3) and the
+                           feature file's mtime_ns as written (schema 4)
+        manifest-rank<k>-of-<n>.sqlite
+                           the same, written by rank k of an n-rank extraction only
         features/<id>.npy  float16 (default) or float32 array (T, D)
 
 ``key`` is a hash of ``config.json``'s fields (backbone, weights tag, layer, stream,
 preprocessing, sampling, dtype, format version). A feature file is written to a temp name and
 renamed, and only then is its manifest row committed: a kill between the two leaves a file
 without a row, which the next run simply writes again; a row never points at a missing or
-half-written file. The manifest uses SQLite in WAL mode with a busy timeout, so several
-processes (torchrun ranks) can write into one store at once.
+half-written file.
+
+Each manifest has one writer. A single process writes ``manifest.sqlite``; rank ``k`` of an
+``n``-rank extraction (torchrun, srun) writes ``manifest-rank<k>-of-<n>.sqlite`` and opens no
+other rank's shard, so ranks on different hosts never share a database file while they work.
+Manifests use a rollback journal, never WAL (which needs memory shared by all the processes
+using a file, i.e. one host); a manifest written by an older harkit in WAL mode is switched
+when its writer next opens it. Readers read every manifest of the folder as one: a video in
+several (a re-run with another number of ranks, a single-process run after a sharded one)
+counts by its row with the latest ``updated`` time, an ``ok`` row winning a tie. A rank reads
+its own shard, ``manifest.sqlite`` and shards of other rank counts (earlier runs), so a
+restarted rank or a re-run with other ranks skips what is done.
 
 Every read checks the file against its row, so a truncated, emptied or overwritten file is a
 :class:`DamagedFeatureError` naming the file, never a stray ``EOFError``: memory-mapped reads
 and :meth:`FeatureStore.damaged` (which ``extract`` runs to redo such files) check the size and
-the ``.npy`` header; full reads (training) also the CRC-32. Stores written before schema 2 are
-upgraded in place; their old rows, having no recorded size, are checked against the size
-their header implies.
+the ``.npy`` header (for a file whose size and mtime_ns are those its row recorded when it was
+written, schema 4, the size alone: it is the file written, and no header is opened again);
+full reads (training) also the CRC-32. Stores written before schema 2 are upgraded in place;
+their old rows, having no recorded size, are checked against the size their header implies.
 
 A row belongs to the source video it was extracted from: schema 3 records that file's size and
 ``st_mtime_ns`` (one ``os.stat``; a frame folder: the folder's). Ids are paths relative to a
@@ -38,6 +52,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sqlite3
 import time
 import zlib
@@ -69,16 +84,18 @@ __all__ = [
     "SourceStamp",
     "StoreConfig",
     "StoreRow",
+    "manifest_name",
     "source_stamp",
     "store_config",
 ]
 
 FEATURE_FORMAT_VERSION = 1
-MANIFEST_VERSION = 3
+MANIFEST_VERSION = 4
 """``PRAGMA user_version`` of the manifest: 2 added nbytes/dtype/crc32, 3 the source file's
-size and mtime_ns (0 = the first layout)."""
+size and mtime_ns, 4 the feature file's mtime_ns as written (0 = the first layout)."""
 _KEY_CHARS = 16
 _BUSY_TIMEOUT_MS = 120_000
+_LEAVE_WAL_TIMEOUT_MS = 2_000
 StoreDtype = Literal["float16", "float32"]
 
 
@@ -122,6 +139,10 @@ class StoreConfig(StrictModel):
     input_size: PositiveInt | tuple[PositiveInt, PositiveInt]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    resize_size: PositiveInt | None = None
+    """The weights entry's resize (used where ``transform`` sets none); None: the crop's."""
+    interpolation: str = "bilinear"
+    """The weights entry's (antialiased) resize interpolation."""
     transform: TransformConfig
     sampling: SamplingConfig
     sampling_id: str
@@ -134,6 +155,11 @@ class StoreConfig(StrictModel):
         fields = self.model_dump(mode="json")
         if fields["grid"] == 1:  # the key of every store made before grids existed
             del fields["grid"]
+        # likewise for the stores made before weights entries had their own resize / interpolation
+        if fields["resize_size"] is None:
+            del fields["resize_size"]
+        if fields["interpolation"] == "bilinear":
+            del fields["interpolation"]
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:_KEY_CHARS]
 
@@ -154,11 +180,13 @@ def store_config(
 ) -> StoreConfig:
     """The store configuration of ``source`` under ``sampling`` / ``transform``.
 
-    The input size follows the spec unless ``transform.crop_size`` overrides it (as
+    Input size, mean/std, resize and interpolation are the chosen weights entry's
+    (``spec.preprocessing_for(source.weights)``), sizes overridden by ``transform`` (as
     :class:`~harkit.features.extractor.Preprocessor` does); ``flow_method`` only counts for
     flow sources. A local weights file is identified by its content hash.
     """
     spec = get_backbone_spec(source.backbone)
+    prep = spec.preprocessing_for(source.weights)  # the chosen weights entry's
     transform = transform or TransformConfig()
     dim = spec.feature_dim
     if source.layer is not None:
@@ -176,9 +204,11 @@ def store_config(
         stream=source.stream,
         kind=spec.kind,
         feature_dim=dim,
-        input_size=transform.crop_size or spec.input_size,  # a pair: [height, width]
-        mean=spec.mean,
-        std=spec.std,
+        input_size=transform.crop_size or prep.input_size,  # a pair: [height, width]
+        mean=prep.mean,
+        std=prep.std,
+        resize_size=None if transform.resize or transform.crop_size else prep.resize_size,
+        interpolation=prep.interpolation,
         transform=transform,
         sampling=sampling,
         sampling_id=sampling.describe(),
@@ -209,6 +239,9 @@ class StoreRow:
     """Size of the source video at extraction; -1 when unknown (before manifest schema 3)."""
     source_mtime_ns: int = -1
     """``st_mtime_ns`` of the source video at extraction; -1 when unknown."""
+    file_mtime_ns: int = -1
+    """``st_mtime_ns`` of the feature file as written (schema 4): a file with this mtime and
+    ``nbytes`` is the one written, so its header is not re-read; -1 when unknown."""
 
     def matches(self, stamp: SourceStamp | None) -> bool:
         """Whether this row was made from a file with ``stamp`` (size and mtime_ns both equal).
@@ -233,17 +266,18 @@ CREATE TABLE videos (
     dtype     TEXT NOT NULL DEFAULT '',
     crc32     INTEGER NOT NULL DEFAULT -1,
     source_size     INTEGER NOT NULL DEFAULT -1,
-    source_mtime_ns INTEGER NOT NULL DEFAULT -1
+    source_mtime_ns INTEGER NOT NULL DEFAULT -1,
+    file_mtime_ns   INTEGER NOT NULL DEFAULT -1
 )"""
-# schema 0 -> 2 -> 3: ADD COLUMN appends, so old and new tables end up with one column order
+# schema 0 -> 2 -> 3 -> 4: ADD COLUMN appends, so old and new tables end up with one column order
 _ADDED_COLUMNS = (
     "nbytes INTEGER NOT NULL DEFAULT -1",
     "dtype TEXT NOT NULL DEFAULT ''",
     "crc32 INTEGER NOT NULL DEFAULT -1",
     "source_size INTEGER NOT NULL DEFAULT -1",
     "source_mtime_ns INTEGER NOT NULL DEFAULT -1",
+    "file_mtime_ns INTEGER NOT NULL DEFAULT -1",
 )
-_COLUMNS = ", ".join(StoreRow.__dataclass_fields__)
 
 
 def _check_folder(path: Path) -> None:
@@ -286,10 +320,149 @@ def _stamp_or_unknown(source: SourceStamp | None, path: str | Path) -> SourceSta
 
 
 def _check_id(video_id: str) -> str:
+    if os.sep == "/" and all(p not in ("", ".", "..") for p in video_id.split("/")):
+        return video_id  # already a clean relative POSIX path (no pathlib: once per row)
     parts = Path(video_id).parts
     if not video_id or Path(video_id).is_absolute() or ".." in parts:
         raise FeatureStoreError(f"video id must be a relative path inside the store: {video_id!r}")
     return Path(video_id).as_posix()
+
+
+def manifest_name(rank: int = 0, world_size: int = 1) -> str:
+    """The manifest file rank ``rank`` of ``world_size`` writes: ``manifest.sqlite`` for a
+    single process, else ``manifest-rank<rank>-of-<world_size>.sqlite``."""
+    if world_size == 1:
+        return FeatureStore.MANIFEST
+    return f"manifest-rank{rank}-of-{world_size}.sqlite"
+
+
+_SHARD_NAME = re.compile(r"manifest-rank(\d+)-of-(\d+)\.sqlite")
+_MISSING_COLUMN_DEFAULTS = {
+    "nbytes": "-1", "dtype": "''", "crc32": "-1", "source_size": "-1",
+    "source_mtime_ns": "-1", "file_mtime_ns": "-1",
+}  # fmt: skip
+
+
+def _is_manifest(name: str) -> bool:
+    return name == FeatureStore.MANIFEST or _SHARD_NAME.fullmatch(name) is not None
+
+
+def _newest(a: StoreRow, b: StoreRow) -> StoreRow:
+    """The row that counts when two manifests both hold a video: the later ``updated``; on a
+    tie an ``ok`` row over a ``failed`` one; else the first."""
+    return b if (b.updated, b.status == "ok") > (a.updated, a.status == "ok") else a
+
+
+class _Manifest:
+    """One manifest file: SQLite in a rollback-journal mode (never WAL), a connection per
+    process. Only the store's writer manifest is ever written (and created or upgraded);
+    the others are read as their schema stands."""
+
+    def __init__(self, path: Path, store: Path, *, writer: bool) -> None:
+        self.path, self.store, self.writer = path, store, writer
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        self._select: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers / spawn: no live handle
+        return {**self.__dict__, "_conn": None, "_pid": -1, "_select": None}
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """SQLite errors -> one :class:`FeatureStoreError` line naming this manifest."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise FeatureStoreError(
+                    f"{self.path} stayed locked for {_BUSY_TIMEOUT_MS // 1000} s ({exc}); "
+                    "another process is writing it: let it finish and re-run"
+                ) from None
+            raise FeatureStoreError(
+                f"{self.path} is not a readable SQLite database ({one_line(exc)}); delete the "
+                f"folder {self.store} to re-extract"
+            ) from None
+
+    def connection(self) -> sqlite3.Connection:
+        # a connection must not cross fork(): reopen in each process
+        if self._conn is None or self._pid != os.getpid():
+            mode = "rwc" if self.writer else "rw"  # a reader never creates a manifest
+            with self.errors():
+                conn = sqlite3.connect(
+                    f"{self.path.absolute().as_uri()}?mode={mode}", uri=True,
+                    timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                )  # fmt: skip
+                try:
+                    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                    if self.writer:
+                        _leave_wal(conn)
+                    conn.execute("PRAGMA synchronous = FULL")
+                except BaseException:
+                    conn.close()
+                    raise
+            self._conn, self._pid, self._select = conn, os.getpid(), None
+        return self._conn
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self.errors():
+            return self.connection().execute(sql, args).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.errors(), _Transaction(self.connection()) as db:
+            yield db
+
+    def layout(self) -> tuple[int, list[str]]:
+        version = self.query("PRAGMA user_version")[0][0]
+        return version, [r[1] for r in self.query("PRAGMA table_info(videos)")]
+
+    def check_version(self, version: int) -> None:
+        if version > MANIFEST_VERSION:
+            raise FeatureStoreError(
+                f"{self.path} was written by a newer harkit (manifest schema {version}, this "
+                f"one reads up to {MANIFEST_VERSION}); upgrade harkit, or delete the folder "
+                f"{self.store} to re-extract"
+            )
+
+    def select(self) -> str | None:
+        """``StoreRow`` columns as this manifest's layout holds them (columns an older schema
+        lacks read as unknown); None while it has no table (a rank just starting)."""
+        if self._select is None or self._pid != os.getpid():
+            version, columns = self.layout()
+            self.check_version(version)
+            if not columns:
+                return None
+            self._select = ", ".join(
+                name if name in columns else f"{_MISSING_COLUMN_DEFAULTS[name]} AS {name}"
+                for name in StoreRow.__dataclass_fields__
+            )
+        return self._select
+
+    def rows(self, where: str = "", args: tuple[Any, ...] = ()) -> list[StoreRow]:
+        select = self.select()
+        if select is None:
+            return []
+        return [StoreRow(*r) for r in self.query(f"SELECT {select} FROM videos {where}", args)]
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn, self._select = None, None
+
+
+def _leave_wal(conn: sqlite3.Connection) -> None:
+    """Switch a manifest written by an older harkit (WAL mode, which needs memory shared by
+    every process using the file, so one host) to a rollback journal. Needs the file to
+    itself: while another process holds it open it stays WAL for now (fine on one host)."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        return
+    conn.execute(f"PRAGMA busy_timeout = {_LEAVE_WAL_TIMEOUT_MS}")
+    try:
+        conn.execute("PRAGMA journal_mode = DELETE")
+    except sqlite3.OperationalError:  # locked by another process
+        pass
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
 
 
 class FeatureStore:
@@ -299,14 +472,29 @@ class FeatureStore:
     existing store with another configuration raises :class:`FeatureStoreError` naming the
     fields that differ. ``FeatureStore(path)`` opens an existing store as it is.
     ``FeatureStore.at(root, config)`` places the store under ``root`` by its key.
+
+    ``shard=(rank, world_size)`` (``world_size > 1``) makes this process rank ``rank``: it
+    writes only ``manifest-rank<rank>-of-<world_size>.sqlite`` and reads its own shard, the
+    single-process manifest and shards of other world sizes, never a sibling rank's shard.
+    Without it the store writes ``manifest.sqlite`` and reads every manifest as one.
     """
 
     CONFIG = "config.json"
     MANIFEST = "manifest.sqlite"
     FEATURES = "features"
 
-    def __init__(self, path: str | os.PathLike[str], config: StoreConfig | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        config: StoreConfig | None = None,
+        *,
+        shard: tuple[int, int] | None = None,
+    ) -> None:
         self.path = Path(path)
+        rank, world_size = shard or (0, 1)
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise FeatureStoreError(f"shard needs 0 <= rank < world_size, got {shard}")
+        self.shard = (rank, world_size)
         _check_folder(self.path)
         stamp = self.path / self.CONFIG
         if stamp.is_file():
@@ -334,13 +522,29 @@ class FeatureStore:
             self.config = config
             (self.path / self.FEATURES).mkdir(parents=True, exist_ok=True)
             atomic_write_text(stamp, json.dumps(config.model_dump(mode="json"), indent=1) + "\n")
-        self._conn: sqlite3.Connection | None = None
-        self._pid = -1
-        self._prepare_manifest()
+        self._writer = _Manifest(
+            self.path / manifest_name(rank, world_size), self.path, writer=True
+        )
+        self._readers: dict[str, _Manifest] = {}
+        self._listing: tuple[int, list[str]] | None = None
+        self._prepared = False
+        self._pending: list[tuple[str, tuple[Any, ...]]] | None = None
+        self._batch = (0, 0.0, 0.0)  # max rows, max seconds, when the first pending row came
+        # A rank's shard is made at once; the single-process manifest too in a store that has
+        # none yet, else only when first written (a reader of a store filled by ranks, on any
+        # host, creates nothing).
+        if world_size > 1 or self._writer.path.is_file() or not self._manifest_names():
+            self._prepare_manifest()
 
     @classmethod
-    def at(cls, root: str | os.PathLike[str], config: StoreConfig) -> FeatureStore:
-        return cls(Path(root) / config.folder_name(), config)
+    def at(
+        cls,
+        root: str | os.PathLike[str],
+        config: StoreConfig,
+        *,
+        shard: tuple[int, int] | None = None,
+    ) -> FeatureStore:
+        return cls(Path(root) / config.folder_name(), config, shard=shard)
 
     @property
     def key(self) -> str:
@@ -350,70 +554,25 @@ class FeatureStore:
     def dtype(self) -> np.dtype:
         return np.dtype(self.config.dtype)
 
+    @property
+    def manifest(self) -> Path:
+        """The manifest this process writes."""
+        return self._writer.path
+
     # -- manifest ---------------------------------------------------------------------------
 
-    @contextmanager
-    def _sqlite(self) -> Iterator[None]:
-        """SQLite errors -> one :class:`FeatureStoreError` line naming the manifest."""
-        try:
-            yield
-        except sqlite3.DatabaseError as exc:
-            manifest = self.path / self.MANIFEST
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise FeatureStoreError(
-                    f"{manifest} stayed locked for {_BUSY_TIMEOUT_MS // 1000} s ({exc}); "
-                    "another process is writing it: let it finish and re-run"
-                ) from None
-            raise FeatureStoreError(
-                f"{manifest} is not a readable SQLite database ({one_line(exc)}); delete the "
-                f"folder {self.path} to re-extract"
-            ) from None
-
-    def _connection(self) -> sqlite3.Connection:
-        # a connection must not cross fork(): reopen in each process
-        if self._conn is None or self._pid != os.getpid():
-            with self._sqlite():
-                conn = sqlite3.connect(
-                    self.path / self.MANIFEST, timeout=_BUSY_TIMEOUT_MS / 1000,
-                    isolation_level=None,
-                )  # fmt: skip
-                try:
-                    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    conn.execute("PRAGMA synchronous = NORMAL")
-                except BaseException:
-                    conn.close()
-                    raise
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
-
-    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._sqlite():
-            return self._connection().execute(sql, args).fetchall()
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        with self._sqlite(), _Transaction(self._connection()) as db:
-            yield db
-
-    def _layout(self) -> tuple[int, list[str]]:
-        version = self._query("PRAGMA user_version")[0][0]
-        return version, [r[1] for r in self._query("PRAGMA table_info(videos)")]
-
     def _prepare_manifest(self) -> None:
-        """Create the table, or upgrade an older manifest in place (once, under the lock)."""
-        version, columns = self._layout()
+        """Create the writer manifest's table, or upgrade an older one in place (once, under
+        the lock)."""
+        writer = self._writer
+        version, columns = writer.layout()
         if version == MANIFEST_VERSION and columns:
             pass
         elif version > MANIFEST_VERSION:
-            raise FeatureStoreError(
-                f"{self.path / self.MANIFEST} was written by a newer harkit (manifest schema "
-                f"{version}, this one reads up to {MANIFEST_VERSION}); upgrade harkit, or delete "
-                f"the folder {self.path} to re-extract"
-            )
+            writer.check_version(version)
         else:
-            with self._db() as db:  # another process may have done it meanwhile: look again
-                version, columns = self._layout()
+            with writer.transaction() as db:  # another process may have done it meanwhile
+                version, columns = writer.layout()
                 if not columns:
                     db.execute(_TABLE)
                 elif version < MANIFEST_VERSION:
@@ -422,20 +581,121 @@ class FeatureStore:
                             db.execute(f"ALTER TABLE videos ADD COLUMN {column}")
                 db.execute("CREATE INDEX IF NOT EXISTS videos_path ON videos (path)")
                 db.execute(f"PRAGMA user_version = {MANIFEST_VERSION}")
-            version, columns = self._layout()
+            version, columns = writer.layout()
+            writer.close()  # reopened with the new layout
         if columns != list(StoreRow.__dataclass_fields__):
             raise FeatureStoreError(
-                f"{self.path / self.MANIFEST} has an unexpected layout (columns: "
-                f"{', '.join(columns)}); delete the folder {self.path} to re-extract"
+                f"{writer.path} has an unexpected layout (columns: {', '.join(columns)}); "
+                f"delete the folder {self.path} to re-extract"
             )
+        self._prepared = True
+
+    def _manifest_names(self) -> list[str]:
+        """The manifest files in the folder (listed again when the folder changed)."""
+        try:
+            changed = os.stat(self.path).st_mtime_ns
+        except OSError:
+            changed = -1
+        if self._listing is None or self._listing[0] != changed:
+            try:
+                names = sorted(n for n in os.listdir(self.path) if _is_manifest(n))
+            except OSError:
+                names = []
+            self._listing = (changed, names)
+        return self._listing[1]
+
+    def _manifests(self) -> list[_Manifest]:
+        """What this process reads: its own manifest first, then the others it may read."""
+        world_size = self.shard[1]
+        out = [self._writer] if self._prepared else []
+        for name in self._manifest_names():
+            if name == self._writer.path.name:
+                if not self._prepared:
+                    out.insert(0, self._writer)
+                continue
+            shard = _SHARD_NAME.fullmatch(name)
+            if world_size > 1 and shard is not None and int(shard[2]) == world_size:
+                continue  # a sibling rank's shard, being written meanwhile: never opened
+            if name not in self._readers:
+                self._readers[name] = _Manifest(self.path / name, self.path, writer=False)
+            out.append(self._readers[name])
+        return out
+
+    def manifests(self) -> list[Path]:
+        """The manifest files this process reads (its own first)."""
+        return [m.path for m in self._manifests()]
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        if self._pending is not None:
+            if not self._pending:
+                self._batch = (*self._batch[:2], time.monotonic())
+            self._pending.append((sql, args))
+            rows, seconds, since = self._batch
+            if len(self._pending) >= rows or time.monotonic() - since >= seconds:
+                self.flush()
+            return
+        if not self._prepared:
+            self._prepare_manifest()
+        with self._writer.transaction() as db:
+            db.execute(sql, args)
+
+    def flush(self) -> None:
+        """Commit the rows :meth:`batched` holds back (one transaction)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        if not self._prepared:
+            self._prepare_manifest()
+        with self._writer.transaction() as db:
+            for sql, args in pending:
+                db.execute(sql, args)
+
+    @contextmanager
+    def batched(self, max_rows: int = 256, max_seconds: float = 1.0) -> Iterator[FeatureStore]:
+        """Group commits: rows written inside are committed together, at the latest once
+        ``max_rows`` wait or the first has waited ``max_seconds`` (checked on each write), and
+        on leaving. A committed row's file is on disk, as without batching; a process killed
+        meanwhile loses the rows not yet committed, and the next run extracts those videos
+        again (their files are rewritten). Reads through this object see every row."""
+        if self._pending is not None:  # nested: the outer batch decides
+            yield self
+            return
+        self._pending, self._batch = [], (max_rows, max_seconds, time.monotonic())
+        try:
+            yield self
+        finally:
+            try:
+                self.flush()
+            finally:
+                self._pending = None
 
     def close(self) -> None:
-        if self._conn is not None and self._pid == os.getpid():
-            self._conn.close()
-        self._conn = None
+        self.flush()
+        for manifest in (self._writer, *self._readers.values()):
+            manifest.close()
 
-    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers / spawn: no live handle
-        return {**self.__dict__, "_conn": None, "_pid": -1}
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers / spawn
+        if self._pending:
+            self.flush()
+        return {**self.__dict__, "_pending": None}
+
+    def _all_rows(self, where: str = "", args: tuple[Any, ...] = ()) -> list[StoreRow]:
+        """Rows of every manifest read (several per video where manifests overlap)."""
+        if self._pending:
+            self.flush()
+        found: list[StoreRow] = []
+        for manifest in self._manifests():
+            found += manifest.rows(where, args)
+        return found
+
+    def latest_rows(self) -> dict[str, StoreRow]:
+        """Every video's row: where manifests overlap, the one that counts (:func:`_newest`).
+        One read of each manifest: what ``extract`` decides from."""
+        merged: dict[str, StoreRow] = {}
+        for row in self._all_rows():
+            old = merged.get(row.video_id)
+            merged[row.video_id] = row if old is None else _newest(old, row)
+        return merged
 
     def file_for(self, video_id: str) -> Path:
         return self.path / self.FEATURES / f"{_check_id(video_id)}.npy"
@@ -471,24 +731,24 @@ class FeatureStore:
         with atomic_output(target, suffix=".npy") as tmp:
             np.save(tmp, stored)
             written = tmp.read_bytes()  # size and checksum of what is on disk, for later reads
+            file_mtime = os.stat(tmp).st_mtime_ns  # kept by the rename: the file as written
         size, mtime = _stamp_or_unknown(source, path)
         now = time.time()
-        with self._db() as db:
-            db.execute(
-                "INSERT INTO videos (video_id, status, num_steps, dim, file, error, path, "
-                "created, updated, nbytes, dtype, crc32, source_size, source_mtime_ns) "
-                "VALUES (?, 'ok', ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(video_id) DO UPDATE SET status='ok', num_steps=excluded.num_steps, "
-                "dim=excluded.dim, file=excluded.file, error='', path=excluded.path, "
-                "updated=excluded.updated, nbytes=excluded.nbytes, dtype=excluded.dtype, "
-                "crc32=excluded.crc32, source_size=excluded.source_size, "
-                "source_mtime_ns=excluded.source_mtime_ns",
-                (
-                    _check_id(video_id), features.shape[0], features.shape[1],
-                    target.relative_to(self.path).as_posix(), str(path), now, now,
-                    len(written), self.config.dtype, zlib.crc32(written), size, mtime,
-                ),
-            )  # fmt: skip
+        self._write(
+            "INSERT INTO videos (video_id, status, num_steps, dim, file, error, path, "
+            "created, updated, nbytes, dtype, crc32, source_size, source_mtime_ns, "
+            "file_mtime_ns) VALUES (?, 'ok', ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(video_id) DO UPDATE SET status='ok', num_steps=excluded.num_steps, "
+            "dim=excluded.dim, file=excluded.file, error='', path=excluded.path, "
+            "updated=excluded.updated, nbytes=excluded.nbytes, dtype=excluded.dtype, "
+            "crc32=excluded.crc32, source_size=excluded.source_size, "
+            "source_mtime_ns=excluded.source_mtime_ns, file_mtime_ns=excluded.file_mtime_ns",
+            (
+                _check_id(video_id), features.shape[0], features.shape[1],
+                target.relative_to(self.path).as_posix(), str(path), now, now,
+                len(written), self.config.dtype, zlib.crc32(written), size, mtime, file_mtime,
+            ),
+        )  # fmt: skip
         return target
 
     def put_failed(
@@ -503,58 +763,57 @@ class FeatureStore:
         ``source`` as in :meth:`put`, so the video is retried once its file changes."""
         size, mtime = _stamp_or_unknown(source, path)
         now = time.time()
-        with self._db() as db:
-            db.execute(
-                "INSERT INTO videos (video_id, status, num_steps, dim, file, error, path, "
-                "created, updated, source_size, source_mtime_ns) "
-                "VALUES (?, 'failed', 0, 0, '', ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(video_id) DO UPDATE SET status='failed', num_steps=0, dim=0, "
-                "file='', error=excluded.error, path=excluded.path, updated=excluded.updated, "
-                "nbytes=-1, dtype='', crc32=-1, source_size=excluded.source_size, "
-                "source_mtime_ns=excluded.source_mtime_ns",
-                (_check_id(video_id), error, str(path), now, now, size, mtime),
-            )
+        self._write(
+            "INSERT INTO videos (video_id, status, num_steps, dim, file, error, path, "
+            "created, updated, source_size, source_mtime_ns) "
+            "VALUES (?, 'failed', 0, 0, '', ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(video_id) DO UPDATE SET status='failed', num_steps=0, dim=0, "
+            "file='', error=excluded.error, path=excluded.path, updated=excluded.updated, "
+            "nbytes=-1, dtype='', crc32=-1, source_size=excluded.source_size, "
+            "source_mtime_ns=excluded.source_mtime_ns, file_mtime_ns=-1",
+            (_check_id(video_id), error, str(path), now, now, size, mtime),
+        )
+
+    def _one(self, found: list[StoreRow]) -> StoreRow | None:
+        best = None
+        for row in found:
+            best = row if best is None else _newest(best, row)
+        return best
 
     def row(self, video_id: str) -> StoreRow | None:
-        found = self._query(
-            f"SELECT {_COLUMNS} FROM videos WHERE video_id = ?", (_check_id(video_id),)
-        )
-        return StoreRow(*found[0]) if found else None
+        return self._one(self._all_rows("WHERE video_id = ?", (_check_id(video_id),)))
 
     def find_path(self, path: str | Path) -> StoreRow | None:
         """The row recorded for the video file ``path`` (absolute path at extraction)."""
-        found = self._query(
-            f"SELECT {_COLUMNS} FROM videos WHERE path = ? ORDER BY updated DESC LIMIT 1",
-            (os.path.abspath(path),),
-        )
-        return StoreRow(*found[0]) if found else None
+        return self._one(self._all_rows(
+            "WHERE path = ? ORDER BY updated DESC LIMIT 1", (os.path.abspath(path),)
+        ))  # fmt: skip
 
     def rows(self, status: str | None = None) -> Iterator[StoreRow]:
-        query, args = f"SELECT {_COLUMNS} FROM videos", ()
-        if status is not None:
-            query, args = query + " WHERE status = ?", (status,)
-        for found in self._query(query + " ORDER BY video_id", args):
-            yield StoreRow(*found)
+        merged = self.latest_rows()
+        for vid in sorted(merged):
+            if status is None or merged[vid].status == status:
+                yield merged[vid]
 
     def done_ids(self, include_failed: bool = True) -> set[str]:
         """Ids with a row (``ok``, and ``failed`` unless ``include_failed=False``)."""
-        query = "SELECT video_id FROM videos"
-        if not include_failed:
-            query += " WHERE status = 'ok'"
-        return {r[0] for r in self._query(query)}
+        return {
+            vid for vid, row in self.latest_rows().items() if include_failed or row.status == "ok"
+        }
 
     def changed(self, stamps: dict[str, SourceStamp | None]) -> set[str]:
         """Ids of ``stamps`` (id -> the video's current :func:`source_stamp`) whose row, ok or
         failed, was made from another file (:meth:`StoreRow.matches` is false)."""
-        found = set()
-        for row in self.rows():
-            if row.video_id in stamps and not row.matches(stamps[row.video_id]):
-                found.add(row.video_id)
-        return found
+        return {
+            vid for vid, row in self.latest_rows().items()
+            if vid in stamps and not row.matches(stamps[vid])
+        }  # fmt: skip
 
     def counts(self) -> dict[str, int]:
-        found = self._query("SELECT status, COUNT(*) FROM videos GROUP BY status")
-        return {"ok": 0, "failed": 0, **dict(found)}
+        found = {"ok": 0, "failed": 0}
+        for row in self.latest_rows().values():
+            found[row.status] += 1
+        return found
 
     def __len__(self) -> int:
         return sum(self.counts().values())
@@ -590,12 +849,22 @@ class FeatureStore:
             raise DamagedFeatureError(file, f"is {size} bytes, its header needs {needed}")
 
     def check_row(self, row: StoreRow) -> None:
-        """Cheap check of an ``ok`` row's file: size and ``.npy`` header, no data read.
-        Raises :class:`DamagedFeatureError`."""
-        file = self.path / row.file
+        """Cheap check of an ``ok`` row's file: size and ``.npy`` header, no data read; a file
+        whose size and mtime_ns are those recorded when it was written (schema 4) is the file
+        written, and its header is not opened again. Raises :class:`DamagedFeatureError`."""
         try:
-            size = file.stat().st_size
-            self._check_size(row, file, size)
+            st = os.stat(os.path.join(self.path, row.file))  # no pathlib: once per video
+        except FileNotFoundError:
+            raise DamagedFeatureError(self.path / row.file, "is missing") from None
+        except OSError as exc:
+            raise DamagedFeatureError(
+                self.path / row.file, f"is not a readable .npy file ({one_line(exc)})"
+            ) from None
+        if 0 <= row.file_mtime_ns == st.st_mtime_ns and row.nbytes == st.st_size:
+            return  # the file as written
+        file = self.path / row.file
+        self._check_size(row, file, st.st_size)
+        try:
             with open(file, "rb") as handle:
                 header = _npy_header(handle)
         except FileNotFoundError:
@@ -604,7 +873,7 @@ class FeatureStore:
             raise DamagedFeatureError(
                 file, f"is not a readable .npy file ({one_line(exc)})"
             ) from None
-        self._check_header(row, file, header, size)
+        self._check_header(row, file, header, st.st_size)
 
     def load_row(self, row: StoreRow, *, mmap: bool = False) -> np.ndarray:
         """The row's features, checked against the row (see the module docstring)."""
@@ -614,9 +883,16 @@ class FeatureStore:
         if mmap:
             self.check_row(row)
             try:
-                return np.load(file, mmap_mode="r", allow_pickle=False)
+                array = np.load(file, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError, EOFError) as exc:  # changed since the check
                 raise DamagedFeatureError(file, f"is unreadable ({one_line(exc)})") from None
+            recorded = np.dtype(row.dtype or self.config.dtype)
+            if array.shape != (row.num_steps, row.dim) or array.dtype != recorded:
+                raise DamagedFeatureError(  # the check may have trusted the file's stat
+                    file, f"holds {array.shape} {array.dtype}, the manifest recorded "
+                    f"({row.num_steps}, {row.dim}) {recorded}",
+                )  # fmt: skip
+            return array
         try:
             data = file.read_bytes()
         except FileNotFoundError:
@@ -641,16 +917,21 @@ class FeatureStore:
             ) from None
         return array
 
-    def damaged(self, ids: Collection[str] | None = None) -> dict[str, DamagedFeatureError]:
-        """``ok`` rows (of ``ids``, default all) whose file fails :meth:`check_row`."""
+    def damaged(
+        self,
+        ids: Collection[str] | None = None,
+        rows: dict[str, StoreRow] | None = None,
+    ) -> dict[str, DamagedFeatureError]:
+        """``ok`` rows (of ``ids``, default all) whose file fails :meth:`check_row`;
+        ``rows``: :meth:`latest_rows` when the caller has them already."""
         found = {}
-        for row in self.rows("ok"):
-            if ids is not None and row.video_id not in ids:
+        for vid, row in (rows if rows is not None else self.latest_rows()).items():
+            if row.status != "ok" or (ids is not None and vid not in ids):
                 continue
             try:
                 self.check_row(row)
             except DamagedFeatureError as exc:
-                found[row.video_id] = exc
+                found[vid] = exc
         return found
 
     def get(self, video_id: str, *, mmap: bool = False) -> np.ndarray:

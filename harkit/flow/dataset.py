@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from harkit.data.clips import SkippedVideo
+from harkit.data.clips import EpochSeeded, SkippedVideo
 from harkit.data.datasets import VideoIndex
 from harkit.data.jobs import common_video_root
 from harkit.data.sampling import SamplingConfig, sample_indices
@@ -70,7 +70,7 @@ def flow_to_tensor(
     return flow.contiguous()
 
 
-class FlowDataset(Dataset):
+class FlowDataset(EpochSeeded, Dataset):
     """Items of a :class:`VideoIndex` as stored flow clips (see the module docstring).
 
     ``video_root`` maps videos to flow files as the extraction did; by default it is read from
@@ -117,7 +117,7 @@ class FlowDataset(Dataset):
         except FlowFileError as exc:
             return SkippedVideo(i, str(item.path), str(exc))
         pairs = len(stored.flow)
-        rng = np.random.default_rng([torch.initial_seed() % 2**63, i]) if self.train else None
+        rng = self.item_rng(i) if self.train else None
         if self.sampling is None:
             picks, mask = np.arange(pairs), np.ones(pairs, dtype=bool)
         else:

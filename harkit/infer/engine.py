@@ -13,12 +13,18 @@ replaces it for streamable frame (2D) encoders:
   torch's thread count (``'onnx'``), or its int8 copy (``'int8'``,
   :mod:`harkit.infer.quantize`), or the encoder's own PyTorch path (``'torch'``).
 
-``'auto'`` is ``'onnx'`` on a CPU for fast encoders and ``'torch'`` otherwise (the fp32
-reference, ``fast=False``, and GPUs). It does not depend on bf16: at batch 1 on the 2-core
+``'auto'`` on a CPU for fast encoders is measured, not a fixed rule (``'torch'`` stays for
+the fp32 reference, ``fast=False``, and GPUs): the candidates (ORT fp32 and eager PyTorch in
+the encoder's precision, bf16 where :mod:`harkit.precision` runs the encoder in bf16;
+compiled PyTorch too with :class:`StreamProbe` ``compile=True``, off by default since a
+stream would wait for the compile on every start) are run at batch 1 on probe frames, each
+held against the fp32 encoder, and the fastest is cached per CPU, network and input shape
+with the extraction's probe (:mod:`harkit.engine_choice`). ORT fp32 stays unless another is
+more than :data:`~harkit.engine_choice.PREFER_MARGIN` faster: at batch 1 on the 2-core
 AVX-512 (native bf16) CPU this was written on, ORT fp32 ran MobileNetV3-L 4x faster than
-eager PyTorch in fp32 or bf16 (``benchmarks/infer.py``), and it is exact to fp32 (~1e-6),
-so one path serves CPUs with and without native bf16. int8 is never automatic (see
-:mod:`harkit.infer.quantize`).
+eager PyTorch in fp32 or bf16 (``benchmarks/infer.py``), and it is exact to fp32 (~1e-6).
+Eager PyTorch in the encoder's own precision is the encoder's own path (``None``). int8 is
+never automatic (see :mod:`harkit.infer.quantize`).
 
 Every engine checks itself against the fp32 PyTorch branch on probe frames when it is built
 (:attr:`StreamEngine.check`), and a float engine whose error exceeds :data:`FLOAT_TOLERANCE`
@@ -27,11 +33,12 @@ is refused (the stream falls back to the encoder), so a bad export cannot pass s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,15 +47,27 @@ import torch
 from torch import Tensor, nn
 
 from harkit.data.transforms import ClipTransform
+from harkit.engine_choice import (
+    PROBE_ROUNDS,
+    Candidate,
+    ChoiceCache,
+    Trial,
+    choice_key,
+    measure,
+    pick,
+    wall_timing,
+)
 from harkit.infer.errors import InferenceError
 from harkit.infer.pipeline import Branch, Encoder, SplitModel
 from harkit.infer.quantize import QuantMode, compare_outputs, quantize_onnx
+from harkit.precision import FEATURE_TOLERANCE
 
 __all__ = [
     "FLOAT_TOLERANCE",
     "FramePrep",
     "StreamEngine",
     "StreamEngineName",
+    "StreamProbe",
     "build_stream_engine",
     "stream_engine",
 ]
@@ -78,8 +97,10 @@ class FramePrep:
         mean: Sequence[float],
         std: Sequence[float],
         antialias: bool = True,
+        interpolation: str = "bilinear",
     ) -> None:
         self.resize, self.crop, self.antialias = resize, crop, antialias
+        self.interpolation = interpolation  # the backbone weights entry's
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self.array = np.empty((1, 3, *crop), np.float32)
@@ -96,11 +117,13 @@ class FramePrep:
             return None
         resize, crop, _, norm = steps
         mode = resize.interpolation  # an InterpolationMode or its string value
+        mode = getattr(mode, "value", mode)
         if (len(resize.size) != 1 or resize.max_size is not None
-                or getattr(mode, "value", mode) != InterpolationMode.BILINEAR.value):  # fmt: skip
+                or mode not in (InterpolationMode.BILINEAR.value,
+                                InterpolationMode.BICUBIC.value)):  # fmt: skip
             return None
         h, w = crop.size
-        return cls(resize.size[0], (h, w), norm.mean, norm.std, bool(resize.antialias))
+        return cls(resize.size[0], (h, w), norm.mean, norm.std, bool(resize.antialias), mode)
 
     def __call__(self, frame: np.ndarray) -> Tensor:
         from torchvision.transforms.v2 import functional as F
@@ -108,7 +131,9 @@ class FramePrep:
         x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None]
         # torchvision's own kernels on a plain tensor: same pixels as ClipTransform, without
         # its per-call tv_tensors wrapping and transform dispatch
-        x = F.resize(x, [self.resize], antialias=self.antialias)
+        x = F.resize(
+            x, [self.resize], F.InterpolationMode(self.interpolation), antialias=self.antialias
+        )
         x = F.center_crop(x, list(self.crop))
         torch.mul(x, 1.0 / 255.0, out=self.out)  # uint8 -> float into the reused buffer
         return self.out.sub_(self.mean).div_(self.std)
@@ -180,6 +205,41 @@ def _ort_runner(branch: Branch, kind: str, calibration: Tensor | None, quant: Qu
     return _Runner(branch, call, kind)
 
 
+def _torch_runner(branch: Branch, precision: str, compiled: bool) -> _Runner:
+    """One branch's PyTorch module at batch 1, channels-last, eager or ``torch.compile``-d
+    (frozen, one shape), under bf16 autocast for ``precision='bf16'``."""
+    from harkit.features.extractor import compile_network
+
+    module = branch.module.to(memory_format=torch.channels_last).eval()
+    if compiled:
+        module = compile_network(module)
+
+    def call(x: Tensor) -> list[Tensor]:
+        x = x.contiguous(memory_format=torch.channels_last)
+        autocast = (
+            torch.autocast("cpu", dtype=torch.bfloat16)
+            if precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with torch.no_grad(), autocast:
+            out = module(x)
+        return [o.float() for o in out]
+
+    kind = f"{'compiled' if compiled else 'eager'}-{precision}"
+    return _Runner(branch, call, kind)
+
+
+@dataclass(frozen=True)
+class StreamProbe:
+    """How ``'auto'`` measures the stream engines (see the module docstring)."""
+
+    compile: bool = False
+    """Try compiled PyTorch too (its compile runs again on every stream start)."""
+    rounds: int = PROBE_ROUNDS
+    timing: Callable[[str, Callable[[], Any]], float] = wall_timing
+    cache: ChoiceCache = field(default_factory=ChoiceCache)
+
+
 @dataclass
 class StreamEngine:
     """A streamable frame encoder's fast per-frame path (see the module docstring).
@@ -194,6 +254,9 @@ class StreamEngine:
     runners: list[_Runner]
     check: dict[str, float] = field(default_factory=dict)
     """Error against the fp32 PyTorch encoder on the probe frames (:func:`compare_outputs`)."""
+    chosen_by: str = "explicit"
+    """``'explicit'`` (asked for), ``'probe'`` (measured now) or ``'cache'`` (earlier)."""
+    trials: dict[str, Trial] | None = None
 
     def encode(self, frames: np.ndarray) -> Tensor:
         if frames.shape[0] != 1:
@@ -208,7 +271,14 @@ class StreamEngine:
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def describe(self) -> dict[str, Any]:
-        return {"engine": self.kind, "threads": torch.get_num_threads(), **self.check}
+        out = {"engine": self.kind, "threads": torch.get_num_threads(), **self.check,
+               "chosen_by": self.chosen_by}  # fmt: skip
+        if self.trials:
+            out["probe"] = {
+                name: {"items_per_s": t.items_per_s, "error": t.error, "refused": t.refused}
+                for name, t in self.trials.items()
+            }
+        return out
 
 
 def _reference(encoder: Encoder, frames: np.ndarray) -> Tensor:
@@ -238,19 +308,108 @@ def probe_frames(count: int = 4, size: tuple[int, int] = (240, 320), seed: int =
     return (high * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def _stream_candidates(encoder: Encoder, probe: StreamProbe) -> list[str]:
+    """ORT fp32 and PyTorch in the encoder's precision (the rule of :mod:`harkit.precision`,
+    which the head and the batch paths of the same run follow too)."""
+    import importlib.util
+
+    names = []
+    if importlib.util.find_spec("onnxruntime") is not None:
+        names.append("onnx-fp32")
+    if probe.compile:
+        names.append(f"compiled-{encoder.precision}")
+    return [*names, f"eager-{encoder.precision}"]
+
+
+def _build_runners(
+    encoder: Encoder, name: str, calib: Mapping[Any, Tensor] | None, quant: QuantMode
+) -> list[_Runner]:
+    kind, _, precision = name.partition("-")
+    if kind in ("onnx", "int8"):
+        ort_kind = "int8" if kind == "int8" else "onnx"
+        return [
+            _ort_runner(b, ort_kind, calib[b.prep_key] if calib else None, quant)
+            for b in encoder.branches
+        ]
+    return [_torch_runner(b, precision, kind == "compiled") for b in encoder.branches]
+
+
+def _encode_all(
+    encoder: Encoder, runners: list[_Runner], inputs: list[dict[Any, Tensor]]
+) -> dict[str, Tensor]:
+    """The probe frames' rows through ``runners``, one frame per call (as streamed)."""
+    rows = []
+    for frame_inputs in inputs:
+        feats: dict[str, Tensor] = {}
+        for runner in runners:
+            outs = runner.call(frame_inputs[runner.branch.prep_key])
+            feats.update(zip(runner.branch.outputs, outs, strict=True))
+        rows.append(torch.cat([feats[key].float() for key in encoder.order], dim=-1))
+    return {"features": torch.cat(rows)}
+
+
+def _stream_key(encoder: Encoder) -> dict[str, Any]:
+    network = {
+        "branches": [[b.name, list(b.outputs), list(b.input_shape)] for b in encoder.branches]
+    }
+    return choice_key("stream", network, (1, *encoder.branches[0].input_shape))
+
+
+def _choose_stream_engine(
+    encoder: Encoder,
+    preps: dict[Any, FramePrep],
+    probes: np.ndarray,
+    reference: Tensor,
+    probe: StreamProbe,
+) -> tuple[str | None, str, dict[str, Trial] | None, dict[str, list[_Runner]]]:
+    """``(candidate or None, chosen_by, trials, runners built on the way)``: the cached
+    choice where every candidate measured fine before, else a probe on ``probes``."""
+    allowed = _stream_candidates(encoder, probe)
+    key = _stream_key(encoder)
+    cached = probe.cache.load(key)
+    # a refusal is measured again (an export failure may be gone); probing costs a second
+    if cached is not None and all(n in cached and cached[n].ok for n in allowed):
+        return pick(cached, allowed, "onnx-fp32"), "cache", cached, {}
+    if cached is not None:
+        probe.cache.forget(key)
+    inputs = [{k: prep(f).clone() for k, prep in preps.items()} for f in probes]
+    built: dict[str, list[_Runner]] = {}
+
+    def candidate(name: str) -> Candidate:
+        def build() -> Callable[[], Mapping[str, Tensor]]:
+            runners = built[name] = _build_runners(encoder, name, None, "static")
+            return lambda: _encode_all(encoder, runners, inputs)
+
+        return Candidate(name, name.partition("-")[2], build)
+
+    trials, _ = measure(
+        [candidate(n) for n in allowed], {"features": reference}, len(inputs),
+        rounds=probe.rounds, timing=probe.timing, tolerance=FEATURE_TOLERANCE,
+    )  # fmt: skip
+    chosen = pick(trials, allowed, "onnx-fp32")
+    probe.cache.save(key, trials, chosen)
+    log.info("stream engine: %s measured (%s)", chosen, ", ".join(
+        f"{n} {t.items_per_s:.0f}/s" if t.ok and t.items_per_s else f"{n} refused"
+        for n, t in trials.items()))  # fmt: skip
+    return chosen, "probe", trials, built
+
+
 def build_stream_engine(
     model: SplitModel,
     engine: StreamEngineName = "auto",
     *,
     calibration: np.ndarray | None = None,
     quant: QuantMode = "static",
+    probe: StreamProbe | None = None,
 ) -> StreamEngine | None:
     """The fast per-frame path of ``model``'s encoder, or None where the encoder's own path
-    runs (``'torch'``, ``'auto'`` on the fp32 reference or a GPU, segment/clip/flow encoders).
+    runs (``'torch'``, ``'auto'`` on the fp32 reference or a GPU, segment/clip/flow encoders,
+    or where ``'auto'`` measured the encoder's own eager path fastest).
 
     ``calibration``: ``uint8 (N, H, W, 3)`` frames like the stream's, which int8 fits its
-    activation ranges to (default: :func:`probe_frames`, synthetic; pass real ones). Raises
-    :class:`InferenceError` when an explicitly asked engine cannot serve this encoder.
+    activation ranges to (default: :func:`probe_frames`, synthetic; pass real ones). ``probe``:
+    how ``'auto'`` measures (:class:`StreamProbe`). Raises :class:`InferenceError` when an
+    explicitly asked engine cannot serve this encoder.
     """
     if engine not in ("auto", "torch", "onnx", "int8"):
         raise InferenceError(f"unknown stream engine {engine!r}; expected auto, torch, onnx, int8")
@@ -281,6 +440,18 @@ def build_stream_engine(
         preps.setdefault(branch.prep_key, prep)
     kind = "int8" if engine == "int8" else "onnx"
     probes = probe_frames()
+    reference = _reference(encoder, probes)
+    chosen_by, trials, built = "explicit", None, {}
+    name = "int8" if kind == "int8" else "onnx-fp32"
+    if engine == "auto":
+        chosen, chosen_by, trials, built = _choose_stream_engine(
+            encoder, preps, probes, reference, probe or StreamProbe()
+        )
+        if chosen is None or chosen == f"eager-{encoder.precision}":
+            log.info("stream engine: the encoder's own path (%s) measured fastest", chosen)
+            return None
+        name = chosen
+        kind = "onnx" if chosen == "onnx-fp32" else chosen
     calib = None
     if kind == "int8":
         frames = calibration if calibration is not None else probes
@@ -288,22 +459,21 @@ def build_stream_engine(
             key: torch.stack([prep(f)[0].clone() for f in frames]) for key, prep in preps.items()
         }
     try:
-        runners = [
-            _ort_runner(b, kind, calib[b.prep_key] if calib else None, quant)
-            for b in encoder.branches
-        ]
+        runners = built.get(name) or _build_runners(encoder, name, calib, quant)
     except Exception as exc:  # a network the exporter or onnxruntime cannot take
         if explicit:
             raise InferenceError(f"stream engine '{engine}': export failed ({exc})") from exc
         log.warning("stream engine: export failed (%s); the encoder's own path runs", exc)
         return None
-    result = StreamEngine(encoder, kind, preps, runners)
-    reference = _reference(encoder, probes)
+    result = StreamEngine(encoder, kind, preps, runners, chosen_by=chosen_by, trials=trials)
     fast = torch.cat([result.encode(f[None]) for f in probes])
     result.check = compare_outputs(reference.numpy(), fast.numpy())
     log.debug("stream engine %s: error vs fp32 %s", kind, result.check)
-    if kind != "int8" and result.check["max_rel_error"] > FLOAT_TOLERANCE:
+    limit = FEATURE_TOLERANCE["bf16"] if name.endswith("bf16") else FLOAT_TOLERANCE
+    if kind != "int8" and result.check["max_rel_error"] > limit:
         log.warning("stream engine %s is off fp32 by %s: not used", kind, result.check)
+        if chosen_by == "cache":  # measured right before, wrong now: measure again next time
+            (probe or StreamProbe()).cache.forget(_stream_key(encoder))
         if explicit:
             raise InferenceError(f"stream engine '{kind}' is off fp32 by {result.check}")
         return None

@@ -276,7 +276,9 @@ def _preprocessing(model: SplitModel, branch: Branch) -> dict[str, Any]:
         return {"input": "see the recipe (preprocessing other than resize, crop, normalise)"}
     return {
         "color": "RGB", "values": "uint8 / 255",
-        "resize_shorter_side": prep.resize, "interpolation": "bilinear, antialiased",
+        "resize_shorter_side": prep.resize,
+        "interpolation": f"{prep.interpolation}, antialiased" if prep.antialias
+        else prep.interpolation,
         "center_crop": list(prep.crop), "pad": "zeros where the resized frame is smaller",
         "mean": prep.mean.flatten().tolist(), "std": prep.std.flatten().tolist(),
         "layout": "NCHW float32, (x - mean) / std",

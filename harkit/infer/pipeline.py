@@ -49,7 +49,7 @@ from harkit.features.extractor import Engine
 from harkit.flow.extract import FlowConfig
 from harkit.infer.errors import InferenceError
 from harkit.infer.flow import FlowSettings, needs_flow, resolve_flow
-from harkit.models.builder import CRNN, ClipC3D, pixel_preprocessing
+from harkit.models.builder import CRNN, ClipC3D, pixel_input
 from harkit.models.networks import Small2DCNNGRU
 from harkit.models.recipe import Recipe
 from harkit.precision import resolve_precision
@@ -285,7 +285,8 @@ def _features_encoder(recipe: Recipe, device: torch.device, fast: bool, engine: 
     for i, (group, net) in enumerate(zip(extractor.groups, extractor.networks, strict=True)):
         names = [name for _, name in group.sources]
         spec = group.spec
-        size = recipe.input.transform.crop_shape(spec.input_size)
+        assert group.preprocessing is not None  # the weights entry's
+        size = recipe.input.transform.crop_shape(group.preprocessing.input_size)
         if spec.kind == "segment":
             shape: tuple[int, ...] = (
                 spec.in_channels,
@@ -309,8 +310,7 @@ def _features_encoder(recipe: Recipe, device: torch.device, fast: bool, engine: 
 def _pixel_encoder(
     recipe: Recipe, model: nn.Module, device: torch.device, fast: bool
 ) -> tuple[Encoder, nn.Module]:
-    size, mean, std = pixel_preprocessing(recipe)
-    transform = ClipTransform(recipe.input.transform, size, mean, std)
+    transform = ClipTransform.from_preprocessing(recipe.input.transform, pixel_input(recipe))
     crop = transform.output_size
     net = recipe.network
     assert net is not None

@@ -52,23 +52,45 @@ class LabelSmoother:
 
 @dataclass
 class Decision:
-    """One recognition result on the stream (a JSON line)."""
+    """One recognition result on the stream (a JSON line).
+
+    While the stream warms up (fewer than ``warmup_steps`` sampled steps, and not the final
+    decision) ``label``, ``confidence``, ``raw_label`` and ``raw_confidence`` are None: the
+    head has seen less than a training clip, and its answer then is a guess.
+    """
 
     timestamp: float
     frame: int
-    label: str
-    confidence: float
+    label: str | None
+    confidence: float | None
     latency_ms: float
-    raw_label: str
-    raw_confidence: float
+    raw_label: str | None
+    raw_confidence: float | None
     final: bool = False
-    """The decision on a file's complete predict sampling (see :func:`plan_stream`)."""
+    """The answer at the end of a file (or another source that ended): on a file sampled as
+    predict samples it (see :func:`plan_stream`), predict's answer. Never warming up."""
+    steps: int = 0
+    """Sampled steps the stream has taken (segments for segment backbones)."""
+    warmup_steps: int = 0
+    """Steps before the first label (default: the window, one training clip's steps)."""
     probs: np.ndarray | None = field(default=None, repr=False, compare=False)
-    """Unsmoothed class probabilities of this decision (not in the JSON line)."""
+    """Unsmoothed class probabilities of this decision, also while warming up (for checks;
+    not in the JSON line)."""
+
+    @property
+    def warming_up(self) -> bool:
+        return self.label is None
 
     def to_dict(self) -> dict[str, Any]:
         row = {k: v for k, v in asdict(self).items() if k != "probs"}
         for key in ("timestamp", "confidence", "raw_confidence"):
-            row[key] = round(row[key], 4)
+            if row[key] is not None:
+                row[key] = round(row[key], 4)
         row["latency_ms"] = round(row["latency_ms"], 2)
-        return {"type": "decision", **row}
+        return {"type": "decision", **row, "warming_up": self.warming_up}
+
+    def text(self) -> str:
+        """The label, or the warm-up marker: ``warming up (3/8 steps)``."""
+        if self.label is None:
+            return f"warming up ({self.steps}/{self.warmup_steps} steps)"
+        return f"{self.label} {self.confidence:.2f}"

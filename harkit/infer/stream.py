@@ -16,9 +16,19 @@ its stride; ``uniform``/``tsn`` sampling of N frames over a whole clip uses the 
 the frame jump round(F / N), F being the typical training clip length in frames (``run.json``'s
 ``train_clips``, else the median of a few training videos when the recorded dataset is
 readable). A file of known length up to two such clips long (any length when F is unknown) is
-sampled exactly as ``predict`` samples it, so its final decision is predict's answer; a live
-source without F falls back to consecutive frames and says so. ``--window``/``--frame-jump``
-override. The summary's ``sampling`` says what was used and why.
+sampled exactly as ``predict`` samples it, so its final decision is predict's answer; so is a
+file of segment (3D) steps that fits the window or two training clips (all its segments, the
+last one padded as predict pads it); a live source without F falls back to consecutive frames
+and says so. ``--window``/``--frame-jump`` override; another frame jump than the run's makes
+each step span another time than in training (the model sees motion faster or slower), and
+the reason says by how much. The summary's ``sampling`` says what was used and why.
+
+Warm-up and the end: a decision has no label (``Decision.label`` None, ``warming_up``) until
+the stream has taken ``warmup`` sampled steps, by default the window (a training clip's
+steps): fewer steps than the head was trained on give a confident guess, not an answer.
+Warm-up probabilities do not enter the smoothing. A source that ends (a file) gets a final
+decision on everything it held (:meth:`StreamRecognizer.finish`; labelled whatever the
+warm-up): on an exact plan the one at its last sampled frame, equal to predict's answer.
 
 The pieces: :mod:`harkit.infer.sources` (file, camera, URL), :mod:`harkit.infer.decoder`
 (incremental head stepping and its state reset policy), :mod:`harkit.infer.smoothing`
@@ -81,6 +91,9 @@ class StreamConfig:
     :func:`plan_stream`)."""
     hop: int = 4
     """Windowed mode: re-run the head every ``hop`` sampled steps."""
+    warmup: int | None = None
+    """Sampled steps before the first label (default: the window, a training clip's steps);
+    0: a label from the first step."""
     frame_jump: int | None = None
     """Sample every n-th frame; default: derived from the run's training (:func:`plan_stream`)."""
     reset: ResetPolicy = "staggered"
@@ -138,7 +151,10 @@ def plan_stream(
       length up to two typical clips long (any length when F is unknown) is one clip: its
       frames are the ones predict samples (``targets``), so the stream's final decision is
       predict's. A live source without F samples consecutive frames and the reason says so;
-    * ``all``/``segments``: consecutive frames.
+    * ``segments``: consecutive frames; a file whose segments fit the window, or up to two
+      typical clips long, is sampled as predict samples it (window: its segment count, so
+      the recurrent state is not reset before its end);
+    * ``all``: consecutive frames.
 
     ``config.window`` / ``config.frame_jump`` override (an explicit value turns the exact
     file sampling off, since it asks for evenly spaced frames).
@@ -149,13 +165,14 @@ def plan_stream(
     jump_given, window_given = config.frame_jump, config.window
     targets: tuple[int, ...] | None = None
     total: int | None = None
+    spread = False  # the jump spreads predict's picks over the file: it varies by a frame
     if s.strategy in ("uniform", "tsn"):
         n = s.num_frames
         clip = training_clip_length(run_info)
         typical = clip.at(source.fps if source is not None else None) if clip else None
         total = source.num_frames if source is not None else None
         if total and (typical is None or total <= 2 * typical):
-            jump = max(1, round(total / n))
+            jump, spread = max(1, round(total / n)), True
             why = (
                 f"from the file: {s.strategy} {n} frames over its {total} frames, as "
                 "predict samples it ("
@@ -189,18 +206,40 @@ def plan_stream(
     elif s.strategy == "segments":
         jump = 1
         why = f"from the run: consecutive {s.segment_length}-frame segments"
+        total = source.num_frames if source is not None else None
+        clip = training_clip_length(run_info)
+        typical = clip.at(source.fps if source is not None else None) if clip else None
+        if total and jump_given is None and window_given is None:
+            sampled = sample_indices(total, s)
+            # one clip: no more segments than the window, or up to two training clips long
+            if sampled.length <= window or (typical is not None and total <= 2 * typical):
+                targets = tuple(int(i) for i in sampled.indices.reshape(-1))
+                window = sampled.length  # no state reset before the end, as predict
+                why = (
+                    f"from the file: its {sampled.length} {s.segment_length}-frame segments "
+                    "(the last one padded), as predict samples it"
+                )
     else:
         jump = 1
         why = "from the run: every frame"
     if jump_given is not None:
+        # a step then spans another time than in training: motion per step scales with it
+        speed = ""
+        if jump_given != jump:
+            ratio = jump_given / jump
+            speed = (
+                f" (motion per step {1 / ratio:.3g}x slower than training's)"
+                if ratio < 1
+                else f" (motion per step {ratio:.3g}x faster than training's)"
+            )
+        default = f"every {'~' if spread else ''}{_nth(jump)} frame"
+        why = f"--frame-jump {jump_given} given{speed}; the run's default, {default}: {why}"
         jump = jump_given
-        why = f"--frame-jump {jump_given} given; the run's default: {why}"
     if window_given is not None:
         why = f"--window {window_given} given; " + why
-    if model.flow is not None:
-        why += f"; {model.flow.config.method} flow between consecutive sampled frames"
-        if jump > 1:  # training's flow runs between consecutive frames
-            why += f" (training's: consecutive frames; every {_nth(jump)} differs)"
+    if model.flow is not None:  # pairs start at sampled frames, whatever the jump
+        method = model.flow.config.method
+        why += f"; {method} flow from each sampled frame to the next, as in training"
     return StreamPlan(
         frame_jump=jump, window=window, reason=why, targets=targets,
         num_frames=total if targets else None,
@@ -229,7 +268,13 @@ def _flow_plan(
 
 
 class StreamRecognizer:
-    """The decoding core without I/O: ``push(frame)`` -> a :class:`Decision` or None."""
+    """The decoding core without I/O: ``push(frame)`` -> a :class:`Decision` or None, and
+    ``finish()`` at the end of a file -> its final decision.
+
+    Warm-up: a decision has no label (``label`` None, ``warming_up``) until the stream has
+    taken ``config.warmup`` sampled steps (default: the window, one training clip's steps),
+    except the final one; warm-up probabilities do not enter the label smoothing.
+    """
 
     def __init__(
         self,
@@ -242,6 +287,7 @@ class StreamRecognizer:
         self.plan = plan = plan or plan_stream(model, config)
         self.jump = plan.frame_jump
         self.window = plan.window
+        self.warmup = self.window if config.warmup is None else max(0, config.warmup)
         # Exact sampling: how often each frame index is taken. Clip encoders see predict's
         # padded clip (a short video's last frame repeated); per-step heads its valid steps.
         self._targets: dict[int, int] = {}
@@ -290,6 +336,9 @@ class StreamRecognizer:
         if self._flow_targets and self._last_target is not None:
             self._final_frame = max(self._last_target, max(self._flow_targets) + self._flow_gap)
         self._since_sample = self.jump  # the first frame is sampled
+        self._last: tuple[int, float] | None = None  # (index, time) of the last frame pushed
+        self._logits: Tensor | None = None  # the incremental decoder's latest answer
+        self._final_given = False
         self.steps = 0
         self.frames_encoded = 0
 
@@ -307,48 +356,102 @@ class StreamRecognizer:
         if self.flow is not None:
             self._push_flow(frame, wanted)
         self._seen = frame.index + 1
+        self._last = (frame.index, frame.time)
         final = frame.index == self._final_frame
-        logits = None
         if wanted:
             self._since_sample = 1
             repeats = 1
             if self._last_target is not None and not self.model.encoder.per_step:
                 repeats = self._targets[frame.index]
-            for r in range(repeats):
+            for _ in range(repeats):
                 self._segment.append(frame.image)
-                if len(self._segment) < self.segment:
-                    continue
-                images = np.stack(self._segment)
-                self._segment = []
-                if self.segment > 1:
-                    images = images[None]  # (1, L, H, W, 3): one segment step
-                if self.flow is None:
-                    logits = self._step(images, final=final and r == repeats - 1)
-                else:
-                    self._rgb_steps.append(images)
+                if len(self._segment) == self.segment:
+                    self._close_segment()
         else:
             self._since_sample += 1
-        # A step's flow needs the frame after its last one: its RGB waits for it.
-        while self._rgb_steps and self._flow_steps:
-            images, flow = self._rgb_steps.popleft(), self._flow_steps.popleft()
-            last = final and not (self._rgb_steps and self._flow_steps)
-            out = self._step(images, final=last, flow=flow)
-            logits = out if out is not None else logits
+        if final:  # predict pads a short last segment: its last frame (pair) repeated
+            self._pad_segments()
+        logits = self._run_ready(final)
         if logits is None:
             return None
+        return self._decision(logits, final, start)
+
+    def finish(self) -> Decision | None:
+        """The end of a file (a source that ended): its final decision, labelled whatever
+        the warm-up, on every step it could take; None when the final decision was given
+        already or nothing was decided. A short last segment is padded as predict pads it;
+        a step whose flow pair never closed is dropped (predict cuts to the shorter stream).
+        """
+        if self._final_given or self._last is None:
+            return None
+        start = time.perf_counter()
+        self._pad_segments()
+        logits = self._run_ready(final=True)
+        if logits is None:
+            if not self.steps:
+                return None
+            logits = self._logits if self.decoder is not None else self._window_logits()
+        assert logits is not None
+        return self._decision(logits, True, start)
+
+    def _decision(self, logits: Tensor, final: bool, start: float) -> Decision:
+        assert self._last is not None
+        index, timestamp = self._last
         probs = torch.softmax(logits.float(), dim=-1).numpy()
-        shown, smoothed = self.smoother.update(probs)
         raw = int(probs.argmax())
+        classes = self.model.classes
+        common = {
+            "timestamp": timestamp, "frame": index, "final": final, "steps": self.steps,
+            "warmup_steps": self.warmup, "probs": probs,
+        }  # fmt: skip
+        if not final and self.steps < self.warmup:  # less than a training clip: no label
+            return Decision(
+                label=None, confidence=None, raw_label=None, raw_confidence=None,
+                latency_ms=(time.perf_counter() - start) * 1000.0, **common,
+            )  # fmt: skip
+        shown, smoothed = self.smoother.update(probs)
         if final:  # the whole-clip answer (predict's): no smoothing lag, no hysteresis
             shown, smoothed = raw, probs
-        classes = self.model.classes
+            self._final_given = True
         return Decision(
-            timestamp=frame.time, frame=frame.index, label=classes[shown],
-            confidence=float(smoothed[shown]),
-            latency_ms=(time.perf_counter() - start) * 1000.0,
-            raw_label=classes[raw], raw_confidence=float(probs[raw]), final=final,
-            probs=probs,
+            label=classes[shown], confidence=float(smoothed[shown]),
+            raw_label=classes[raw], raw_confidence=float(probs[raw]),
+            latency_ms=(time.perf_counter() - start) * 1000.0, **common,
         )  # fmt: skip
+
+    def _close_segment(self) -> None:
+        """The RGB frames gathered so far are one step."""
+        images = np.stack(self._segment)
+        self._segment = []
+        self._rgb_steps.append(images[None] if self.segment > 1 else images)
+
+    def _close_flow_segment(self) -> None:
+        planes = np.stack(self._flow_segment)
+        self._flow_segment = []
+        self._flow_steps.append(planes[None] if self.segment > 1 else planes)
+
+    def _pad_segments(self) -> None:
+        """Fill a short last RGB / flow segment with its last frame / pair (predict's padding)."""
+        if self._segment:
+            self._segment += [self._segment[-1]] * (self.segment - len(self._segment))
+            self._close_segment()
+        if self._flow_segment:
+            self._flow_segment += [self._flow_segment[-1]] * (
+                self.segment - len(self._flow_segment)
+            )
+            self._close_flow_segment()
+
+    def _run_ready(self, final: bool) -> Tensor | None:
+        """Step every RGB step whose flow is there (flow models: a step's flow needs the frame
+        after its last one); the last one of a final push decides whatever the hop."""
+        logits = None
+        while self._rgb_steps and (self.flow is None or self._flow_steps):
+            images = self._rgb_steps.popleft()
+            flow = self._flow_steps.popleft() if self.flow is not None else None
+            more = self._rgb_steps and (self.flow is None or self._flow_steps)
+            out = self._step(images, final=final and not more, flow=flow)
+            logits = out if out is not None else logits
+        return logits
 
     def _push_flow(self, frame: Frame, sampled: bool) -> None:
         """Close the open pair when its second frame arrives; open one at a frame whose flow
@@ -361,9 +464,7 @@ class StreamRecognizer:
                 pair = self.flow.pairs(np.stack([self._flow_from[1], gray]))[0]
                 self._flow_segment.append(pair)
                 if len(self._flow_segment) == self.segment:
-                    planes = np.stack(self._flow_segment)
-                    self._flow_segment = []
-                    self._flow_steps.append(planes[None] if self.segment > 1 else planes)
+                    self._close_flow_segment()
             self._flow_from = None
         opens = sampled if self._flow_targets is None else frame.index in self._flow_targets
         if opens:
@@ -375,27 +476,35 @@ class StreamRecognizer:
     def _step(
         self, images: np.ndarray, final: bool = False, flow: np.ndarray | None = None
     ) -> Tensor | None:
-        """One sampled step; ``final``: the last one of an exact plan, always decided."""
+        """One sampled step; ``final``: the last one of the file, always decided."""
         encoder = self.model.encoder
         self.steps += 1
         if not encoder.per_step:  # whole-clip CNN: keep raw frames, encode each window
             self.buffer.append(images[0])
             due = not (self.steps - 1) % self.hop and len(self.buffer) >= min(8, self.window)
-            if not (due or final):
-                return None
-            self.frames_encoded += len(self.buffer)
-            feats = encoder.encode(np.stack(self.buffer))
-            return self.model.head_logits(feats[None])[0]
+            return self._window_logits() if due or final else None
         if self.engine is not None and flow is None:
             feats = self.engine.encode(images)  # (1, D): this step's frame, once
         else:
             feats = encoder.encode(images, flow)  # (1, D): this step's frame / segment, once
         self.frames_encoded += 1
         if self.decoder is not None:
-            return self.decoder.push(feats)
+            self._logits = self.decoder.push(feats)
+            return self._logits
         self.buffer.append(feats[0])
         if (self.steps - 1) % self.hop and not final:
             return None
+        return self._window_logits()
+
+    def _window_logits(self) -> Tensor:
+        """Windowed mode: the head over the kept window (clip encoders: its raw frames)."""
+        if not self.model.encoder.per_step:
+            frames = list(self.buffer)
+            # a file's end may come before 8 frames: the 3D CNN needs them, predict pads so
+            frames += frames[-1:] * (min(8, self.window) - len(frames))
+            self.frames_encoded += len(self.buffer)
+            feats = self.model.encoder.encode(np.stack(frames))
+            return self.model.head_logits(feats[None])[0]
         return self.model.head_logits(torch.stack(tuple(self.buffer))[None])[0]
 
 
@@ -413,6 +522,9 @@ class StreamStats:
     frames_encoded: int = 0
     frames_dropped: int = 0
     decisions: int = 0
+    warmup_decisions: int = 0
+    """Decisions without a label: the stream had not yet taken ``warmup_steps`` steps."""
+    warmup_steps: int = 0
     reconnects: int = 0
     wall_s: float = 0.0
     fps: float = 0.0
@@ -427,7 +539,8 @@ class StreamStats:
     label_changes: int = 0
     final_label: str = ""
     final_confidence: float = 0.0
-    """The last decision, unsmoothed (on a file sampled exactly: predict's answer)."""
+    """The last labelled decision, unsmoothed (at the end of a file sampled as predict
+    samples it: predict's answer); empty while still warming up."""
     latencies: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -455,26 +568,49 @@ def run_stream(
 ) -> StreamStats:
     """Recognise continuously until the source ends; returns the stats.
 
-    ``on_decision`` is called for every decision (e.g. to print a JSON line); ``output``
-    writes every non-dropped frame with the shown label drawn on it. ``plan`` (default:
-    :func:`plan_stream` of the model, config, source and ``run_info``, the run's ``run.json``)
-    says which frames are sampled.
+    ``on_decision`` is called for every decision (e.g. to print a JSON line), warm-up ones
+    included; a source that ends (``end of stream``, not ``config.max_frames``) adds a final
+    decision (:meth:`StreamRecognizer.finish`) unless its last frame gave one. ``output``
+    writes every non-dropped frame with the shown label (or the warm-up marker) drawn on it.
+    ``plan`` (default: :func:`plan_stream` of the model, config, source and ``run_info``, the
+    run's ``run.json``) says which frames are sampled.
     """
     config = config or StreamConfig()
     plan = plan or plan_stream(model, config, source, run_info)
     rec = StreamRecognizer(model, config, plan)
     stats = StreamStats(
-        source.name, rec.mode, rec.jump, rec.window, plan.reason, source_fps=source.fps
-    )
+        source.name, rec.mode, rec.jump, rec.window, plan.reason, source_fps=source.fps,
+        warmup_steps=rec.warmup,
+    )  # fmt: skip
     writer = AnnotatedWriter(output, source.fps) if output else None
     decision_latencies: list[float] = []
-    shown, shown_conf = "", 0.0
+    shown = ""
+    text = ""  # drawn on the annotated video
+
+    def take(decision: Decision) -> None:
+        nonlocal shown, text
+        stats.decisions += 1
+        decision_latencies.append(decision.latency_ms)
+        text = decision.text()
+        if decision.label is None:
+            stats.warmup_decisions += 1
+        else:
+            if decision.label != shown and shown:
+                stats.label_changes += 1
+            shown = decision.label
+            stats.final_label = decision.raw_label or ""
+            stats.final_confidence = decision.raw_confidence or 0.0
+        if on_decision is not None:
+            on_decision(decision)
+
+    stopped = False
     anchor: tuple[float, float] | None = None  # (wall clock, source time) of the time origin
     start = clock()
     frames = ReadAhead(source.frames())
     try:
         for frame in frames:
             if config.max_frames is not None and stats.frames_read >= config.max_frames:
+                stopped = True
                 break
             stats.frames_read += 1
             if frame.restart:
@@ -497,18 +633,14 @@ def run_stream(
             if sampled:
                 stats.latencies.append((time.perf_counter() - t0) * 1000.0)
             if decision is not None:
-                stats.decisions += 1
-                decision_latencies.append(decision.latency_ms)
-                if decision.label != shown and shown:
-                    stats.label_changes += 1
-                shown, shown_conf = decision.label, decision.confidence
-                stats.final_label = decision.raw_label
-                stats.final_confidence = decision.raw_confidence
-                if on_decision is not None:
-                    on_decision(decision)
+                take(decision)
             if writer is not None:
-                text = f"{shown} {shown_conf:.2f}" if shown else ""
                 writer.write(frame.image, text)
+        # the end of a file: its answer, on all it held (not a stream cut short, or lost)
+        if not stopped and source.end_reason == "end of stream":
+            decision = rec.finish()
+            if decision is not None:
+                take(decision)
     finally:
         frames.close()  # releases the decoder / connection when stopped early
         if writer is not None:

@@ -24,7 +24,7 @@ class AnnotatedWriter:
     def _open(self, height: int, width: int) -> None:
         import av
 
-        from harkit.data.synthetic import resolve_encoder
+        from harkit.synth.video import resolve_encoder
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(self.path), "w")

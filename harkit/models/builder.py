@@ -13,17 +13,11 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from harkit.backbones import create_backbone, get_backbone_spec
-from harkit.heads import (
-    CenteredHead,
-    DualLayerAttentionHead,
-    MeanPoolHead,
-    NormalizedHead,
-    RecurrentHead,
-    TwoStreamHead,
-)
-from harkit.models.networks import C3DGRU, Small2DCNNGRU
-from harkit.models.recipe import FeatureSource, HeadConfig, Recipe
+from harkit.backbones import Preprocessing, get_backbone_spec
+from harkit.heads import NormalizedHead
+from harkit.models.networks import C3DGRU
+from harkit.models.recipe import FeatureSource, Recipe
+from harkit.models.registry import HeadConfigBase, get_head_spec, get_network_spec
 
 __all__ = [
     "CRNN",
@@ -31,6 +25,7 @@ __all__ = [
     "build_head",
     "build_model",
     "feature_dims",
+    "pixel_input",
     "pixel_preprocessing",
     "source_dim",
 ]
@@ -55,60 +50,19 @@ def feature_dims(recipe: Recipe) -> list[int]:
     return [source_dim(s) for s in recipe.input.features]
 
 
-def build_head(config: HeadConfig, input_dims: Sequence[int], num_classes: int) -> nn.Module:
-    """A head for inputs of ``input_dims`` (one per feature source)."""
-    if config.type == "mean":
-        # Causal centering depends on frame order; the order-agnostic baseline centres on the
-        # whole clip instead, and pools the spread around that mean (the mean itself is 0).
-        head = MeanPoolHead(sum(input_dims), num_classes, hidden=config.fc or (256,),
-                            dropout=config.dropout, statistic="std" if config.center else "mean")
-    else:
-        head = _build_head(config, input_dims, num_classes)
-        head = CenteredHead(head) if config.center else head
-    return NormalizedHead(head, input_dims) if config.norm == "layer" else head
+def build_head(config: HeadConfigBase, input_dims: Sequence[int], num_classes: int) -> nn.Module:
+    """The head ``config.type`` names (see :func:`harkit.register_head`) for inputs of
+    ``input_dims`` (one per feature source), layer-normalised per source when ``norm: layer``."""
+    from harkit.config import ConfigError
 
-
-def _build_head(config: HeadConfig, input_dims: Sequence[int], num_classes: int) -> nn.Module:
-    total = sum(input_dims)
-    if config.type == "recurrent":
-        return RecurrentHead(
-            total,
-            num_classes,
-            hidden=config.hidden,
-            num_layers=config.num_layers,
-            cell=config.cell,
-            bidirectional=config.bidirectional,
-            dropout=config.dropout,
-            fc=config.fc,
-            pooling=config.pooling,
-        )
-    if len(input_dims) != 2:
-        from harkit.config import ConfigError
-
+    spec = get_head_spec(config.type)
+    if spec.inputs is not None and len(input_dims) != spec.inputs:
         raise ConfigError(
-            f"head type '{config.type}' takes exactly two feature sources, got {len(input_dims)}"
+            f"head type '{config.type}' takes exactly {spec.inputs} feature sources, "
+            f"got {len(input_dims)}"
         )
-    if config.type == "two_stream":
-        return TwoStreamHead(
-            num_classes,
-            input_dims=input_dims,
-            hidden=config.hidden,
-            num_layers=config.num_layers,
-            cell=config.cell,
-            dropout=config.dropout,
-            fusion=config.fusion,
-            pooling="last" if config.pooling == "vote" else config.pooling,
-        )
-    return DualLayerAttentionHead(
-        input_dims,
-        num_classes,
-        hidden=config.hidden,
-        num_layers=config.num_layers,
-        cell=config.cell,
-        bidirectional=config.bidirectional,
-        dropout=config.dropout,
-        fc=config.fc,
-    )
+    head = spec.builder(config, list(input_dims), num_classes)
+    return NormalizedHead(head, input_dims) if config.norm == "layer" else head
 
 
 class ClipC3D(nn.Module):
@@ -154,41 +108,23 @@ def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
     if recipe.mode == "features":
         assert recipe.head is not None
         return build_head(recipe.head, feature_dims(recipe), num_classes)
-    net = recipe.network
-    assert net is not None
-    cells = {"none": None, "lstm_gru": ["lstm", "gru"]}.get(net.rnn, net.rnn)
-    frames = recipe.input.sampling.num_frames
-    if net.type == "c3d_gru":
-        units = [net.units, net.units] if net.rnn == "lstm_gru" else net.units
-        return ClipC3D(
-            C3DGRU(
-                num_classes,
-                frames=frames,
-                size=net.size,
-                dropout=net.dropout,
-                rnn=cells,
-                units=units,
-            )
-        )
-    if net.type == "small2d_gru":
-        if cells is None:
-            cells = "gru"
-        return Small2DCNNGRU(num_classes, net.size, rnn=cells, units=net.units,
-                             dropout=net.dropout)
-    assert recipe.head is not None
-    encoder = create_backbone(net.encoder, net.encoder_weights, frozen=not net.fine_tune)
-    feature_dim = get_backbone_spec(net.encoder).feature_dim
-    head = build_head(recipe.head, [net.embed[-1] if net.embed else feature_dim], num_classes)
-    return CRNN(encoder, feature_dim, net.embed, head, net.dropout)
+    assert recipe.network is not None
+    return get_network_spec(recipe.network.type).builder(recipe.network, recipe, num_classes)
 
 
-def pixel_preprocessing(recipe: Recipe) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
-    """``(input_size, mean, std)`` of an end-to-end recipe's clips."""
+def pixel_input(recipe: Recipe) -> Preprocessing:
+    """How an end-to-end recipe's clips are made (size, mean/std, resize, interpolation): its
+    network's registered preprocessing, e.g. the encoder's weights entry for ``crnn``
+    (``spec.preprocessing_for(encoder_weights)``); an ``(input_size, mean, std)`` tuple
+    stands for `Preprocessing` with the default resize and interpolation."""
     net = recipe.network
     if net is None:
         raise ValueError(f"recipe '{recipe.name}' trains on cached features, not on pixels")
-    if net.type == "crnn":
-        spec = get_backbone_spec(net.encoder)
-        return spec.input_size, tuple(spec.mean), tuple(spec.std)
-    # From-scratch networks: inputs scaled to [-1, 1].
-    return net.size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    value = get_network_spec(net.type).preprocessing(net)
+    return value if isinstance(value, Preprocessing) else Preprocessing(*value)
+
+
+def pixel_preprocessing(recipe: Recipe) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """``(input_size, mean, std)`` of an end-to-end recipe's clips (see `pixel_input`)."""
+    prep = pixel_input(recipe)
+    return prep.input_size, prep.mean, prep.std

@@ -1,18 +1,31 @@
 """Recipes: one validated YAML file builds a model, its data and its optimiser.
 
 A recipe file may start with ``base: <recipe name or path>``; it is then deep-merged over
-that base, so an ablation is a few lines (``recipes/ablations/*.yaml``). Command-line
+that base, so an ablation is a few lines (``harkit/recipes/ablations/*.yaml``). Command-line
 overrides (``head.hidden=512``) go on top of both.
+
+``head:`` and ``network:`` sections are validated by their ``type`` (a discriminated union
+over the registered heads and networks, :mod:`harkit.models.registry`): each type takes its
+own keys only. When a variant or an override changes a section's ``type``, the keys it
+inherits that the new type does not take are left behind (``head: {type: mean}`` over a GRU
+head keeps ``dropout`` and ``norm``, not ``hidden``); keys it sets itself are validated.
+
+The built-in recipes are package data (``harkit/recipes``), found with
+:mod:`importlib.resources`, so an installed wheel carries them.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
+import tempfile
+from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, model_validator
 
 from harkit.config import (
     ConfigError,
@@ -24,51 +37,51 @@ from harkit.config import (
 from harkit.data.datasets import DatasetConfig
 from harkit.data.sampling import SamplingConfig
 from harkit.data.transforms import TransformConfig
+from harkit.models.builtin import (
+    C3DGRUConfig,
+    CRNNConfig,
+    DualLayerAttentionHeadConfig,
+    MeanHeadConfig,
+    RecurrentHeadConfig,
+    Small2DGRUConfig,
+    TwoStreamHeadConfig,
+)
+from harkit.models.fields import MAX_UNITS, Count, Units
+from harkit.models.registry import (
+    HeadConfigBase,
+    NetworkConfigBase,
+    get_head_spec,
+    get_network_spec,
+    head_section,
+    list_networks,
+    network_section,
+    on_change,
+    section_default,
+    section_keys,
+)
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable  # Python 3.11+; importlib.abc before
 
 __all__ = [
     "MAX_UNITS",
+    "C3DGRUConfig",
+    "CRNNConfig",
+    "DualLayerAttentionHeadConfig",
     "FeatureSource",
-    "HeadConfig",
+    "HeadConfigBase",
     "InputConfig",
-    "NetworkConfig",
+    "MeanHeadConfig",
+    "NetworkConfigBase",
     "OptimConfig",
     "Recipe",
+    "RecurrentHeadConfig",
+    "Small2DGRUConfig",
+    "TwoStreamHeadConfig",
     "list_recipes",
     "load_recipe",
     "recipe_dir",
 ]
-
-
-# Ceilings on sizes and loop lengths: a value past them is a typo (head.hidden=1e11), and is
-# refused when the recipe loads, before anything is allocated or trained.
-MAX_UNITS = 65536
-Units = Annotated[int, Field(ge=1, le=MAX_UNITS)]
-Layers = Annotated[int, Field(ge=1, le=16)]
-Sizes = Annotated[list[Units], Field(max_length=16)]
-Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
-Count = Annotated[int, Field(ge=1, le=100_000)]
-"""Epochs, patience, step size."""
-
-
-_UNITS = TypeAdapter(Units)
-
-
-def _hidden_sizes(value: Any) -> int | list[int]:
-    # One error for both shapes (pydantic's union error would report each member) and the
-    # same integer rules as every other size.
-    try:
-        if isinstance(value, list) and value:
-            return [_UNITS.validate_python(v) for v in value]
-        return _UNITS.validate_python(value)
-    except ValidationError:
-        raise PydanticCustomError(
-            "hidden_sizes",
-            f"expected an integer from 1 to {MAX_UNITS} or a non-empty list of them",
-        ) from None
-
-
-Hidden = Annotated[int | list[int], BeforeValidator(_hidden_sizes)]
-"""Units of every layer, or one size per layer."""
 
 
 class FeatureSource(StrictModel):
@@ -108,44 +121,11 @@ class InputConfig(StrictModel):
     """Optical flow for ``stream: flow`` sources."""
 
 
-class HeadConfig(StrictModel):
-    """Temporal head over ``(B, T, D)`` features (see ``harkit.heads``)."""
-
-    type: Literal["recurrent", "mean", "two_stream", "dual_layer_attention"] = "recurrent"
-    cell: Literal["gru", "lstm"] = "gru"
-    hidden: Hidden = 256
-    num_layers: Layers = 1
-    bidirectional: bool = False
-    dropout: Dropout = 0.0
-    fc: Sizes = Field(default_factory=list)
-    pooling: Literal["last", "mean", "attention", "vote"] = "last"
-    fusion: Literal["learned", "average"] = "learned"
-    """Two-stream fusion: learned ``alpha*A + (1-alpha)*B`` or the plain average."""
-    center: bool = False
-    """Remove static appearance first: order-aware heads subtract each step's running mean
-    (causal, so they stream); ``type: mean`` pools the spread around the clip's mean."""
-    norm: Literal["none", "layer"] = "none"
-    """``layer``: layer-normalise each feature source per step before the head (and before
-    centering), so sources of different scale fuse on one footing."""
-
-
-class NetworkConfig(StrictModel):
-    """End-to-end networks trained on pixel clips."""
-
-    type: Literal["c3d_gru", "crnn", "small2d_gru"]
-    rnn: Literal["gru", "lstm", "none", "lstm_gru"] = "gru"
-    """c3d_gru / small2d_gru: recurrent layer after the CNN (``none``: 3D CNN alone)."""
-    units: Units = 128
-    size: int = Field(default=100, ge=8, le=1024)
-    """c3d_gru / small2d_gru: square input size (seed 003's layer table: 100)."""
-    encoder: str = "resnet152"
-    """crnn: frame backbone of the encoder."""
-    encoder_weights: str = "imagenet"
-    fine_tune: bool = True
-    """crnn: train the encoder backbone too (False keeps it frozen)."""
-    embed: Sizes = Field(default_factory=lambda: [1024, 768, 512])
-    """crnn: FC sizes from the backbone feature to the embedding (seed 002)."""
-    dropout: Dropout = 0.0
+HeadSection = head_section()
+"""``head:``: one of the registered heads' configs, chosen by ``type`` (default
+``recurrent``); :func:`harkit.register_head` adds types."""
+NetworkSection = network_section()
+"""``network:``: one of the registered end-to-end networks' configs, chosen by ``type``."""
 
 
 class OptimConfig(StrictModel):
@@ -184,8 +164,8 @@ class Recipe(StrictModel):
     mode: Literal["features", "end_to_end"]
     data: DatasetConfig | None = None
     input: InputConfig = InputConfig()
-    head: HeadConfig | None = None
-    network: NetworkConfig | None = None
+    head: HeadSection = None
+    network: NetworkSection = None
     optim: OptimConfig = OptimConfig()
 
     @model_validator(mode="after")
@@ -199,8 +179,22 @@ class Recipe(StrictModel):
                 raise ValueError("features mode takes a head, not a network")
         elif self.network is None:
             raise ValueError("end_to_end mode needs a network")
-        elif (self.network.type == "crnn") != (self.head is not None):
-            raise ValueError("an end-to-end 'crnn' needs a head; c3d_gru / small2d_gru take none")
+        elif get_network_spec(self.network.type).takes_head != (self.head is not None):
+            takers = [n for n in list_networks() if get_network_spec(n).takes_head]
+            raise ValueError(
+                f"an end-to-end '{self.network.type}' "
+                f"{'takes no' if self.head is not None else 'needs a'} head (networks with "
+                f"a head: {', '.join(takers) or 'none'})"
+            )
+        if self.head is not None:
+            inputs = get_head_spec(self.head.type).inputs
+            given = len(self.input.features) if self.mode == "features" else 1
+            if inputs is not None and given != inputs:
+                where = "input.features" if self.mode == "features" else "the network's one"
+                raise ValueError(
+                    f"head type '{self.head.type}' takes exactly {inputs} feature sources, "
+                    f"got {given} ({where})"
+                )
         if self.mode == "features":
             segments = self.input.sampling.strategy == "segments"
             for source in self.input.features:
@@ -221,6 +215,17 @@ class Recipe(StrictModel):
         return self
 
 
+def _refresh_sections() -> None:
+    """Rebuild :class:`Recipe` when a head or network type is registered (or removed), so
+    its ``head`` / ``network`` unions take exactly the registered types."""
+    Recipe.model_fields["head"].annotation = head_section()
+    Recipe.model_fields["network"].annotation = network_section()
+    Recipe.model_rebuild(force=True)
+
+
+on_change(_refresh_sections)
+
+
 def _kind(backbone: str) -> str | None:
     from harkit.backbones import UnknownBackboneError, get_backbone_spec
 
@@ -233,7 +238,30 @@ def _kind(backbone: str) -> str | None:
 def recipe_dir() -> Path:
     """Folder of the built-in recipes (``HARKIT_RECIPES`` overrides it)."""
     env = os.environ.get("HARKIT_RECIPES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "recipes"
+    return Path(env) if env else _packaged_recipes()
+
+
+@functools.cache
+def _packaged_recipes() -> Path:
+    """``harkit/recipes`` as a folder on disk. An installed package is one already; from a
+    zipped install (zipimport) the files are copied out once per process, so that ``base:``
+    references and ``ablations/`` resolve as they do everywhere else."""
+    root = resources.files("harkit") / "recipes"
+    if isinstance(root, Path):
+        return root
+    folder = Path(tempfile.mkdtemp(prefix="harkit-recipes-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    _copy_tree(root, folder)
+    return folder
+
+
+def _copy_tree(source: Traversable, dest: Path) -> None:
+    for entry in source.iterdir():
+        if entry.is_dir():
+            (dest / entry.name).mkdir()
+            _copy_tree(entry, dest / entry.name)
+        elif entry.name.endswith(".yaml"):
+            (dest / entry.name).write_bytes(entry.read_bytes())
 
 
 def list_recipes() -> list[str]:
@@ -278,11 +306,49 @@ def _load_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     # The paper's numbers belong to the base's own configuration, not to a variant of it:
     # a variant states its own 'reported' (or has none).
     parent.pop("reported", None)
-    return _merge(parent, data)
+    merged = _merge(parent, data)
+    for section in _TYPED_SECTIONS:
+        base, top = parent.get(section), data.get(section)
+        if isinstance(base, dict) and isinstance(top, dict):
+            merged[section] = _leave_behind(section, base, merged[section], set(top))
+    return merged
+
+
+_TYPED_SECTIONS = ("head", "network")
+
+
+def _leave_behind(
+    section: str, before: dict[str, Any], after: dict[str, Any], set_here: set[str]
+) -> dict[str, Any]:
+    """``after`` without the keys it inherited from ``before`` that its type does not take,
+    when its ``type`` differs from ``before``'s; keys in ``set_here`` stay (and are
+    validated). An unregistered type keeps every key: the recipe's error names the type."""
+    default = section_default(section)
+    keys = section_keys(section, after.get("type", default))
+    if keys is None or before.get("type", default) == after.get("type", default):
+        return after
+    return {k: v for k, v in after.items() if k in keys or k in set_here or k not in before}
+
+
+def _apply(
+    data: dict[str, Any], overrides: list[str] | tuple[str, ...], source: str
+) -> dict[str, Any]:
+    """``apply_overrides``, leaving behind inherited keys of a section whose type it changes."""
+    out = apply_overrides(data, overrides, source=source)
+    keys = [o.partition("=")[0].strip().split(".") for o in overrides]
+    for section in _TYPED_SECTIONS:
+        before, after = data.get(section), out.get(section)
+        if not (isinstance(before, dict) and isinstance(after, dict)):
+            continue
+        if any(k == [section] for k in keys):  # the whole section given: nothing inherited
+            continue
+        set_here = {k[1] for k in keys if len(k) > 1 and k[0] == section}
+        out[section] = _leave_behind(section, before, after, set_here)
+    return out
 
 
 def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """A built-in recipe by name (``fusion-gru``, ``ablations/...``) or a YAML file path."""
     path = _resolve(name_or_path)
-    data = apply_overrides(_load_raw(path), overrides, source=str(path))
+    data = _apply(_load_raw(path), overrides, source=str(path))
     return parse_config(Recipe, data, source=str(path))

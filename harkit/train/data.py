@@ -11,6 +11,8 @@ import hashlib
 import logging
 import math
 import os
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,16 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from harkit.config import ConfigError
-from harkit.data.clips import SkippedVideo, collate_clips, load_clip, out_of_memory_reason
+from harkit.data.clips import (
+    EpochSeeded,
+    SkippedVideo,
+    collate_clips,
+    load_clip,
+    out_of_memory_reason,
+)
 from harkit.data.datasets import (
     OFFICIAL_SPLITS,
     DatasetConfig,
@@ -30,9 +38,14 @@ from harkit.data.datasets import (
     resolve_kind,
 )
 from harkit.data.inspect import typical_clip
-from harkit.data.jobs import loader_worker_init, video_id
+from harkit.data.jobs import loader_worker_init
 from harkit.data.sampling import SamplingConfig
-from harkit.data.splits import build_index, carve_share, leakage_status
+from harkit.data.splits import (
+    build_index,
+    carve_share,
+    cross_validation_name,
+    leakage_status,
+)
 from harkit.data.transforms import ClipTransform
 from harkit.data.video import VideoReadError
 from harkit.models.recipe import Recipe
@@ -237,13 +250,13 @@ def pixel_datasets(
 ) -> dict[str, Dataset]:
     """End-to-end datasets for the ``train``/``val``/``test`` items of ``index``."""
     from harkit.data.clips import ClipDataset
-    from harkit.models.builder import pixel_preprocessing
+    from harkit.models.builder import pixel_input
 
-    size, mean, std = pixel_preprocessing(recipe)
+    prep = pixel_input(recipe)  # the encoder weights entry's for a pretrained encoder
     sampling = recipe.input.sampling
-    eval_tf = ClipTransform(recipe.input.transform, size, mean, std, train=False)
-    train_tf = ClipTransform(
-        recipe.input.train_transform or recipe.input.transform, size, mean, std, train=True
+    eval_tf = ClipTransform.from_preprocessing(recipe.input.transform, prep, train=False)
+    train_tf = ClipTransform.from_preprocessing(
+        recipe.input.train_transform or recipe.input.transform, prep, train=True
     )
     out: dict[str, Dataset] = {}
     for split in ("train", "val", "test"):
@@ -269,8 +282,10 @@ def feature_datasets(
     device: str | None = None,
     video_root: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    splits: tuple[str, ...] = ("train", "val", "test"),
 ) -> dict[str, Dataset]:
-    """Features-mode datasets over the feature store (extracting what is missing first).
+    """Features-mode datasets of ``splits`` over the feature store (extracting what their
+    videos lack first; the other splits' videos are not looked at).
 
     The store key does not depend on the head, so every head trained on one recipe's inputs
     shares the same cached features. Videos are never decoded here.
@@ -278,13 +293,14 @@ def feature_datasets(
     from harkit.features import dataset as fds
 
     if extract:
+        wanted = index.select(item for item in index if item.split in splits)
         stores = fds.ensure_features(
-            recipe, index, Path(store), video_root=video_root, device=device, progress=progress
+            recipe, wanted, Path(store), video_root=video_root, device=device, progress=progress
         )
     else:
         stores = [loc.open() for loc in fds.feature_stores_for(recipe, None, None, Path(store))]
     out: dict[str, Dataset] = {}
-    for split in ("train", "val", "test"):
+    for split in splits:
         part = index.subset(split)
         if not len(part):
             continue
@@ -331,8 +347,11 @@ def prepare_data(
     views: int = 1,
     device: str | None = None,
     progress: bool = True,
+    splits: tuple[str, ...] = ("train", "val", "test"),
 ) -> TrainData:
-    """Index ``dataset`` (leakage guard on), carve validation, and build the datasets."""
+    """Index ``dataset`` (leakage guard on), carve validation, and build the datasets of
+    ``splits`` (evaluation: ``("test",)``; the store and the files of the other splits'
+    videos are then not looked at)."""
     index = build_index(dataset)
     index, validation = plan_validation(index, recipe.optim.val_fraction, recipe.optim.seed)
     check_not_empty(index, "train")
@@ -349,10 +368,11 @@ def prepare_data(
 
         sets = feature_datasets(
             recipe, index, store, views=views, device=device, extract=_is_first_process(),
-            video_root=dataset_video_root(dataset), progress=progress,
+            video_root=dataset_video_root(dataset), progress=progress, splits=splits,
         )
     else:
         sets = pixel_datasets(recipe, index, views=views)
+        sets = {split: data for split, data in sets.items() if split in splits}
     counts = {s: len(index.subset(s)) for s in ("train", "val", "test")}
     kind = resolve_kind(dataset)
     # absolute locations: a run evaluated from another folder must find the same data
@@ -360,19 +380,28 @@ def prepare_data(
         "root": Path(os.path.abspath(dataset.root)),
         "annotations": dataset.annotations and Path(os.path.abspath(dataset.annotations)),
     })
-    all_ids = video_ids(index, dataset)
-    official = kind in OFFICIAL_SPLITS  # only these have a split number to record
+    item_ids = _item_ids(index, dataset)  # one pass over the index for every id below
+    all_ids = sorted(item_ids)
+    # only official splits and cross-validation folds have a split number to record
+    numbered = kind in OFFICIAL_SPLITS or dataset.cross_validation is not None
+    videos = {split: split_videos(index, dataset, (split,), ids=item_ids, resolve=split in splits)
+              for split in ("train", "val", "test")}  # fmt: skip
+    cross_validation = dataset.cross_validation
     info = {
         "dataset": {
             "name": index.name,
             "kind": kind,
             "root": str(dataset.root),
-            "split": dataset.split if official else None,
+            "split": dataset.split if numbered else None,
+            "cross_validation": cross_validation_name(cross_validation)
+            if cross_validation is not None else None,
             "group_column": index.group_column,
             "allow_leakage": dataset.allow_leakage,
         },
-        "dataset_config": dataset.model_dump(mode="json", exclude=None if official else {"split"}),
+        "dataset_config": dataset.model_dump(mode="json", exclude=None if numbered else {"split"}),
         "counts": counts,
+        # which people/source videos each side holds: a fold's report names what it tested
+        "groups": {split: part["groups"] for split, part in videos.items()},
         # the typical training clip, so streams can space their frames as training did;
         # features mode never opens a video (streams then probe the recorded data)
         "train_clips": typical_clip(index.subset("train")) if recipe.mode != "features" else None,
@@ -382,22 +411,55 @@ def prepare_data(
         "videos": {"count": len(all_ids), "fingerprint": fingerprint(all_ids)},
     }
     return TrainData(
-        sets["train"], sets.get("val"), sets.get("test"), list(index.classes), info,
-        {split: split_videos(index, dataset, (split,)) for split in ("train", "val", "test")},
+        sets.get("train"),  # type: ignore[arg-type]  # None when not among ``splits``
+        sets.get("val"), sets.get("test"), list(index.classes), info,
+        {split: part for split, part in videos.items() if split in splits},
     )
 
 
 def split_videos(
-    index: VideoIndex, dataset: DatasetConfig, splits: tuple[str, ...]
+    index: VideoIndex,
+    dataset: DatasetConfig,
+    splits: tuple[str, ...],
+    *,
+    ids: list[str] | None = None,
+    resolve: bool = True,
 ) -> dict[str, list[str]]:
     """``ids`` (see :func:`video_ids`), ``paths`` (resolved: symlinks and ``..`` cannot hide a
-    video) and ``groups`` of the items of ``splits``."""
-    items = [item for item in index if item.split in splits]
+    video; empty without ``resolve``) and ``groups`` of the items of ``splits``. ``ids``:
+    every item's id, in index order, when the caller has them."""
+    ids = ids if ids is not None else _item_ids(index, dataset)
+    chosen = [(item, vid) for item, vid in zip(index, ids, strict=True) if item.split in splits]
     return {
-        "ids": video_ids(index, dataset, splits),
-        "paths": sorted(os.path.realpath(item.path) for item in items),
-        "groups": sorted({item.group for item in items if item.group}),
+        "ids": sorted(vid for _, vid in chosen),
+        "paths": sorted(_resolved([item.path for item, _ in chosen])) if resolve else [],
+        "groups": sorted({item.group for item, _ in chosen if item.group}),
     }
+
+
+def _resolved(paths: list[Path]) -> list[str]:
+    """``os.path.realpath`` of each path, resolving each folder once: a file that is not a
+    link is its resolved folder plus its name (one ``lstat``, not one per path component)."""
+    folders: dict[str, str] = {}
+    out = []
+    for path in paths:
+        head, name = os.path.split(os.path.abspath(path))
+        if head not in folders:
+            folders[head] = os.path.realpath(head)
+        candidate = os.path.join(folders[head], name)
+        try:
+            link = stat.S_ISLNK(os.lstat(candidate).st_mode)
+        except OSError:  # absent: realpath keeps the name as it is
+            link = False
+        out.append(os.path.realpath(candidate) if link else candidate)
+    return out
+
+
+def _item_ids(index: VideoIndex, dataset: DatasetConfig) -> list[str]:
+    """Every item's id (see :func:`video_ids`), in index order."""
+    from harkit.features.pipeline import dataset_video_root, video_ids_under
+
+    return video_ids_under([item.path for item in index], dataset_video_root(dataset))
 
 
 def video_ids(
@@ -405,10 +467,8 @@ def video_ids(
 ) -> list[str]:
     """Sorted ids (paths relative to the dataset's video root) of the items of ``splits``
     (None: all): the same for the same data wherever it is mounted."""
-    from harkit.features.pipeline import dataset_video_root
-
-    root = dataset_video_root(dataset)
-    return sorted(video_id(item.path, root) for item in index
+    ids = _item_ids(index, dataset)
+    return sorted(vid for item, vid in zip(index, ids, strict=True)
                   if splits is None or item.split in splits)  # fmt: skip
 
 
@@ -417,34 +477,101 @@ def fingerprint(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def _loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool) -> DataLoader:
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A 64-bit seed that is a function of ``(seed, epoch, stream)`` only."""
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1, np.uint64)[0])
+
+
+class EpochShuffle(RandomSampler):
+    """Training order and worker seeds that are functions of ``(seed, epoch)`` alone.
+
+    Each epoch's permutation comes from ``epoch_seed(seed, epoch, 0)``; ``workers`` (the
+    loader's ``generator``, from which it draws the base seed torch seeds its workers with)
+    is reseeded from ``epoch_seed(seed, epoch, 1)``. Lightning calls :meth:`set_epoch` before
+    each epoch, so a resumed run shuffles and seeds its workers as the uninterrupted one did
+    at that epoch; neither draws from the global torch RNG (dropout's). Under DDP Lightning
+    swaps it for a ``DistributedSampler``, which also seeds by epoch (it is a RandomSampler
+    so Lightning still shuffles there).
+    """
+
+    def __init__(self, data_source: Dataset, seed: int, epoch: int = 0) -> None:
+        super().__init__(data_source)  # type: ignore[arg-type]
+        self.seed, self.workers = seed, torch.Generator()
+        self.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.workers.manual_seed(epoch_seed(self.seed, epoch, 1))
+        if isinstance(self.data_source, EpochSeeded):  # its jitter, new every epoch
+            self.data_source.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        order = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, 0))
+        yield from torch.randperm(self.num_samples, generator=order).tolist()
+
+
+def _loader(
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    shuffle: bool,
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+    rank: int = 0,
+) -> DataLoader:
+    sampler = EpochShuffle(dataset, seed, epoch) if shuffle else None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=sampler,
         num_workers=workers,
         collate_fn=collate_clips,
-        persistent_workers=workers > 0,
-        worker_init_fn=loader_worker_init() if workers > 0 else None,  # die with the trainer
+        # Training workers restart every epoch, seeded for that epoch: persistent ones would
+        # carry RNG state from earlier epochs that a resumed run cannot rebuild.
+        persistent_workers=workers > 0 and not shuffle,
+        # never the global RNG: a base seed drawn from it would shift dropout after a resume
+        generator=sampler.workers if sampler else torch.Generator().manual_seed(seed),
+        # die with the trainer; training workers also seeded by (base seed, worker, rank)
+        worker_init_fn=loader_worker_init(rank if shuffle else None) if workers > 0 else None,
     )
 
 
 class ActionDataModule(L.LightningDataModule):
-    """Train/val/test loaders (collate_clips); Lightning adds distributed samplers."""
+    """Train/val/test loaders (collate_clips); Lightning adds distributed samplers.
 
-    def __init__(self, data: TrainData, batch_size: int, num_workers: int = 0) -> None:
+    The training order and worker seeds depend on ``seed`` and the epoch only (see
+    :class:`EpochShuffle`), so a resumed run sees the batches an uninterrupted one saw.
+    """
+
+    def __init__(
+        self, data: TrainData, batch_size: int, num_workers: int = 0, seed: int = 0
+    ) -> None:
         super().__init__()
         self.data, self.batch_size, self.num_workers = data, batch_size, num_workers
+        self.seed = seed
+
+    def _epoch_and_rank(self) -> tuple[int, int]:
+        """The epoch the training loader starts at (a resumed run's epochs done: Lightning
+        builds the loader, and its first workers, before it calls ``set_epoch``) and the
+        global rank."""
+        if self.trainer is None:
+            return 0, 0
+        return self.trainer.fit_loop.epoch_progress.current.processed, self.trainer.global_rank
 
     def train_dataloader(self) -> DataLoader:
-        return _loader(self.data.train, self.batch_size, self.num_workers, shuffle=True)
+        epoch, rank = self._epoch_and_rank()
+        return _loader(self.data.train, self.batch_size, self.num_workers, shuffle=True,
+                       seed=self.seed, epoch=epoch, rank=rank)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader | list:
         if self.data.val is None:
             return []
-        return _loader(self.data.val, self.batch_size, self.num_workers, shuffle=False)
+        return _loader(self.data.val, self.batch_size, self.num_workers, shuffle=False,
+                       seed=self.seed)  # fmt: skip
 
     def test_dataloader(self) -> DataLoader | list:
         if self.data.test is None:
             return []
-        return _loader(self.data.test, self.batch_size, self.num_workers, shuffle=False)
+        return _loader(self.data.test, self.batch_size, self.num_workers, shuffle=False,
+                       seed=self.seed)  # fmt: skip

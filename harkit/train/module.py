@@ -8,6 +8,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
 
 from harkit.data.clips import SkipReport
 from harkit.errors import HarkitError
@@ -88,6 +89,9 @@ class ActionModule(L.LightningModule):
         self.skip_report = skip_report
         self.steps_trained = 0
         """Training batches that had a loss (not all videos skipped), kept in checkpoints."""
+        # counts, not per-batch means: exact over uneven batches and across DDP ranks
+        self.train_accuracy = MulticlassAccuracy(num_classes, average="micro")
+        self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["steps_trained"] = self.steps_trained
@@ -120,13 +124,14 @@ class ActionModule(L.LightningModule):
             )
         if stage == "train":
             self.steps_trained += 1
-        acc = (logits.argmax(dim=1) == y).float().mean()
+        accuracy = self.train_accuracy if stage == "train" else self.val_accuracy
+        accuracy(logits.detach(), y)
         size = int(y.shape[0])
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
                  batch_size=size, sync_dist=True)
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=size, sync_dist=True)
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=size)
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:

@@ -21,7 +21,6 @@ code: JSON and plain YAML are validated, checkpoints are loaded with ``weights_o
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import warnings
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 
 from harkit import __version__
@@ -58,7 +58,9 @@ __all__ = [
 ]
 
 #: Bump when the files of a run folder change meaning; load_run refuses other versions.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: each head/network type saves only its own keys (1 saved every key of one config)."""
+READABLE_FORMATS = (1, 2)
 
 
 class RunError(HarkitError):
@@ -124,22 +126,22 @@ class RunPaths:
 def lock_run(paths: RunPaths) -> Iterator[None]:
     """Hold an exclusive lock on ``RUN/.lock`` (creating the folder); a second holder is refused.
 
-    An OS lock (flock), so the kernel drops it when the process dies: a killed run leaves no
-    stale lock behind.
+    An OS lock (filelock's flock), so the kernel drops it when the process dies: a killed run
+    leaves no stale lock behind.
     """
     paths.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o666)
+    lock = FileLock(paths.lock, timeout=0)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunError(
-                f"{paths.root}: another 'harkit train' is writing this run folder; wait for it "
-                "to finish or pick another --run folder"
-            ) from None
+        lock.acquire()
+    except Timeout:
+        raise RunError(
+            f"{paths.root}: another 'harkit train' is writing this run folder; wait for it "
+            "to finish or pick another --run folder"
+        ) from None
+    try:
         yield
     finally:
-        os.close(fd)  # releases the lock
+        lock.release()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -233,7 +235,7 @@ def read_run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise RunError(_no_run_json(paths))
     info = read_json(paths.info, dict)
     version = info.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMATS:
         raise RunError(
             f"{paths.root}: run format {version!r} written by harkit "
             f"{info.get('harkit_version', '?')}; this harkit ({__version__}) reads format "
@@ -294,6 +296,8 @@ def read_recipe(paths: RunPaths) -> Recipe:
         data = load_yaml(paths.recipe)
     except ConfigError as exc:
         raise RunError(str(exc)) from None
+    if isinstance(data, dict) and _format_version(paths) == 1:
+        data = _recipe_from_format_1(data)
     try:
         return parse_config(Recipe, data, source=str(paths.recipe))
     except ConfigError as exc:
@@ -301,6 +305,42 @@ def read_recipe(paths: RunPaths) -> Recipe:
             f"{paths.recipe}: recipe does not validate with this harkit version ({__version__}): "
             f"{exc}"
         ) from None
+
+
+def _format_version(paths: RunPaths) -> int:
+    if not paths.info.is_file():
+        return FORMAT_VERSION
+    try:
+        return int(json.loads(paths.info.read_text(encoding="utf-8")).get("format_version"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return FORMAT_VERSION  # read_run_info reports a damaged run.json itself
+
+
+def _recipe_from_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 ``recipe.yaml`` as the model it built: format 1 saved every key of one
+    head (network) config, and builders ignored those their type does not use, or replaced
+    three values, now refused (see below)."""
+    from harkit.models.registry import section_default, section_keys
+
+    data = dict(data)
+    for section in ("head", "network"):
+        config = data.get(section)
+        if not isinstance(config, dict):
+            continue
+        kind = config.get("type", section_default(section))
+        keys = section_keys(section, kind)
+        if keys is None:
+            continue  # an unknown type: validation names it
+        config = {k: v for k, v in config.items() if k in keys}
+        # what format 1's builder built where it replaced a value (refused since)
+        if section == "head" and kind == "mean" and config.get("fc") == []:
+            config["fc"] = [256]
+        if section == "head" and kind == "two_stream" and config.get("pooling") == "vote":
+            config["pooling"] = "last"
+        if section == "network" and kind == "small2d_gru" and config.get("rnn") == "none":
+            config["rnn"] = "gru"
+        data[section] = config
+    return data
 
 
 def write_recipe_and_classes(paths: RunPaths, recipe: Recipe, classes: list[str]) -> None:

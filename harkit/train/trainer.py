@@ -10,6 +10,7 @@ import os
 import random
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -126,9 +127,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class RngCheckpoint(Callback):
     """Carry the torch / numpy / python RNG states in checkpoints and restore them on resume.
 
-    Lightning does not, so a resumed run would shuffle (and drop out) differently from an
-    uninterrupted one. Stored as tensors and plain values: checkpoints still load with
-    ``weights_only=True``.
+    Lightning does not, so a resumed run would drop out differently from an uninterrupted
+    one. The training order and the loader workers' seeds are functions of the recipe seed and
+    the epoch (:class:`harkit.train.data.EpochShuffle`): they need no state here. Stored as
+    tensors and plain values: checkpoints still load with ``weights_only=True``.
     """
 
     def state_dict(self) -> dict[str, Any]:
@@ -365,48 +367,47 @@ def check_model_fits(recipe: Recipe, num_classes: int = 2) -> None:
         )
 
 
-def _train(
+@dataclass
+class _Resume:
+    """What a resumed run carries over, read and checked before anything is written."""
+
+    ckpt_path: str | None = None
+    previous: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+
+
+def _check_resume(
+    paths: RunPaths, recipe: Recipe, resume: bool, max_epochs: int | None
+) -> _Resume:
+    """Every check on an existing run folder, before anything is written to it."""
+    if not resume:
+        if paths.last_ckpt.is_file():
+            raise RunError(
+                f"{paths.root} already holds a run; pass --resume (Python: resume=True) to "
+                "continue it or pick another folder"
+            )
+        return _Resume()
+    if not paths.last_ckpt.is_file():
+        raise RunError(f"{paths.root}: nothing to resume (no checkpoints/last.ckpt)")
+    _check_same_recipe(paths, recipe)
+    # Lightning unpickles last.ckpt itself: make sure it is tensors and plain values first.
+    for ckpt in (paths.last_ckpt, paths.best_ckpt):
+        if ckpt.is_file():
+            load_checkpoint(ckpt)
+    _check_epochs_to_resume(paths, recipe, max_epochs)
+    previous = read_run_info(paths.root) if paths.info.is_file() else {}
+    return _Resume(str(paths.last_ckpt), previous, read_classes(paths))
+
+
+def _load_data(
     recipe: Recipe,
     dataset: DatasetConfig | TrainData,
     paths: RunPaths,
-    *,
     store: str | os.PathLike[str] | None,
-    devices: int | str,
-    num_nodes: int,
-    accelerator: str,
-    strategy: str | None,
-    resume: bool,
-    max_epochs: int | None,
-    precision: str | None,
     progress: bool,
-    callbacks: Sequence[Callback],
-) -> TrainResult:
-    optim = recipe.optim
-    ckpt_path = None
-    previous: dict[str, Any] = {}
-    saved_classes: list[str] = []
-    # Every check on an existing run happens before anything is written to it.
-    if resume:
-        if not paths.last_ckpt.is_file():
-            raise RunError(f"{paths.root}: nothing to resume (no checkpoints/last.ckpt)")
-        _check_same_recipe(paths, recipe)
-        # Lightning unpickles last.ckpt itself: make sure it is tensors and plain values first.
-        for ckpt in (paths.last_ckpt, paths.best_ckpt):
-            if ckpt.is_file():
-                load_checkpoint(ckpt)
-        _check_epochs_to_resume(paths, recipe, max_epochs)
-        if paths.info.is_file():
-            previous = read_run_info(paths.root)
-        saved_classes = read_classes(paths)
-        ckpt_path = str(paths.last_ckpt)
-    elif paths.last_ckpt.is_file():
-        raise RunError(
-            f"{paths.root} already holds a run; pass --resume (Python: resume=True) to continue "
-            "it or pick another folder"
-        )
-
-    check_model_fits(recipe)  # before any data is prepared or anything is written
-    L.seed_everything(optim.seed, workers=True, verbose=False)
+    carried: _Resume,
+) -> TrainData:
+    """The prepared data, checked to be trainable (and, on resume, the run's data)."""
     data = (
         dataset
         if isinstance(dataset, TrainData)
@@ -415,30 +416,36 @@ def _train(
     if data.train is None or len(data.train) == 0:  # type: ignore[arg-type]
         raise DatasetError("the train split is empty: no videos to train on")
     check_feature_dim(recipe, data.train)
-    num_classes = len(data.classes)
-    if num_classes < 2:
-        raise DatasetError(f"need at least 2 classes to train, found {num_classes}")
-    if resume and saved_classes != list(data.classes):
-        raise RunError(
-            f"{paths.classes}: the dataset's classes differ from the run's "
-            f"({len(data.classes)} vs {len(saved_classes)} classes); resume on the data "
-            "the run was trained on"
-        )
-    if resume:
-        _check_same_videos(paths, previous, data.info)
+    if len(data.classes) < 2:
+        raise DatasetError(f"need at least 2 classes to train, found {len(data.classes)}")
+    if carried.ckpt_path is not None:
+        if carried.classes != list(data.classes):
+            raise RunError(
+                f"{paths.classes}: the dataset's classes differ from the run's "
+                f"({len(data.classes)} vs {len(carried.classes)} classes); resume on the data "
+                "the run was trained on"
+            )
+        _check_same_videos(paths, carried.previous, data.info)
+    return data
 
-    has_val = data.val is not None and len(data.val) > 0  # type: ignore[arg-type]
+
+def _build_trainer(
+    recipe: Recipe,
+    paths: RunPaths,
+    *,
+    has_val: bool,
+    devices: int | str,
+    num_nodes: int,
+    accelerator: str,
+    strategy: str | None,
+    max_epochs: int | None,
+    precision: str,
+    progress: bool,
+    callbacks: Sequence[Callback],
+) -> L.Trainer:
+    """The Lightning trainer: checkpoints (best by val/acc, last every epoch), loggers, DDP."""
+    optim = recipe.optim
     monitor = "val/acc" if has_val else "train/acc"
-    # Every check has passed: only now is the run folder written. On resume the classes are
-    # unchanged (checked above) and the recipe differs in optim.epochs at most.
-    if resume:
-        save_config(recipe, paths.recipe)
-    else:
-        write_recipe_and_classes(paths, recipe, data.classes)
-    started = _now()
-
-    skips = open_skip_report(paths.skipped)  # a damaged report is rebuilt, with a warning
-    module = ActionModule(recipe, num_classes, monitor=monitor, skip_report=skips)
     # ModelCheckpoint(save_last=True) writes last.ckpt only when it saves a top-k checkpoint,
     # i.e. when the metric improved: a resume would redo epochs. A second checkpoint without a
     # monitor writes last.ckpt every epoch (after best.ckpt, so it carries the best state).
@@ -462,15 +469,12 @@ def _train(
         CSVLogger(paths.logs, name="csv"),
     ]
     multi = num_nodes > 1 or (isinstance(devices, int) and devices > 1)
-    accel = accelerator
-    if accel == "auto":
-        accel = "gpu" if torch.cuda.is_available() else "cpu"
-    trainer = L.Trainer(
-        accelerator=accel,
+    return L.Trainer(
+        accelerator=accelerator,
         devices=devices,
         num_nodes=num_nodes,
         strategy=strategy or ("ddp" if multi else "auto"),
-        precision=lightning_precision(precision or optim.precision, accel),  # type: ignore[arg-type]
+        precision=precision,  # type: ignore[arg-type]
         max_epochs=max_epochs or optim.epochs,
         gradient_clip_val=optim.grad_clip,
         deterministic=optim.deterministic,
@@ -483,7 +487,17 @@ def _train(
         limit_val_batches=None if has_val else 0,
         log_every_n_steps=10,
     )
-    datamodule = ActionDataModule(data, optim.batch_size, optim.num_workers)
+
+
+def _fit(
+    trainer: L.Trainer,
+    module: ActionModule,
+    datamodule: ActionDataModule,
+    paths: RunPaths,
+    ckpt_path: str | None,
+) -> None:
+    """``trainer.fit`` without the hints nobody can act on; a metric never logged (every
+    video skipped) is one line naming the skip report."""
     with warnings.catch_warnings():
         # Tiny datasets trip Lightning's "few batches" / "num_workers" hints on every run, and
         # every resume its "checkpoint directory ... is not empty".
@@ -506,8 +520,16 @@ def _train(
                 f"{paths.skipped}); no model written"
             ) from None
 
-    if not trainer.is_global_zero:
-        return TrainResult()
+
+def _export(
+    paths: RunPaths,
+    module: ActionModule,
+    data: TrainData,
+    *,
+    has_val: bool,
+) -> dict[str, Any]:
+    """Write the exported weights (best val/acc epoch, else the last), the report of skipped
+    videos and the list of trained videos; returns the checkpoint facts for ``run.json``."""
     if not paths.last_ckpt.is_file():
         raise HarkitError(f"{paths.root}: training ended without a checkpoint")
     # Read back from the files: with fork/spawn launchers this process's trainer did not train.
@@ -538,19 +560,8 @@ def _train(
     if parts:  # evaluation refuses test videos that match these (cross-split leakage)
         trained = {key: sorted({v for part in parts for v in part[key]}) for key in parts[0]}
         atomic_write_text(paths.trained_videos, json.dumps(trained, indent=0) + "\n")
-
-    from harkit.models.builder import feature_dims
-
-    info: dict[str, Any] = {
-        "recipe": recipe.name,
-        "mode": recipe.mode,
-        "num_classes": num_classes,
-        "feature_dims": feature_dims(recipe) if recipe.mode == "features" else None,
-        **data.info,
-        "parameters": count_parameters(module.model),
-        "trainable_parameters": count_parameters(module.model, trainable_only=True),
-        "monitor": monitor,
-        # Epochs count from 1 (epoch N of epochs_run); `epoch_index` is Lightning's 0-based one.
+    # Epochs count from 1 (epoch N of epochs_run); `epoch_index` is Lightning's 0-based one.
+    return {
         "exported": {
             "checkpoint": exported_file.relative_to(paths.root).as_posix(),
             "epoch": exported["epoch"] + 1,
@@ -559,17 +570,79 @@ def _train(
         },
         "best_epoch": exported["epoch"] + 1 if has_val else None,
         "best_score": best_score,
-        "best_val_acc": best_score,
         "epochs_run": epochs_run,
         "global_step": last["global_step"],
+    }
+
+
+def _train(
+    recipe: Recipe,
+    dataset: DatasetConfig | TrainData,
+    paths: RunPaths,
+    *,
+    store: str | os.PathLike[str] | None,
+    devices: int | str,
+    num_nodes: int,
+    accelerator: str,
+    strategy: str | None,
+    resume: bool,
+    max_epochs: int | None,
+    precision: str | None,
+    progress: bool,
+    callbacks: Sequence[Callback],
+) -> TrainResult:
+    carried = _check_resume(paths, recipe, resume, max_epochs)
+    check_model_fits(recipe)  # before any data is prepared or anything is written
+    L.seed_everything(recipe.optim.seed, workers=True, verbose=False)
+    data = _load_data(recipe, dataset, paths, store, progress, carried)
+    has_val = data.val is not None and len(data.val) > 0  # type: ignore[arg-type]
+    # Every check has passed: only now is the run folder written. On resume the classes are
+    # unchanged (checked) and the recipe differs in optim.epochs at most.
+    if resume:
+        save_config(recipe, paths.recipe)
+    else:
+        write_recipe_and_classes(paths, recipe, data.classes)
+    started = _now()
+
+    skips = open_skip_report(paths.skipped)  # a damaged report is rebuilt, with a warning
+    monitor = "val/acc" if has_val else "train/acc"
+    module = ActionModule(recipe, len(data.classes), monitor=monitor, skip_report=skips)
+    accel = accelerator
+    if accel == "auto":
+        accel = "gpu" if torch.cuda.is_available() else "cpu"
+    used_precision = lightning_precision(precision or recipe.optim.precision, accel)
+    trainer = _build_trainer(
+        recipe, paths, has_val=has_val, devices=devices, num_nodes=num_nodes,
+        accelerator=accel, strategy=strategy, max_epochs=max_epochs,
+        precision=used_precision, progress=progress, callbacks=callbacks,
+    )  # fmt: skip
+    datamodule = ActionDataModule(data, recipe.optim.batch_size, recipe.optim.num_workers,
+                                  seed=recipe.optim.seed)  # fmt: skip
+    _fit(trainer, module, datamodule, paths, carried.ckpt_path)
+    if not trainer.is_global_zero:
+        return TrainResult()
+    exported = _export(paths, module, data, has_val=has_val)
+
+    from harkit.models.builder import feature_dims
+
+    info: dict[str, Any] = {
+        "recipe": recipe.name,
+        "mode": recipe.mode,
+        "num_classes": len(data.classes),
+        "feature_dims": feature_dims(recipe) if recipe.mode == "features" else None,
+        **data.info,
+        "parameters": count_parameters(module.model),
+        "trainable_parameters": count_parameters(module.model, trainable_only=True),
+        "monitor": monitor,
+        **exported,
         "devices": devices,
         "num_nodes": num_nodes,
-        "precision": lightning_precision(precision or optim.precision, accel),
+        "precision": used_precision,
         "skipped_videos": len(skips),
         "flow": _flow_settings(recipe, store),
-        "started": previous.get("started", started),
+        "started": carried.previous.get("started", started),
         "finished": _now(),
-        "resumed": bool(resume) or bool(previous.get("resumed")),
+        "resumed": bool(resume) or bool(carried.previous.get("resumed")),
     }
     write_run_info(paths, info)
     return TrainResult(info, run_dir=str(paths.root))

@@ -11,7 +11,9 @@ from harkit.backbones import (
     Backbone,
     BackboneError,
     BackboneSpec,
+    Preprocessing,
     UnknownBackboneError,
+    WeightsSource,
     create_backbone,
     get_backbone_spec,
     list_backbones,
@@ -58,13 +60,17 @@ def test_registry_contents():
 def test_spec_metadata(name: str):
     spec = get_backbone_spec(name)
     kind, size, dim, channels = EXPECTED[name]
-    assert (spec.kind, spec.input_size, spec.feature_dim, spec.in_channels) == (
+    prep = spec.preprocessing_for("default")
+    assert (spec.kind, prep.input_size, spec.feature_dim, spec.in_channels) == (
         kind,
         size,
         dim,
         channels,
     )
-    assert len(spec.mean) == len(spec.std) == channels
+    assert len(prep.mean) == len(prep.std) == channels
+    # every entry owns its preprocessing; random init sees the default weights' input
+    assert all(isinstance(w.preprocessing, Preprocessing) for w in spec.weights.values())
+    assert spec.preprocessing_for("none") == spec.preprocessing == prep
     if name.startswith("tiny_") or name == "flow_hist":  # the weight-free descriptors
         assert not spec.weights and spec.default_weights == "none"
         return
@@ -72,13 +78,20 @@ def test_spec_metadata(name: str):
     assert spec.weights and all(spec.layers.values())
 
 
+def _mean(name: str, weights: str = "default") -> tuple[float, ...]:
+    return get_backbone_spec(name).preprocessing_for(weights).mean
+
+
 def test_preprocessing_comes_from_the_weights():
-    irv2 = get_backbone_spec("inception_resnet_v2")
+    irv2 = get_backbone_spec("inception_resnet_v2").preprocessing_for("imagenet")
     assert irv2.mean == irv2.std == (0.5, 0.5, 0.5)  # timm pretrained_cfg
-    assert get_backbone_spec("resnet50").mean == pytest.approx((0.485, 0.456, 0.406))
-    assert get_backbone_spec("r3d_18").mean == pytest.approx((0.43216, 0.394666, 0.37645))
-    # GoogLeNet's ImageNet weights expect [-1, 1] input (torchvision's transform_input).
-    assert get_backbone_spec("googlenet").mean == (0.5, 0.5, 0.5)
+    assert _mean("resnet50", "imagenet") == pytest.approx((0.485, 0.456, 0.406))
+    assert _mean("r3d_18", "kinetics") == pytest.approx((0.43216, 0.394666, 0.37645))
+    # GoogLeNet's ImageNet weights (that file) expect [-1, 1] input (torchvision's
+    # transform_input); so does the I3D inflated from them, and DeepMind's Kinetics I3D.
+    assert _mean("googlenet", "imagenet") == (0.5, 0.5, 0.5)
+    assert _mean("i3d", "imagenet") == _mean("i3d", "kinetics") == (0.5, 0.5, 0.5)
+    assert get_backbone_spec("googlenet").weights["imagenet"].preprocessing is not None
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -203,38 +216,51 @@ def test_register_custom_backbone(monkeypatch: pytest.MonkeyPatch):
         return BackboneSpec(
             name="tiny",
             kind="frame",
-            input_size=32,
-            mean=(0.5,) * 3,
-            std=(0.5,) * 3,
+            preprocessing=Preprocessing(32, (0.5,) * 3, (0.5,) * 3),
             feature_dim=8,
             builder=build,
             layers={"0": 8},
         )
 
     assert "tiny" in list_backbones("frame")
-    assert create_backbone("tiny")(torch.zeros(1, 3, 32, 32)).shape == (1, 8)
+    model = create_backbone("tiny")
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 8)
+    assert model.preprocessing == Preprocessing(32, (0.5,) * 3, (0.5,) * 3)
     with pytest.raises(BackboneError, match="already registered"):
         register_backbone(tiny)
 
 
 def test_spec_validation_and_normalize():
     spec = get_backbone_spec("i3d_flow")
+    prep = spec.preprocessing_for("kinetics")
     x = torch.full((1, 2, 3, 8, 8), 0.75)
-    assert torch.allclose(spec.normalize(x), torch.full_like(x, 0.5))
+    assert torch.allclose(prep.normalize(x), torch.full_like(x, 0.5))
     with pytest.raises(BackboneError):
-        spec.normalize(torch.zeros(1, 3, 3, 8, 8))
+        prep.normalize(torch.zeros(1, 3, 3, 8, 8))
     with pytest.raises(BackboneError):
         spec.input_shape()
-    with pytest.raises(BackboneError):
-        BackboneSpec("bad", "frame", 8, (0.5,), (0.5,), 4, builder=lambda *a: nn.Identity())
-    with pytest.raises(BackboneError):
+    build = lambda *a: nn.Identity()  # noqa: E731
+    rgb = Preprocessing(8, (0.5,) * 3, (0.5,) * 3)
+    with pytest.raises(BackboneError, match="1 channels, the network takes 3"):
+        BackboneSpec("bad", "frame", 4, build, preprocessing=Preprocessing(8, (0.5,), (0.5,)))
+    with pytest.raises(BackboneError, match="default_weights 'imagenet'"):
+        BackboneSpec("bad", "frame", 4, build, preprocessing=rgb, default_weights="imagenet")
+    with pytest.raises(BackboneError, match="give its preprocessing"):
+        BackboneSpec("bad", "frame", 4, build)  # random init needs a documented input
+    with pytest.raises(BackboneError, match="weights 'b' has mean/std for 2"):
         BackboneSpec(
             "bad",
             "frame",
-            8,
-            (0.5,) * 3,
-            (0.5,) * 3,
             4,
-            builder=lambda *a: nn.Identity(),
-            default_weights="imagenet",
+            build,
+            preprocessing=rgb,
+            weights={"b": WeightsSource("b.pth", Preprocessing(8, (0.5,) * 2, (0.5,) * 2))},
         )
+    with pytest.raises(BackboneError, match="std must be positive"):
+        Preprocessing(8, (0.5,) * 3, (0.5, 0.0, 0.5))
+    with pytest.raises(BackboneError, match="smaller than"):
+        Preprocessing(224, (0.5,) * 3, (0.5,) * 3, resize_size=200)
+    with pytest.raises(BackboneError, match="interpolation"):
+        Preprocessing(224, (0.5,) * 3, (0.5,) * 3, interpolation="lanczos")  # type: ignore[arg-type]
+    with pytest.raises(BackboneError, match="64 hex digits"):
+        WeightsSource("a.pth", sha256="abc")

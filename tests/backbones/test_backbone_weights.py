@@ -123,12 +123,16 @@ def test_offline_download_names_file_and_folder(offline: Path, name, weights, fi
 
 
 def test_offline_timm_names_hub_file(monkeypatch: pytest.MonkeyPatch):
-    import timm
+    import huggingface_hub
 
     def refuse(*args, **kwargs):
         raise OSError("network disabled in tests")
 
-    monkeypatch.setattr(timm, "create_model", refuse)
+    # nothing cached, and the Hub unreachable (the weights are fetched, and hash-checked,
+    # before timm builds the model)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", refuse)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
     with pytest.raises(WeightsUnavailableError) as info:
         create_backbone("inception_resnet_v2", weights="imagenet")
     message = str(info.value)

@@ -25,9 +25,11 @@ def _logits(net: torch.nn.Module, state: dict, x: torch.Tensor) -> torch.Tensor:
 
 def test_preprocessing_is_tensorflows():
     spec = get_backbone_spec("efficientnet_lite0")
-    assert (spec.input_size, spec.resize_size, spec.feature_dim) == (224, 256, 1280)
+    prep = spec.preprocessing_for("imagenet")
+    # resized to the crop (not TF's 224 + 32), as harkit has always done
+    assert (prep.input_size, prep.resize_size, spec.feature_dim) == (224, None, 1280)
     x = torch.rand(1, 3, 4, 4)
-    assert torch.allclose(spec.normalize(x), (x * 255 - 127) / 128, atol=1e-6)
+    assert torch.allclose(prep.normalize(x), (x * 255 - 127) / 128, atol=1e-6)
     assert spec.default_weights == "imagenet"
 
 
@@ -42,8 +44,9 @@ def test_logits_match_the_reference_implementation(variant: int):
     spec = get_backbone_spec(f"efficientnet_lite{variant}")
     net = create_backbone(spec.name, "imagenet")
     generator = torch.Generator().manual_seed(variant)
-    size = spec.input_size  # the reference pads for exactly this size
-    x = spec.normalize(torch.rand(2, 3, size, size, generator=generator))
+    prep = spec.preprocessing_for("imagenet")
+    size = prep.input_size  # the reference pads for exactly this size
+    x = prep.normalize(torch.rand(2, 3, size, size, generator=generator))
     with torch.no_grad():
         expected = reference(x)
         got = _logits(net, state, x)
@@ -112,8 +115,8 @@ def test_imagenet_labels_of_real_frames(shared_dir: Path, clip: str, plausible: 
     state = load_state_dict_file(_package_or_skip(0))
     path = shared_dir / "realdata" / "mmaction2_samples" / clip
     frames = read_frames(path, [probe(path).num_frames // 2])
-    spec = get_backbone_spec("efficientnet_lite0")
-    x = ClipTransform(TransformConfig(), spec.input_size, spec.mean, spec.std)(frames)
+    prep = get_backbone_spec("efficientnet_lite0").preprocessing_for("imagenet")
+    x = ClipTransform.from_preprocessing(TransformConfig(), prep)(frames)
     with torch.no_grad():
         top1 = _logits(create_backbone("efficientnet_lite0", "imagenet"), state, x).argmax(1)
     categories = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]

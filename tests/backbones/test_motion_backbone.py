@@ -80,8 +80,16 @@ def test_onnx_export_matches(tmp_path):
     hist = FlowHistogram().eval()
     flow = torch.randn(3, 2, 48, 62) * 0.1
     path = tmp_path / "hist.onnx"
-    torch.onnx.export(hist, (flow,), str(path), input_names=["flow"], output_names=["f"],
-                      dynamic_axes={"flow": {0: "batch"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        hist,
+        (flow,),
+        str(path),
+        input_names=["flow"],
+        output_names=["f"],
+        dynamic_axes={"flow": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"flow": flow.numpy()})[0]
     np.testing.assert_allclose(got, hist(flow).detach().numpy(), atol=1e-6)

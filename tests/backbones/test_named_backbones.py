@@ -29,12 +29,15 @@ def test_timm_preprocessing_comes_from_its_pretrained_cfg():
 
     spec = get_backbone_spec("timm/resnet10t")
     cfg = resolve_data_config({}, model=timm.create_model("resnet10t", pretrained=False))
-    assert spec.input_size == cfg["input_size"][-1] == 176  # resnet10t's own train size
-    assert spec.resize_size == round(176 / cfg["crop_pct"])
-    assert spec.mean == pytest.approx(cfg["mean"]) and spec.std == pytest.approx(cfg["std"])
-    assert spec.weights == {"imagenet": "resnet10t.c3_in1k"}
+    prep = spec.preprocessing_for("imagenet")
+    assert prep.input_size == cfg["input_size"][-1] == 176  # resnet10t's own train size
+    assert (prep.resize_size, prep.interpolation) == (None, "bilinear")  # harkit's, as always
+    assert prep.mean == pytest.approx(cfg["mean"]) and prep.std == pytest.approx(cfg["std"])
+    assert spec.preprocessing_for("none") == prep  # random init sees the same input
+    assert {k: w.source for k, w in spec.weights.items()} == {"imagenet": "resnet10t.c3_in1k"}
     tagged = get_backbone_spec("timm/convnext_tiny.fb_in1k")  # an explicit pretrained tag
-    assert tagged.weights == {"imagenet": "convnext_tiny.fb_in1k"} and tagged.feature_dim == 768
+    assert tagged.weights["imagenet"].source == "convnext_tiny.fb_in1k"
+    assert tagged.feature_dim == 768
     assert "timm/resnet10t" not in list_backbones()  # names resolve; the zoo stays the zoo
 
 
@@ -42,10 +45,14 @@ def test_torchvision_preprocessing_comes_from_its_weights():
     from torchvision.models import get_model_weights
 
     spec = get_backbone_spec("torchvision/mobilenet_v3_small")
-    transforms = get_model_weights("mobilenet_v3_small").DEFAULT.transforms()
-    assert (spec.input_size, spec.resize_size) == (224, 256)
-    assert spec.mean == pytest.approx(transforms.mean) and spec.std == pytest.approx(transforms.std)
-    assert spec.weights == {"imagenet": "MobileNet_V3_Small_Weights.IMAGENET1K_V1"}
+    weights = get_model_weights("mobilenet_v3_small").DEFAULT
+    transforms = weights.transforms()
+    prep = spec.preprocessing_for("imagenet")
+    assert (prep.input_size, prep.resize_size) == (224, None)  # resized to the crop
+    assert prep.mean == pytest.approx(transforms.mean) and prep.std == pytest.approx(transforms.std)
+    entry = spec.weights["imagenet"]
+    assert entry.source == "MobileNet_V3_Small_Weights.IMAGENET1K_V1"
+    assert entry.url == weights.url and entry.expected_hash == "047dcff4"  # checked on download
 
 
 @pytest.mark.parametrize(
@@ -61,7 +68,7 @@ def test_torchvision_preprocessing_comes_from_its_weights():
 def test_random_weights_frozen_and_seeded(name: str, dim: int):
     spec = get_backbone_spec(name)
     assert spec.feature_dim == dim
-    x = torch.randn(2, 3, spec.input_size, spec.input_size)
+    x = torch.randn(2, *spec.input_shape())
     torch.manual_seed(1)
     first = create_backbone(name, "none")
     torch.manual_seed(2)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import harkit.cli.main as cli_main
-from harkit.data.synthetic import SynthConfig, render_dataset
+from harkit.synth import SynthConfig, render_dataset
 
 
 def test_info_lists_recipes(capsys: pytest.CaptureFixture[str]) -> None:

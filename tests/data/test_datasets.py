@@ -210,7 +210,7 @@ def test_inspect_lists_a_video_whose_header_promises_frames_that_do_not_decode(t
     import numpy as np
 
     from harkit.data.inspect import summarize
-    from harkit.data.synthetic import write_video
+    from harkit.synth import write_video
 
     frames = np.random.default_rng(0).integers(0, 255, (10, 48, 64, 3), dtype=np.uint8)
     good = write_video(tmp_path / "clap" / "clap_a01_c01.avi", frames, fps=10, codec="mpeg4")

@@ -201,9 +201,9 @@ def test_splits_refused_without_official_splits(
     assert cli_main.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].endswith(
-        f"--splits 1,2,3: {manifest} is a 'csv' dataset without official splits; --splits needs "
-        "them (UCF101/HMDB51: 1-3, UCF50: 1-25 leave-one-group-out), so train once without "
-        "--splits"
+        f"--splits 1,2,3: {manifest} is a 'csv' dataset without official splits; cross-validate "
+        "it by group instead (--splits leave-one-group-out, or --splits 5-fold), or train once "
+        "without --splits"
     )
     assert not (tmp_path / "run").exists()
 

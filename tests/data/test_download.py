@@ -22,17 +22,10 @@ from pathlib import Path
 import pytest
 
 from harkit.cli.main import main
+from harkit.data.archives import ExtractLimits, UnsafeArchiveError, extract_archive
 from harkit.data.datasets import DatasetConfig, load_index
-from harkit.data.download import (
-    STATE_FILE,
-    DatasetSource,
-    DownloadError,
-    ExtractLimits,
-    RemoteFile,
-    UnsafeArchiveError,
-    download_dataset,
-    extract_archive,
-)
+from harkit.data.download import DatasetSource, RemoteFile, download_dataset
+from harkit.data.fetch import STATE_FILE, DownloadError
 
 # ----------------------------------------------------------------------------- archives
 
@@ -378,24 +371,24 @@ def test_from_dir_checks_the_published_checksum(server: Server, tmp_path: Path) 
 def test_an_interrupted_extraction_never_looks_complete_and_restarts(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import harkit.data.download as download
+    import harkit.data.archives as archives
 
     source = ucf101_source(server)
     root = tmp_path / "ucf"
-    real = download.extract_archive
+    real = archives.extract_archive
 
     def crash(archive: Path, dest: Path, *args: object, **kwargs: object) -> None:
         real(archive, dest, *args, **kwargs)
         raise KeyboardInterrupt  # killed right after the members were written
 
-    monkeypatch.setattr(download, "extract_archive", crash)
+    monkeypatch.setattr(archives, "extract_archive", crash)
     with pytest.raises(KeyboardInterrupt):
         run("ucf101", root, source)
     assert not (root / "UCF-101").exists()
     assert not json.loads((root / STATE_FILE).read_text())["files"]["UCF101.rar"]["extracted"]
     (root / ".partial-UCF-101" / "junk").mkdir(parents=True)  # as if the kill left it
 
-    monkeypatch.setattr(download, "extract_archive", real)
+    monkeypatch.setattr(archives, "extract_archive", real)
     result = run("ucf101", root, source)
     assert not (root / ".partial-UCF-101").exists()
     assert sorted(p.name for p in result.videos.iterdir() if p.is_dir()) == UCF_CLASSES
@@ -458,9 +451,9 @@ def test_a_zip_bomb_is_refused_by_ratio_and_by_size(tmp_path: Path) -> None:
 
 def test_the_size_bound_counts_what_is_written_not_what_is_declared(tmp_path: Path) -> None:
     """Declared sizes can lie: a nested archive's members add up across all inner archives."""
-    import harkit.data.download as download
+    from harkit.data.archives import ExtractBudget
 
-    budget = download._Budget(ExtractLimits(max_bytes=1000))
+    budget = ExtractBudget(ExtractLimits(max_bytes=1000))
     first = tmp_path / "1.rar"
     first.write_bytes(rar_files({"c/a.avi": b"a" * 600}))
     second = tmp_path / "2.rar"
@@ -636,11 +629,11 @@ def test_two_downloads_into_one_root_are_refused(tmp_path) -> None:
     import subprocess
     import sys
 
-    from harkit.data.download import DownloadError, _root_lock, download_dataset
+    from harkit.data.fetch import root_lock
 
     root = tmp_path / "root"
     root.mkdir()
-    with _root_lock(root):  # a first download, running
+    with root_lock(root):  # a first download, running
         with pytest.raises(DownloadError, match="another 'harkit data download' is writing"):
             download_dataset("ucf101", root, from_dir=tmp_path, progress=False)
         # from another process too (an OS lock), in one line with exit code 2
@@ -658,8 +651,6 @@ def test_two_downloads_into_one_root_are_refused(tmp_path) -> None:
     "text", ['["ucf101"]', '{"files": []}', '{"files": {"a.rar": 3}}', '{"dataset": 7}']
 )
 def test_a_state_file_of_the_wrong_shape_is_one_line(tmp_path, text: str) -> None:
-    from harkit.data.download import STATE_FILE, DownloadError, download_dataset
-
     (tmp_path / STATE_FILE).write_text(text)
     with pytest.raises(DownloadError, match="not the state harkit writes") as err:
         download_dataset("ucf101", tmp_path, from_dir=tmp_path, progress=False)
@@ -668,14 +659,14 @@ def test_a_state_file_of_the_wrong_shape_is_one_line(tmp_path, text: str) -> Non
 
 def test_a_download_of_unknown_size_is_bounded(server: Server, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    import harkit.data.download as download
+    import harkit.data.fetch as fetch
 
     server.files["/big.rar"] = b"x" * 5000
     server.no_length = True
-    monkeypatch.setattr(download, "MAX_UNKNOWN_SIZE", 4096)
-    with pytest.raises(download.DownloadError, match=r"sent more than 4\.0 KiB without saying"):
-        download.fetch([f"{server.base}/big.rar"], tmp_path / "big.rar", progress=False)
+    monkeypatch.setattr(fetch, "MAX_UNKNOWN_SIZE", 4096)
+    with pytest.raises(DownloadError, match=r"sent more than 4\.0 KiB without saying"):
+        fetch.fetch([f"{server.base}/big.rar"], tmp_path / "big.rar", progress=False)
     assert not (tmp_path / "big.rar").exists() and not (tmp_path / "big.rar.part").exists()
-    monkeypatch.setattr(download, "MAX_UNKNOWN_SIZE", 8192)  # within the bound: fetched whole
-    path = download.fetch([f"{server.base}/big.rar"], tmp_path / "big.rar", progress=False)
+    monkeypatch.setattr(fetch, "MAX_UNKNOWN_SIZE", 8192)  # within the bound: fetched whole
+    path = fetch.fetch([f"{server.base}/big.rar"], tmp_path / "big.rar", progress=False)
     assert path.read_bytes() == b"x" * 5000

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harkit.data.synthetic import write_video
 from harkit.models.builder import feature_dims
 from harkit.models.recipe import Recipe, load_recipe
+from harkit.synth import write_video
 from tests.train.conftest import toy  # shared with the training tests
 
 #: Overrides for a one-epoch run of a features recipe on tiny synthetic clips.

@@ -21,7 +21,7 @@ def test_predicting_nothing_is_an_error(small) -> None:
 
 
 def test_training_summary_counts_epochs_from_one() -> None:
-    info = {"epochs_run": 5, "best_val_acc": 0.5,
+    info = {"epochs_run": 5, "best_score": 0.5,
             "exported": {"checkpoint": "checkpoints/best.ckpt", "epoch": 2, "reason": "r"}}  # fmt: skip
     summary = training_summary(info)
     assert summary["epochs_trained"] == 5 and summary["val_acc"] == 0.5

@@ -11,8 +11,8 @@ import pytest
 
 import harkit.cli.main as cli_main
 from harkit.data.datasets import DatasetConfig
-from harkit.data.synthetic import SynthConfig, render_dataset
 from harkit.models.recipe import load_recipe
+from harkit.synth import SynthConfig, render_dataset
 from harkit.train import train
 from tests.experiments.conftest import TINY_RUN as TINY
 

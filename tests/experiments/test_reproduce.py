@@ -129,3 +129,22 @@ def test_overridden_recipe_shows_the_paper_as_reference(ucf, tmp_path, capsys):
     md = (out / "reproduce.md").read_text()
     assert "Recipe overridden" in md and "head.hidden=8" in md and "[97.97]" in md
     assert not (out / "tiny-gru" / "split1").exists()
+
+
+def test_table_states_the_videos_used_not_the_videos_listed(ucf, tmp_path, capsys):
+    # The issue: on an incomplete tree the table and run.json counted the listed videos.
+    videos, ann, recipe = ucf
+    missing = sorted(videos.rglob("*.avi"))[0]
+    missing.unlink()
+    out = tmp_path / "out"
+    assert main(_args(recipe, videos, ann, out, "--splits", "1")) == 2  # refused by default
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--allow-missing" in err and missing.name in err
+    assert main(_args(recipe, videos, ann, out, "--splits", "1", "--allow-missing")) == 0
+    table = json.loads((out / "reproduce.json").read_text())
+    info = json.loads((out / "tiny-gru" / "split1" / "run.json").read_text())
+    used = table["used"]["1"]
+    assert used == {"classes": 2, **info["counts"]}
+    assert used["train"] + used["val"] + used["test"] == 15  # 16 listed, one missing
+    md = (out / "reproduce.md").read_text()
+    assert f"Videos used: split 1: 2 classes, {used['train']} train" in md

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from harkit.data.datasets import DatasetConfig, DatasetError
-from harkit.data.synthetic import SynthConfig, render_dataset
 from harkit.experiments import evaluate_run
 from harkit.models.recipe import load_recipe
+from harkit.synth import SynthConfig, render_dataset
 from harkit.train import train
 from harkit.train.run import RunError
 from tests.experiments.conftest import TINY_RUN as TINY

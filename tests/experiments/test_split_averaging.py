@@ -47,7 +47,7 @@ def test_evaluate_splits_writes_the_mean_and_how_each_split_trained(trained, tmp
         training = summary["training"][str(k)]
         assert training == metrics["training"]
         assert training["epochs_trained"] == info["epochs_run"] == 1
-        assert training["val_acc"] == info["best_val_acc"]
+        assert training["val_acc"] == info["best_score"]
         assert training["checkpoint"]["file"] == info["exported"]["checkpoint"]
         # both count from 1; run.json keeps Lightning's 0-based index as epoch_index
         assert training["checkpoint"]["epoch"] == info["exported"]["epoch"]

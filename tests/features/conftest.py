@@ -8,9 +8,9 @@ import pytest
 
 from harkit.data.datasets import DatasetConfig, VideoIndex, load_index
 from harkit.data.sampling import SamplingConfig
-from harkit.data.synthetic import SynthConfig, render_dataset
 from harkit.data.transforms import TransformConfig
 from harkit.models.recipe import FeatureSource
+from harkit.synth import SynthConfig, render_dataset
 
 # 64 px crops keep real networks (ResNet18, GoogLeNet, I3D) fast enough for unit tests
 SMALL = TransformConfig(crop_size=64)

@@ -8,7 +8,7 @@ import pytest
 from flow_helpers import moving_frames
 
 from harkit.data.datasets import VideoIndex, folder_index
-from harkit.data.synthetic import write_video
+from harkit.synth import write_video
 
 MOTION = {"left": -2.0, "right": 2.0}
 

@@ -62,7 +62,7 @@ def test_video_flow_drops_padding_repeats(video_tree: Path) -> None:
 
 
 def test_single_frame_video_is_an_error(tmp_path: Path) -> None:
-    from harkit.data.synthetic import write_video
+    from harkit.synth import write_video
 
     path = write_video(tmp_path / "one.mp4", np.zeros((1, 16, 16, 3), np.uint8))
     with pytest.raises(VideoReadError, match="at least 2"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from flow_helpers import moving_frames
 
-from harkit.data.synthetic import write_video
+from harkit.synth import write_video
 from tests.features.proc_helpers import job_env, kill_job_and_list_survivors
 
 

@@ -43,10 +43,10 @@ def test_mean_head_is_order_agnostic_with_or_without_centering(center):
     # The order-agnostic baseline: shuffling the valid steps must not change its output,
     # and padding must not leak in. Causal centering failed this (76-86% within reversed pairs).
     from harkit.models.builder import build_head
-    from harkit.models.recipe import HeadConfig
+    from harkit.models.recipe import MeanHeadConfig
 
     torch.manual_seed(0)
-    head = build_head(HeadConfig(type="mean", center=center), [6], 3).eval()
+    head = build_head(MeanHeadConfig(center=center), [6], 3).eval()
     x = torch.randn(2, 7, 6) * 3 + 1
     shuffled = x[:, torch.randperm(7)]
     reversed_ = x.flip(1)
@@ -82,13 +82,13 @@ def test_normalized_head_normalises_each_source_on_its_own():
 def test_recipe_norm_wraps_every_head_type():
     from harkit.heads import NormalizedHead, unwrap_head
     from harkit.models.builder import build_head
-    from harkit.models.recipe import HeadConfig
+    from harkit.models.recipe import MeanHeadConfig, RecurrentHeadConfig, TwoStreamHeadConfig
 
-    for config in (HeadConfig(type="recurrent", norm="layer", center=True),
-                   HeadConfig(type="mean", norm="layer"),
-                   HeadConfig(type="two_stream", norm="layer")):  # fmt: skip
+    for config in (RecurrentHeadConfig(norm="layer", center=True),
+                   MeanHeadConfig(norm="layer"),
+                   TwoStreamHeadConfig(norm="layer")):  # fmt: skip
         head = build_head(config, [6, 2], 3)
         assert isinstance(head, NormalizedHead) and head.input_dims == [6, 2]
         assert head(torch.randn(2, 4, 8)).shape == (2, 3)
         assert not isinstance(unwrap_head(head), (NormalizedHead, CenteredHead))
-    assert not isinstance(build_head(HeadConfig(), [8], 3), NormalizedHead)
+    assert not isinstance(build_head(RecurrentHeadConfig(), [8], 3), NormalizedHead)

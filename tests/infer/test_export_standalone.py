@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harkit.data.synthetic import SynthConfig, render_dataset
+from harkit.synth import SynthConfig, render_dataset
 from tests.readme import REPO, readme_block
 
 REAL = REPO.parent / "shared" / "realdata" / "mmaction2_samples"

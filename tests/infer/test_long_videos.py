@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from harkit.data.synthetic import write_video
 from harkit.data.video import read_frames
 from harkit.infer import Recognizer
+from harkit.synth import write_video
 
 pytestmark = pytest.mark.slow
 

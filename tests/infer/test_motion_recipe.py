@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from harkit.data.synthetic import write_video
 from harkit.infer import Recognizer
 from harkit.infer.sources import FileSource
 from harkit.infer.stream import StreamConfig, run_stream
+from harkit.synth import write_video
 
 pytestmark = pytest.mark.slow
 

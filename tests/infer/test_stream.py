@@ -122,10 +122,15 @@ def test_stream_file_at_native_rate_cli(cli, make_run, make_video, capsys, tmp_p
     assert summary["mode"] == "incremental" and summary["frames_read"] == 30
     assert summary["frames_encoded"] + summary["frames_dropped"] == 30
     assert summary["end_reason"] == "end of stream"
-    assert len(decisions) == summary["decisions"] == summary["frames_encoded"] > 0
-    assert {d["label"] for d in decisions} <= set(CLASSES)
+    # one per sampled frame, and the end of the file's final answer
+    assert len(decisions) == summary["decisions"] == summary["frames_encoded"] + 1 > 1
+    assert decisions[-1]["final"] and not any(d["final"] for d in decisions[:-1])
     for d in decisions:
-        assert 0.0 <= d["confidence"] <= 1.0 and d["latency_ms"] >= 0
+        if d["warming_up"]:  # less than a window (16 frames) seen: no label yet
+            assert d["label"] is d["confidence"] is None and d["steps"] < 16
+        else:
+            assert d["label"] in CLASSES and 0.0 <= d["confidence"] <= 1.0
+        assert d["latency_ms"] >= 0
     assert [d["frame"] for d in decisions] == sorted(d["frame"] for d in decisions)
     assert probe(out).num_frames == 30 - summary["frames_dropped"]
 
@@ -144,8 +149,9 @@ def test_windowed_stream_with_frame_jump(make_run, make_video):
     )
     assert stats.mode == "windowed" and stats.frame_jump == 4 and stats.window == 8
     assert stats.frames_read == 40 and stats.frames_encoded == 10  # every 4th frame, once
-    assert stats.decisions == len(decisions) == 5
-    assert all(d.frame % 8 == 0 for d in decisions)
+    # every hop of 2 steps, and the file's end (warm-up: the window's 8 steps, hop 2: 4)
+    assert stats.decisions == len(decisions) == 6 and stats.warmup_decisions == 4
+    assert [d.frame for d in decisions] == [0, 8, 16, 24, 32, 39] and decisions[-1].final
 
 
 def test_segment_backbone_streams_one_segment_per_step(make_run, make_video):
@@ -158,10 +164,11 @@ def test_segment_backbone_streams_one_segment_per_step(make_run, make_video):
     decisions = []
     config = StreamConfig(reset="none", smoothing=0.0)
     stats = run_stream(FileSource(video), model, config, on_decision=decisions.append)
-    assert stats.mode == "incremental" and stats.frames_encoded == 5  # 22 // 4 full segments
-    assert [d.frame for d in decisions] == [3, 7, 11, 15, 19]
-    # The last decision saw the same 5 segments as a prediction on those 20 decoded frames.
-    frames = read_frames(video, range(20))
+    # 5 full segments of 4 and the last 2 frames, padded at the file's end as predict pads
+    assert stats.mode == "incremental" and stats.frames_encoded == 6
+    assert [d.frame for d in decisions] == [3, 7, 11, 15, 19, 21]
+    # The last decision saw the same 6 segments as a prediction on the 22 decoded frames.
+    frames = read_frames(video, range(22))
     pred = Recognizer(model).predict(frames)
     assert decisions[-1].raw_label == pred.label
     assert decisions[-1].raw_confidence == pytest.approx(pred.confidence, abs=1e-4)
@@ -175,9 +182,10 @@ def test_clip_model_streams_windowed(make_run, make_video):
     # Every frame (the default samples a file as predict does: test_stream_agrees.py).
     config = StreamConfig(hop=8, frame_jump=1)
     stats = run_stream(FileSource(make_video(num_frames=24)), model, config)
-    # hop 8: steps 9 (the first with >= 8 frames) and 17 (a full window of 16) decide
-    assert stats.mode == "windowed" and stats.decisions == 2
-    assert stats.frames_encoded == 9 + 16
+    # hop 8: steps 9 (the first with >= 8 frames; warming up) and 17 (a full window of
+    # 16) decide, and the file's end (step 24)
+    assert stats.mode == "windowed" and stats.decisions == 3 and stats.warmup_decisions == 1
+    assert stats.frames_encoded == 9 + 16 + 16
 
 
 class _LiveSource(FrameSource):
@@ -202,7 +210,7 @@ def test_falling_behind_a_live_source_drops_frames(make_run):
     stats = run_stream(_LiveSource(30), model, clock=lambda: next(ticks) * 0.05)
     assert stats.frames_dropped > 0
     assert stats.frames_encoded + stats.frames_dropped == stats.frames_read == 30
-    assert stats.decisions == stats.frames_encoded
+    assert stats.decisions == stats.frames_encoded + 1  # and the end of the stream's
 
 
 # -- sources --------------------------------------------------------------------------------
@@ -278,7 +286,7 @@ def test_http_source_reconnects_with_backoff(cuts, cli, make_run, capsys, caplog
     assert code == 0
     decisions, summary = _json_lines(capsys.readouterr().out)
     assert "reconnecting in" in caplog.text
-    assert {d["label"] for d in decisions} <= set(CLASSES)
+    assert {d["label"] for d in decisions if not d["warming_up"]} <= set(CLASSES)
     if cuts == 1:  # dropped once, resumed where it stopped, played to the end
         assert summary["reconnects"] == 1 and server.hits == 2
         assert summary["frames_read"] == 50 and summary["end_reason"] == "end of stream"

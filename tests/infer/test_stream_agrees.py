@@ -143,4 +143,6 @@ def test_recorded_clip_length_drives_a_live_stream(make_run):
     info = {"train_clips": {"frames": 40, "fps": 25.0}}  # jump 5
     stats = run_stream(_Live(count=42), model, StreamConfig(), run_info=info)
     assert stats.frame_jump == 5 and stats.frames_encoded == 9  # frames 0, 5, ..., 40
-    assert stats.decisions == 9 and stats.sampling.startswith("from the run")
+    # one per step (the first 7 warming up: window 8) and the end of the source's
+    assert (stats.decisions, stats.warmup_decisions) == (10, 7)
+    assert stats.sampling.startswith("from the run")

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import yaml
 
-from harkit.data.synthetic import write_video
 from harkit.infer import Recognizer
 from harkit.infer.sources import FileSource
 from harkit.infer.stream import StreamConfig, run_stream
+from harkit.synth import write_video
 from tests.conftest import pattern_frames
 from tests.infer.conftest import write_run
 
@@ -158,7 +158,7 @@ def test_predict_stream_and_export_agree(trained, capsys):
     assert decisions[0].frame == 8  # segment 0's flow ends on frame 8, one after its RGB
     pred = rec.predict(trained.test_video)
     np.testing.assert_allclose(decisions[-1].probs, pred.probs, atol=1e-5)
-    assert "farneback flow between consecutive sampled frames" in stats.sampling
+    assert "farneback flow from each sampled frame to the next" in stats.sampling
 
     code = _cli("stream", trained.run, "--source", trained.test_video, "--json",
                 "--flow-config", trained.flow)  # fmt: skip

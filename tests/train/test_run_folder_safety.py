@@ -67,6 +67,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 # -- one train per run folder ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_second_train_into_a_locked_run_folder_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,6 +170,7 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["batch", "save"])
 def test_killed_run_resumes_to_the_uninterrupted_weights(
     where: str, uninterrupted: Path, tmp_path: Path
@@ -193,7 +195,7 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(
         a, b = _state(uninterrupted / "checkpoints" / ckpt), _state(run / "checkpoints" / ckpt)
         assert all(torch.equal(a[k], b[k]) for k in a), (point, ckpt)
     info_a, info_b = (load_run_info(uninterrupted), load_run_info(run))
-    for key in ("epochs_run", "global_step", "exported", "best_val_acc"):
+    for key in ("epochs_run", "global_step", "exported", "best_score"):
         assert info_a[key] == info_b[key], (point, key)
 
 
@@ -234,7 +236,7 @@ def test_run_json_counts_what_ran_and_names_the_exported_checkpoint(tmp_path: Pa
     assert info["epochs_run"] == 3 and info["global_step"] == 12
     # Epochs count from 1 (val/acc never improves after the first); Lightning's 0-based
     # index is kept as `epoch_index`.
-    assert info["best_val_acc"] == 0.5 and info["best_epoch"] == 1
+    assert info["best_score"] == 0.5 and info["best_epoch"] == 1
     assert info["exported"] == {
         "checkpoint": "checkpoints/best.ckpt",
         "epoch": 1,
@@ -259,7 +261,7 @@ def test_without_validation_the_last_epoch_is_exported(tmp_path: Path) -> None:
         "reason": "last epoch: no validation",
     }
     assert info["epochs_run"] == 12 and info["global_step"] == 12
-    assert info["best_val_acc"] is None
+    assert info["best_score"] is None
     paths = RunPaths(tmp_path / "run")
     assert not paths.best_ckpt.exists()
     last = {k.removeprefix("model."): v for k, v in _state(paths.last_ckpt).items()}
@@ -303,7 +305,7 @@ def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(
 
 @pytest.mark.slow
 def test_resume_on_other_data_is_refused_before_writing(tmp_path, capsys):
-    from harkit.data.synthetic import SynthConfig, render_dataset
+    from harkit.synth import SynthConfig, render_dataset
 
     config = SynthConfig(classes=["blink", "shake"], num_actors=3, clips_per_actor=1,
                          test_actors=1, num_frames=12, size=64)  # fmt: skip

@@ -7,9 +7,9 @@ head that ignores frame order is at chance within each pair.
 import pytest
 
 from harkit.data.datasets import DatasetConfig
-from harkit.data.synthetic import TIME_ORDER_PAIRS, SynthConfig, render_dataset
 from harkit.experiments.evaluate import evaluate_run
 from harkit.models.recipe import load_recipe
+from harkit.synth import TIME_ORDER_PAIRS, SynthConfig, render_dataset
 from harkit.train.trainer import train
 
 

@@ -17,7 +17,7 @@ from harkit.models.builder import build_model
 from harkit.models.recipe import load_recipe
 from harkit.train import RunError, TrainData, load_run, train
 from harkit.train.data import carve_validation
-from harkit.train.run import RunPaths, offline_recipe
+from harkit.train.run import FORMAT_VERSION, RunPaths, offline_recipe
 
 DIM = 12
 
@@ -27,7 +27,8 @@ def small_recipe(*extra: str, head: str = "recurrent"):
         "fusion-gru",
         [
             "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
-            f"head.type={head}", "head.hidden=[16]", "head.fc=[]",
+            f"head.type={head}", *(["head.hidden=[16]"] if head == "recurrent" else []),
+            "head.fc=[]",
             "optim.batch_size=8", "optim.epochs=2", "optim.lr=0.01", *extra,
         ],
     )  # fmt: skip
@@ -67,8 +68,8 @@ def test_run_folder_round_trip_gives_identical_outputs(toy, tmp_path: Path) -> N
         assert f.is_file(), f
     assert (paths.logs / "csv").is_dir() and (paths.logs / "tensorboard").is_dir()
     info = json.loads(paths.info.read_text())
-    assert info["format_version"] == 1 and info["num_classes"] == 2
-    assert info["best_epoch"] in (1, 2) and 0 <= info["best_val_acc"] <= 1  # from 1
+    assert info["format_version"] == FORMAT_VERSION == 2 and info["num_classes"] == 2
+    assert info["best_epoch"] in (1, 2) and 0 <= info["best_score"] <= 1  # from 1
 
     loaded_recipe, classes, model = load_run(paths.root)
     assert classes == ["forward", "backward"] and loaded_recipe == recipe
@@ -190,3 +191,25 @@ def test_validation_is_carved_group_aware() -> None:
     assert all(len(s) == 1 for s in sides.values())
     assert 0 < sum(item.split == "val" for item in index) < 32
     assert sum(item.split == "test" for item in index) == 8
+
+
+def test_validation_accuracy_counts_videos_over_uneven_batches(toy) -> None:
+    # The epoch's val/acc is correct / total over every video, whatever the batch sizes.
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from harkit.data import collate_clips
+    from harkit.train.module import ActionModule
+
+    recipe = small_recipe()
+    data = toy(recipe_dim(recipe), n_val=7)
+    module = ActionModule(recipe, 2)
+    loader = DataLoader(data.val, batch_size=3, collate_fn=collate_clips)  # 3 + 3 + 1
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)  # fmt: skip
+    logged = trainer.validate(module, loader, verbose=False)[0]["val/acc"]
+    module.eval()
+    with torch.no_grad():
+        right = sum(int((module(b["video"], b["lengths"]).argmax(1) == b["label"]).sum())
+                    for b in loader)  # fmt: skip
+    assert logged == pytest.approx(right / 7)

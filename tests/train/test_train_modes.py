@@ -71,9 +71,9 @@ def test_from_scratch_cnn2d_gru_learns_the_synthetic_motions(tmp_path: Path):
     # moves where was pooled away. Held-out actors, 4 motion classes, chance is 25%; the
     # last epoch's test accuracy ran 0.56-0.75 over epochs 8-12, so the bar is twice chance.
     from harkit.data.datasets import DatasetConfig
-    from harkit.data.synthetic import SynthConfig, render_dataset
     from harkit.experiments.evaluate import evaluate_run
     from harkit.models.recipe import load_recipe
+    from harkit.synth import SynthConfig, render_dataset
 
     data = tmp_path / "synth"
     motions = ["move_left", "move_right", "move_up", "move_down"]

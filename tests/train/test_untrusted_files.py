@@ -21,10 +21,10 @@ import torch
 
 import harkit.cli.main as cli_main
 from harkit.data.datasets import DatasetConfig
-from harkit.data.synthetic import SynthConfig, render_dataset
 from harkit.features import FeatureStore, FeatureStoreError
 from harkit.models.builder import feature_dims
 from harkit.models.recipe import load_recipe
+from harkit.synth import SynthConfig, render_dataset
 from harkit.train import train
 from harkit.train.run import RunPaths
 from tests.train.conftest import toy_data

@@ -12,7 +12,8 @@ import pytest
 from av.video.frame import PictureType
 from pydantic import ValidationError
 
-from harkit.data.synthetic import (
+from harkit.errors import HarkitError
+from harkit.synth import (
     BACKGROUNDS,
     PEOPLE_CLASSES,
     PEOPLE_ORDER_FREE_CLASSES,
@@ -28,7 +29,6 @@ from harkit.data.synthetic import (
     resolve_encoder,
     write_video,
 )
-from harkit.errors import HarkitError
 
 SMALL = SynthConfig(num_actors=3, clips_per_actor=2, num_frames=12, size=64, test_actors=1)
 # noiseless solid backgrounds make the object measurable exactly
@@ -442,17 +442,18 @@ def test_people_pairs_are_exact_reverses(forward: str, backward: str) -> None:
 
 def test_people_reversal_is_exact() -> None:
     # backward classes reverse the frames of a forward render drawn from their own stream
-    import harkit.data.synthetic as synth
+    from harkit.synth.people import render_people
+    from harkit.synth.scene import pixel_noise, random_stream
 
     noisy = PEOPLE.model_copy(update={"noise_std": 4.0, "backgrounds": list(BACKGROUNDS)})
     for forward, backward in PEOPLE_TIME_ORDER_PAIRS:
-        rng = synth._rng(noisy, 4, PEOPLE_CLASSES.index(backward), 2, 1)
-        frames = synth._render_people(forward, 2, noisy, rng)
-        frames += synth._noise(rng, frames.shape, noisy.noise_std)
+        rng = random_stream(noisy, 4, PEOPLE_CLASSES.index(backward), 2, 1)
+        frames = render_people(forward, 2, noisy, rng)
+        frames += pixel_noise(rng, frames.shape, noisy.noise_std)
         expected = np.clip(frames[::-1], 0, 255) + np.float32(0.5)
         assert np.array_equal(render_clip(backward, 2, 1, noisy), expected.astype(np.uint8))
-        rng = synth._rng(PEOPLE, 4, PEOPLE_CLASSES.index(backward), 2, 1)
-        frames = synth._render_people(forward, 2, PEOPLE, rng)
+        rng = random_stream(PEOPLE, 4, PEOPLE_CLASSES.index(backward), 2, 1)
+        frames = render_people(forward, 2, PEOPLE, rng)
         expected = np.clip(frames[::-1], 0, 255) + np.float32(0.5)
         assert np.array_equal(render_clip(backward, 2, 1, PEOPLE), expected.astype(np.uint8))
 

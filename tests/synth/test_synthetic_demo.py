@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harkit.cli.demo import SYNTH, TEST_CLIPS, stages
 from harkit.config import apply_overrides, parse_config
-from harkit.data.synthetic import SynthConfig, clip_filename
+from harkit.synth import SynthConfig, clip_filename
 
 
 def _config() -> SynthConfig:
