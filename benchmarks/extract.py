@@ -10,14 +10,18 @@ every 2nd frame goes through the network, as UCF101 extraction usually samples):
   fp32 with nothing else to do.
 * engines: each engine the extraction may choose (onnxruntime fp32, compiled and eager
   PyTorch in fp32 and, where the CPU has native bf16 and the backbone's bf16 features are in
-  tolerance, bf16) on the same pre-decoded frames at ``--batch``, timed in interleaved passes
+  tolerance, bf16) on the same pre-decoded frames at ``--batch`` frames a call (compiled ones
+  at 8, as in the job), timed in interleaved passes
   (engine A, B, C, A, B, C, ...; medians), each with its error against eager fp32.
 * harkit: ``extract_features`` (what ``harkit extract`` runs) over the whole job, decoding
   included, with the settings it picks for a UCF101-sized job: the engine measured per CPU
   (``harkit.engine_choice``; compiled candidates included) into a fresh engine cache.
   ``harkit_first`` is the first job on the machine, whose probe measures the candidates;
   ``harkit`` the median of ``--repeat`` later jobs, which take the cached choice. Into a
-  float32 store, so that the error below is the compute's own.
+  float32 store, so that the error below is the compute's own. ``steady_fps``: the same job
+  after its one-time start-up (worker spawn, ONNX session, a compile with inductor's cache
+  warm: about 5 s for GoogLeNet frozen), from the store rows' save times, which is what a
+  UCF101-sized job runs at; ``startup_s`` that start-up.
 
 Ratios in one run: ``fraction_of_ceiling`` (harkit / ceiling), ``engines.*.vs_ceiling``,
 ``fraction_of_best_engine`` (harkit / the fastest engine on pre-decoded frames),
@@ -60,7 +64,7 @@ from harkit.data.sampling import SamplingConfig
 from harkit.engine_choice import ISA_ENV, read_engine_records
 from harkit.features import extract_features, feature_stores_for
 from harkit.features import pipeline as pipeline_module
-from harkit.features.extractor import FeatureExtractor, sources_precision
+from harkit.features.extractor import COMPILED_CHUNK, FeatureExtractor, sources_precision
 from harkit.models.recipe import FeatureSource
 from harkit.precision import bf16_native, probe_precisions
 from harkit.synth import write_video
@@ -72,7 +76,7 @@ FPS, SECONDS, HEIGHT, WIDTH, STRIDE = 25, 7, 240, 320, 2
 CPU = torch.device("cpu")
 #: ``--variants``: the harkit job with one setting changed, to see what each lever is worth.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "nocompile": {"compile": False},  # the probe without compiled candidates
+    "eager": {"compile": False},  # the probe without compiled candidates
     "workers0": {"workers": 0},
     "workers2": {"workers": 2},
     "batch8": {"batch": 8},
@@ -251,7 +255,8 @@ def engines_on_frames(
 
     The ceiling is compiled fp32 at its best of ``--ceiling-batches`` (harkit's own compiled
     network with its check against fp32, nothing around it); each engine runs at ``--batch``
-    (``compiled-fp32`` at a ceiling batch shares that measurement)."""
+    frames a call as in the job, compiled ones at :data:`COMPILED_CHUNK` (``compiled-fp32`` at
+    a ceiling batch shares that measurement)."""
     spec = get_backbone_spec(source.backbone)
     names = [n for n in args.engines if not n.endswith("bf16")]
     if "bf16" in probe_precisions("auto", CPU, spec.low_precision):
@@ -267,12 +272,14 @@ def engines_on_frames(
             source, x_ceiling, ref, "compiled-fp32", min(batch, len(x_ceiling))
         )
     batch = min(args.batch, len(x_ceiling))
+    # compiled candidates run COMPILED_CHUNK frames a call in the job (one graph shape)
+    batches = {n: min(batch, COMPILED_CHUNK) if n.startswith("compiled") else batch for n in names}
     for name in names:
-        if name == "compiled-fp32" and batch in args.ceiling_batches:
+        if name == "compiled-fp32" and batches[name] in args.ceiling_batches:
             continue
-        log(f"[{source.backbone}] engine {name} at batch {batch}")
+        log(f"[{source.backbone}] engine {name} at batch {batches[name]}")
         runs[name], frames[name], infos[name] = _extractor_runs(
-            source, x_ceiling, ref, name, batch
+            source, x_ceiling, ref, name, batches[name]
         )
     log(f"[{source.backbone}] timing {len(runs)} engines, {args.rounds} interleaved passes")
     speed = _timed_passes(runs, frames, args.rounds)
@@ -288,7 +295,7 @@ def engines_on_frames(
     top["best_frames_per_cpu_s"] = max(top["frames_per_cpu_s"].values())
     engines = {}
     for name in names:
-        label = name if name in runs else f"ceiling@{batch}"
+        label = name if name in runs else f"ceiling@{batches[name]}"
         engines[name] = {**infos[label], **speed[label], "vs_ceiling": speed[label]["fps"] / top["fps"]}
     return top, engines
 
@@ -321,7 +328,15 @@ def whole_job(
     store = location.open()
     feats = [torch.from_numpy(store.load_row(store.find_path(item.path))) for item in index]
     records = read_engine_records(store.path)
+    # steady state: the videos saved after the first one, over the time between the first
+    # save and the last (what a UCF101-sized job runs at once the one-time start-up, worker
+    # spawn, ONNX session or compile, is behind it)
+    rows = sorted(store.rows("ok"), key=lambda r: r.updated)
+    span = rows[-1].updated - rows[0].updated if len(rows) > 2 else 0.0
+    steady = sum(r.num_steps for r in rows[1:]) / span if span > 0 else None
     result = {
+        "steady_fps": steady,
+        "startup_s": seconds - report.steps / steady if steady else None,
         "engine": records[-1].get("engine") if records else None,
         "chosen_by": records[-1].get("chosen_by") if records else None,
         "frames": report.steps,
@@ -387,6 +402,9 @@ def bench_backbone(
         "best_engine": best_engine,
         "speedup_vs_naive": job["fps"] / slow["fps"],
         "fraction_of_ceiling": job["fps"] / top["fps"],
+        "steady_fraction_of_ceiling": (
+            job["steady_fps"] / top["fps"] if job["steady_fps"] else None
+        ),
         "fraction_of_best_engine": (
             job["fps"] / engines[best_engine]["fps"] if best_engine else None
         ),
@@ -403,7 +421,8 @@ def bench_backbone(
     log(
         f"[{name}] naive {slow['fps']:.1f} f/s | harkit {job['fps']:.1f} f/s with {job['engine']} "
         f"({result['speedup_vs_naive']:.2f}x naive, {result['fraction_of_ceiling']:.0%} of "
-        f"ceiling) | first job {first['fps']:.1f} f/s | ceiling {top['fps']:.1f} f/s (compiled "
+        f"ceiling; steady {job['steady_fps'] or 0:.1f} f/s, "
+        f"{result['steady_fraction_of_ceiling'] or 0:.0%}) | first job {first['fps']:.1f} f/s | ceiling {top['fps']:.1f} f/s (compiled "
         f"fp32, batch {top['batch']}) | engines on ready frames: {said} | fp32 max rel err "
         f"{result['fp32_max_rel_err']:.2e} | per CPU second: "
         f"{result['cpu_speedup_vs_naive']:.2f}x naive, {result['cpu_fraction_of_ceiling']:.0%} "

@@ -131,6 +131,11 @@ ONNX_CHUNK = 8
 faster at 8 than at 32, and compiled PyTorch 1.4x (activations of a small batch stay in
 cache; ``benchmarks/extract.py --variants batch8``, 2-core AVX-512 CPU)."""
 
+COMPILED_CHUNK = 8
+"""Frames per call of a compiled frame network chosen by a probe (its graph's one batch
+shape): on a 2-core AVX-512 CPU compiled fp32 EfficientNet-Lite0 ran 1.4-1.7x faster at 8 than
+at 32 and GoogLeNet (fp32, bf16) about as fast (``benchmarks/extract.py`` ceiling batches)."""
+
 CHECK_ITEMS = 4
 """Items of a compiled network's first batch held against eager fp32 (its whole batch cost
 ResNet152 about 5% of a 700-frame job on 2 cores)."""
@@ -182,6 +187,9 @@ class EnginePlan:
     chosen_by: str
     trials: dict[str, Trial] | None = None
     """The probe's measurements, for ``'probe'`` and ``'cache'``."""
+    batch: int | None = None
+    """Items per network call when not the extractor's ``chunk_size`` (compiled candidates:
+    :data:`COMPILED_CHUNK`)."""
 
     @property
     def name(self) -> str:
@@ -200,6 +208,8 @@ class EnginePlan:
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"engine": self.name, "precision": self.precision,
                                "chosen_by": self.chosen_by}  # fmt: skip
+        if self.batch is not None:
+            out["batch"] = self.batch
         if self.trials:
             out["probe"] = {
                 name: {"items_per_s": t.items_per_s, "error": t.error, "refused": t.refused}
@@ -572,9 +582,12 @@ class FeatureExtractor:
         segment = self.groups[index].spec.kind == "segment"
         return max(1, self.chunk_size // length) if segment else self.chunk_size
 
-    def _chunks(self, x: torch.Tensor, segment: bool, pad: bool) -> Iterator[torch.Tensor]:
+    def _chunks(
+        self, x: torch.Tensor, segment: bool, pad: bool, batch: int | None = None
+    ) -> Iterator[torch.Tensor]:
         # segments arrive as (T, C, L, S, S): L frames each
         step = max(1, self.chunk_size // x.shape[2]) if segment else self.chunk_size
+        step = min(step, batch) if batch else step
         for start in range(0, x.shape[0], step):
             chunk = x[start : start + step]
             if pad and 0 < len(chunk) < step:
@@ -683,7 +696,8 @@ class FeatureExtractor:
         if self.uses_onnx(index):
             return self._run_onnx(index, x)
         return self._run_torch(
-            index, x, self.networks[index], plan.precision, pad=plan.compiled, check=True
+            index, x, self.networks[index], plan.precision, pad=plan.compiled, check=True,
+            batch=plan.batch,
         )
 
     def _run_torch(
@@ -695,6 +709,7 @@ class FeatureExtractor:
         *,
         pad: bool,
         check: bool = False,
+        batch: int | None = None,
     ) -> dict[str, torch.Tensor]:
         group = self.groups[index]
         steps = len(x)
@@ -703,7 +718,7 @@ class FeatureExtractor:
             x = x.permute(0, 2, 1, 3, 4)
         fmt = torch.channels_last_3d if segment else torch.channels_last
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in self._output_names(group)}
-        for chunk in self._chunks(x, segment, pad):
+        for chunk in self._chunks(x, segment, pad, batch):
             chunk = chunk.to(self.device, non_blocking=True)
             if self._channels_last:
                 chunk = chunk.contiguous(memory_format=fmt)
@@ -756,14 +771,23 @@ class FeatureExtractor:
             return Candidate(name, plan.precision, lambda: lambda: self._run_torch(
                 index, x, eager, plan.precision, pad=False))  # fmt: skip
 
+        batch = self._compiled_batch(index)
+
         def build() -> Callable[[], Mapping[str, torch.Tensor]]:
             net = self._probe_nets[index, name] = compile_network(eager)
-            return lambda: self._run_torch(index, x, net, plan.precision, pad=True)
+            return lambda: self._run_torch(index, x, net, plan.precision, pad=True, batch=batch)
 
         return Candidate(name, plan.precision, build)
 
+    def _compiled_batch(self, index: int) -> int | None:
+        """The call size of a probe's compiled candidate (frame networks)."""
+        frame = self.groups[index].spec.kind == "frame"
+        return min(self.chunk_size, COMPILED_CHUNK) if frame else None
+
     def _adopt(self, index: int, plan: EnginePlan) -> None:
         """Run group ``index`` as ``plan`` says from now on."""
+        if plan.compiled and plan.chosen_by in ("probe", "cache"):
+            plan.batch = self._compiled_batch(index)
         self.plans[index] = plan
         net = self._eager[index]
         self._unchecked.discard(index)

@@ -468,11 +468,15 @@ def extract_features(
     ``flow_root`` holds the flow files (``harkit flow``) that ``stream='flow'`` sources read;
     without it the sampled pairs are computed here with ``flow_method`` and ``harkit flow``'s
     defaults (what ``predict`` computes for the trained model).
-    Batches span videos (every network call is full). ``compile=None`` compiles the backbones
-    where that pays (:func:`auto_compile`). Failed videos are retried only with
-    ``retry_failed``. ``engine`` (PyTorch or onnxruntime, see :class:`FeatureExtractor`) does
-    not enter the store key: like ``precision`` it changes features only within float
-    tolerance.
+    Batches span videos (every network call is full). ``engine='auto'`` on a CPU takes the
+    engine measured fastest on this CPU (:func:`probe_settings`: cached per CPU, network and
+    input shape, else measured on the first batch; ``compile=None`` lets compiled PyTorch be
+    a candidate where that pays, ``compile=True`` forces it); an explicit ``engine`` or a GPU
+    follows :func:`auto_compile`. Each store records which engine made its features
+    (``engines.json``, :func:`harkit.engine_choice.read_engine_records`). Failed videos are
+    retried only with ``retry_failed``. ``engine`` (PyTorch or onnxruntime, see
+    :class:`FeatureExtractor`) does not enter the store key: like ``precision`` it changes
+    features only within float tolerance.
     """
     sampling = sampling or SamplingConfig()
     transform = transform or TransformConfig()

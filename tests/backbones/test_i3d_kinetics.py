@@ -199,6 +199,7 @@ def test_every_tensor_lands_where_the_map_says(port_files, tmp_path: Path, strea
         ("flow", (1, 2, 9, 201, 257)),
     ],
 )
+@pytest.mark.slow  # full-size I3D twice per shape
 def test_features_equal_the_reference(port_files, stream: str, shape):
     ref, path = port_files[stream]
     model = create_backbone(_backbone(stream), weights=path)

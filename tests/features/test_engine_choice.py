@@ -180,6 +180,30 @@ def test_a_right_compiled_graph_is_adopted(tmp_path: Path, monkeypatch: pytest.M
     assert fast.describe()["compile"] is True
 
 
+def test_a_compiled_choice_runs_one_small_batch_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compiled candidates run 8 frames a call (one graph shape; the last call padded)."""
+    sizes: list[int] = []
+
+    class Recording(_Wrapped):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            sizes.append(len(x))
+            return super().forward(x)
+
+    monkeypatch.setattr(extractor_module, "compile_network", lambda net, freezing=True: Recording(net))
+    settings = ProbeSettings(compile=True, cache=ChoiceCache(tmp_path), timing=fake_timing(
+        {"onnx-fp32": 3.0, "compiled-fp32": 1.0, "eager-fp32": 2.0}))  # fmt: skip
+    fast = FeatureExtractor([R18], SMALL, precision="fp32", chunk_size=16, probe=settings)
+    frames = pattern_frames(20, 72, 96)  # the probe's batch of 16, then 4 padded to 8
+    got = fast(frames)[fast.keys[0]]
+    plan = fast.plans[0]
+    assert plan is not None and (plan.name, plan.batch) == ("compiled-fp32", 8)
+    assert set(sizes) == {8} and got.shape == (20, 512)
+    ref = FeatureExtractor([R18], SMALL, precision="fp32", engine="torch")
+    assert max_rel_err(got, ref(frames)[ref.keys[0]]) <= FEATURE_RTOL["fp32"]
+
+
 # -- precision candidates ---------------------------------------------------------------------
 
 

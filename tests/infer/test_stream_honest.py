@@ -159,6 +159,7 @@ def test_segment_run_ends_on_predicts_answer(make_run, make_video, frames):
     _assert_final_is_predicts(pred, decisions, stats)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("frames", [40, 45])
 def test_two_stream_segment_run_ends_on_predicts_answer(tmp_path, frames):
     # 40 frames: 5 RGB segments, 39 flow pairs (the 5th flow segment one pair short);
@@ -173,6 +174,7 @@ def test_two_stream_segment_run_ends_on_predicts_answer(tmp_path, frames):
     _assert_final_is_predicts(pred, decisions, stats)
 
 
+@pytest.mark.slow
 def test_cli_two_stream_stream_equals_predict(cli, capsys, monkeypatch, tmp_path):
     from harkit.synth import write_video
 
