@@ -46,7 +46,7 @@ import torch
 
 from harkit.config import parse_config
 from harkit.engine_choice import ChoiceCache
-from harkit.infer.engine import StreamEngine, StreamProbe, stream_engine
+from harkit.infer.engine import ProbeSettings, StreamEngine, stream_engine
 from harkit.infer.pipeline import SplitModel, split_model
 from harkit.infer.quantize import compare_outputs
 from harkit.infer.recognizer import Recognizer
@@ -157,7 +157,7 @@ def bench_stream_light(
     start = time.perf_counter()
     # built (measured, exported, checked) before the clock starts; a fresh engine cache, so
     # the probe runs as on a new machine
-    probe = StreamProbe(compile=probe_compile, cache=ChoiceCache(tmp / f"engines-{backbone}"))
+    probe = ProbeSettings(compile=probe_compile, cache=ChoiceCache(tmp / f"engines-{backbone}"))
     engine = stream_engine(fast, probe=probe)
     build_s = time.perf_counter() - start
     fixed = stream_engine(fast, "onnx")  # the fixed rule's engine, for the before/after
@@ -345,7 +345,7 @@ def main() -> None:
     parser.add_argument("--ceiling-compile", action="store_true")
     parser.add_argument(
         "--probe-compile", action="store_true",
-        help="(a) the stream probe also tries compiled PyTorch (StreamProbe(compile=True))",
+        help="(a) the stream probe also tries compiled PyTorch (ProbeSettings(compile=True))",
     )  # fmt: skip
     parser.add_argument("--corehar-engines", nargs="+", default=["auto", "int8"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())

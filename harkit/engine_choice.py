@@ -3,7 +3,7 @@
 Which engine runs a backbone fastest on a CPU (onnxruntime, ``torch.compile``-d PyTorch, eager
 PyTorch; fp32, or bf16 where the CPU has it natively) is not a fixed rule: on a 2-core
 AVX512-BF16 CPU onnxruntime fp32 was within 3% of compiled PyTorch, on a 2-core AVX2 CPU it
-reached only 60% of it (GoogLeNet), and on a CPU with AMX compiled bf16 was 4x both. So
+reached only 60% of it (GoogLeNet), and on a CPU with AMX compiled bf16 was 2.5-3.3x both. So
 harkit measures, once per CPU:
 
 * :func:`measure` runs each :class:`Candidate` on the same batch: a first call (export,
@@ -49,6 +49,7 @@ __all__ = [
     "PROBE_ROUNDS",
     "Candidate",
     "ChoiceCache",
+    "ProbeSettings",
     "Trial",
     "cache_root",
     "choice_key",
@@ -351,6 +352,25 @@ class ChoiceCache:
 ENGINE_RECORD = "engines.json"
 #: Runs kept per record file (the oldest go first).
 RECORD_RUNS = 100
+
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How ``engine='auto'`` chooses an engine by measurement, for extraction and streams:
+    the cached choice for this CPU, network and input shape if one covers the candidates,
+    else a probe on the first full batch (a stream's probe frames)."""
+
+    compile: bool = False
+    """Compiled candidates may be tried (a first compile takes a minute or more on 2 cores,
+    so long jobs only; a stream compiles again on every start)."""
+    measure: bool = True
+    """Probe when the cache has no answer; False: the fixed rule."""
+    rounds: int = PROBE_ROUNDS
+    """Timed calls of the first batch per candidate."""
+    timing: Callable[[str, Callable[[], Any]], float] = wall_timing
+    """``timing(candidate, run)`` -> seconds of one ``run()`` (tests inject fake ones)."""
+    cache: ChoiceCache = field(default_factory=ChoiceCache)
 
 
 def engine_record_name(rank: int = 0, world_size: int = 1) -> str:

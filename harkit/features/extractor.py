@@ -28,7 +28,7 @@ by measurement on its first full batch, every candidate held against eager fp32 
 the measurements are cached per CPU, network and input shape (:mod:`harkit.engine_choice`),
 since no fixed rule was right on every CPU: onnxruntime fp32 reached 93-102% of compiled
 PyTorch on an AVX512-BF16 CPU but 60% on an AVX2 one, and on a CPU with AMX compiled bf16 ran
-GoogLeNet 4x faster than either fp32 engine. :attr:`FeatureExtractor.plans` says how each
+GoogLeNet 2.5-3.3x faster than either fp32 engine. :attr:`FeatureExtractor.plans` says how each
 network ran and why.
 """
 
@@ -43,7 +43,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,14 +59,12 @@ from harkit.backbones import (
 )
 from harkit.data.transforms import ClipTransform, TransformConfig
 from harkit.engine_choice import (
-    PROBE_ROUNDS,
     Candidate,
-    ChoiceCache,
+    ProbeSettings,
     Trial,
     choice_key,
     measure,
     pick,
-    wall_timing,
 )
 from harkit.errors import HarkitError
 from harkit.flow.dataset import flow_to_tensor
@@ -81,7 +79,6 @@ __all__ = [
     "FeatureExtractorError",
     "Precision",
     "Preprocessor",
-    "ProbeSettings",
     "compile_network",
     "onnx_cache_dir",
     "onnx_session",
@@ -133,8 +130,8 @@ cache; ``benchmarks/extract.py --variants batch8``, 2-core AVX-512 CPU)."""
 
 COMPILED_CHUNK = 8
 """Frames per call of a compiled frame network chosen by a probe (its graph's one batch
-shape): on a 2-core AVX-512 CPU compiled fp32 EfficientNet-Lite0 ran 1.4-1.7x faster at 8 than
-at 32 and GoogLeNet (fp32, bf16) about as fast (``benchmarks/extract.py`` ceiling batches)."""
+shape): on a 2-core AVX-512 CPU compiled fp32 EfficientNet-Lite0 ran 1.3-1.7x faster at 8 than
+at 32 and GoogLeNet (fp32, bf16) within 15% either way (``benchmarks/extract.py``)."""
 
 CHECK_ITEMS = 4
 """Items of a compiled network's first batch held against eager fp32 (its whole batch cost
@@ -154,24 +151,6 @@ def compile_network(net: torch.nn.Module, freezing: bool = True) -> torch.nn.Mod
 
 class FeatureExtractorError(HarkitError):
     """The input does not fit the requested sources (missing flow, wrong clip shape, ...)."""
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    """How ``engine='auto'`` chooses each network's engine on a CPU by measurement (see
-    :mod:`harkit.engine_choice`): the cached choice for this CPU, network and input shape if
-    one covers the candidates, else a probe on the network's first full batch."""
-
-    compile: bool = False
-    """Compiled candidates may be tried (a first compile takes a minute or more on 2 cores,
-    so long jobs only)."""
-    measure: bool = True
-    """Probe when the cache has no answer; False: the fixed rule (:func:`resolve_engine`)."""
-    rounds: int = PROBE_ROUNDS
-    """Timed calls of the first batch per candidate."""
-    timing: Callable[[str, Callable[[], Any]], float] = wall_timing
-    """``timing(candidate, run)`` -> seconds of one ``run()`` (tests inject fake ones)."""
-    cache: ChoiceCache = field(default_factory=ChoiceCache)
 
 
 @dataclass

@@ -47,14 +47,18 @@ from harkit.data.jobs import (
 )
 from harkit.data.sampling import SamplingConfig, sample_indices
 from harkit.data.transforms import TransformConfig
-from harkit.engine_choice import cpu_signature, onnxruntime_version, record_engine
+from harkit.engine_choice import (
+    ProbeSettings,
+    cpu_signature,
+    onnxruntime_version,
+    record_engine,
+)
 from harkit.errors import HarkitError
 from harkit.features.extractor import (
     Engine,
     FeatureExtractor,
     Precision,
     Preprocessor,
-    ProbeSettings,
     source_key,
     sources_precision,
 )

@@ -16,7 +16,7 @@ replaces it for streamable frame (2D) encoders:
 ``'auto'`` on a CPU for fast encoders is measured, not a fixed rule (``'torch'`` stays for
 the fp32 reference, ``fast=False``, and GPUs): the candidates (ORT fp32 and eager PyTorch in
 the encoder's precision, bf16 where :mod:`harkit.precision` runs the encoder in bf16;
-compiled PyTorch too with :class:`StreamProbe` ``compile=True``, off by default since a
+compiled PyTorch too with :class:`ProbeSettings` ``compile=True``, off by default since a
 stream would wait for the compile on every start) are run at batch 1 on probe frames, each
 held against the fp32 encoder, and the fastest is cached per CPU, network and input shape
 with the extraction's probe (:mod:`harkit.engine_choice`). ORT fp32 stays unless another is
@@ -48,14 +48,12 @@ from torch import Tensor, nn
 
 from harkit.data.transforms import ClipTransform
 from harkit.engine_choice import (
-    PROBE_ROUNDS,
     Candidate,
-    ChoiceCache,
+    ProbeSettings,
     Trial,
     choice_key,
     measure,
     pick,
-    wall_timing,
 )
 from harkit.infer.errors import InferenceError
 from harkit.infer.pipeline import Branch, Encoder, SplitModel
@@ -67,7 +65,6 @@ __all__ = [
     "FramePrep",
     "StreamEngine",
     "StreamEngineName",
-    "StreamProbe",
     "build_stream_engine",
     "stream_engine",
 ]
@@ -229,17 +226,6 @@ def _torch_runner(branch: Branch, precision: str, compiled: bool) -> _Runner:
     return _Runner(branch, call, kind)
 
 
-@dataclass(frozen=True)
-class StreamProbe:
-    """How ``'auto'`` measures the stream engines (see the module docstring)."""
-
-    compile: bool = False
-    """Try compiled PyTorch too (its compile runs again on every stream start)."""
-    rounds: int = PROBE_ROUNDS
-    timing: Callable[[str, Callable[[], Any]], float] = wall_timing
-    cache: ChoiceCache = field(default_factory=ChoiceCache)
-
-
 @dataclass
 class StreamEngine:
     """A streamable frame encoder's fast per-frame path (see the module docstring).
@@ -308,7 +294,7 @@ def probe_frames(count: int = 4, size: tuple[int, int] = (240, 320), seed: int =
     return (high * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def _stream_candidates(encoder: Encoder, probe: StreamProbe) -> list[str]:
+def _stream_candidates(encoder: Encoder, probe: ProbeSettings) -> list[str]:
     """ORT fp32 and PyTorch in the encoder's precision (the rule of :mod:`harkit.precision`,
     which the head and the batch paths of the same run follow too)."""
     import importlib.util
@@ -360,7 +346,7 @@ def _choose_stream_engine(
     preps: dict[Any, FramePrep],
     probes: np.ndarray,
     reference: Tensor,
-    probe: StreamProbe,
+    probe: ProbeSettings,
 ) -> tuple[str | None, str, dict[str, Trial] | None, dict[str, list[_Runner]]]:
     """``(candidate or None, chosen_by, trials, runners built on the way)``: the cached
     choice where every candidate measured fine before, else a probe on ``probes``."""
@@ -372,6 +358,8 @@ def _choose_stream_engine(
         return pick(cached, allowed, "onnx-fp32"), "cache", cached, {}
     if cached is not None:
         probe.cache.forget(key)
+    if not probe.measure:
+        return "onnx-fp32", "rule", None, {}
     inputs = [{k: prep(f).clone() for k, prep in preps.items()} for f in probes]
     built: dict[str, list[_Runner]] = {}
 
@@ -400,7 +388,7 @@ def build_stream_engine(
     *,
     calibration: np.ndarray | None = None,
     quant: QuantMode = "static",
-    probe: StreamProbe | None = None,
+    probe: ProbeSettings | None = None,
 ) -> StreamEngine | None:
     """The fast per-frame path of ``model``'s encoder, or None where the encoder's own path
     runs (``'torch'``, ``'auto'`` on the fp32 reference or a GPU, segment/clip/flow encoders,
@@ -408,7 +396,7 @@ def build_stream_engine(
 
     ``calibration``: ``uint8 (N, H, W, 3)`` frames like the stream's, which int8 fits its
     activation ranges to (default: :func:`probe_frames`, synthetic; pass real ones). ``probe``:
-    how ``'auto'`` measures (:class:`StreamProbe`). Raises :class:`InferenceError` when an
+    how ``'auto'`` measures (:class:`ProbeSettings`). Raises :class:`InferenceError` when an
     explicitly asked engine cannot serve this encoder.
     """
     if engine not in ("auto", "torch", "onnx", "int8"):
@@ -445,7 +433,7 @@ def build_stream_engine(
     name = "int8" if kind == "int8" else "onnx-fp32"
     if engine == "auto":
         chosen, chosen_by, trials, built = _choose_stream_engine(
-            encoder, preps, probes, reference, probe or StreamProbe()
+            encoder, preps, probes, reference, probe or ProbeSettings()
         )
         if chosen is None or chosen == f"eager-{encoder.precision}":
             log.info("stream engine: the encoder's own path (%s) measured fastest", chosen)
@@ -473,7 +461,7 @@ def build_stream_engine(
     if kind != "int8" and result.check["max_rel_error"] > limit:
         log.warning("stream engine %s is off fp32 by %s: not used", kind, result.check)
         if chosen_by == "cache":  # measured right before, wrong now: measure again next time
-            (probe or StreamProbe()).cache.forget(_stream_key(encoder))
+            (probe or ProbeSettings()).cache.forget(_stream_key(encoder))
         if explicit:
             raise InferenceError(f"stream engine '{kind}' is off fp32 by {result.check}")
         return None

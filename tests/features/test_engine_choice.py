@@ -18,6 +18,7 @@ from harkit.data.datasets import VideoIndex
 from harkit.engine_choice import (
     Candidate,
     ChoiceCache,
+    ProbeSettings,
     Trial,
     choice_key,
     measure,
@@ -27,7 +28,6 @@ from harkit.engine_choice import (
 from harkit.features import FeatureExtractor, extract_features, feature_stores_for
 from harkit.features import extractor as extractor_module
 from harkit.features import pipeline as pipeline_module
-from harkit.features.extractor import ProbeSettings
 from harkit.features.pipeline import probe_settings
 from harkit.precision import PRECISION_ENV, probe_precisions
 from tests.conftest import FEATURE_RTOL, pattern_frames

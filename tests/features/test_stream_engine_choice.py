@@ -12,7 +12,7 @@ import pytest
 from harkit.config import parse_config
 from harkit.engine_choice import ChoiceCache
 from harkit.infer import engine as engine_mod
-from harkit.infer.engine import StreamProbe, build_stream_engine
+from harkit.infer.engine import ProbeSettings, build_stream_engine
 from harkit.infer.pipeline import split_model
 from harkit.models.builder import build_model
 from harkit.models.recipe import Recipe
@@ -44,7 +44,7 @@ def test_stream_probe_picks_the_fastest_and_caches_it(tmp_path: Path) -> None:
     model = _model()
     own = f"eager-{model.encoder.precision}"  # the encoder's own path
     calls: list[str] = []
-    probe = StreamProbe(timing=_timing({"onnx-fp32": 1.0, own: 5.0}, calls),
+    probe = ProbeSettings(timing=_timing({"onnx-fp32": 1.0, own: 5.0}, calls),
                         cache=ChoiceCache(tmp_path))  # fmt: skip
     engine = build_stream_engine(model, "auto", probe=probe)
     assert engine is not None and engine.kind == "onnx" and engine.chosen_by == "probe"
@@ -60,11 +60,11 @@ def test_stream_probe_picks_the_fastest_and_caches_it(tmp_path: Path) -> None:
 def test_stream_probe_keeps_the_encoder_path_when_it_wins(tmp_path: Path) -> None:
     model = _model()
     own = f"eager-{model.encoder.precision}"
-    probe = StreamProbe(timing=_timing({"onnx-fp32": 5.0, own: 1.0}, []),
+    probe = ProbeSettings(timing=_timing({"onnx-fp32": 5.0, own: 1.0}, []),
                         cache=ChoiceCache(tmp_path))  # fmt: skip
     assert build_stream_engine(model, "auto", probe=probe) is None
     # an explicit engine is never measured
-    never = StreamProbe(timing=lambda name, run: pytest.fail(f"{name} measured"),
+    never = ProbeSettings(timing=lambda name, run: pytest.fail(f"{name} measured"),
                         cache=ChoiceCache(tmp_path / "other"))  # fmt: skip
     forced = build_stream_engine(model, "onnx", probe=never)
     assert forced is not None and forced.kind == "onnx" and forced.chosen_by == "explicit"
@@ -84,7 +84,7 @@ def test_stream_probe_refuses_an_engine_off_fp32(tmp_path: Path, monkeypatch) ->
     model = _model()
     own = f"eager-{model.encoder.precision}"
     calls: list[str] = []
-    probe = StreamProbe(timing=_timing({"onnx-fp32": 0.1, own: 5.0}, calls),
+    probe = ProbeSettings(timing=_timing({"onnx-fp32": 0.1, own: 5.0}, calls),
                         cache=ChoiceCache(tmp_path))  # fmt: skip
     assert build_stream_engine(model, "auto", probe=probe) is None  # fastest, but 1% off
     assert "onnx-fp32" not in calls
@@ -102,9 +102,9 @@ def test_compiled_stream_candidate_only_when_asked(tmp_path: Path, monkeypatch) 
     compiled = f"compiled-{model.encoder.precision}"
     seconds = {"onnx-fp32": 5.0, compiled: 1.0, f"eager-{model.encoder.precision}": 5.0}
     calls: list[str] = []
-    probe = StreamProbe(timing=_timing(seconds, calls), cache=ChoiceCache(tmp_path))
+    probe = ProbeSettings(timing=_timing(seconds, calls), cache=ChoiceCache(tmp_path))
     engine = build_stream_engine(model, "auto", probe=probe)
     assert engine is not None and compiled not in calls  # off by default
-    probe = StreamProbe(compile=True, timing=_timing(seconds, calls), cache=ChoiceCache(tmp_path / "c"))
+    probe = ProbeSettings(compile=True, timing=_timing(seconds, calls), cache=ChoiceCache(tmp_path / "c"))
     engine = build_stream_engine(_model(), "auto", probe=probe)
     assert engine is not None and engine.kind == compiled
