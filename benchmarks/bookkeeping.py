@@ -224,6 +224,13 @@ def _stage_noop_extract(work: Path, n: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _counts(data: Any) -> dict[str, int]:
+    """Videos per split of prepared data (``TrainData.info`` was a dict before it was typed:
+    this benchmark also runs on older checkouts)."""
+    info = data.info
+    return dict(info["counts"]) if isinstance(info, dict) else info.counts.model_dump()
+
+
 def _stage_train_prepare(work: Path, n: int) -> dict[str, Any]:
     from harkit.models.recipe import load_recipe
     from harkit.train.data import prepare_data
@@ -232,7 +239,7 @@ def _stage_train_prepare(work: Path, n: int) -> dict[str, Any]:
     start = time.perf_counter()
     data = prepare_data(recipe, _config(work), store=work / "store", progress=False)
     seconds = time.perf_counter() - start
-    assert sum(data.info["counts"].values()) == n, data.info["counts"]
+    assert sum(_counts(data).values()) == n, _counts(data)
     return {"seconds": seconds, "per_video_ms": 1e3 * seconds / n}
 
 
@@ -253,7 +260,7 @@ def _stage_evaluate_prepare(work: Path, n: int) -> dict[str, Any]:
     data = prepare_data(recipe, _config(work), store=work / "store", views=1, progress=False,
                         **kwargs)  # fmt: skip
     seconds = time.perf_counter() - start
-    tested = int(data.info["counts"]["test"])
+    tested = _counts(data)["test"]
     assert data.test is not None and len(data.test) == tested
     return {"seconds": seconds, "per_video_ms": 1e3 * seconds / n, "test_videos": tested,
             "test_split_only": bool(kwargs)}  # fmt: skip

@@ -62,8 +62,8 @@ from harkit.data.clips import load_clip
 from harkit.data.datasets import VideoIndex, VideoItem
 from harkit.data.sampling import SamplingConfig
 from harkit.engine_choice import ISA_ENV, read_engine_records
+from harkit.features import engines as engines_module
 from harkit.features import extract_features, feature_stores_for
-from harkit.features import pipeline as pipeline_module
 from harkit.features.extractor import COMPILED_CHUNK, FeatureExtractor, sources_precision
 from harkit.models.recipe import FeatureSource
 from harkit.precision import bf16_native, probe_precisions
@@ -472,7 +472,7 @@ def main() -> None:
     sampling = SamplingConfig(strategy="stride", stride=STRIDE)
     # a UCF101-sized job: the engine is measured (compiled candidates too), not the small-job
     # default of a cached choice or the fixed rule
-    pipeline_module.PROBE_MIN_VIDEOS = pipeline_module.COMPILE_MIN_VIDEOS = 1
+    engines_module.PROBE_MIN_VIDEOS = engines_module.COMPILE_MIN_VIDEOS = 1
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         # a fresh harkit cache: the first job measures, as on a new machine (ONNX graphs are

@@ -32,7 +32,7 @@ import torch
 from harkit.infer import Recognizer
 from harkit.infer.sources import FileSource
 from harkit.infer.stream import StreamConfig, plan_stream, run_stream
-from harkit.train.run import read_run_info
+from harkit.train.run import RunInfo, read_run_info
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 RECIPE = "efficientnet-motion-gru"
@@ -62,7 +62,7 @@ def _train(data: Path, work: Path, seed: int) -> Path:
     return run
 
 
-def _final(model, video: Path, jump: int | None, info: dict) -> tuple[str, int]:
+def _final(model, video: Path, jump: int | None, info: RunInfo) -> tuple[str, int]:
     """(the stream's final label, the frame jump it used) on one file."""
     stats = run_stream(FileSource(video), model, StreamConfig(frame_jump=jump), run_info=info)
     return stats.final_label, stats.frame_jump

@@ -19,18 +19,27 @@ that package, so training from here is :func:`fit` (``harkit.train.train`` under
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from harkit._lazy import lazy_exports
+from harkit._lazy import lazy_exports, validated
 
 if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
-    import numpy as np
+    # argument types too: @validated evaluates them on a function's first call
+    from pydantic import Field
     from torch import nn
-    from torch.utils.data import Dataset
 
+    from harkit.arguments import (
+        DatasetArg,
+        Device,
+        EvalDataset,
+        Overrides,
+        PathArg,
+        RecipeArg,
+        RunFolder,
+        VideoArg,
+    )
     from harkit.backbones import create_backbone, get_backbone_spec, list_backbones
     from harkit.data.datasets import DatasetConfig
     from harkit.errors import HarkitError
@@ -114,11 +123,12 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
+@validated
 def create_model(
-    recipe: str | os.PathLike[str] | Recipe,
-    num_classes: int,
+    recipe: RecipeArg,
+    num_classes: Annotated[int, Field(ge=2)],
     *,
-    overrides: str | list[str] | tuple[str, ...] = (),
+    overrides: Overrides = (),
     pretrained: bool = False,
 ) -> nn.Module:
     """The whole model of a recipe (backbone + head, or the end-to-end network), untrained.
@@ -128,75 +138,45 @@ def create_model(
     ``pretrained=False`` (as in timm) starts the backbones from random weights and downloads
     nothing; ``True`` loads the recipe's weights.
     """
-    from harkit.config import ConfigError
     from harkit.models.builder import build_model
     from harkit.train.run import offline_recipe
 
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ConfigError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     resolved = _recipe(recipe, overrides)
     return build_model(resolved if pretrained else offline_recipe(resolved), num_classes).eval()
 
 
-def _refuse(name: str, expected: str, value: object) -> HarkitError:
-    """A one-line error naming the argument, what it takes and what it got."""
-    from harkit.config import ConfigError
-
-    shown = repr(value)
-    shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    return ConfigError(f"{name}: expected {expected}, got {type(value).__name__} {shown}")
-
-
-def _path(value: object, name: str, expected: str) -> Path:
-    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
-        raise _refuse(name, expected, value)
-    return Path(value)
-
-
-def _overrides(overrides: object) -> list[str]:
-    """``key=value`` overrides: a list/tuple of strings, or one string (one override)."""
-    if isinstance(overrides, str):
-        return [overrides]
-    if not isinstance(overrides, Sequence) or not all(isinstance(o, str) for o in overrides):
-        raise _refuse("overrides", "'key=value' strings (a list, or one string)", overrides)
-    return list(overrides)
-
-
-def _recipe(recipe: object, overrides: object) -> Recipe:
+def _recipe(recipe: str | Path | Recipe, overrides: Sequence[str]) -> Recipe:
     from harkit.config import ConfigError
     from harkit.models.recipe import Recipe, load_recipe
 
-    changes = _overrides(overrides)
-    if isinstance(recipe, Recipe):
-        if changes:
-            raise ConfigError("overrides apply to a recipe name or file; got a Recipe object")
-        return recipe
-    if not isinstance(recipe, (str, os.PathLike)) or not str(recipe).strip():
-        raise _refuse("recipe", "a recipe name, a YAML path or a Recipe", recipe)
-    return load_recipe(recipe, changes)
+    if not isinstance(recipe, Recipe):
+        return load_recipe(recipe, list(overrides))
+    if overrides:
+        raise ConfigError("overrides apply to a recipe name or file; got a Recipe object")
+    return recipe
 
 
-def _dataset(dataset: object) -> DatasetConfig:
+def _dataset(dataset: Any) -> Any:
+    """A video folder or CSV manifest path as a :class:`DatasetConfig`; others as given."""
     from harkit.data.datasets import DatasetConfig
 
-    if isinstance(dataset, DatasetConfig):
-        return dataset
-    root = _path(dataset, "dataset", "a DatasetConfig, a video folder or a CSV manifest path")
-    return DatasetConfig(root=root)
+    return DatasetConfig(root=dataset) if isinstance(dataset, Path) else dataset
 
 
+@validated
 def fit(
-    recipe: str | os.PathLike[str] | Recipe,
-    dataset: str | os.PathLike[str] | DatasetConfig,
-    run_dir: str | os.PathLike[str],
+    recipe: RecipeArg,
+    dataset: DatasetArg,
+    run_dir: RunFolder,
     *,
-    overrides: str | list[str] | tuple[str, ...] = (),
-    store: str | os.PathLike[str] | None = None,
+    overrides: Overrides = (),
+    store: PathArg | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train ``recipe`` (name, YAML path or :class:`Recipe`, with ``overrides``) on
     ``dataset`` (a :class:`DatasetConfig`, or a video folder / CSV manifest path) into the run
-    folder ``run_dir``; returns ``run.json``'s fields. Features-mode recipes need ``store``,
+    folder ``run_dir``; returns the run folder and its ``run.json`` (``.info``, a
+    :class:`~harkit.train.RunInfo`). Features-mode recipes need ``store``,
     the feature store folder. ``options`` go to :func:`harkit.train.train` (``devices``,
     ``accelerator``, ``max_epochs``, ``precision``, ``progress``, ``resume``, ...).
     """
@@ -204,23 +184,21 @@ def fit(
     from harkit.train.trainer import train
 
     resolved, config = _recipe(recipe, overrides), _dataset(dataset)
-    run = _path(run_dir, "run_dir", "a run folder path (str or Path)")
     if options.get("resume"):  # to the epochs the run records, as `harkit train --resume`
-        resolved = resume_recipe(
-            resolved, run, [overrides] if isinstance(overrides, str) else overrides
-        )
-    return train(resolved, config, run, store=store, **options)
+        resolved = resume_recipe(resolved, run_dir, list(overrides))
+    return train(resolved, config, run_dir, store=store, **options)
 
 
+@validated
 def train_and_evaluate(
-    recipe: str | os.PathLike[str] | Recipe,
-    dataset: str | os.PathLike[str] | DatasetConfig,
-    run_dir: str | os.PathLike[str],
+    recipe: RecipeArg,
+    dataset: DatasetArg,
+    run_dir: RunFolder,
     *,
-    splits: Sequence[int],
-    overrides: str | list[str] | tuple[str, ...] = (),
-    store: str | os.PathLike[str] | None = None,
-    clips: int = 1,
+    splits: Sequence[Annotated[int, Field(ge=1)]],
+    overrides: Overrides = (),
+    store: PathArg | None = None,
+    clips: Annotated[int, Field(ge=1)] = 1,
     **options: Any,
 ) -> dict[str, Any]:
     """Train and evaluate each official split (``splits=[1, 2, 3]``) into ``RUN/split{k}/``
@@ -231,57 +209,42 @@ def train_and_evaluate(
     from harkit.experiments.splits import train_and_evaluate as run_splits
 
     resolved, config = _recipe(recipe, overrides), _dataset(dataset)
-    run = _path(run_dir, "run_dir", "a run folder path (str or Path)")
-    return run_splits(resolved, config, run, splits=splits, store=store, clips=clips, **options)
+    return run_splits(resolved, config, run_dir, splits=splits, store=store, clips=clips, **options)
 
 
+@validated
 def evaluate_run(
-    run_dir: str | os.PathLike[str],
-    dataset: str | os.PathLike[str] | DatasetConfig | Dataset | None = None,
+    run_dir: RunFolder,
+    dataset: EvalDataset | None = None,
     *,
-    clips: int = 1,
-    store: str | os.PathLike[str] | None = None,
+    clips: Annotated[int, Field(ge=1)] = 1,
+    store: PathArg | None = None,
     **options: Any,
 ) -> EvalResult:
     """Evaluate the run folder's model on the test split (of the run's dataset, or
-    ``dataset``) and write ``RUN/report/``: :func:`harkit.experiments.evaluate_run`
+    ``dataset``: a :class:`DatasetConfig`, a video folder / CSV manifest path or a torch
+    ``Dataset``) and write ``RUN/report/``: :func:`harkit.experiments.evaluate_run`
     (``options``: ``out_dir``, ``batch_size``, ``device``, ``precision``)."""
     from harkit.experiments import evaluate_run as evaluate
 
-    run = _path(run_dir, "run_dir", "a run folder path (str or Path)")
-    config: Any = dataset
-    if isinstance(dataset, (str, os.PathLike)):
-        config = _dataset(dataset)
-    return evaluate(run, config, clips=clips, store=store, **options)
+    return evaluate(run_dir, _dataset(dataset), clips=clips, store=store, **options)
 
 
+@validated
 def recognize(
-    run: str | os.PathLike[str],
-    video: str | os.PathLike[str] | np.ndarray,
+    run: RunFolder,
+    video: VideoArg,
     *,
-    top_k: int = 5,
-    device: str = "cpu",
+    top_k: Annotated[int, Field(ge=1)] = 5,
+    device: Device = "cpu",
 ) -> Prediction:
     """Label one video (file, frame folder or ``uint8 (N, H, W, 3)`` frames) with the trained
     run folder ``run``: ``Recognizer.from_run(run).predict(video)`` in one call.
 
-    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, one this machine has (checked
-    before the run is loaded). For many videos build one :class:`Recognizer` and call
-    ``predict`` / ``predict_many``: this loads the run each time.
+    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, one this machine has. Arguments
+    are checked before the run is loaded. For many videos build one :class:`Recognizer` and
+    call ``predict`` / ``predict_many``: this loads the run each time.
     """
-    import numpy as np
+    from harkit.infer.recognizer import Recognizer
 
-    from harkit.infer.recognizer import Recognizer, check_int
-
-    run_path = _path(run, "run", "a run folder path (str or Path)")
-    if isinstance(video, os.PathLike):
-        video = Path(video)
-    elif not isinstance(video, (str, np.ndarray)):
-        raise _refuse(
-            "video",
-            "a video file or frame folder path (str or Path) or a uint8 (N, H, W, 3) array; "
-            "for many videos use Recognizer.predict_many",
-            video,
-        )
-    top_k = check_int(top_k, "top_k")  # before the run is loaded
-    return Recognizer.from_run(run_path, device=device).predict(video, top_k=top_k)
+    return Recognizer.from_run(run, device=device).predict(video, top_k=top_k)

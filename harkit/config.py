@@ -8,6 +8,7 @@ naming the file, the dotted key, what was expected and what was found.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ __all__ = [
     "StrictModel",
     "apply_overrides",
     "atomic_write_text",
+    "describe_error",
     "load_config",
     "load_yaml",
     "parse_config",
@@ -34,7 +36,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(HarkitError, ValueError):
-    """A config file or override is malformed; the message names the source and key."""
+    """A config file, an override or a function's argument is malformed; the message names
+    the source and the key (or the function and the argument)."""
 
 
 class StrictModel(BaseModel):
@@ -177,19 +180,22 @@ def apply_overrides(
     return result
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+def describe_error(error: Mapping[str, Any], noun: str = "key") -> str:
+    """One pydantic error as ``<noun> '<dotted.loc>': <what is expected>, got <value>``: the
+    value shortened to one line, however large (``noun``: a config ``key``, an ``argument``)."""
     key = ".".join(str(part) for part in error["loc"]) or "<root>"
     if error["type"] == "extra_forbidden":
-        return f"key '{key}': unknown key"
+        return f"{noun} '{key}': unknown {noun}"
     if error["type"] == "missing":
-        return f"key '{key}': required key is missing"
+        return f"{noun} '{key}': required {noun} is missing"
+    msg = error["msg"][:1].lower() + error["msg"][1:]  # 'Input should ...' mid-sentence
     found = error.get("input")
     if isinstance(found, Mapping):  # a whole section (a model validator): too long to echo
-        return f"key '{key}': {error['msg'].lower()}"
-    shown = repr(found)
-    if len(shown) > MAX_SHOWN_VALUE:  # one line, however large the value
+        return f"{noun} '{key}': {msg}"
+    shown = re.sub(r"\s*\n\s*", " ", repr(found))  # e.g. an array's rows
+    if len(shown) > MAX_SHOWN_VALUE:
         shown = f"{shown[: MAX_SHOWN_VALUE - 30]}... ({len(shown):,} characters)"
-    return f"key '{key}': {error['msg'].lower()}, got {shown}"
+    return f"{noun} '{key}': {msg}, got {shown}"
 
 
 MAX_SHOWN_VALUE = 200
@@ -201,7 +207,7 @@ def parse_config(model: type[M], data: Mapping[str, Any], source: str) -> M:
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
-        details = "; ".join(_describe(err) for err in exc.errors())
+        details = "; ".join(describe_error(err) for err in exc.errors())
         raise ConfigError(f"{source}: invalid config for {model.__name__}: {details}") from None
 
 

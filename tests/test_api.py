@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 import harkit
@@ -45,6 +46,7 @@ def test_import_harkit_loads_no_torch() -> None:
     code = (
         "import sys, harkit\n"
         "assert 'torch' not in sys.modules, 'import harkit imported torch'\n"
+        "assert 'pydantic' not in sys.modules, 'argument checks are built on first call'\n"
         "assert harkit.list_recipes() and 'torch' not in sys.modules\n"  # recipes are YAML
         "harkit.create_model('synthetic-gru', num_classes=3)\n"
         "assert 'torch' in sys.modules\n"
@@ -74,8 +76,14 @@ def test_create_model_and_recognize_refuse_bad_input(tmp_path: Path) -> None:
     model = harkit.create_model("synthetic-gru", num_classes=5, overrides=["head.hidden=8"])
     assert not model.training
     assert model(*_features()).shape == (2, 5)
-    for bad in (1, True, 2.0):
-        with pytest.raises(ConfigError, match="num_classes must be an integer >= 2"):
+    wanted = [
+        (1, "greater than or equal to 2"),
+        (True, "a valid integer"),
+        (2.0, "a valid integer"),
+    ]
+    for bad, expected in wanted:
+        message = f"create_model: argument 'num_classes': input should be {expected}, got {bad!r}"
+        with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
             harkit.create_model("synthetic-gru", num_classes=bad)
     with pytest.raises(ConfigError, match="unknown recipe"):
         harkit.create_model("no-such-recipe", num_classes=2)
@@ -119,7 +127,8 @@ def test_one_override_string_is_one_override() -> None:
     model = harkit.create_model("synthetic-gru", 3, overrides="head.hidden=8")
     want = harkit.create_model("synthetic-gru", 3, overrides=["head.hidden=8"])
     assert [p.shape for p in model.parameters()] == [p.shape for p in want.parameters()]
-    with pytest.raises(ConfigError, match=r"^overrides: expected 'key=value' strings"):
+    wrong = "create_model: argument 'overrides': expected 'key=value' strings (a list, or one"
+    with pytest.raises(ConfigError, match=f"^{re.escape(wrong)} string\\), got \\[1\\]$"):
         harkit.create_model("synthetic-gru", 3, overrides=[1])
     with pytest.raises(ConfigError, match="unknown key"):  # not 'h', 'e', 'a', ...
         harkit.fit("synthetic-gru", "videos", "run", overrides="head.nope=1")
@@ -130,23 +139,26 @@ def test_one_override_string_is_one_override() -> None:
     [
         (
             lambda: harkit.fit(123, "videos", "run"),
-            "recipe: expected a recipe name, a YAML path or a Recipe, got int 123",
+            "fit: argument 'recipe': expected a recipe name, a YAML path or a Recipe, got 123",
         ),
-        (lambda: harkit.fit("synthetic-gru", 42, "run"), "dataset: expected a DatasetConfig"),
-        (lambda: harkit.fit("synthetic-gru", "videos", None), "run_dir: expected a run folder"),
-        (lambda: harkit.create_model(None, 2), "recipe: expected .* got NoneType None"),
-        (lambda: harkit.create_backbone(3), r"name: expected a backbone name .* got int 3"),
-        (lambda: harkit.evaluate_run(5), "run_dir: expected a run folder path .* got int 5"),
-        (lambda: harkit.recognize("run", 5), "video: expected a video file .* got int 5"),
-        (lambda: harkit.recognize("run", ["a.mp4"]), r"predict_many, got list \['a.mp4'\]"),
-        (lambda: harkit.recognize(5, "a.mp4"), "run: expected a run folder path"),
-        (lambda: harkit.recognize("run", "a.mp4", top_k=0), "top_k must be an integer >= 1"),
-        (lambda: harkit.recognize("run", "a.mp4", top_k=-1), "top_k must be an integer >= 1"),
+        (lambda: harkit.fit("synthetic-gru", 42, "run"), "dataset': expected a DatasetConfig"),
+        (lambda: harkit.fit("synthetic-gru", "videos", None), "run_dir': expected a run folder"),
+        (lambda: harkit.create_model(None, 2), "'recipe': expected .* got None$"),
+        (lambda: harkit.create_backbone(3), r"'name': expected a backbone name .* got 3$"),
+        (lambda: harkit.evaluate_run(5), "'run_dir': expected a run folder path .* got 5$"),
+        (lambda: harkit.recognize("run", 5), "'video': expected a video file .* got 5$"),
+        (lambda: harkit.recognize("run", ["a.mp4"]), r"predict_many, got \['a.mp4'\]$"),
+        (lambda: harkit.recognize(5, "a.mp4"), "recognize: argument 'run': expected a run folder"),
+        (
+            lambda: harkit.recognize("run", "a.mp4", top_k=0),
+            "'top_k': .* greater than or equal to 1",
+        ),
+        (lambda: harkit.recognize("run", "a.mp4", top_k=-1), "'top_k': .* equal to 1, got -1$"),
         (
             lambda: harkit.recognize("run", "a.mp4", device="gpu7"),
             "device: expected cpu, cuda, cuda:N or mps, got 'gpu7'",
         ),
-        (lambda: harkit.train_and_evaluate(None, "v", "r", splits=[1]), "recipe: expected"),
+        (lambda: harkit.train_and_evaluate(None, "v", "r", splits=[1]), "'recipe': expected"),
     ],
 )
 def test_bad_arguments_are_one_line_harkit_errors(call, message) -> None:
@@ -172,3 +184,141 @@ def _features() -> tuple:
 
     dim = sum(feature_dims(harkit.load_recipe("synthetic-gru")))
     return torch.randn(2, 6, dim), torch.tensor([6, 4])
+
+
+# Each function's argument rules are declared in its signature (harkit.arguments) and checked
+# before any work: a wrong type, a value out of range, a bool for an int. The whole line.
+ARGUMENT_CASES = [
+    (
+        lambda: harkit.create_model("synthetic-gru", "4"),
+        "create_model: argument 'num_classes': input should be a valid integer, got '4'",
+    ),
+    (
+        lambda: harkit.create_model("synthetic-gru", 4, pretrained=1),
+        "create_model: argument 'pretrained': input should be a valid boolean, got 1",
+    ),
+    (
+        lambda: harkit.create_model(" ", 4),
+        "create_model: argument 'recipe': expected a recipe name, a YAML path or a Recipe, got ' '",
+    ),
+    (
+        lambda: harkit.create_model("synthetic-gru", np.zeros((2, 2))),  # one line, however shown
+        "create_model: argument 'num_classes': input should be a valid integer, "
+        "got array([[0., 0.], [0., 0.]])",
+    ),
+    (
+        lambda: harkit.create_model("synthetic-gru", "9" * 500),
+        "create_model: argument 'num_classes': input should be a valid integer, "
+        f"got '{'9' * 169}... (502 characters)",
+    ),
+    (
+        lambda: harkit.fit("synthetic-gru", "videos", "run", overrides=("a=1", 2)),
+        "fit: argument 'overrides': expected 'key=value' strings (a list, or one string), "
+        "got ('a=1', 2)",
+    ),
+    (
+        lambda: harkit.fit("synthetic-gru", "videos", "", store=5),
+        "fit: argument 'run_dir': expected a run folder path (str or Path), got ''; "
+        "argument 'store': expected a path (str or Path), got 5",
+    ),
+    (
+        lambda: harkit.train_and_evaluate("synthetic-gru", "v", "r", splits=[1, True]),
+        "train_and_evaluate: argument 'splits.1': input should be a valid integer, got True",
+    ),
+    (
+        lambda: harkit.train_and_evaluate("synthetic-gru", "v", "r", splits=[0], clips=0),
+        "train_and_evaluate: argument 'splits.0': input should be greater than or equal to 1, "
+        "got 0; argument 'clips': input should be greater than or equal to 1, got 0",
+    ),
+    (
+        lambda: harkit.train_and_evaluate("synthetic-gru", "v", "r", splits="12"),
+        "train_and_evaluate: argument 'splits': 'str' instances are not allowed as a Sequence "
+        "value, got '12'",
+    ),
+    (
+        lambda: harkit.evaluate_run("run", 3.5),
+        "evaluate_run: argument 'dataset': expected a DatasetConfig, a video folder, a CSV "
+        "manifest path or a torch Dataset, got 3.5",
+    ),
+    (
+        lambda: harkit.evaluate_run("run", clips=True),
+        "evaluate_run: argument 'clips': input should be a valid integer, got True",
+    ),
+    (
+        lambda: harkit.evaluate_run("run", clips=0),
+        "evaluate_run: argument 'clips': input should be greater than or equal to 1, got 0",
+    ),
+    (
+        lambda: harkit.recognize("run", "a.mp4", top_k=True),
+        "recognize: argument 'top_k': input should be a valid integer, got True",
+    ),
+    (
+        lambda: harkit.recognize("run", "a.mp4", top_k=2.0),
+        "recognize: argument 'top_k': input should be a valid integer, got 2.0",
+    ),
+    (
+        lambda: harkit.create_backbone("resnet18", grid=0),
+        "create_backbone: argument 'grid': input should be greater than or equal to 1, got 0",
+    ),
+    (
+        lambda: harkit.create_backbone("resnet18", weights=5),  # a union: its annotation
+        "create_backbone: argument 'weights': expected str | os.PathLike[str] | None, got 5",
+    ),
+    (
+        lambda: harkit.create_backbone("resnet18", frozen="yes"),
+        "create_backbone: argument 'frozen': input should be a valid boolean, got 'yes'",
+    ),
+    (
+        lambda: harkit.get_backbone_spec(None),
+        "get_backbone_spec: argument 'name': expected a backbone name "
+        "(see harkit.list_backbones()), got None",
+    ),
+    (
+        lambda: harkit.extract_features([], [], "store", batch_size=0, num_workers=-1),
+        "extract_features: argument 'index': input should be an instance of VideoIndex, got []; "
+        "argument 'sources': value should have at least 1 item after validation, not 0, got []; "
+        "argument 'batch_size': input should be greater than or equal to 1, got 0; "
+        "argument 'num_workers': input should be greater than or equal to 0, got -1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "message"), ARGUMENT_CASES)
+def test_each_bad_argument_is_one_config_error_line(call, message) -> None:
+    with pytest.raises(ConfigError) as info:
+        call()
+    assert type(info.value) is ConfigError and str(info.value) == message
+
+
+def test_errors_inside_a_function_are_not_argument_errors() -> None:
+    from pydantic import ValidationError
+
+    from harkit._lazy import validated
+    from harkit.config import StrictModel
+
+    class Section(StrictModel):
+        size: int
+
+    @validated
+    def build(size: int) -> Section:
+        return Section(size=size, colour="red")  # the function's own bug, not its argument
+
+    with pytest.raises(ValidationError, match="colour"):
+        build(3)
+    with pytest.raises(ConfigError, match="build: argument 'size': input should be a valid"):
+        build("3")
+
+
+def test_the_cli_prints_a_bad_argument_as_one_line_and_exits_2(monkeypatch, capsys) -> None:
+    import harkit.cli.info
+    from harkit.cli.main import main
+
+    def verb(args: object) -> int:  # a verb passing on a value its parser let through
+        return harkit.create_model("synthetic-gru", num_classes=True)
+
+    monkeypatch.setattr(harkit.cli.info, "run_info", verb)
+    assert main(["info"]) == 2
+    assert capsys.readouterr().err == (
+        "harkit: error: create_model: argument 'num_classes': input should be a valid integer, "
+        "got True\n"
+    )

@@ -34,7 +34,7 @@ from harkit.data.datasets import folder_index
 from harkit.data.inspect import summarize
 from harkit.data.sampling import SamplingConfig
 from harkit.synth import write_video
-from tests.conftest import claim_frames
+from tests.helpers.frames import claim_frames
 
 #: The frame-size limit every verb runs under here: the good clips (32x32, 33x17) pass, the
 #: 64x48 "oversize" clip stands in for an 8192x8192 one without costing its memory.

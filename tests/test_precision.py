@@ -8,7 +8,7 @@ import torch
 from harkit.errors import HarkitError
 from harkit.features import FeatureExtractor
 from harkit.precision import PRECISION_ENV, bf16_fast, resolve_precision
-from tests.features.conftest import R18, SMALL
+from tests.helpers.features import R18, SMALL
 
 CPU = torch.device("cpu")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FEATURE_RTOL
+from tests.helpers.tolerances import FEATURE_RTOL
 from tests.readme import REPO, readme_block
 
 pytestmark = pytest.mark.slow

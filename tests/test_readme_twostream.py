@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import pattern_frames
+from tests.helpers.frames import pattern_frames
 from tests.readme import readme_block
 
 pytestmark = pytest.mark.slow
@@ -34,9 +34,9 @@ def _port_state_dict(channels: int) -> dict:
     import torch
     from torch import nn
 
-    from tests.backbones.test_i3d_kinetics import _reference
+    from tests.helpers.i3d_reference import reference_i3d
 
-    net = _reference(channels, seed=channels)
+    net = reference_i3d(channels, seed=channels)
     for bn in (m for m in net.modules() if isinstance(m, nn.BatchNorm3d)):
         bn.reset_running_stats()
         bn.momentum = None  # the batch's own statistics

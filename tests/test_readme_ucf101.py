@@ -34,7 +34,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import pattern_frames
+from tests.helpers.frames import pattern_frames
 from tests.readme import REPO, readme_block
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,7 @@ sys.exit(max(p.wait() for p in procs))
 def _archives(folder: Path) -> tuple[bytes, bytes]:
     """UCF101.rar and the split ZIP, laid out as the real ones."""
     from harkit.synth import write_video
-    from tests.data.test_download import make_zip, rar_files
+    from tests.helpers.archives import make_zip, rar_files
 
     videos, lists = {}, {}
     for cid, name in enumerate(CLASSES, 1):
@@ -259,4 +259,4 @@ def test_many_machines_blocks_extract_and_train_across_nodes(ucf) -> None:
     from harkit.train.run import read_run_info
 
     info = read_run_info(root / "runs/fusion-gru")
-    assert info["num_nodes"] == nodes
+    assert info.num_nodes == nodes

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import torch
+from pydantic import Field
 
 import harkit.backbones.named  # timm/<model> and torchvision/<model> names
 import harkit.backbones.zoo  # noqa: F401  (registers the built-in backbones)
+from harkit._lazy import validated
+from harkit.arguments import BackboneName
 from harkit.backbones.module import Backbone
 from harkit.backbones.spec import get_backbone_spec
 from harkit.backbones.weights import load_state_dict_file, weights_tag
@@ -17,13 +21,14 @@ from harkit.backbones.weights import load_state_dict_file, weights_tag
 __all__ = ["create_backbone"]
 
 
+@validated
 def create_backbone(
-    name: str,
+    name: BackboneName,
     weights: str | os.PathLike[str] | None = "none",
     layers: Sequence[str] | None = None,
     *,
     frozen: bool = True,
-    grid: int = 1,
+    grid: Annotated[int, Field(ge=1)] = 1,
 ) -> Backbone:
     """Build the backbone ``name`` as a feature extractor.
 

@@ -10,11 +10,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
+from harkit._lazy import validated
 from harkit.backbones.errors import BackboneError, UnknownBackboneError, WeightsLoadError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from harkit.arguments import BackboneName
 
 __all__ = [
     "BackboneKind",
@@ -324,14 +327,10 @@ def register_backbone_family(prefix: str, resolve: Callable[[str], BackboneSpec]
     _FAMILIES[prefix] = resolve
 
 
-def get_backbone_spec(name: str) -> BackboneSpec:
+@validated
+def get_backbone_spec(name: BackboneName) -> BackboneSpec:
     """The spec registered under ``name``, or resolved from a family (``timm/<model>``);
     unknown names raise `UnknownBackboneError`."""
-    if not isinstance(name, str):
-        raise UnknownBackboneError(
-            f"name: expected a backbone name (see harkit.list_backbones()), got "
-            f"{type(name).__name__} {name!r}"
-        )
     spec = _REGISTRY.get(name) or _RESOLVED.get(name)
     if spec is not None:
         return spec

@@ -8,9 +8,7 @@ import json
 from pathlib import Path
 
 from harkit.cli.args import float_in_range, folder, int_in_range
-
-# Opsets torch's TorchScript-based ONNX exporter (the one export_run uses) can write.
-ONNX_OPSETS = (7, 20)
+from harkit.onnx import OPSET, OPSET_RANGE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("--out", type=folder, help="output folder (default RUN/<format>)")
     p.add_argument(
-        "--opset", type=int_in_range(*ONNX_OPSETS), default=17, help="ONNX opset (default 17)"
+        "--opset",
+        type=int_in_range(*OPSET_RANGE),
+        default=OPSET,
+        help=f"ONNX opset (default {OPSET})",
     )
     p.add_argument(
         "--tolerance",

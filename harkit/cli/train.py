@@ -87,13 +87,13 @@ def run_train(args: argparse.Namespace) -> int:
         from harkit.train.run import resume_recipe
 
         recipe = resume_recipe(recipe, run_dir, args.overrides)
-    info = train(recipe, config, run_dir, resume=args.resume, **kwargs)
-    if info:
-        best = info.get("best_score")
+    info = train(recipe, config, run_dir, resume=args.resume, **kwargs).info
+    if info is not None and info.exported is not None:  # the process that wrote the run
+        best = info.best_score
         score = f", val/acc {100 * best:.2f}%" if best is not None else ""
         print(
-            f"trained {recipe.name} -> {run_dir} ({info['epochs_run']} epochs; exported "
-            f"{info['exported']['checkpoint']}: {info['exported']['reason']}{score})"
+            f"trained {recipe.name} -> {run_dir} ({info.epochs_run} epochs; exported "
+            f"{info.exported.checkpoint}: {info.exported.reason}{score})"
         )
-        print(json.dumps(info.get("counts", {})))
+        print(json.dumps(info.counts.model_dump() if info.counts else {}))
     return 0

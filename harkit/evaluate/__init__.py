@@ -9,14 +9,8 @@ from harkit.evaluate.metrics import (
     compute_metrics,
 )
 from harkit.evaluate.plots import normalize_rows, plot_confusion_matrix
-from harkit.evaluate.reports import (
-    REPORT_FILES,
-    average_over_splits,
-    format_prediction,
-    write_comparison_table,
-    write_report,
-    write_splits_report,
-)
+from harkit.evaluate.reports import REPORT_FILES, format_prediction, write_report
+from harkit.evaluate.tables import average_over_splits, write_comparison_table, write_splits_report
 
 __all__ = [
     "HEADLINE",

@@ -8,7 +8,6 @@ features are extracted once (by the first variant) and shared.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import re
@@ -20,10 +19,12 @@ from typing import Any
 from harkit.config import ConfigError
 from harkit.data.datasets import DatasetConfig
 from harkit.evaluate import HEADLINE, write_comparison_table
-from harkit.evaluate.reports import paper_numbers
+from harkit.evaluate.paper import paper_numbers
 from harkit.experiments.evaluate import evaluate_run
 from harkit.models.recipe import Recipe, load_recipe
 from harkit.train.data import TrainData
+from harkit.train.run import read_run_info
+from harkit.train.run_info import RunInfo
 from harkit.train.trainer import train
 
 __all__ = [
@@ -144,9 +145,12 @@ def ablate(
         run_dir = variant_dir(out, variant.name)
         log.info("ablation variant %s -> %s", variant.name, run_dir)
         if (run_dir / "model.safetensors").is_file() and (run_dir / "run.json").is_file():
-            info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+            info = read_run_info(run_dir)
         else:
-            info = train(variant.recipe, dataset, run_dir, store=store, **train_kwargs)
+            trained = train(variant.recipe, dataset, run_dir, store=store, **train_kwargs).info
+            if trained is None:  # a distributed run's other processes: the first one tests
+                continue
+            info = trained
         test = dataset.test if isinstance(dataset, TrainData) else dataset
         if test is None:
             raise ConfigError("ablation: the data has no test split to compare variants on")
@@ -156,12 +160,12 @@ def ablate(
             "variant": variant.name,
             "recipe": variant.recipe.name,
             "overrides": " ".join(variant.overrides),
-            "params": info.get("parameters"),
-            "trainable": info.get("trainable_parameters"),
+            "params": info.parameters,
+            "trainable": info.trainable_parameters,
             **metrics.headline(),  # every metric, for the columns a paper adds
             "paper_top1": None,
-            "best_val_acc": info.get("best_score"),
-            "epochs": info.get("epochs_run"),
+            "best_val_acc": info.best_score,
+            "epochs": info.epochs_run,
         }
         row.update(_paper_columns(variant.recipe, *_evaluated_on(info, dataset)))
         rows.append(row)
@@ -170,18 +174,17 @@ def ablate(
     return rows
 
 
-def _evaluated_on(info: Mapping[str, Any], data: DatasetConfig | TrainData) -> tuple[Any, Any]:
+def _evaluated_on(info: RunInfo, data: DatasetConfig | TrainData) -> tuple[str | None, int | None]:
     """``(dataset, split)`` the variant was tested on, as a recipe's ``reported`` keys name it."""
-    meta = info.get("dataset") or (
-        data.info.get("dataset") if isinstance(data, TrainData) else None
-    )
-    if not meta and isinstance(data, DatasetConfig):
-        meta = {"kind": data.kind, "split": data.split}
-    meta = meta or {}
-    kind = meta.get("kind")
+    meta = info.dataset or (data.info.dataset if isinstance(data, TrainData) else None)
+    if meta is not None:
+        kind, name, split = meta.kind, meta.name, meta.split
+    elif isinstance(data, DatasetConfig):
+        kind, name, split = data.kind, None, data.split
+    else:
+        return None, None
     # Official kinds name the benchmark; a folder or CSV is known by its index name.
-    name = kind if kind in ("ucf101", "hmdb51", "ucf50") else meta.get("name")
-    return name, meta.get("split")
+    return (kind if kind in ("ucf101", "hmdb51", "ucf50") else name), split
 
 
 def _paper_columns(recipe: Recipe, dataset: Any, split: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from harkit.evaluate import Metrics, aggregate_clips, compute_metrics, write_rep
 from harkit.evaluate.reports import write_predictions
 from harkit.train.data import check_feature_dim, prepare_data
 from harkit.train.run import RunError, RunPaths, load_run, read_json, read_run_info
+from harkit.train.run_info import RunInfo, VideoFingerprint
 
 __all__ = [
     "EvalResult",
@@ -65,7 +66,7 @@ class EvalResult:
     them (:func:`harkit.evaluate.reports.coverage_text` says it in words)."""
 
 
-def training_summary(info: dict[str, Any]) -> dict[str, Any]:
+def training_summary(info: RunInfo) -> dict[str, Any]:
     """What a report says about how the evaluated weights were trained, from ``run.json``.
 
     ``epochs_trained`` counts epochs run; ``val_acc`` is the best validation accuracy
@@ -75,23 +76,18 @@ def training_summary(info: dict[str, Any]) -> dict[str, Any]:
     0-based ``epoch_index``; a run.json without ``epoch_index`` (an older harkit) holds the
     0-based index in ``epoch``.
     """
-    exported = info.get("exported") if isinstance(info.get("exported"), dict) else {}
-    file = exported.get("checkpoint")
-    epoch = exported.get("epoch")
-    if isinstance(epoch, int) and "epoch_index" not in exported:
-        epoch += 1  # an older run.json: `epoch` was Lightning's 0-based index
+    exported = info.exported
+    file = exported.checkpoint if exported else None
+    epoch = exported.epoch if exported else None
+    if exported is not None and exported.epoch_index is None:
+        epoch = exported.epoch + 1  # an older run.json: `epoch` was Lightning's 0-based index
     which = None if not file else ("best" if Path(file).stem == "best" else "last")
     # older run.jsons' reason for best.ckpt names the 0-based epoch: say it without a number
-    reason = "highest validation accuracy" if which == "best" else exported.get("reason")
+    reason = "highest validation accuracy" if which == "best" else exported and exported.reason
     return {
-        "epochs_trained": info.get("epochs_run"),
-        "val_acc": info.get("best_score"),
-        "checkpoint": {
-            "which": which,
-            "file": file,
-            "epoch": epoch if isinstance(epoch, int) else None,
-            "reason": reason,
-        },
+        "epochs_trained": info.epochs_run,
+        "val_acc": info.best_score,
+        "checkpoint": {"which": which, "file": file, "epoch": epoch, "reason": reason},
         "weights": "model.safetensors",
     }
 
@@ -203,16 +199,16 @@ def evaluate_run(
     total: int | None = None
     if isinstance(dataset, Dataset):
         test_set = dataset
-        split_info = {"dataset": "given", "leakage": info.get("leakage", "not reported")}
+        split_info = {"dataset": "given", "leakage": info.leakage or "not reported"}
     else:
         recorded = dataset is None
         if recorded:
-            if not info.get("dataset_config"):
+            if info.dataset_config is None:
                 raise RunError(f"{paths.root}: run.json records no dataset; pass one")
             dataset = DatasetConfig.model_validate(
-                {**info["dataset_config"], **(recorded_overrides or {})}
+                {**info.dataset_config.model_dump(), **(recorded_overrides or {})}
             )
-        store = store or info.get("store")
+        store = store or info.store
         data = prepare_data(
             recipe.model_copy(
                 update={"optim": recipe.optim.model_copy(update={"val_fraction": 0})}
@@ -222,25 +218,27 @@ def evaluate_run(
             views=clips,
             splits=("test",),  # only the test videos' features are checked (and extracted)
         )
+        record = data.info
+        assert record.dataset is not None and record.counts is not None  # prepare_data's
         if data.test is None or len(data.test) == 0:  # type: ignore[arg-type]
-            raise DatasetError(f"{data.info['dataset']['name']}: the test split is empty")
+            raise DatasetError(f"{record.dataset.name}: the test split is empty")
         if data.classes != classes:
             raise RunError(
                 f"{paths.root}: the dataset's classes differ from the run's classes.json "
                 f"({len(data.classes)} vs {len(classes)} classes)"
             )
         if recorded:
-            _check_same_videos(paths, info, data.info["videos"], dataset)
+            _check_same_videos(paths, info, record.videos, dataset)
         leaked = _trained_on(paths, data.videos.get("test", {}), dataset)
         test_set = data.test
-        total = int(data.info["counts"]["test"])
+        total = record.counts.test
         split_info = {
-            "dataset": data.info["dataset"]["name"],
+            "dataset": record.dataset.name,
             # None for data without official splits: the report then names no split
-            "split": data.info["dataset"]["split"],
-            "test videos": data.info["counts"]["test"],
+            "split": record.dataset.split,
+            "test videos": record.counts.test,
             "clips per video": clips,
-            "leakage": data.info["leakage"],
+            "leakage": record.leakage,
         }
         if split_info["split"] is None:
             del split_info["split"]
@@ -308,14 +306,14 @@ def _test_videos(
 
 
 def _check_same_videos(
-    paths: RunPaths, info: dict[str, Any], now: dict[str, Any], dataset: DatasetConfig
+    paths: RunPaths, info: RunInfo, now: VideoFingerprint | None, dataset: DatasetConfig
 ) -> None:
     """The data at the recorded location must be the data the run trained on."""
-    then = info.get("videos")
-    if isinstance(then, dict) and then.get("fingerprint") != now["fingerprint"]:
+    then = info.videos
+    if then is not None and now is not None and then.fingerprint != now.fingerprint:
         raise RunError(
             f"{paths.info}: the dataset at {dataset.root} is not the one this run trained on "
-            f"({now['count']} videos there now, {then.get('count')} at training); pass "
+            f"({now.count} videos there now, {then.count} at training); pass "
             "--dataset to evaluate on other data"
         )
 

@@ -35,7 +35,8 @@ from harkit.data.datasets import (
 )
 from harkit.data.splits import cross_validation_name
 from harkit.evaluate.metrics import Metrics
-from harkit.evaluate.reports import paper_numbers, write_splits_report
+from harkit.evaluate.paper import paper_numbers
+from harkit.evaluate.tables import write_splits_report
 from harkit.experiments.evaluate import evaluate_run, training_summary
 from harkit.experiments.splits import plan_splits
 from harkit.io import atomic_write_text
@@ -134,14 +135,13 @@ def _check_run(split_dir: Path, recipe: Recipe, config: DatasetConfig) -> None:
         )
     if not paths.info.is_file():
         return
-    recorded = read_run_info(split_dir).get("dataset") or {}
+    recorded = read_run_info(split_dir).dataset
     root = str(Path(os.path.abspath(config.root)))
-    if recorded.get("root") not in (None, root) or recorded.get("split") not in (
-        None,
-        config.split,
+    if recorded is not None and (
+        recorded.root not in (None, root) or recorded.split not in (None, config.split)
     ):
         raise RunError(
-            f"{split_dir} was trained on {recorded.get('root')} split {recorded.get('split')}, "
+            f"{split_dir} was trained on {recorded.root} split {recorded.split}, "
             f"not {root} split {config.split}; pick another --out"
         )
 
@@ -456,8 +456,8 @@ def reproduce(
             info = read_run_info(split_dir)
             training[str(k)] = training_summary(info)
             # what was used, not what the split files list (--allow-missing keeps fewer)
-            meta["used"][str(k)] = {"classes": info.get("num_classes"),
-                                    **(info.get("counts") or {})}  # fmt: skip
+            counts = info.counts.model_dump() if info.counts else {}
+            meta["used"][str(k)] = {"classes": info.num_classes, **counts}
             entry.per_split[k] = {
                 **metrics.headline(),
                 "report": (Path(slug) / f"split{k}" / "report" / "report.md").as_posix(),

@@ -19,7 +19,7 @@ from typing import Any
 from harkit.data.datasets import OFFICIAL_SPLITS, DatasetConfig, DatasetError, resolve_kind
 from harkit.data.splits import cross_validation_folds, cross_validation_name
 from harkit.evaluate.metrics import Metrics
-from harkit.evaluate.reports import write_splits_report
+from harkit.evaluate.tables import write_splits_report
 from harkit.experiments.evaluate import EvalResult, evaluate_run
 from harkit.models.recipe import Recipe
 from harkit.train.run import RunError, RunPaths, read_recipe, read_run_info
@@ -52,7 +52,8 @@ def split_dirs(run_dir: str | os.PathLike[str], splits: Sequence[int]) -> dict[i
                 f"{split_dir}: no run folder for split {k} ({have}); --splits evaluates the "
                 "split<k>/ runs 'harkit train --splits' writes into RUN"
             )
-        recorded = (read_run_info(split_dir).get("dataset") or {}).get("split")
+        record = read_run_info(split_dir).dataset
+        recorded = record.split if record is not None else None
         if recorded != k:
             raise RunError(
                 f"{split_dir / 'run.json'}: trained on split {recorded}, not split {k}; "
@@ -210,7 +211,7 @@ def evaluate_splits(
             split_dirs(run_dir, [1])  # raises, naming what RUN holds
     dirs = split_dirs(run_dir, splits)
     infos = {k: read_run_info(d) for k, d in dirs.items()}
-    schemes = {(info.get("dataset") or {}).get("cross_validation") for info in infos.values()}
+    schemes = {info.dataset.cross_validation if info.dataset else None for info in infos.values()}
     if len(schemes) > 1:
         raise RunError(f"{run_dir}: the split runs mix protocols ({sorted(map(str, schemes))}); "
                        "their mean would not measure one")  # fmt: skip
@@ -234,9 +235,9 @@ def evaluate_splits(
             split_dir, config, out_dir=out / f"split{k}" if out_dir is not None else None,
             recorded_overrides=overrides, **evaluate_kwargs,
         )  # fmt: skip
-    first = infos[next(iter(dirs))]
-    kind = (first.get("dataset") or {}).get("kind") if dataset is None else resolve_kind(dataset)
-    held_out = {k: list((info.get("groups") or {}).get("test") or []) for k, info in infos.items()}
+    first = infos[next(iter(dirs))].dataset
+    kind = (first.kind if first else None) if dataset is None else resolve_kind(dataset)
+    held_out = {k: list(info.groups.test) if info.groups else [] for k, info in infos.items()}
     return _write_mean(out, results, recipes[next(iter(dirs))], kind,
                        clips=int(evaluate_kwargs.get("clips", 1)),
                        name=report_name(run_dir, list(dirs)), cross_validation=scheme,

@@ -1,9 +1,8 @@
 """`FeatureExtractor`: one decoded clip -> per-time-step features of several frozen backbones.
 
-Each backbone gets its own preprocessing from its weights entry (input size, mean/std), so Inception-
-ResNet-V2 sees 299 px and GoogLeNet 224 px crops of the same frames. Sources that share a
-network (backbone + weights + stream, e.g. two layers of ResNet50) run it once. Frame
-backbones run over the T frames in chunks; segment backbones give one feature per segment.
+Sources that share a network run it once, each network on its own preprocessing of the frames
+(:mod:`harkit.features.preprocess`). Frame backbones run over the T frames in chunks; segment
+backbones give one feature per segment.
 
 The fast path is ``channels_last`` memory format plus autocast (``precision='auto'``: bf16 on
 CPUs with AMX, fp16 on CUDA; see :mod:`harkit.precision`) and optionally
@@ -12,67 +11,62 @@ first batch is checked against eager fp32 and a wrong graph is replaced, see
 :func:`compile_network`); ``precision='fp32'`` is the reference. The extractor knows nothing
 about the feature store, so inference uses it too.
 
-``engine='onnx'`` runs frame (2D) networks with onnxruntime instead: each network is exported
-once (fp32, dynamic batch) to ``$HARKIT_CACHE/onnx`` (default ``~/.cache/harkit/onnx``) and
-reused by later runs. On a 2-core AVX2 CPU ORT ran MobileNetV3-Large 5x, GoogLeNet 1.7x and
-ResNet152 1.6x faster than eager channels-last PyTorch, so ``'auto'`` picks it wherever the
-precision is fp32. Segment (3D) networks stay on PyTorch (their exported graphs were not measured).
-Like precision, the engine changes features only within float tolerance, so it is not part
-of the feature-store key.
+``engine='onnx'`` runs frame (2D) networks with onnxruntime instead, each exported once to
+harkit's graph cache (:mod:`harkit.onnx`); ``'auto'`` picks it wherever the precision is fp32
+(:func:`resolve_engine`, :mod:`harkit.features.engines`). That fixed rule is what ``'auto'``
+means for a single extractor.
 
-That rule is what ``'auto'`` means for a single extractor. Whole-job extraction
-(:func:`harkit.features.extract_features`) passes :class:`ProbeSettings` instead: each
-network's engine (onnxruntime fp32, compiled or eager PyTorch, each in fp32 and, where the CPU
-has native bf16 and the network's bf16 features are in tolerance, bf16) is chosen on this CPU
-by measurement on its first full batch, every candidate held against eager fp32 first, and
-the measurements are cached per CPU, network and input shape (:mod:`harkit.engine_choice`),
-since no fixed rule was right on every CPU: onnxruntime fp32 reached 93-102% of compiled
-PyTorch on an AVX512-BF16 CPU but 60% on an AVX2 one, and on a CPU with AMX compiled bf16 ran
-GoogLeNet 2.5-3.3x faster than either fp32 engine. :attr:`FeatureExtractor.plans` says how each
-network ran and why.
+Whole-job extraction (:func:`harkit.features.extract_features`) passes :class:`ProbeSettings`
+instead: each network's engine (onnxruntime fp32, compiled or eager PyTorch, each in fp32 and,
+where the CPU has native bf16 and the network's bf16 features are in tolerance, bf16) is
+chosen on this CPU by measurement on its first full batch, every candidate held against eager
+fp32 first, and the measurements are cached per CPU, network and input shape
+(:mod:`harkit.engine_choice`), since no fixed rule was right on every CPU: onnxruntime fp32
+reached 93-102% of compiled PyTorch on an AVX512-BF16 CPU but 60% on an AVX2 one, and on a CPU
+with AMX compiled bf16 ran GoogLeNet 2.5-3.3x faster than either fp32 engine.
+:attr:`FeatureExtractor.plans` says how each network ran and why.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.util
-import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from harkit.backbones import (
-    BackboneSpec,
-    Preprocessing,
-    create_backbone,
-    get_backbone_spec,
-    weights_tag,
-)
-from harkit.data.transforms import ClipTransform, TransformConfig
+from harkit.backbones import create_backbone
+from harkit.data.transforms import TransformConfig
 from harkit.engine_choice import (
     Candidate,
     ProbeSettings,
-    Trial,
     choice_key,
     measure,
     pick,
+    relative_error,
 )
-from harkit.errors import HarkitError
-from harkit.flow.dataset import flow_to_tensor
-from harkit.io import atomic_output
+from harkit.features.engines import (
+    Engine,
+    EnginePlan,
+    NamedOutputs,
+    compile_network,
+    onnx_graph,
+    resolve_engine,
+    sources_precision,
+)
+from harkit.features.errors import FeatureExtractorError
+from harkit.features.preprocess import Preprocessor, SourceGroup, source_key
 from harkit.models.recipe import FeatureSource
+from harkit.onnx import cached_session, onnxruntime_available
 from harkit.precision import FEATURE_TOLERANCE, Precision, probe_precisions, resolve_precision
 
 __all__ = [
+    "COMPILED_CHUNK",
     "Engine",
     "EnginePlan",
     "FeatureExtractor",
@@ -80,43 +74,14 @@ __all__ = [
     "Precision",
     "Preprocessor",
     "compile_network",
-    "onnx_cache_dir",
-    "onnx_session",
     "relative_error",
     "resolve_engine",
     "resolve_precision",
     "source_key",
+    "sources_precision",
 ]
 
 log = logging.getLogger(__name__)
-
-Engine = Literal["auto", "torch", "onnx"]
-ONNX_OPSET = 17
-
-
-def onnx_session(path: str | Path, spin: bool = False) -> Any:
-    """An onnxruntime CPU session using torch's thread count, for graphs called between
-    PyTorch ops (preprocessing, recurrent heads, decoding).
-
-    ``spin``: let ORT's workers spin between the graph's ops. By default they sleep, since
-    spinning workers steal the cores from the PyTorch ops that run between large batch calls;
-    at batch 1 (streams) the wake-ups cost more (EfficientNet-Lite0 on 2 cores: 4.4 ms per
-    frame spinning, 5.9 ms sleeping; ``benchmarks/infer.py``).
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, torch.get_num_threads())
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # no warnings about unused initialisers
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
-    """Largest ``||got - want|| / ||want||`` over the items (rows) of a batch."""
-    got, want = got.float().flatten(1), want.float().flatten(1)
-    return ((got - want).norm(dim=1) / want.norm(dim=1).clamp_min(1e-12)).max().item()
 
 
 def _as_dict(out: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -136,264 +101,6 @@ at 32 and GoogLeNet (fp32, bf16) within 15% either way (``benchmarks/extract.py`
 CHECK_ITEMS = 4
 """Items of a compiled network's first batch held against eager fp32 (its whole batch cost
 ResNet152 about 5% of a 700-frame job on 2 cores)."""
-
-
-def compile_network(net: torch.nn.Module, freezing: bool = True) -> torch.nn.Module:
-    """``torch.compile`` for inference at one batch shape (callers pad the last batch).
-
-    Freezing makes the weights constants, so inductor folds batch norms into the convolutions
-    and lays out (and under autocast casts) the oneDNN weights once instead of on every call.
-    It miscompiles Inception-ResNet-V2 (17% off in fp32 and bf16 alike, torch 2.14), which
-    :class:`FeatureExtractor` catches on the first batch.
-    """
-    return torch.compile(net, dynamic=False, options={"freezing": freezing})
-
-
-class FeatureExtractorError(HarkitError):
-    """The input does not fit the requested sources (missing flow, wrong clip shape, ...)."""
-
-
-@dataclass
-class EnginePlan:
-    """How one network runs, and how that was decided (``chosen_by``): ``'explicit'`` (the
-    caller's engine), ``'rule'`` (the fixed rule), ``'probe'`` (measured in this run) or
-    ``'cache'`` (measured earlier on this CPU)."""
-
-    engine: str
-    """``'onnx'`` or ``'torch'``."""
-    precision: str
-    compiled: bool
-    chosen_by: str
-    trials: dict[str, Trial] | None = None
-    """The probe's measurements, for ``'probe'`` and ``'cache'``."""
-    batch: int | None = None
-    """Items per network call when not the extractor's ``chunk_size`` (compiled candidates:
-    :data:`COMPILED_CHUNK`)."""
-
-    @property
-    def name(self) -> str:
-        """``'onnx-fp32'``, ``'compiled-bf16'``, ``'eager-fp32'``, ...: a probe candidate."""
-        kind = "onnx" if self.engine == "onnx" else "compiled" if self.compiled else "eager"
-        return f"{kind}-{self.precision}"
-
-    @classmethod
-    def named(cls, name: str, chosen_by: str, trials: dict[str, Trial] | None = None) -> EnginePlan:
-        kind, _, precision = name.partition("-")
-        if kind not in ("onnx", "compiled", "eager") or not precision:
-            raise FeatureExtractorError(f"unknown engine candidate {name!r}")
-        engine = "onnx" if kind == "onnx" else "torch"
-        return cls(engine, precision, kind == "compiled", chosen_by, trials)
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"engine": self.name, "precision": self.precision,
-                               "chosen_by": self.chosen_by}  # fmt: skip
-        if self.batch is not None:
-            out["batch"] = self.batch
-        if self.trials:
-            out["probe"] = {
-                name: {"items_per_s": t.items_per_s, "error": t.error, "refused": t.refused}
-                for name, t in self.trials.items()
-            }
-        return out
-
-
-def source_key(source: FeatureSource) -> str:
-    """Stable name of a source: ``'<stream>:<backbone>:<weights tag>:<layer or pooled>'``,
-    then ``'@<g>x<g>'`` for grid features."""
-    grid = f"@{source.grid}x{source.grid}" if source.grid > 1 else ""
-    return f"{source.stream}:{source.backbone}:{weights_tag(source.weights)}:" + (
-        source.layer or "pooled"
-    ) + grid
-
-
-def _onnxruntime_available() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
-def sources_precision(
-    sources: Sequence[FeatureSource], precision: Precision, device: torch.device
-) -> str:
-    """:func:`resolve_precision` for these sources: ``'auto'`` stays fp32 when a backbone's
-    reduced-precision features are out of tolerance (``BackboneSpec.low_precision``)."""
-    resolved = resolve_precision(precision, device)
-    unsafe = any(not get_backbone_spec(s.backbone).low_precision for s in sources)
-    if precision == "auto" and resolved != "fp32" and unsafe:
-        return "fp32"
-    return resolved
-
-
-def resolve_engine(engine: Engine, device: torch.device, precision: str) -> str:
-    """``'auto'`` -> ``'onnx'`` on a CPU running fp32 when onnxruntime is installed, else torch.
-
-    CUDA and reduced precision (bf16 CPUs) stay on PyTorch: the exported graphs are
-    fp32 and run on onnxruntime's CPU provider only.
-    """
-    if engine not in ("auto", "torch", "onnx"):
-        raise FeatureExtractorError(f"unknown engine {engine!r}; expected auto, torch or onnx")
-    if engine == "onnx":
-        if device.type != "cpu":
-            raise FeatureExtractorError(f"engine='onnx' runs on the CPU only, not {device}")
-        if not _onnxruntime_available():
-            raise FeatureExtractorError(
-                "engine='onnx' needs the onnxruntime package (pip install onnxruntime)"
-            )
-        return "onnx"
-    if engine == "auto" and device.type == "cpu" and precision == "fp32":
-        return "onnx" if _onnxruntime_available() else "torch"
-    return "torch"
-
-
-def onnx_cache_dir() -> Path:
-    """Folder of the exported backbone graphs: ``$HARKIT_CACHE/onnx`` or ``~/.cache/harkit/onnx``."""
-    root = os.environ.get("HARKIT_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "harkit") / "onnx"
-
-
-class _NamedOutputs(torch.nn.Module):
-    """A backbone as a tuple of its named outputs, the form the ONNX exporter takes."""
-
-    def __init__(self, net: torch.nn.Module, names: Sequence[str]) -> None:
-        super().__init__()
-        self.net = net
-        self.names = list(names)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.net(x)
-        if not isinstance(out, dict):
-            return (out,)
-        return tuple(out[name] for name in self.names)
-
-
-@dataclass(frozen=True)
-class _Group:
-    """One network run: the sources it feeds and how its input is prepared."""
-
-    backbone: str
-    weights: str
-    stream: str
-    spec: BackboneSpec
-    layers: tuple[str, ...]
-    sources: tuple[tuple[str, str], ...]  # (source key, output name: 'pooled' or a layer)
-    grid: int = 1
-    preprocessing: Preprocessing | None = None
-    """The input of these weights (``spec.preprocessing_for(weights)``)."""
-
-    def __post_init__(self) -> None:
-        if self.preprocessing is None:
-            object.__setattr__(self, "preprocessing", self.spec.preprocessing_for(self.weights))
-
-    def dim(self, output: str) -> int:
-        """Feature size of one output (``'pooled'`` or a layer)."""
-        if output == "pooled":
-            return self.spec.feature_dim
-        return self.spec.layers[output] * self.grid * self.grid
-
-    @property
-    def prep_key(self) -> tuple:
-        # groups with equal preprocessing share one preprocessed tensor
-        return (self.stream, self.preprocessing)
-
-
-def _group_sources(sources: Sequence[FeatureSource]) -> list[_Group]:
-    # one network run per backbone, weights, stream and grid (a grid pools every layer)
-    order: dict[tuple[str, str, str, int], list[FeatureSource]] = {}
-    for s in sources:
-        order.setdefault((s.backbone, str(s.weights), s.stream, s.grid), []).append(s)
-    groups = []
-    for (backbone, weights, stream, grid), members in order.items():
-        spec = get_backbone_spec(backbone)
-        want = 2 if stream == "flow" else 3
-        if spec.in_channels != want:
-            raise FeatureExtractorError(
-                f"backbone {backbone!r} takes {spec.in_channels} input channels but the "
-                f"{stream!r} stream gives {want}"
-                + (" (use i3d_flow for flow)" if stream == "flow" else "")
-            )
-        layers = tuple(dict.fromkeys(m.layer for m in members if m.layer))
-        outputs = tuple(dict.fromkeys((source_key(m), m.layer or "pooled") for m in members))
-        unknown = [layer for layer in layers if layer not in spec.layers]
-        if unknown:
-            raise FeatureExtractorError(
-                f"backbone {backbone!r} has no layer {unknown[0]!r}; available: "
-                f"{', '.join(spec.layers) or '(none)'}"
-            )
-        prep = spec.preprocessing_for(weights)
-        groups.append(_Group(backbone, weights, stream, spec, layers, outputs, grid, prep))
-    return groups
-
-
-class Preprocessor:
-    """uint8 frames / flow -> each network group's float input. Light and picklable, so the
-    extraction pipeline runs it in DataLoader workers next to the decoding."""
-
-    def __init__(
-        self, sources: Sequence[FeatureSource], transform: TransformConfig | None = None
-    ) -> None:
-        self.transform = transform or TransformConfig()
-        self.groups = _group_sources(sources)
-        self._transforms: dict[tuple, ClipTransform] = {}
-        for group in self.groups:
-            if not self.transform.square and group.spec.kind != "frame":
-                raise FeatureExtractorError(
-                    f"crop_size {list(self.transform.crop_size or ())} is not square: only "
-                    f"frame (2D) backbones take it, not {group.backbone} ({group.spec.kind})"
-                )
-            if group.stream == "rgb" and group.prep_key not in self._transforms:
-                assert group.preprocessing is not None
-                self._transforms[group.prep_key] = ClipTransform.from_preprocessing(
-                    self.transform, group.preprocessing, train=False
-                )
-
-    def rgb_transform(self, prep_key: tuple) -> ClipTransform | None:
-        """The eval transform of the RGB groups with this ``prep_key`` (``None``: no such)."""
-        return self._transforms.get(prep_key)
-
-    @property
-    def needs_rgb(self) -> bool:
-        return any(g.stream == "rgb" for g in self.groups)
-
-    @property
-    def needs_flow(self) -> bool:
-        return any(g.stream == "flow" for g in self.groups)
-
-    def __call__(
-        self, frames: np.ndarray | None, flow: np.ndarray | None = None
-    ) -> dict[tuple, torch.Tensor]:
-        """``{prep key: float tensor (T, C, S, S) or (T, L, C, S, S)}`` for every group."""
-        out: dict[tuple, torch.Tensor] = {}
-        for group in self.groups:
-            if group.prep_key in out:
-                continue
-            data = frames if group.stream == "rgb" else flow
-            channels = 3 if group.stream == "rgb" else 2
-            if data is None:
-                raise FeatureExtractorError(
-                    f"source {group.backbone!r} reads the {group.stream!r} stream: pass "
-                    + ("frames" if group.stream == "rgb" else "flow=")
-                )
-            data = np.asarray(data)
-            segment = group.spec.kind == "segment"
-            if data.ndim != (6 if segment else 5) - 1 or data.shape[-1] != channels:
-                shape = "(T, L, H, W, C)" if segment else "(T, H, W, C)"
-                raise FeatureExtractorError(
-                    f"backbone {group.backbone!r} ({group.spec.kind}) needs {group.stream} "
-                    f"input shaped {shape} with C={channels}, got {data.shape}"
-                )
-            lead = data.shape[:-3]
-            flat = data.reshape(-1, *data.shape[-3:])
-            if group.stream == "rgb":
-                tensor = self._transforms[group.prep_key](flat)
-            else:
-                prep = group.preprocessing
-                assert prep is not None
-                size = self.transform.crop_size or prep.input_size
-                resize = self.transform.resize or (
-                    prep.resize_size if self.transform.crop_size is None else None
-                )
-                # flow_to_tensor gives displacement / bound in [-1, 1], the I3D flow input
-                tensor = flow_to_tensor(flat, size, resize=resize)
-            out[group.prep_key] = tensor.reshape(*lead, *tensor.shape[1:])
-        return out
 
 
 class FeatureExtractor:
@@ -494,7 +201,7 @@ class FeatureExtractor:
         ]  # fmt: skip
 
     @property
-    def groups(self) -> list[_Group]:
+    def groups(self) -> list[SourceGroup]:
         return self.preprocessor.groups
 
     @property
@@ -583,65 +290,22 @@ class FeatureExtractor:
         frame = self.groups[index].spec.kind == "frame"
         return plan is not None and plan.engine == "onnx" and frame
 
-    def _output_names(self, group: _Group) -> list[str]:
-        return list(dict.fromkeys(name for _, name in group.sources))
-
     def onnx_path(self, index: int, shape: Sequence[int]) -> Path:
-        """Cache file of group ``index``'s graph for items of ``shape`` ``(C, S, S)``.
-
-        The key names everything the graph's weights and shapes depend on: backbone, weights
-        tag (a file's hash), outputs, input shape, opset and the torch
-        and harkit versions (the builders live there).
-        """
-        from harkit import __version__
-
-        group = self.groups[index]
-        key = {
-            "backbone": group.backbone, "weights": weights_tag(group.weights),
-            "outputs": self._output_names(group), "grid": group.grid, "input": list(shape),
-            "opset": ONNX_OPSET, "torch": torch.__version__, "harkit": __version__,
-        }  # fmt: skip
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        return onnx_cache_dir() / f"{group.backbone}-{digest}.onnx"
-
-    def _export(self, index: int, shape: Sequence[int], path: Path) -> None:
-        group = self.groups[index]
-        module = _NamedOutputs(self._eager[index], self._output_names(group)).eval()
-        example = torch.zeros(2, *shape)
-        names = [f"features{i}" for i in range(len(module.names))]
-        axes = {"frames": {0: "batch"}, **{n: {0: "batch"} for n in names}}
-        start = time.perf_counter()
-        with atomic_output(path, suffix=".onnx") as tmp, torch.no_grad(), \
-                warnings.catch_warnings():  # fmt: skip
-            # the legacy (TorchScript) exporter warns about its own deprecation; the dynamo
-            # exporter would need onnxscript
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module, (example,), str(tmp), input_names=["frames"], output_names=names,
-                dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False,
-                do_constant_folding=True,
-            )  # fmt: skip
-        log.info("exported %s to %s in %.1f s", group.backbone, path, time.perf_counter() - start)
+        """Cache file of group ``index``'s graph for items of ``shape`` ``(C, S, S)``."""
+        return onnx_graph(self.groups[index], shape).path()
 
     def _session(self, index: int, shape: tuple[int, ...]) -> Any:
         """Group ``index``'s onnxruntime session, exporting the graph unless it is cached."""
         if (index, shape) not in self._sessions:
-            path = self.onnx_path(index, shape)
-            if not path.is_file():
-                self._export(index, shape, path)
-            try:
-                sess = onnx_session(path)
-            except Exception as exc:  # a truncated/corrupt cache file: export it again
-                log.warning("re-exporting %s: onnxruntime cannot load it (%s)", path, exc)
-                self._export(index, shape, path)
-                sess = onnx_session(path)
-            self._sessions[index, shape] = sess
+            group = self.groups[index]
+            module = NamedOutputs(self._eager[index], group.output_names).eval()
+            self._sessions[index, shape] = cached_session(onnx_graph(group, shape), module)
         return self._sessions[index, shape]
 
     def _run_onnx(self, index: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
         group = self.groups[index]
         sess = self._session(index, tuple(x.shape[1:]))
-        names = self._output_names(group)
+        names = group.output_names
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
         for chunk in x.split(min(self.chunk_size, ONNX_CHUNK)):
             arrays = sess.run(None, {"frames": np.ascontiguousarray(chunk.numpy(), np.float32)})
@@ -696,7 +360,7 @@ class FeatureExtractor:
         if segment:  # (T, L, C, S, S) -> (T, C, L, S, S): one clip per segment
             x = x.permute(0, 2, 1, 3, 4)
         fmt = torch.channels_last_3d if segment else torch.channels_last
-        parts: dict[str, list[torch.Tensor]] = {name: [] for name in self._output_names(group)}
+        parts: dict[str, list[torch.Tensor]] = {name: [] for name in group.output_names}
         for chunk in self._chunks(x, segment, pad, batch):
             chunk = chunk.to(self.device, non_blocking=True)
             if self._channels_last:
@@ -723,7 +387,7 @@ class FeatureExtractor:
         )
         names = []
         for precision in precisions:
-            if precision == "fp32" and group.spec.kind == "frame" and _onnxruntime_available():
+            if precision == "fp32" and group.spec.kind == "frame" and onnxruntime_available():
                 names.append("onnx-fp32")
             if self.probe.compile:
                 names.append(f"compiled-{precision}")
@@ -736,7 +400,7 @@ class FeatureExtractor:
         segment = group.spec.kind == "segment"
         network = {
             "backbone": group.backbone, "kind": group.spec.kind, "stream": group.stream,
-            "outputs": self._output_names(group), "grid": group.grid,
+            "outputs": group.output_names, "grid": group.grid,
         }  # fmt: skip
         return choice_key("extract", network, (self.step(index, x.shape[1] if segment else 1),
                                                *x.shape[1:]))  # fmt: skip

@@ -21,17 +21,19 @@ import functools
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch.utils.data import DataLoader, Dataset
 
+from harkit._lazy import validated
+from harkit.arguments import PathArg
 from harkit.config import parse_config
 from harkit.data.clips import load_clip
 from harkit.data.datasets import DatasetConfig, VideoIndex
@@ -48,20 +50,13 @@ from harkit.data.jobs import (
 from harkit.data.sampling import SamplingConfig, sample_indices
 from harkit.data.transforms import TransformConfig
 from harkit.engine_choice import (
-    ProbeSettings,
     cpu_signature,
     onnxruntime_version,
     record_engine,
 )
 from harkit.errors import HarkitError
-from harkit.features.extractor import (
-    Engine,
-    FeatureExtractor,
-    Precision,
-    Preprocessor,
-    source_key,
-    sources_precision,
-)
+from harkit.features.engines import Engine, auto_compile, probe_settings
+from harkit.features.extractor import FeatureExtractor, Precision, Preprocessor, source_key
 from harkit.features.store import (
     FeatureStore,
     FeatureStoreError,
@@ -77,12 +72,10 @@ from harkit.models.recipe import FeatureSource
 
 __all__ = [
     "ExtractionReport",
-    "auto_compile",
     "dataset_video_root",
     "extract_features",
     "launch_shard",
     "load_flow_clip",
-    "probe_settings",
     "skip_report_path",
     "video_id",
     "video_ids_under",
@@ -294,66 +287,6 @@ class _Batcher:
         return done
 
 
-#: Videos from which ``compile=None`` compiles the backbones (see :func:`auto_compile`).
-COMPILE_MIN_VIDEOS = 100
-
-
-def auto_compile(
-    videos: int,
-    sources: Sequence[FeatureSource],
-    device: str | torch.device | None = None,
-    precision: Precision = "auto",
-    engine: Engine = "auto",
-) -> bool:
-    """Whether an extraction of ``videos`` videos should ``torch.compile`` its backbones.
-
-    Yes on a CPU running bf16 on the PyTorch engine (eager autocast re-lays out and re-casts
-    every weight on every call; compiled and frozen it does that once) when a C++ compiler is
-    there for inductor and the job is long enough (:data:`COMPILE_MIN_VIDEOS`) to repay a
-    first compile of a minute or more (inductor caches it for later runs). fp32 CPUs run
-    onnxruntime, which needs no compiling; CUDA stays eager (not measured here).
-    """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if (
-        dev.type != "cpu"
-        or engine == "onnx"
-        or sources_precision(sources, precision, dev) != "bf16"
-    ):
-        return False
-    compiler = os.environ.get("CXX") or "c++"
-    return videos >= COMPILE_MIN_VIDEOS and shutil.which(compiler.split()[0]) is not None
-
-
-#: Videos from which ``engine='auto'`` measures the engines when this CPU has no cached choice
-#: (see :func:`probe_settings`): the probe runs each candidate on the first batch 4 times.
-PROBE_MIN_VIDEOS = 20
-
-
-def probe_settings(
-    videos: int, device: str | torch.device | None = None, engine: Engine = "auto",
-    compile: bool | None = None,
-) -> ProbeSettings | None:  # fmt: skip
-    """How an extraction of ``videos`` videos chooses its engines by measurement, or ``None``
-    for the caller's (or the fixed) rule: ``engine='auto'`` on a CPU without ``compile=True``.
-
-    The choice is measured on the first batch when no earlier job on this CPU cached one and
-    the job has :data:`PROBE_MIN_VIDEOS` videos (a smaller job takes a cached choice or the
-    fixed rule). Compiled candidates are tried with ``compile=None`` where :func:`auto_compile`
-    would compile on bf16 (a C++ compiler, :data:`COMPILE_MIN_VIDEOS` videos), whatever the
-    precision; ``compile=False`` leaves them out.
-    """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if engine != "auto" or compile is True or dev.type != "cpu":
-        return None
-    compiler = os.environ.get("CXX") or "c++"
-    may_compile = (
-        compile is None
-        and videos >= COMPILE_MIN_VIDEOS
-        and shutil.which(compiler.split()[0]) is not None
-    )
-    return ProbeSettings(compile=may_compile, measure=videos >= PROBE_MIN_VIDEOS)
-
-
 def _record_engines(
     stores: dict[str, FeatureStore], extractor: FeatureExtractor, summary: ExtractionReport,
     run: dict[str, Any],
@@ -441,23 +374,24 @@ def _failed_entries(
     return {str(index[p].path): failed[ids[p]] for p in positions if ids[p] in failed}
 
 
+@validated
 def extract_features(
     index: VideoIndex,
-    sources: Sequence[FeatureSource],
-    store_root: str | Path,
+    sources: Annotated[Sequence[FeatureSource], Field(min_length=1)],
+    store_root: PathArg,
     sampling: SamplingConfig | None = None,
     transform: TransformConfig | None = None,
     *,
     dtype: StoreDtype = "float16",
     precision: Precision = "auto",
     engine: Engine = "auto",
-    batch_size: int = 32,
-    num_workers: int = 2,
+    batch_size: Annotated[int, Field(ge=1)] = 32,
+    num_workers: Annotated[int, Field(ge=0)] = 2,
     device: str | torch.device | None = None,
     compile: bool | None = None,
-    flow_root: str | Path | None = None,
+    flow_root: PathArg | None = None,
     flow_method: str | None = "tvl1",
-    video_root: str | Path | None = None,
+    video_root: PathArg | None = None,
     backend: str = "auto",
     rank: int | None = None,
     world_size: int | None = None,
@@ -484,12 +418,7 @@ def extract_features(
     """
     sampling = sampling or SamplingConfig()
     transform = transform or TransformConfig()
-    if not sources:
-        raise HarkitError("extract_features needs at least one feature source")
-    if num_workers < 0 or batch_size < 1:
-        raise HarkitError("num_workers must be >= 0 and batch_size >= 1")
     rank, world_size = launch_shard(rank, world_size)
-    store_root = Path(store_root)
     root = Path(os.path.abspath(video_root)) if video_root else common_video_root(index)
     preprocessor = Preprocessor(sources, transform)
     stores = {  # each rank writes its own manifest shard (one file, one writer)

@@ -8,8 +8,8 @@ replaces it for streamable frame (2D) encoders:
 * **preprocessing** (:class:`FramePrep`): the same resize (bilinear, antialiased, shorter
   side), centre crop and normalisation as the encoder's :class:`ClipTransform`, called as
   plain tensor ops on the ``uint8`` frame and written into one preallocated input buffer;
-* **CNN**: each branch exported once at batch 1 (static shapes, cached under
-  ``$HARKIT_CACHE/onnx/stream``, keyed by a hash of the weights) and run by onnxruntime with
+* **CNN**: each branch exported once at batch 1 (static shapes, in harkit's graph cache,
+  :mod:`harkit.onnx`, keyed by a hash of the weights) and run by onnxruntime with
   torch's thread count (``'onnx'``), or its int8 copy (``'int8'``,
   :mod:`harkit.infer.quantize`), or the encoder's own PyTorch path (``'torch'``).
 
@@ -35,16 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from harkit.data.transforms import ClipTransform
 from harkit.engine_choice import (
@@ -58,6 +56,15 @@ from harkit.engine_choice import (
 from harkit.infer.errors import InferenceError
 from harkit.infer.pipeline import Branch, Encoder, SplitModel
 from harkit.infer.quantize import QuantMode, compare_outputs, quantize_onnx
+from harkit.io import atomic_output
+from harkit.onnx import (
+    GraphSpec,
+    cached_export,
+    cached_session,
+    module_digest,
+    onnx_session,
+    onnxruntime_available,
+)
 from harkit.precision import FEATURE_TOLERANCE
 
 __all__ = [
@@ -76,8 +83,6 @@ StreamEngineName = Literal["auto", "torch", "onnx", "int8"]
 FLOAT_TOLERANCE = 1e-4
 """Largest accepted feature error of a float (non-int8) engine, relative to the largest
 fp32 feature magnitude; ORT fp32 measures ~1e-6."""
-
-OPSET = 17
 
 
 class FramePrep:
@@ -136,28 +141,6 @@ class FramePrep:
         return self.out.sub_(self.mean).div_(self.std)
 
 
-def _weights_digest(module: nn.Module) -> str:
-    """A hash of a module's structure and parameters/buffers (the export cache key)."""
-    digest = hashlib.sha256(repr(module).encode())
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _export(module: nn.Module, example: Tensor, outputs: int) -> bytes:
-    module = module.eval()
-    names = [f"out{i}" for i in range(outputs)]
-    buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            module, (example.contiguous(),), buffer, input_names=["frames"],
-            output_names=names, opset_version=OPSET, dynamo=False, do_constant_folding=True,
-        )  # fmt: skip
-    return buffer.getvalue()
-
-
 @dataclass
 class _Runner:
     """One branch at batch 1: ``(1, C, S, S)`` -> its outputs, float32."""
@@ -168,31 +151,25 @@ class _Runner:
 
 
 def _ort_runner(branch: Branch, kind: str, calibration: Tensor | None, quant: QuantMode) -> _Runner:
-    from harkit.features.extractor import onnx_cache_dir, onnx_session
-    from harkit.io import atomic_output
-
-    module = branch.module.float()
-    example = torch.zeros(1, *branch.input_shape)
-    folder = onnx_cache_dir() / "stream"
-    # the outputs are part of the key: two layers of a network share its weights and repr
-    outputs = hashlib.sha256("|".join(branch.outputs).encode()).hexdigest()[:8]
-    shape = "x".join(map(str, branch.input_shape))
-    key = f"{branch.name}-{_weights_digest(module)}-{outputs}-{shape}"
-    path = folder / f"{key}-o{OPSET}-t{torch.__version__.split('+')[0]}.onnx"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(path, suffix=".onnx") as tmp:
-            tmp.write_bytes(_export(module, example, len(branch.outputs)))
-    if kind == "int8":
+    module = branch.module.float().eval()
+    names = tuple(f"out{i}" for i in range(len(branch.outputs)))
+    # a trained run's weights have no name: the graph is known by their hash, and by the
+    # outputs (two layers of one network share its weights and repr)
+    identity = {"module": module_digest(module), "outputs": list(branch.outputs)}
+    graph = GraphSpec(branch.name, identity, (1, *branch.input_shape), ("frames",), names)
+    # batch 1: ORT's wake-ups cost more than its spinning workers
+    if kind != "int8":
+        sess = cached_session(graph, module, spin=True)
+    else:
         assert calibration is not None
+        path = cached_export(graph, module)
         calib = np.ascontiguousarray(calibration.numpy(), np.float32)
         tag = hashlib.sha256(calib.tobytes()).hexdigest()[:12] if quant == "static" else "dyn"
         qpath = path.with_name(f"{path.stem}-int8-{quant}-{tag}.onnx")
         if not qpath.is_file():
             with atomic_output(qpath, suffix=".onnx") as tmp:
                 quantize_onnx(path, tmp, calib, quant)
-        path = qpath
-    sess = onnx_session(path, spin=True)  # batch 1: wake-ups cost more than spinning
+        sess = onnx_session(qpath, spin=True)
     name = sess.get_inputs()[0].name
 
     def call(x: Tensor) -> list[Tensor]:
@@ -297,10 +274,8 @@ def probe_frames(count: int = 4, size: tuple[int, int] = (240, 320), seed: int =
 def _stream_candidates(encoder: Encoder, probe: ProbeSettings) -> list[str]:
     """ORT fp32 and PyTorch in the encoder's precision (the rule of :mod:`harkit.precision`,
     which the head and the batch paths of the same run follow too)."""
-    import importlib.util
-
     names = []
-    if importlib.util.find_spec("onnxruntime") is not None:
+    if onnxruntime_available():
         names.append("onnx-fp32")
     if probe.compile:
         names.append(f"compiled-{encoder.precision}")

@@ -19,9 +19,9 @@ packed sequences do not export. Callers run the head on each clip's valid steps 
 what packing computes, so predictions match the PyTorch engine (``Recognizer`` groups clips of
 equal length into one call). Streaming (``init_state``/``step``) stays on PyTorch.
 
-ONNX uses PyTorch's TorchScript-based exporter (``dynamo=False`` with ``dynamic_axes``): in
-torch 2.15 the dynamo exporter needs the ``onnxscript`` package, and the TorchScript one exports
-GRU/LSTM (also bidirectional) with dynamic time and matches PyTorch to ~1e-7 on the head.
+ONNX files are written by :func:`harkit.onnx.export_onnx` (PyTorch's TorchScript-based
+exporter, which exports GRU/LSTM with a dynamic time axis; atomically, so a failed export leaves
+no partial file).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from torch import Tensor, nn
 
 from harkit.infer.errors import ExportError
 from harkit.infer.pipeline import Branch, SplitModel, split_model
-from harkit.io import atomic_write_text
+from harkit.io import atomic_output, atomic_write_text
+from harkit.onnx import OPSET, export_onnx, onnx_session
 from harkit.train.run import load_run, read_run_info
 
 __all__ = ["EXPORT_VERSION", "ExportFormat", "ExportReport", "attach_onnx", "export_run"]
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 
 ExportFormat = Literal["onnx", "torchscript"]
 EXPORT_VERSION = 1
-OPSET = 17
 MANIFEST = "export.json"
 
 
@@ -94,34 +94,13 @@ def _dynamic_axes(branch: Branch) -> dict[str, dict[int, str]]:
     return axes
 
 
-def _onnx_export(
-    module: nn.Module,
-    example: Tensor,
-    path: Path,
-    inputs: list[str],
-    outputs: list[str],
-    axes: dict[str, dict[int, str]],
-    opset: int,
-) -> None:
-    with warnings.catch_warnings():
-        # The legacy exporter warns about its deprecation and about trace-time constants
-        # (the full-length check in the recurrent stack), both expected here.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, (example,), str(path), input_names=inputs, output_names=outputs,
-            dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True,
-        )  # fmt: skip
-
-
 def _trace(module: nn.Module, example: Tensor, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # jit deprecation + the same trace-time constants
         torch.jit.trace(module, example, check_trace=False).save(str(path))
 
 
-def _session(path: Path):
-    from harkit.features.extractor import onnx_session
-
+def _session(path: Path) -> Any:
     try:
         return onnx_session(path)
     except Exception as exc:  # onnxruntime raises its own (non-exported) exception types
@@ -158,15 +137,14 @@ def export_run(
         raise ExportError(f"unknown export format '{format}'; expected 'onnx' or 'torchscript'")
     start = time.perf_counter()
     recipe, classes, net = load_run(run)
+    info = read_run_info(run)
     model = split_model(  # the plain fp32 graphs
-        recipe, classes, net, fast=False, flow=flow, flow_method=flow_method,
-        run_info=read_run_info(run),
+        recipe, classes, net, fast=False, flow=flow, flow_method=flow_method, run_info=info,
     )  # fmt: skip
     out_dir = Path(out) if out else Path(run) / format
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = ".onnx" if format == "onnx" else ".pt"
     report = ExportReport(str(out_dir), format, [])
-    info = read_run_info(run)
     manifest: dict[str, Any] = {
         "export_version": EXPORT_VERSION, "format": format, "opset": opset if format == "onnx"
         else None, "recipe": recipe.name, "classes": classes, "branches": [],
@@ -175,7 +153,7 @@ def export_run(
                  "note": "softmax(logits) gives the class probabilities; the encoders' "
                          "outputs, concatenated in branch order per step, are x"},
         "sampling": _sampling(recipe),
-        "training_clip": info.get("train_clips"),
+        "training_clip": info.train_clips and info.train_clips.model_dump(mode="json"),
         "flow": model.flow.to_dict() if model.flow is not None else None,
     }  # fmt: skip
 
@@ -186,7 +164,15 @@ def export_run(
             path = out_dir / f"encoder_{branch.name}{suffix}"
             names = [f"features{i}" for i in range(len(branch.outputs))]
             if format == "onnx":
-                _onnx_export(module, example, path, ["frames"], names, _dynamic_axes(branch), opset)
+                export_onnx(
+                    module,
+                    example,
+                    path,
+                    input_names=["frames"],
+                    output_names=names,
+                    dynamic_axes=_dynamic_axes(branch),
+                    opset=opset,
+                )
             else:
                 _trace(module, example, path)
             report.files.append(path.name)
@@ -209,14 +195,14 @@ def export_run(
                               .manual_seed(1))  # fmt: skip
         path = out_dir / ("head" + suffix)
         if format == "onnx":
-            _onnx_export(
+            export_onnx(
                 head,
                 example,
                 path,
-                ["x"],
-                ["logits"],
-                {"x": {0: "batch", 1: "time"}, "logits": {0: "batch"}},
-                opset,
+                input_names=["x"],
+                output_names=["logits"],
+                dynamic_axes={"x": {0: "batch", 1: "time"}, "logits": {0: "batch"}},
+                opset=opset,
             )
         else:
             _trace(head, example, path)
@@ -288,8 +274,6 @@ def _preprocessing(model: SplitModel, branch: Branch) -> dict[str, Any]:
 def _describe_onnx(path: Path, manifest: dict[str, Any]) -> None:
     """Put the export's description into the ONNX file's metadata (``harkit``), atomically."""
     import onnx
-
-    from harkit.io import atomic_output
 
     graph = onnx.load(str(path))
     onnx.helper.set_model_props(graph, {"harkit": json.dumps(manifest, sort_keys=True)})

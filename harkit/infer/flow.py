@@ -25,6 +25,7 @@ from harkit.flow.extract import CONFIG_FILE, FlowConfig
 from harkit.flow.sampled import SampledFlow, pair_frames
 from harkit.io import read_json_object
 from harkit.models.recipe import Recipe
+from harkit.train.run_info import RunInfo
 
 __all__ = ["FlowComputer", "FlowSettings", "needs_flow", "pair_frames", "resolve_flow"]
 
@@ -70,26 +71,24 @@ def resolve_flow(
     recipe: Recipe,
     flow: FlowConfig | dict[str, Any] | str | Path | None = None,
     method: str | None = None,
-    run_info: dict[str, Any] | None = None,
+    run_info: RunInfo | None = None,
 ) -> FlowSettings:
     """The flow settings for ``recipe`` (see the module docstring for the order).
 
     ``flow``: a :class:`FlowConfig`, its dict, or a ``flow_config.json`` / flow folder.
     ``method``: use another flow method than training did (warned about).
     """
-    recorded = (run_info or {}).get("flow")
+    recorded = run_info.flow if run_info is not None else None
     # the flow the features were made from (run.json), else the recipe's method
-    trained = str(recorded.get("method") if isinstance(recorded, dict) and recorded.get("method")
-                  else recipe.input.flow_method)  # fmt: skip
+    trained = recorded.method if recorded is not None else str(recipe.input.flow_method)
     if isinstance(flow, FlowConfig):
         config, origin = flow, "given"
     elif isinstance(flow, dict):
         config, origin = parse_config(FlowConfig, flow, source="flow settings"), "given"
     elif flow is not None:
         config, origin = _read_config_file(Path(flow)), f"{flow}"
-    elif isinstance(recorded, dict):
-        recorded = {k: v for k, v in recorded.items() if k in FlowConfig.model_fields}
-        config, origin = parse_config(FlowConfig, recorded, source="run.json flow"), "run.json"
+    elif recorded is not None:
+        config, origin = recorded, "run.json"
     else:
         config = FlowConfig(method=trained)
         origin = f"recipe flow_method {trained} with `harkit flow` defaults"

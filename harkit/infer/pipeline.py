@@ -53,6 +53,7 @@ from harkit.models.builder import CRNN, ClipC3D, pixel_input
 from harkit.models.networks import Small2DCNNGRU
 from harkit.models.recipe import Recipe
 from harkit.precision import resolve_precision
+from harkit.train.run_info import RunInfo
 
 __all__ = [
     "Branch",
@@ -391,7 +392,7 @@ def split_model(
     *,
     flow: FlowConfig | dict[str, Any] | str | Path | None = None,
     flow_method: str | None = None,
-    run_info: dict[str, Any] | None = None,
+    run_info: RunInfo | None = None,
 ) -> SplitModel:
     """Split ``build_model(recipe)``'s trained ``model`` into encoder branches + head.
 

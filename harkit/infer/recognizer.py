@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import logging
-import math
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor
 
+from harkit._lazy import validated
+from harkit.arguments import Device, PathArg, RunFolder, Seconds, VideoArg, VideoPaths
 from harkit.data.clips import FrameLookup, load_clip, out_of_memory_reason, read_sampled
 from harkit.data.sampling import sample_indices
 from harkit.data.video import VideoReadError, get_reader
 from harkit.evaluate.reports import format_prediction
 from harkit.flow.sampled import TooFewFramesError
-from harkit.infer.device import check_device
 from harkit.infer.errors import InferenceError, WindowError
 from harkit.infer.flow import FlowComputer
 from harkit.infer.pipeline import SplitModel, split_model
@@ -34,6 +34,7 @@ from harkit.infer.windows import (
     window_starts,
 )
 from harkit.train.run import load_run, read_run_info
+from harkit.train.run_info import RunInfo
 
 __all__ = ["Clip", "Engine", "Prediction", "Recognizer"]
 
@@ -79,35 +80,6 @@ class Prediction:
         return out
 
 
-def check_int(value: object, name: str, low: int = 1) -> int:
-    """``value`` if it is an integer ``>= low``; else a one-line :class:`InferenceError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InferenceError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def check_seconds(value: object, name: str) -> float:
-    """``value`` if it is a finite number > 0; else a one-line :class:`InferenceError`."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-    if not ok or not math.isfinite(float(value)) or float(value) <= 0:  # type: ignore[arg-type]
-        raise InferenceError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
-
-
-def check_video(video: object, name: str = "video") -> str | Path | np.ndarray:
-    """A video argument: a path (str / PathLike) or a frame array; else a one-line error."""
-    if isinstance(video, np.ndarray):
-        return video
-    if isinstance(video, str):
-        return video
-    if isinstance(video, os.PathLike):
-        return Path(video)
-    raise InferenceError(
-        f"{name} must be a video file or folder path (str or Path) or a uint8 (N, H, W, 3) "
-        f"frame array, got {type(video).__name__} {video!r:.80}"
-    )
-
-
 def _valid_steps(frames: np.ndarray, mask: np.ndarray) -> int:
     valid = mask if mask.ndim == 1 else mask.any(axis=1)
     return int(valid.sum()) if valid.size else len(frames)
@@ -138,22 +110,24 @@ class Recognizer:
     """
 
     def __init__(
-        self, model: SplitModel, engine: Engine = "torch", run_info: dict[str, Any] | None = None
+        self, model: SplitModel, engine: Engine = "torch", run_info: RunInfo | None = None
     ) -> None:
         self.model = model
         self.engine = engine
-        self.run_info = run_info or {}
-        """``run.json``: the training clip length long videos are windowed by."""
+        self.run_info = run_info
+        """``run.json`` (None: no run folder): the training clip length long videos are
+        windowed by."""
         self.flow = FlowComputer(model.flow) if model.flow is not None else None
 
     @classmethod
+    @validated
     def from_run(
         cls,
-        path: str | Path,
-        device: str = "cpu",
+        path: RunFolder,
+        device: Device = "cpu",
         engine: Engine = "torch",
         fast: bool = True,
-        onnx_dir: str | Path | None = None,
+        onnx_dir: PathArg | None = None,
         *,
         flow: Any = None,
         flow_method: str | None = None,
@@ -162,14 +136,6 @@ class Recognizer:
         ``RUN/onnx``. Flow-stream runs: ``flow`` (a ``flow_config.json``, its folder or a
         :class:`~harkit.flow.extract.FlowConfig`) and ``flow_method`` override the flow
         settings (:func:`harkit.infer.flow.resolve_flow`)."""
-        if engine not in ("torch", "onnx"):
-            raise InferenceError(f"unknown engine '{engine}'; expected 'torch' or 'onnx'")
-        if not isinstance(path, (str, os.PathLike)):
-            raise InferenceError(
-                f"run must be a run folder path (str or Path), got {type(path).__name__} "
-                f"{path!r:.80}"
-            )
-        device = check_device(device)
         recipe, classes, net = load_run(path, device=device)
         run_info = read_run_info(path)
         # the exported files replace the encoder: no backbone graphs of its own to export
@@ -181,7 +147,7 @@ class Recognizer:
         if engine == "onnx":
             from harkit.infer.export import attach_onnx
 
-            attach_onnx(model, Path(onnx_dir) if onnx_dir else Path(path) / "onnx")
+            attach_onnx(model, onnx_dir or path / "onnx")
         return cls(model, engine, run_info)
 
     @property
@@ -295,13 +261,12 @@ class Recognizer:
 
     # -- public API -----------------------------------------------------------------------
 
-    def predict(self, video: str | Path | np.ndarray, top_k: int = 5) -> Prediction:
+    @validated
+    def predict(self, video: VideoArg, top_k: Annotated[int, Field(ge=1)] = 5) -> Prediction:
         """Label one video file, frame folder, or ``uint8 (N, H, W, 3)`` array of all frames.
 
         Unreadable files raise :class:`~harkit.data.video.VideoReadError`.
         """
-        video = check_video(video)
-        top_k = check_int(top_k, "top_k")
         if isinstance(video, np.ndarray):
             clip = self.array_clip(video)
             source = "<array>"
@@ -310,35 +275,19 @@ class Recognizer:
             source = str(video)
         return self._prediction(source, self.clip_logits(clip), top_k)
 
+    @validated
     def predict_many(
         self,
-        videos: Iterable[str | Path],
-        batch_size: int = 8,
-        top_k: int = 5,
-        views: int = 1,
+        videos: VideoPaths,
+        batch_size: Annotated[int, Field(ge=1)] = 8,
+        top_k: Annotated[int, Field(ge=1)] = 5,
+        views: Annotated[int, Field(ge=1)] = 1,
     ) -> Iterator[Prediction]:
         """Predictions in input order; unreadable files give a :class:`Prediction` with
         ``error`` set instead of raising. Decoding of the next batch overlaps the CNN.
         ``views`` > 1: each video's :meth:`predict_views`, one video at a time. One path
         (str or Path) is one video."""
-        batch_size = check_int(batch_size, "batch_size")
-        top_k = check_int(top_k, "top_k")
-        views = check_int(views, "views")
-        if isinstance(videos, (str, os.PathLike)):
-            videos = [videos]
-        elif isinstance(videos, np.ndarray) or not isinstance(videos, Iterable):
-            raise InferenceError(
-                "videos must be paths (a list of str or Path, or one path), got "
-                f"{type(videos).__name__}"
-            )
-        paths = []
-        for v in videos:
-            if not isinstance(v, (str, os.PathLike)):
-                raise InferenceError(
-                    f"videos must be paths (str or Path), got {type(v).__name__} {v!r:.80}"
-                )
-            paths.append(str(v))
-        return self._predict_many(paths, batch_size, top_k, views)
+        return self._predict_many(videos, batch_size, top_k, views)
 
     def _predict_many(
         self, paths: list[str], batch_size: int, top_k: int, views: int
@@ -426,9 +375,6 @@ class Recognizer:
         self, video: str | Path | np.ndarray, fps: float | None
     ) -> tuple[str, int, float, Callable[[int], Iterator[np.ndarray]]]:
         """(source name, frame count, fps, frames(stop) iterator) of a file or array."""
-        video = check_video(video)
-        if fps is not None:
-            fps = check_seconds(fps, "fps")
         if isinstance(video, np.ndarray):
             frames = np.asarray(video)
             if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -474,13 +420,14 @@ class Recognizer:
                 return
         raise _ShortVideo(seen)
 
+    @validated
     def predict_segments(
         self,
-        video: str | Path | np.ndarray,
-        window: float | None = None,
-        stride: float | None = None,
-        top_k: int = 5,
-        fps: float | None = None,
+        video: VideoArg,
+        window: Seconds | None = None,
+        stride: Seconds | None = None,
+        top_k: Annotated[int, Field(ge=1)] = 5,
+        fps: Seconds | None = None,
     ) -> VideoSegments:
         """Slide a window over the whole video; per-window labels + merged segments.
 
@@ -488,13 +435,8 @@ class Recognizer:
         :meth:`clip_window`, and half of it). A video shorter than one window is one window
         over all its frames (``note`` says so). ``fps`` for arrays (default 25).
         """
-        if window is not None:
-            window = check_seconds(window, "window")
-        if stride is not None:
-            stride = check_seconds(stride, "stride")
         if window is not None and stride is not None and stride > window:
             raise WindowError(_gap_message(stride, window))
-        top_k = check_int(top_k, "top_k")
         source, total, rate, frames = self._video(video, fps)
         if window is not None:
             size, origin = frames_for_seconds(window, rate), f"window {window:g} s given"
@@ -542,20 +484,19 @@ class Recognizer:
                                  merge_windows(rows, rate), note)  # fmt: skip
         raise VideoReadError(source, "frame count changed between two decodes")
 
+    @validated
     def predict_views(
         self,
-        video: str | Path | np.ndarray,
-        views: int,
-        top_k: int = 5,
-        fps: float | None = None,
+        video: VideoArg,
+        views: Annotated[int, Field(ge=1)],
+        top_k: Annotated[int, Field(ge=1)] = 5,
+        fps: Seconds | None = None,
     ) -> Prediction:
         """Video-level prediction: the mean softmax of ``views`` windows evenly spaced over
         the video (:func:`~harkit.infer.windows.view_starts`), each labelled as ``predict``
         labels a video of its frames. A window is one training clip (:meth:`clip_window`)
         when that is known and shorter than the video, else half the video (as ``harkit
         evaluate --clips`` takes its views). ``views=1`` is :meth:`predict` exactly."""
-        views = check_int(views, "views")
-        top_k = check_int(top_k, "top_k")
         if views == 1:
             return self.predict(video, top_k=top_k)
         source, total, rate, frames = self._video(video, fps)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harkit.train.run_info import RunInfo
 
 __all__ = ["PROBE_VIDEOS", "ClipLength", "training_clip_length"]
 
@@ -30,30 +33,25 @@ class ClipLength:
         return self.frames
 
 
-def _number(value: Any) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    return float(value) if ok else None
-
-
-def training_clip_length(run_info: dict[str, Any] | None) -> ClipLength | None:
+def training_clip_length(run_info: RunInfo | None) -> ClipLength | None:
     """The typical training clip of a run, from its ``run.json``.
 
     ``train_clips: {"frames": F, "fps": R}`` when recorded; else the median length of up to
     :data:`PROBE_VIDEOS` training videos of the recorded ``dataset_config``, when that data
     is still reachable here (headers only). None when neither works.
     """
-    info = run_info or {}
-    clips = info.get("train_clips")
-    if isinstance(clips, dict) and (frames := _number(clips.get("frames"))):
-        return ClipLength(frames, _number(clips.get("fps")), "recorded in run.json")
-    config = info.get("dataset_config")
-    if not isinstance(config, dict):
+    recorded = run_info.train_clips if run_info is not None else None
+    if recorded is not None and recorded.frames > 0:
+        fps = recorded.fps if recorded.fps and recorded.fps > 0 else None
+        return ClipLength(recorded.frames, fps, "recorded in run.json")
+    config = run_info.dataset_config if run_info is not None else None
+    if config is None:
         return None
     try:  # runs from before train_clips was recorded: probe the data if it is still here
-        from harkit.data import DatasetConfig, build_index
+        from harkit.data import build_index
         from harkit.data.inspect import typical_clip
 
-        index = build_index(DatasetConfig.model_validate(config)).subset("train")
+        index = build_index(config).subset("train")
         clips = typical_clip(index, PROBE_VIDEOS)
     except Exception as exc:  # best effort: data moved, unreadable, or another machine
         log.debug("no training clip length from the dataset: %s", exc)

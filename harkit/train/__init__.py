@@ -19,13 +19,16 @@ from harkit.train.data import (
 )
 from harkit.train.module import ActionModule
 from harkit.train.run import FORMAT_VERSION, RunError, RunPaths, load_run, offline_recipe
+from harkit.train.run_info import DataRecord, RunInfo
 from harkit.train.trainer import TrainResult, train
 
 __all__ = [
     "FORMAT_VERSION",
     "ActionDataModule",
     "ActionModule",
+    "DataRecord",
     "RunError",
+    "RunInfo",
     "RunPaths",
     "TrainData",
     "TrainResult",

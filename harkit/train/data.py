@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from harkit.config import ConfigError
+from harkit.config import ConfigError, parse_config
 from harkit.data.clips import (
     EpochSeeded,
     SkippedVideo,
@@ -49,6 +49,13 @@ from harkit.data.splits import (
 from harkit.data.transforms import ClipTransform
 from harkit.data.video import VideoReadError
 from harkit.models.recipe import Recipe
+from harkit.train.run_info import (
+    DataRecord,
+    DatasetRecord,
+    SplitCounts,
+    SplitGroups,
+    VideoFingerprint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +78,24 @@ __all__ = [
 class TrainData:
     """Datasets of one run plus what the run folder records about them.
 
-    ``info`` holds the dataset name, split, counts and leakage status (``run.json``).
-    Any :class:`~torch.utils.data.Dataset` yielding clip-dataset dicts works, so tests and
-    callers can pass in-memory data.
+    ``info`` holds the dataset name, split, counts and leakage status (``run.json``; a
+    mapping is validated into a :class:`DataRecord`). Any :class:`~torch.utils.data.Dataset`
+    yielding clip-dataset dicts works, so tests and callers can pass in-memory data.
     """
 
     train: Dataset
     val: Dataset | None
     test: Dataset | None
     classes: list[str]
-    info: dict[str, Any] = field(default_factory=dict)
+    info: DataRecord = field(default_factory=DataRecord)
     videos: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     """Per split, the videos' ids, resolved paths and groups (see :func:`split_videos`):
     training records those of train + val (``RUN/trained_videos.json``), and evaluation
     refuses test videos that match any of them."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.info, Mapping):  # in-memory data described by hand
+            self.info = parse_config(DataRecord, self.info, source="TrainData.info")
 
 
 MIN_VALIDATION_GROUPS = 4
@@ -387,29 +398,28 @@ def prepare_data(
     videos = {split: split_videos(index, dataset, (split,), ids=item_ids, resolve=split in splits)
               for split in ("train", "val", "test")}  # fmt: skip
     cross_validation = dataset.cross_validation
-    info = {
-        "dataset": {
-            "name": index.name,
-            "kind": kind,
-            "root": str(dataset.root),
-            "split": dataset.split if numbered else None,
-            "cross_validation": cross_validation_name(cross_validation)
-            if cross_validation is not None else None,
-            "group_column": index.group_column,
-            "allow_leakage": dataset.allow_leakage,
-        },
-        "dataset_config": dataset.model_dump(mode="json", exclude=None if numbered else {"split"}),
-        "counts": counts,
+    info = DataRecord(
+        dataset=DatasetRecord(
+            name=index.name,
+            kind=kind,
+            root=str(dataset.root),
+            split=dataset.split if numbered else None,
+            cross_validation=cross_validation and cross_validation_name(cross_validation),
+            group_column=index.group_column,
+            allow_leakage=dataset.allow_leakage,
+        ),
+        dataset_config=dataset,
+        counts=SplitCounts(**counts),
         # which people/source videos each side holds: a fold's report names what it tested
-        "groups": {split: part["groups"] for split, part in videos.items()},
+        groups=SplitGroups(**{split: part["groups"] for split, part in videos.items()}),
         # the typical training clip, so streams can space their frames as training did;
         # features mode never opens a video (streams then probe the recorded data)
-        "train_clips": typical_clip(index.subset("train")) if recipe.mode != "features" else None,
-        "validation": validation,
-        "leakage": _leakage_status(index, dataset.allow_leakage),
-        "store": os.path.abspath(store) if store is not None else None,
-        "videos": {"count": len(all_ids), "fingerprint": fingerprint(all_ids)},
-    }
+        train_clips=typical_clip(index.subset("train")) if recipe.mode != "features" else None,
+        validation=validation,
+        leakage=_leakage_status(index, dataset.allow_leakage),
+        store=os.path.abspath(store) if store is not None else None,
+        videos=VideoFingerprint(count=len(all_ids), fingerprint=fingerprint(all_ids)),
+    )
     return TrainData(
         sets.get("train"),  # type: ignore[arg-type]  # None when not among ``splits``
         sets.get("val"), sets.get("test"), list(index.classes), info,

@@ -6,7 +6,7 @@ Layout (``RUN/``)::
     classes.json           class names in label order
     model.safetensors      state_dict of build_model(recipe, num_classes), best checkpoint
     run.json               format_version, versions, mode, dims, dataset/split/counts/leakage,
-                           best epoch + val acc, timestamps
+                           best epoch + val acc, timestamps (:class:`RunInfo`)
     skipped.json           unreadable videos met while training (may be absent: none)
     trained_videos.json    ids of the train + validation videos (evaluation refuses them)
     logs/                  TensorBoard (logs/tensorboard) and CSV (logs/csv) loggers
@@ -39,10 +39,12 @@ from harkit.config import ConfigError, load_yaml, parse_config, save_config
 from harkit.errors import HarkitError
 from harkit.io import atomic_output, atomic_write_text
 from harkit.models.recipe import Recipe
+from harkit.train.run_info import FORMAT_VERSION, READABLE_FORMATS, RunInfo
 
 __all__ = [
     "FORMAT_VERSION",
     "RunError",
+    "RunInfo",
     "RunPaths",
     "load_checkpoint",
     "load_run",
@@ -56,11 +58,6 @@ __all__ = [
     "save_weights",
     "write_run_info",
 ]
-
-#: Bump when the files of a run folder change meaning; load_run refuses other versions.
-FORMAT_VERSION = 2
-"""2: each head/network type saves only its own keys (1 saved every key of one config)."""
-READABLE_FORMATS = (1, 2)
 
 
 class RunError(HarkitError):
@@ -220,37 +217,34 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def write_run_info(paths: RunPaths, info: dict[str, Any]) -> Path:
-    """Write ``run.json`` with ``format_version`` and the harkit version filled in."""
-    payload = {"format_version": FORMAT_VERSION, "harkit_version": __version__, **info}
-    return atomic_write_text(paths.info, json.dumps(payload, indent=2, default=str) + "\n")
+def write_run_info(paths: RunPaths, info: RunInfo) -> Path:
+    """Write ``run.json``, stamped with this format version and harkit version."""
+    stamp = {"format_version": FORMAT_VERSION, "harkit_version": __version__}
+    payload = {**stamp, **info.model_dump(mode="json"), **stamp}  # stamped, and first in the file
+    return atomic_write_text(paths.info, json.dumps(payload, indent=2) + "\n")
 
 
-def read_run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``run.json`` of a run folder, checked for a compatible ``format_version``."""
+def read_run_info(path: str | os.PathLike[str]) -> RunInfo:
+    """``run.json`` of a run folder, checked for a compatible ``format_version`` and validated
+    (a wrong type is a one-line :class:`RunError` naming the file and the key)."""
     paths = RunPaths(Path(path))
     if not paths.root.is_dir():
         raise RunError(f"{paths.root}: run folder not found")
     if not paths.info.is_file():
         raise RunError(_no_run_json(paths))
-    info = read_json(paths.info, dict)
-    version = info.get("format_version")
+    data = read_json(paths.info, dict)
+    version = data.get("format_version")
     if version not in READABLE_FORMATS:
         raise RunError(
             f"{paths.root}: run format {version!r} written by harkit "
-            f"{info.get('harkit_version', '?')}; this harkit ({__version__}) reads format "
+            f"{data.get('harkit_version', '?')}; this harkit ({__version__}) reads format "
             f"{FORMAT_VERSION}. Retrain, or use the harkit version that wrote it"
         )
-    # evaluate re-reads the dataset and store from here: check them now, as the user's input.
-    if info.get("dataset_config") is not None:
-        from harkit.data.datasets import DatasetConfig
-
-        if not isinstance(info["dataset_config"], dict):
-            raise RunError(f"{paths.info}: 'dataset_config' must be a JSON object")
-        parse_config(DatasetConfig, info["dataset_config"], source=f"{paths.info} dataset_config")
-    if not isinstance(info.get("store"), (str, type(None))):
-        raise RunError(f"{paths.info}: 'store' must be a folder path (string) or null")
-    return info
+    # Format 1 differs in recipe.yaml only (see _recipe_from_format_1): run.json reads as is.
+    try:
+        return parse_config(RunInfo, data, source=str(paths.info))
+    except ConfigError as exc:
+        raise RunError(f"{exc}; restore it or train the run again") from None
 
 
 def _no_run_json(paths: RunPaths) -> str:
@@ -308,12 +302,8 @@ def read_recipe(paths: RunPaths) -> Recipe:
 
 
 def _format_version(paths: RunPaths) -> int:
-    if not paths.info.is_file():
-        return FORMAT_VERSION
-    try:
-        return int(json.loads(paths.info.read_text(encoding="utf-8")).get("format_version"))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return FORMAT_VERSION  # read_run_info reports a damaged run.json itself
+    # no run.json yet (an interrupted first training): this harkit wrote the recipe
+    return read_run_info(paths.root).format_version if paths.info.is_file() else FORMAT_VERSION
 
 
 def _recipe_from_format_1(data: dict[str, Any]) -> dict[str, Any]:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
-import random
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,21 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.plugins import TorchCheckpointIO
 
 from harkit.config import save_config
 from harkit.data.datasets import DatasetConfig, DatasetError, resolve_kind
 from harkit.data.jobs import open_skip_report
 from harkit.errors import HarkitError
-from harkit.io import atomic_output, atomic_write_text
+from harkit.io import atomic_write_text
 from harkit.models.builder import build_model
 from harkit.models.networks import count_parameters
 from harkit.models.recipe import Recipe
+from harkit.train.callbacks import AtomicCheckpointIO, ReplicaDigest, RngCheckpoint
 from harkit.train.data import (
     ActionDataModule,
     TrainData,
@@ -43,7 +40,6 @@ from harkit.train.run import (
     RunError,
     RunPaths,
     load_checkpoint,
-    load_weights_only,
     lock_run,
     read_classes,
     read_recipe,
@@ -52,11 +48,9 @@ from harkit.train.run import (
     write_recipe_and_classes,
     write_run_info,
 )
+from harkit.train.run_info import DataRecord, ExportedCheckpoint, RunInfo
 
 __all__ = [
-    "AtomicCheckpointIO",
-    "ReplicaDigest",
-    "RngCheckpoint",
     "TrainResult",
     "lightning_precision",
     "train",
@@ -79,88 +73,14 @@ def lightning_precision(precision: str, accelerator: str) -> str:
     return mapped
 
 
-def state_digest(module: torch.nn.Module) -> str:
-    """SHA-256 over a module's state_dict (names, dtypes, bytes), for replica checks."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        t = tensor.detach().cpu().contiguous()
-        digest.update(str(t.dtype).encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns: the run folder and its ``run.json``."""
 
-
-class ReplicaDigest(Callback):
-    """Each rank writes ``logs/replicas/rank{k}.sha256`` of its weights when training ends.
-
-    Distributed replicas must stay identical; differing digests reveal a broken sync.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        digest = state_digest(pl_module.model)  # type: ignore[arg-type]
-        (self.folder / f"rank{trainer.global_rank}.sha256").write_text(digest + "\n")
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temp file, fsynced and renamed over the old one (a kill -9
-    leaves the previous checkpoint, never half of one), and read with ``weights_only=True``
-    whoever asks (Lightning's resume included)."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
-    ) -> None:
-        with atomic_output(path, suffix=".ckpt") as tmp, open(tmp, "wb") as handle:
-            torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    def load_checkpoint(
-        self, path: Any, map_location: Any = None, weights_only: bool | None = None
-    ) -> dict[str, Any]:
-        return load_weights_only(Path(path))  # on the CPU, like Lightning's default
-
-
-class RngCheckpoint(Callback):
-    """Carry the torch / numpy / python RNG states in checkpoints and restore them on resume.
-
-    Lightning does not, so a resumed run would drop out differently from an uninterrupted
-    one. The training order and the loader workers' seeds are functions of the recipe seed and
-    the epoch (:class:`harkit.train.data.EpochShuffle`): they need no state here. Stored as
-    tensors and plain values: checkpoints still load with ``weights_only=True``.
-    """
-
-    def state_dict(self) -> dict[str, Any]:
-        _, keys, pos, has_gauss, gauss = np.random.get_state()
-        state: dict[str, Any] = {
-            "torch": torch.get_rng_state(),
-            "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                      float(gauss)],
-            "python": random.getstate(),
-        }  # fmt: skip
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        torch.set_rng_state(state_dict["torch"])
-        keys, pos, has_gauss, gauss = state_dict["numpy"]
-        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-        random.setstate(state_dict["python"])
-        cuda = state_dict.get("cuda")
-        if (
-            cuda is not None
-            and torch.cuda.is_available()
-            and len(cuda) == torch.cuda.device_count()
-        ):
-            torch.cuda.set_rng_state_all(cuda)
-
-
-class TrainResult(dict):
-    """What :func:`train` returns: the ``run.json`` fields (``run_dir`` added)."""
+    run_dir: Path
+    info: RunInfo | None
+    """None in the processes of a distributed run other than the first, which alone writes
+    the run folder."""
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -234,7 +154,7 @@ def _eval_modules_are_frozen_backbones(module: torch.nn.Module) -> bool:
     return all(id(m) in frozen for m in module.modules() if not m.training)
 
 
-def _flow_settings(recipe: Recipe, store: str | os.PathLike[str] | None) -> dict | None:
+def _flow_settings(recipe: Recipe, store: str | os.PathLike[str] | None) -> dict[str, Any] | None:
     """How the flow the run's flow features came from was computed (recorded in the store by
     ``harkit extract``: the flow files' settings, or those of the flow it computed), so
     inference computes the same flow."""
@@ -310,17 +230,17 @@ def _check_run_outside_videos(paths: RunPaths, dataset: DatasetConfig | TrainDat
         )
 
 
-def _check_same_videos(paths: RunPaths, previous: dict[str, Any], info: dict[str, Any]) -> None:
+def _check_same_videos(paths: RunPaths, previous: RunInfo | None, data: DataRecord) -> None:
     """A resumed run trains on the videos it started on (their ids' fingerprint)."""
-    old, new = previous.get("videos"), info.get("videos")
-    if not (isinstance(old, dict) and isinstance(new, dict)):
+    if previous is None or previous.videos is None or data.videos is None:
         return  # data given in memory, or a run from before fingerprints: nothing to compare
-    if old.get("fingerprint") != new.get("fingerprint"):
-        was = (previous.get("dataset") or {}).get("root", "?")
-        now = (info.get("dataset") or {}).get("root", "?")
+    old, new = previous.videos, data.videos
+    if old.fingerprint != new.fingerprint:
+        was = (previous.dataset and previous.dataset.root) or "?"
+        now = (data.dataset and data.dataset.root) or "?"
         raise RunError(
-            f"{paths.root} was trained on {was} ({old.get('count')} videos); {now} "
-            f"({new.get('count')} videos) is other data: resume on the data the run was "
+            f"{paths.root} was trained on {was} ({old.count} videos); {now} "
+            f"({new.count} videos) is other data: resume on the data the run was "
             "trained on, or train a new run"
         )
 
@@ -372,7 +292,8 @@ class _Resume:
     """What a resumed run carries over, read and checked before anything is written."""
 
     ckpt_path: str | None = None
-    previous: dict[str, Any] = field(default_factory=dict)
+    previous: RunInfo | None = None
+    """run.json of the run resumed; None before its first training finished."""
     classes: list[str] = field(default_factory=list)
 
 
@@ -395,7 +316,7 @@ def _check_resume(
         if ckpt.is_file():
             load_checkpoint(ckpt)
     _check_epochs_to_resume(paths, recipe, max_epochs)
-    previous = read_run_info(paths.root) if paths.info.is_file() else {}
+    previous = read_run_info(paths.root) if paths.info.is_file() else None
     return _Resume(str(paths.last_ckpt), previous, read_classes(paths))
 
 
@@ -529,7 +450,8 @@ def _export(
     has_val: bool,
 ) -> dict[str, Any]:
     """Write the exported weights (best val/acc epoch, else the last), the report of skipped
-    videos and the list of trained videos; returns the checkpoint facts for ``run.json``."""
+    videos and the list of trained videos; returns the checkpoint facts for ``run.json``
+    (:class:`RunInfo` fields)."""
     if not paths.last_ckpt.is_file():
         raise HarkitError(f"{paths.root}: training ended without a checkpoint")
     # Read back from the files: with fork/spawn launchers this process's trainer did not train.
@@ -562,12 +484,12 @@ def _export(
         atomic_write_text(paths.trained_videos, json.dumps(trained, indent=0) + "\n")
     # Epochs count from 1 (epoch N of epochs_run); `epoch_index` is Lightning's 0-based one.
     return {
-        "exported": {
-            "checkpoint": exported_file.relative_to(paths.root).as_posix(),
-            "epoch": exported["epoch"] + 1,
-            "epoch_index": exported["epoch"],
-            "reason": reason,
-        },
+        "exported": ExportedCheckpoint(
+            checkpoint=exported_file.relative_to(paths.root).as_posix(),
+            epoch=exported["epoch"] + 1,
+            epoch_index=exported["epoch"],
+            reason=reason,
+        ),
         "best_epoch": exported["epoch"] + 1 if has_val else None,
         "best_score": best_score,
         "epochs_run": epochs_run,
@@ -620,29 +542,30 @@ def _train(
                                   seed=recipe.optim.seed)  # fmt: skip
     _fit(trainer, module, datamodule, paths, carried.ckpt_path)
     if not trainer.is_global_zero:
-        return TrainResult()
+        return TrainResult(paths.root, None)
     exported = _export(paths, module, data, has_val=has_val)
 
     from harkit.models.builder import feature_dims
 
-    info: dict[str, Any] = {
-        "recipe": recipe.name,
-        "mode": recipe.mode,
-        "num_classes": len(data.classes),
-        "feature_dims": feature_dims(recipe) if recipe.mode == "features" else None,
-        **data.info,
-        "parameters": count_parameters(module.model),
-        "trainable_parameters": count_parameters(module.model, trainable_only=True),
-        "monitor": monitor,
+    previous = carried.previous
+    info = RunInfo(
+        **dict(data.info),
+        recipe=recipe.name,
+        mode=recipe.mode,
+        num_classes=len(data.classes),
+        feature_dims=feature_dims(recipe) if recipe.mode == "features" else None,
+        parameters=count_parameters(module.model),
+        trainable_parameters=count_parameters(module.model, trainable_only=True),
+        monitor=monitor,
         **exported,
-        "devices": devices,
-        "num_nodes": num_nodes,
-        "precision": used_precision,
-        "skipped_videos": len(skips),
-        "flow": _flow_settings(recipe, store),
-        "started": carried.previous.get("started", started),
-        "finished": _now(),
-        "resumed": bool(resume) or bool(carried.previous.get("resumed")),
-    }
+        devices=devices,
+        num_nodes=num_nodes,
+        precision=used_precision,
+        skipped_videos=len(skips),
+        flow=_flow_settings(recipe, store),
+        started=(previous and previous.started) or started,
+        finished=_now(),
+        resumed=resume or (previous is not None and previous.resumed),
+    )
     write_run_info(paths, info)
-    return TrainResult(info, run_dir=str(paths.root))
+    return TrainResult(paths.root, info)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import claim_frames
+from tests.helpers.frames import claim_frames
 
 
 @pytest.fixture

@@ -75,16 +75,16 @@ def test_run_info_records_validation_split_and_groups(tmp_path: Path) -> None:
     recipe = load_recipe("c3d-gru", ["optim.val_fraction=0.15"])  # pixels: nothing decoded yet
     info = prepare_data(recipe, DatasetConfig(root=tmp_path / "m.csv"), progress=False).info
     # 6 actors, 2 of them test (the 20% test split): 15% of 4 actors cannot be group-aware.
-    assert info["counts"] == {"train": 12, "val": 4, "test": 8}
-    assert info["validation"] == "validation: 1 of 4 training groups (25%, 4 of 16 videos), asked 15%"
-    assert info["dataset"]["kind"] == "csv" and info["dataset"]["group_column"] == "Actor"
-    assert info["dataset"]["split"] is None and "split" not in info["dataset_config"]
-    assert DatasetConfig.model_validate(info["dataset_config"]).root == tmp_path / "m.csv"
-    assert info["leakage"] == "checked, no group on two sides (train/val/test)"
+    assert info.counts.model_dump() == {"train": 12, "val": 4, "test": 8}
+    assert info.validation == "validation: 1 of 4 training groups (25%, 4 of 16 videos), asked 15%"
+    assert info.dataset.kind == "csv" and info.dataset.group_column == "Actor"
+    assert info.dataset.split is None  # a CSV without cross-validation has no numbered split
+    assert info.dataset_config.root == tmp_path / "m.csv"
+    assert info.leakage == "checked, no group on two sides (train/val/test)"
 
     (tmp_path / "n.csv").write_text("path,label\n" + "\n".join(r.rsplit(",", 1)[0] for r in rows))
     info = prepare_data(recipe, DatasetConfig(root=tmp_path / "n.csv"), progress=False).info
-    assert info["leakage"] == "no groups: leakage not checked"
+    assert info.leakage == "no groups: leakage not checked"
 
 
 def ungrouped(per_class: dict[str, int], split: str | None = "train") -> VideoIndex:
@@ -146,8 +146,8 @@ def test_manifest_without_groups_and_few_videos_per_class_trains(tmp_path: Path)
     (tmp_path / "m.csv").write_text("path,label,split,actor_id\n" + "\n".join(rows) + "\n")
     recipe = load_recipe("c3d-gru", ["optim.val_fraction=0.15"])  # pixels: nothing decoded yet
     info = prepare_data(recipe, DatasetConfig(root=tmp_path / "m.csv"), progress=False).info
-    assert info["counts"] == {"train": 6, "val": 3, "test": 3}
-    assert info["validation"].startswith("validation: 3 of 9 training videos (33%), asked 15%; ")
+    assert info.counts.model_dump() == {"train": 6, "val": 3, "test": 3}
+    assert info.validation.startswith("validation: 3 of 9 training videos (33%), asked 15%; ")
 
 
 @pytest.mark.parametrize("groups", [2, 3])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harkit.evaluate import Metrics, compute_metrics, write_report, write_splits_report
-from harkit.evaluate.reports import compare_with_paper, dataset_id, paper_numbers
+from harkit.evaluate.paper import compare_with_paper, dataset_id, paper_numbers
 
 
 def _metrics(seed: int = 0, n: int = 60, classes: int = 4, level: str = "clip") -> Metrics:

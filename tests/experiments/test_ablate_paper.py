@@ -12,6 +12,7 @@ from harkit.experiments.ablate import Variant
 from harkit.models.builder import feature_dims
 from harkit.models.recipe import load_recipe
 from harkit.train import TrainData
+from harkit.train.run_info import DatasetRecord
 
 TINY = [
     "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
@@ -38,7 +39,8 @@ def test_ablation_table_has_the_paper_column(toy, tmp_path: Path) -> None:
         Variant("with-f1", load_recipe(tmp_path / "f1.yaml", TINY)),
     ]
     base = toy(sum(feature_dims(variants[0].recipe)))
-    info = {**base.info, "dataset": {"name": "ucf101", "kind": "ucf101", "split": 1}}
+    ucf101 = DatasetRecord(name="ucf101", kind="ucf101", split=1)
+    info = base.info.model_copy(update={"dataset": ucf101})
     data = TrainData(base.train, base.val, base.test, base.classes, info)
     rows = ablate(variants, data, tmp_path / "abl", progress=False)
 

@@ -12,7 +12,8 @@ import pytest
 
 from harkit.cli.main import main
 from harkit.synth import write_video
-from tests.experiments.conftest import _frames, write_recipes
+from tests.helpers.experiments import write_recipes
+from tests.helpers.frames import moving_square
 
 PERSONS = ("1", "2", "10")
 
@@ -26,7 +27,7 @@ def people(tmp_path: Path) -> Path:
         for label, name in enumerate(("right", "left")):
             for clip in (1, 2):
                 path = f"{name}/p{person}_{clip}.mp4"
-                write_video(tmp_path / "data" / path, _frames(label, seed), fps=8)
+                write_video(tmp_path / "data" / path, moving_square(label, seed), fps=8)
                 rows.append(f"{path},{name},{person}")
                 seed += 1
     manifest = tmp_path / "data" / "labels.csv"

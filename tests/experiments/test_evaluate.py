@@ -13,6 +13,7 @@ from harkit.data.datasets import DatasetError
 from harkit.experiments import predict, training_summary
 from harkit.models.builder import build_model
 from harkit.train.run import offline_recipe
+from harkit.train.run_info import RunInfo
 
 
 def test_predicting_nothing_is_an_error(small) -> None:
@@ -21,21 +22,24 @@ def test_predicting_nothing_is_an_error(small) -> None:
 
 
 def test_training_summary_counts_epochs_from_one() -> None:
+    def training_summary_of(info: dict) -> dict:
+        return training_summary(RunInfo.model_validate(info))
+
     info = {"epochs_run": 5, "best_score": 0.5,
             "exported": {"checkpoint": "checkpoints/best.ckpt", "epoch": 2, "reason": "r"}}  # fmt: skip
-    summary = training_summary(info)
+    summary = training_summary_of(info)
     assert summary["epochs_trained"] == 5 and summary["val_acc"] == 0.5
     assert summary["checkpoint"] == {"which": "best", "file": "checkpoints/best.ckpt",
                                      "epoch": 3, "reason": "highest validation accuracy"}  # fmt: skip
-    last = training_summary({"exported": {"checkpoint": "checkpoints/last.ckpt", "epoch": 4,
+    last = training_summary_of({"exported": {"checkpoint": "checkpoints/last.ckpt", "epoch": 4,
                                           "reason": "last epoch: no validation"}})  # fmt: skip
     assert last["checkpoint"]["which"] == "last" and last["checkpoint"]["epoch"] == 5
     assert last["checkpoint"]["reason"] == "last epoch: no validation"
     # this harkit's run.json counts from 1 in `epoch`, Lightning's index is `epoch_index`
-    now = training_summary({"exported": {"checkpoint": "checkpoints/best.ckpt", "epoch": 3,
+    now = training_summary_of({"exported": {"checkpoint": "checkpoints/best.ckpt", "epoch": 3,
                                          "epoch_index": 2, "reason": "r"}})  # fmt: skip
     assert now["checkpoint"]["epoch"] == 3
-    empty = training_summary({})  # an older run.json: nothing invented
+    empty = training_summary_of({})  # an older run.json: nothing invented
     assert empty["epochs_trained"] is None and empty["checkpoint"]["which"] is None
 
 

@@ -14,7 +14,7 @@ from harkit.data.datasets import DatasetConfig
 from harkit.models.recipe import load_recipe
 from harkit.synth import SynthConfig, render_dataset
 from harkit.train import train
-from tests.experiments.conftest import TINY_RUN as TINY
+from tests.helpers.experiments import TINY_RUN as TINY
 
 
 @pytest.fixture(scope="module")

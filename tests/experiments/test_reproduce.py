@@ -11,7 +11,7 @@ import pytest
 
 from harkit.cli.main import main
 from harkit.experiments.reproduce import find_ablations, split_state
-from tests.experiments.conftest import write_recipes
+from tests.helpers.experiments import write_recipes
 
 
 def _args(recipe, videos, ann, out, *extra):

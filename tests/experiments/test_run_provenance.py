@@ -13,7 +13,7 @@ from harkit.models.recipe import load_recipe
 from harkit.synth import SynthConfig, render_dataset
 from harkit.train import train
 from harkit.train.run import RunError
-from tests.experiments.conftest import TINY_RUN as TINY
+from tests.helpers.experiments import TINY_RUN as TINY
 
 
 def _synth(root: Path, actors: int, test_actors: int = 1) -> Path:

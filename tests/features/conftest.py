@@ -1,4 +1,4 @@
-"""Tiny synthetic datasets and small, fast extraction settings for the feature tests."""
+"""Fixtures of the feature tests: a tiny synthetic dataset (settings in tests/helpers/features)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,7 @@ from pathlib import Path
 import pytest
 
 from harkit.data.datasets import DatasetConfig, VideoIndex, load_index
-from harkit.data.sampling import SamplingConfig
-from harkit.data.transforms import TransformConfig
-from harkit.models.recipe import FeatureSource
-from harkit.synth import SynthConfig, render_dataset
-
-# 64 px crops keep real networks (ResNet18, GoogLeNet, I3D) fast enough for unit tests
-SMALL = TransformConfig(crop_size=64)
-FOUR = SamplingConfig(strategy="uniform", num_frames=4)
-R18 = FeatureSource(backbone="resnet18", weights="none")
-GOOGLENET = FeatureSource(backbone="googlenet", weights="none")
-
-
-def tiny_dataset(out: Path, classes: int = 2, actors: int = 3) -> Path:
-    config = SynthConfig(
-        classes=["blink", "shake", "grow", "shrink"][:classes], num_actors=actors,
-        clips_per_actor=1, test_actors=1, num_frames=12, size=64,
-    )  # fmt: skip
-    return render_dataset(out, config).parent
+from tests.helpers.features import tiny_dataset
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ from harkit.data.datasets import VideoIndex
 from harkit.data.transforms import TransformConfig
 from harkit.features import extract_features, feature_stores_for
 from harkit.features.store import FeatureStore
-from tests.conftest import FEATURE_RTOL
-from tests.features.conftest import FOUR, R18, SMALL
+from tests.helpers.features import FOUR, R18, SMALL
+from tests.helpers.tolerances import FEATURE_RTOL
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = "import sys; from harkit.cli import main; sys.exit(main.main(sys.argv[1:]))"

@@ -26,12 +26,13 @@ from harkit.engine_choice import (
     read_engine_records,
 )
 from harkit.features import FeatureExtractor, extract_features, feature_stores_for
+from harkit.features import engines as engines_module
 from harkit.features import extractor as extractor_module
-from harkit.features import pipeline as pipeline_module
-from harkit.features.pipeline import probe_settings
+from harkit.features.engines import probe_settings
 from harkit.precision import PRECISION_ENV, probe_precisions
-from tests.conftest import FEATURE_RTOL, pattern_frames
-from tests.features.conftest import FOUR, R18, SMALL
+from tests.helpers.features import FOUR, R18, SMALL
+from tests.helpers.frames import pattern_frames
+from tests.helpers.tolerances import FEATURE_RTOL
 
 CPU = torch.device("cpu")
 FRAMES = pattern_frames(4, 72, 96)
@@ -373,13 +374,13 @@ def test_an_explicit_engine_bypasses_the_probe(
 
 
 def test_job_size_decides_what_is_measured() -> None:
-    small = probe_settings(pipeline_module.PROBE_MIN_VIDEOS - 1, CPU)
+    small = probe_settings(engines_module.PROBE_MIN_VIDEOS - 1, CPU)
     assert small is not None and not small.measure and not small.compile  # cached choice only
-    mid = probe_settings(pipeline_module.PROBE_MIN_VIDEOS, CPU)
+    mid = probe_settings(engines_module.PROBE_MIN_VIDEOS, CPU)
     assert mid is not None and mid.measure and not mid.compile
-    big = probe_settings(pipeline_module.COMPILE_MIN_VIDEOS, CPU, compile=None)
+    big = probe_settings(engines_module.COMPILE_MIN_VIDEOS, CPU, compile=None)
     assert big is not None and big.measure
-    no_compile = probe_settings(pipeline_module.COMPILE_MIN_VIDEOS, CPU, compile=False)
+    no_compile = probe_settings(engines_module.COMPILE_MIN_VIDEOS, CPU, compile=False)
     assert no_compile is not None and not no_compile.compile
 
 
@@ -390,7 +391,7 @@ def test_store_records_the_engine(
     tiny_index: VideoIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HARKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(pipeline_module, "PROBE_MIN_VIDEOS", 1)  # measure on this tiny job
+    monkeypatch.setattr(engines_module, "PROBE_MIN_VIDEOS", 1)  # measure on this tiny job
     options = dict(dtype="float32", precision="fp32", batch_size=4, num_workers=0,
                    progress=False)  # fmt: skip
     report = extract_features(tiny_index, [R18], tmp_path / "a", FOUR, SMALL, **options)  # type: ignore[arg-type]

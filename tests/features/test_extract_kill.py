@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harkit.data.jobs import die_with_parent, loader_worker_init
-from tests.features.proc_helpers import job_env, kill_job_and_list_survivors
+from tests.helpers.processes import job_env, kill_job_and_list_survivors
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

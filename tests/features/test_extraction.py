@@ -20,8 +20,8 @@ from harkit.features import (
     feature_stores_for,
 )
 from harkit.models.recipe import FeatureSource, Recipe
-from tests.conftest import pattern_frames
-from tests.features.conftest import FOUR, GOOGLENET, R18, SMALL
+from tests.helpers.features import FOUR, GOOGLENET, R18, SMALL
+from tests.helpers.frames import pattern_frames
 
 
 def test_fast_path_matches_fp32() -> None:

@@ -14,12 +14,13 @@ from harkit.data.datasets import VideoIndex
 from harkit.features import FeatureExtractor, extract_features, feature_stores_for
 from harkit.features import extractor as extractor_module
 from harkit.features import pipeline as pipeline_module
+from harkit.features.engines import COMPILE_MIN_VIDEOS, auto_compile
 from harkit.features.extractor import sources_precision
-from harkit.features.pipeline import COMPILE_MIN_VIDEOS, auto_compile
 from harkit.models.recipe import FeatureSource
 from harkit.precision import PRECISION_ENV
-from tests.conftest import FEATURE_RTOL, pattern_frames
-from tests.features.conftest import FOUR, R18, SMALL
+from tests.helpers.features import FOUR, R18, SMALL
+from tests.helpers.frames import pattern_frames
+from tests.helpers.tolerances import FEATURE_RTOL
 
 CPU = torch.device("cpu")
 

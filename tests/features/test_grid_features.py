@@ -17,8 +17,8 @@ from harkit.features import FeatureDataset, FeatureExtractor, extract_features, 
 from harkit.features.store import store_config
 from harkit.models.builder import source_dim
 from harkit.models.recipe import FeatureSource, load_recipe
-from tests.conftest import pattern_frames
-from tests.features.conftest import FOUR, SMALL
+from tests.helpers.features import FOUR, SMALL
+from tests.helpers.frames import pattern_frames
 
 R18_GRID = FeatureSource(backbone="resnet18", weights="none", layer="layer4", grid=2)
 R18_LAYER4 = FeatureSource(backbone="resnet18", weights="none", layer="layer4")

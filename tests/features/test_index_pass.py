@@ -33,7 +33,7 @@ def test_evaluation_prepares_only_the_test_videos(tiny_root: Path, tmp_path: Pat
     tested = prepare_data(recipe, config, store=store, progress=False, splits=("test",))
     assert tested.train is None and tested.val is None
     assert len(tested.test) == len(test_ids) and set(tested.videos) == {"test"}
-    assert tested.info["videos"] == full.info["videos"]  # the fingerprint covers every video
+    assert tested.info.videos == full.info.videos  # the fingerprint covers every video
     assert tested.videos["test"] == full.videos["test"]
     assert list(location.open().damaged()) == [train_id]  # never looked at, so not redone
 

@@ -14,7 +14,7 @@ from harkit.features import FeatureDataset, extract_features, feature_stores_for
 from harkit.features.extractor import FeatureExtractor
 from harkit.features.store import FeatureStore
 from harkit.models.recipe import FeatureSource
-from tests.features.conftest import FOUR
+from tests.helpers.features import FOUR
 
 TINY = FeatureSource(backbone="tiny_image", weights="none")
 

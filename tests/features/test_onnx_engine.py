@@ -12,8 +12,8 @@ from harkit.data.sampling import SamplingConfig
 from harkit.features import FeatureExtractor, FeatureExtractorError, resolve_engine
 from harkit.features.store import store_config
 from harkit.models.recipe import FeatureSource
-from tests.conftest import pattern_frames
-from tests.features.conftest import GOOGLENET, R18, SMALL
+from tests.helpers.features import GOOGLENET, R18, SMALL
+from tests.helpers.frames import pattern_frames
 
 
 def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

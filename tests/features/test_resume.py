@@ -16,7 +16,7 @@ import pytest
 from harkit.data.datasets import DatasetConfig, load_index
 from harkit.features import FeatureDataset, extract_features, feature_stores_for
 from harkit.models.recipe import FeatureSource
-from tests.features.conftest import FOUR, R18, tiny_dataset
+from tests.helpers.features import FOUR, R18, tiny_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 SLOW_PUT = """

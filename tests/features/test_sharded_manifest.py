@@ -28,7 +28,7 @@ from harkit.features import FeatureDataset, FeatureStore, feature_stores_for, st
 from harkit.features import store as store_module
 from harkit.features.store import MANIFEST_VERSION
 from harkit.models.recipe import FeatureSource
-from tests.features.conftest import R18
+from tests.helpers.features import R18
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = FeatureSource(backbone="tiny_image", weights="none")

@@ -27,7 +27,7 @@ from harkit.features import (
     skip_report_path,
     store_config,
 )
-from tests.features.conftest import FOUR, R18
+from tests.helpers.features import FOUR, R18
 
 CONFIG = store_config(R18, SamplingConfig(num_frames=8))
 DATA = np.random.default_rng(0).standard_normal((5, 512)).astype(np.float32)

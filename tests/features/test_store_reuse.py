@@ -14,7 +14,7 @@ import pytest
 from harkit.data.clips import SkippedVideo
 from harkit.data.datasets import DatasetConfig, VideoIndex, load_index
 from harkit.features import FeatureDataset, FeatureStore, extract_features, feature_stores_for
-from tests.features.conftest import FOUR, R18, SMALL
+from tests.helpers.features import FOUR, R18, SMALL
 
 KW = {"precision": "fp32", "engine": "torch", "num_workers": 0, "device": "cpu",
       "progress": False}  # fmt: skip

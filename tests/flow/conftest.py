@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flow_helpers import moving_frames
 
 from harkit.data.datasets import VideoIndex, folder_index
 from harkit.synth import write_video
-
-MOTION = {"left": -2.0, "right": 2.0}
+from tests.helpers.flow import MOTION, moving_frames
 
 
 @pytest.fixture(scope="session")

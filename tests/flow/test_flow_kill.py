@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from flow_helpers import moving_frames
 
 from harkit.synth import write_video
-from tests.features.proc_helpers import job_env, kill_job_and_list_survivors
+from tests.helpers.flow import moving_frames
+from tests.helpers.processes import job_env, kill_job_and_list_survivors
 
 
 @pytest.mark.slow

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flow_helpers import shifted, texture
 
 from harkit.errors import HarkitError
 from harkit.flow import FLOW_METHODS, FlowMethodError, RaftFlow, compute_flow, compute_pairs
+from tests.helpers.flow import shifted, texture
 
 CPU_METHODS = ["tvl1", "farneback", "dis", "dis-fast"]
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import harkit.onnx
 from harkit.data.transforms import ClipTransform, TransformConfig
 from harkit.infer import engine as engine_mod
 from harkit.infer.engine import FLOAT_TOLERANCE, FramePrep, build_stream_engine, probe_frames
@@ -172,7 +173,7 @@ def test_export_failure_falls_back_unless_asked(make_run, tmp_path, monkeypatch)
     def fail(*args, **kwargs):
         raise RuntimeError("unsupported operator")
 
-    monkeypatch.setattr(engine_mod, "_export", fail)
+    monkeypatch.setattr(harkit.onnx, "export_onnx", fail)
     model = _split(make_run("gru_features"))
     assert build_stream_engine(model, "auto") is None
     with pytest.raises(InferenceError, match="export failed"):

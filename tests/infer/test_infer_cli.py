@@ -7,8 +7,8 @@ import json
 
 import yaml
 
-from tests.conftest import PROB_ATOL
-from tests.infer.conftest import CLASSES
+from tests.helpers.runs import CLASSES
+from tests.helpers.tolerances import PROB_ATOL
 
 
 def test_predict_table_and_seed004_line(cli, make_run, make_video, capsys):

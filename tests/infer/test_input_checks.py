@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harkit.errors import HarkitError
+from harkit.config import ConfigError
 from harkit.infer import Recognizer
 from harkit.infer.device import check_device
 from harkit.infer.errors import InferenceError, WindowError
@@ -157,34 +157,50 @@ def test_one_path_is_one_video(make_run, make_video):
         preds = list(rec.predict_many(one))
         assert len(preds) == 1 and preds[0].ok and preds[0].source == str(video)
     for bad in (5, [1], np.zeros((4, 8, 8, 3), np.uint8)):
-        with pytest.raises(InferenceError, match="videos must be paths"):
+        with pytest.raises(ConfigError, match="argument 'videos': expected video paths"):
             rec.predict_many(bad)  # refused at the call, not on iteration
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"path": 5}, "'path': expected a run folder path (str or Path), got 5"),
+        ({"path": "run", "engine": "tf"}, "'engine': input should be 'torch' or 'onnx', got 'tf'"),
+        ({"path": "run", "fast": 1}, "'fast': input should be a valid boolean, got 1"),
+        ({"path": "run", "onnx_dir": 3}, "'onnx_dir': expected a path (str or Path), got 3"),
+    ],
+)
+def test_bad_from_run_arguments_are_refused_before_loading(kwargs, message):
+    with pytest.raises(ConfigError) as info:
+        Recognizer.from_run(**kwargs)
+    assert str(info.value) == f"Recognizer.from_run: argument {message}"
 
 
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda r, v: r.predict_many([v], batch_size=0), "batch_size must be an integer >= 1"),
-        (lambda r, v: r.predict_many([v], batch_size=2.5), "batch_size must be an integer"),
-        (lambda r, v: r.predict_many([v], views=0), "views must be an integer >= 1"),
-        (lambda r, v: r.predict(v, top_k=0), "top_k must be an integer >= 1, got 0"),
-        (lambda r, v: r.predict(v, top_k=-1), "top_k must be an integer >= 1, got -1"),
-        (lambda r, v: r.predict(5), "video must be a video file or folder path"),
-        (lambda r, v: r.predict([v]), "video must be a video file or folder path"),
-        (lambda r, v: r.predict_segments(v, window=float("nan")), "window must be a finite"),
-        (lambda r, v: r.predict_segments(v, window=float("inf")), "window must be a finite"),
-        (lambda r, v: r.predict_segments(v, window="2"), "window must be a finite number > 0"),
-        (lambda r, v: r.predict_segments(v, window=True), "window must be a finite number"),
-        (lambda r, v: r.predict_segments(v, window=1, stride=0), "stride must be a finite"),
-        (lambda r, v: r.predict_segments(v, window=1, top_k=0), "top_k must be an integer"),
-        (lambda r, v: r.predict_views(v, "3"), "views must be an integer >= 1, got '3'"),
-        (lambda r, v: r.predict_views(v, 0), "views must be an integer >= 1, got 0"),
-        (lambda r, v: r.predict_views(v, 2, top_k=0), "top_k must be an integer >= 1"),
+        (lambda r, v: r.predict_many([v], batch_size=0), "'batch_size': .* equal to 1, got 0$"),
+        (lambda r, v: r.predict_many([v], batch_size=2.5), "'batch_size': .* valid integer"),
+        (lambda r, v: r.predict_many([v], batch_size=True), "'batch_size': .* integer, got True"),
+        (lambda r, v: r.predict_many([v], views=0), "'views': .* equal to 1, got 0$"),
+        (lambda r, v: r.predict(v, top_k=0), "'top_k': .* equal to 1, got 0$"),
+        (lambda r, v: r.predict(v, top_k=-1), "'top_k': .* equal to 1, got -1$"),
+        (lambda r, v: r.predict(5), "'video': expected a video file or frame folder path"),
+        (lambda r, v: r.predict([v]), "'video': expected a video file or frame folder path"),
+        (lambda r, v: r.predict_segments(v, window=float("nan")), "'window': .* finite number"),
+        (lambda r, v: r.predict_segments(v, window=float("inf")), "'window': .* finite number"),
+        (lambda r, v: r.predict_segments(v, window="2"), "'window': .* valid number, got '2'$"),
+        (lambda r, v: r.predict_segments(v, window=True), "'window': .* valid number, got True"),
+        (lambda r, v: r.predict_segments(v, window=1, stride=0), "'stride': .* greater than 0"),
+        (lambda r, v: r.predict_segments(v, window=1, top_k=0), "'top_k': .* equal to 1"),
+        (lambda r, v: r.predict_views(v, "3"), "'views': .* valid integer, got '3'$"),
+        (lambda r, v: r.predict_views(v, 0), "'views': .* equal to 1, got 0$"),
+        (lambda r, v: r.predict_views(v, 2, top_k=0), "'top_k': .* equal to 1, got 0$"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(call, message, make_run, make_video):
     rec = Recognizer.from_run(make_run("gru_features"))
-    with pytest.raises(HarkitError, match=message) as info:
+    with pytest.raises(ConfigError, match=f"^Recognizer[.]predict.*: argument {message}") as info:
         call(rec, make_video())
     assert "\n" not in str(info.value)
 
@@ -193,7 +209,8 @@ def test_bad_arguments_are_one_line_errors(call, message, make_run, make_video):
 def test_bad_fps_for_arrays_is_refused(fps, make_run):
     rec = Recognizer.from_run(make_run("gru_features"))
     frames = np.zeros((20, 32, 32, 3), np.uint8)
-    with pytest.raises(InferenceError, match=r"^fps must be a finite number > 0, got "):
+    wrong = f"argument 'fps': input should be (greater than 0|a finite number|a valid number), got {fps!r}$"
+    with pytest.raises(ConfigError, match=f"^Recognizer[.]predict_segments: {wrong}"):
         rec.predict_segments(frames, window=0.4, fps=fps)
-    with pytest.raises(InferenceError, match=r"^fps must be a finite number > 0"):
+    with pytest.raises(ConfigError, match=f"^Recognizer[.]predict_views: {wrong}"):
         rec.predict_views(frames, 2, fps=fps)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 
-from tests.infer.conftest import CLASSES
+from tests.helpers.runs import CLASSES
 
 
 def test_predict_reports_special_files_and_labels_the_rest(

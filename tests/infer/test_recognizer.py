@@ -12,8 +12,9 @@ from harkit.infer import Recognizer
 from harkit.infer.pipeline import split_model
 from harkit.models.builder import pixel_preprocessing
 from harkit.train.run import RunError, load_run
-from tests.conftest import FEATURE_RTOL, PROB_ATOL, pattern_frames
-from tests.infer.conftest import CLASSES
+from tests.helpers.frames import pattern_frames
+from tests.helpers.runs import CLASSES
+from tests.helpers.tolerances import FEATURE_RTOL, PROB_ATOL
 
 
 def _model_probs(run, video) -> np.ndarray:

@@ -24,8 +24,8 @@ from harkit.infer.smoothing import LabelSmoother
 from harkit.infer.sources import Frame, FrameSource
 from harkit.infer.stream import StreamConfig, run_stream
 from harkit.train.run import load_run
-from tests.conftest import pattern_frames
-from tests.infer.conftest import CLASSES
+from tests.helpers.frames import pattern_frames
+from tests.helpers.runs import CLASSES
 
 
 def _json_lines(text: str) -> tuple[list[dict], dict]:

@@ -12,6 +12,7 @@ import pytest
 from harkit.infer import Recognizer
 from harkit.infer.sources import FileSource, Frame, FrameSource
 from harkit.infer.stream import StreamConfig, plan_stream, run_stream
+from harkit.train.run_info import RunInfo
 
 
 def _final(run, video, config=None):
@@ -76,7 +77,7 @@ class _Live(FrameSource):
         self.name, self.fps, self.count = "live", fps, count
 
     def frames(self) -> Iterator[Frame]:
-        from tests.conftest import pattern_frames
+        from tests.helpers.frames import pattern_frames
 
         for i, image in enumerate(pattern_frames(self.count)):
             yield Frame(i, i / self.fps, image)
@@ -88,7 +89,7 @@ def _model(make_run, kind="gru_features"):
 
 def test_plan_spreads_the_window_over_a_recorded_training_clip(make_run):
     model = _model(make_run)  # uniform 8 frames per clip
-    info = {"train_clips": {"frames": 120, "fps": 25.0}}
+    info = RunInfo.model_validate({"train_clips": {"frames": 120, "fps": 25.0}})
     plan = plan_stream(model, StreamConfig(), _Live(25.0), info)
     assert (plan.frame_jump, plan.window, plan.targets) == (15, 8, None)
     assert plan.reason == (
@@ -100,7 +101,7 @@ def test_plan_spreads_the_window_over_a_recorded_training_clip(make_run):
 
 def test_a_file_of_one_clip_is_sampled_as_predict_a_long_one_by_the_run(make_run, make_video):
     model = _model(make_run)
-    info = {"train_clips": {"frames": 20, "fps": 25.0}}  # a file of <= 40 frames is one clip
+    info = RunInfo.model_validate({"train_clips": {"frames": 20, "fps": 25.0}})  # <= 40: one clip
     one = plan_stream(model, StreamConfig(), FileSource(make_video(num_frames=40)), info)
     assert one.targets == (0, 6, 11, 17, 22, 28, 33, 39)  # predict's uniform 8 of 40
     assert "as predict samples it (one clip: training clips are ~20 frames)" in one.reason
@@ -117,30 +118,32 @@ def test_clip_length_from_the_recorded_dataset(make_run, make_video, tmp_path):
             (root / label).mkdir(parents=True, exist_ok=True)
             video = make_video(f"{label}{v}.mp4", num_frames=30 + 10 * c, fps=10)
             video.rename(root / label / f"v_{label}_g{v:02d}_c01.mp4")
-    clip = training_clip_length({"dataset_config": {"root": str(root)}})
+    recorded = RunInfo.model_validate({"dataset_config": {"root": str(root)}})
+    clip = training_clip_length(recorded)
     assert clip is not None and clip.fps == 10.0 and 30 <= clip.frames <= 50
     assert clip.origin.startswith("median of ") and clip.origin.endswith(" training videos")
-    assert training_clip_length({"dataset_config": {"root": str(tmp_path / "gone")}}) is None
+    gone = RunInfo.model_validate({"dataset_config": {"root": str(tmp_path / "gone")}})
+    assert training_clip_length(gone) is None
     model = _model(make_run)
-    plan = plan_stream(model, StreamConfig(), _Live(20.0), {"dataset_config": {"root": str(root)}})
+    plan = plan_stream(model, StreamConfig(), _Live(20.0), recorded)
     assert plan.frame_jump == round(clip.frames * 2 / 8)  # 20 fps source, 10 fps training
 
 
 def test_plan_overrides_and_live_fallback(make_run, make_video):
     model = _model(make_run)
-    live = plan_stream(model, StreamConfig(), _Live(), {})
+    live = plan_stream(model, StreamConfig(), _Live(), RunInfo())
     assert live.frame_jump == 1 and "records no training clip length" in live.reason
     given = plan_stream(model, StreamConfig(frame_jump=3, window=5), FileSource(make_video()))
     assert (given.frame_jump, given.window, given.targets) == (3, 5, None)
     assert given.reason.startswith("--window 5 given; --frame-jump 3 given")
-    stride = plan_stream(_model(make_run, "bilstm_crnn"), StreamConfig(), _Live(), {})
+    stride = plan_stream(_model(make_run, "bilstm_crnn"), StreamConfig(), _Live(), RunInfo())
     assert (stride.frame_jump, stride.window) == (4, 8)
     assert stride.reason == "from the run: every 4th frame (stride sampling)"
 
 
 def test_recorded_clip_length_drives_a_live_stream(make_run):
     model = _model(make_run)
-    info = {"train_clips": {"frames": 40, "fps": 25.0}}  # jump 5
+    info = RunInfo.model_validate({"train_clips": {"frames": 40, "fps": 25.0}})  # jump 5
     stats = run_stream(_Live(count=42), model, StreamConfig(), run_info=info)
     assert stats.frame_jump == 5 and stats.frames_encoded == 9  # frames 0, 5, ..., 40
     # one per step (the first 7 warming up: window 8) and the end of the source's

@@ -20,8 +20,9 @@ import pytest
 from harkit.infer import Recognizer
 from harkit.infer.sources import FileSource, Frame, FrameSource
 from harkit.infer.stream import StreamConfig, StreamRecognizer, plan_stream, run_stream
-from tests.conftest import pattern_frames
-from tests.infer.conftest import CLASSES, write_run
+from harkit.train.run_info import RunInfo
+from tests.helpers.frames import pattern_frames
+from tests.helpers.runs import CLASSES, write_run
 
 # seed 001's two-stream I3D, small: random-init I3D on 32 px, segments of 8 frames, farneback
 TWO_STREAM_SEGMENTS = {
@@ -86,7 +87,7 @@ def _assert_final_is_predicts(pred, decisions, stats):
 
 def test_no_label_until_the_window_holds_a_training_clip(make_run):
     model = Recognizer.from_run(make_run("gru_features"), fast=False).model  # uniform 8
-    info = {"train_clips": {"frames": 40, "fps": 25.0}}  # frame jump 5
+    info = RunInfo.model_validate({"train_clips": {"frames": 40, "fps": 25.0}})  # frame jump 5
     plan = plan_stream(model, StreamConfig(), _Live(60), info)
     rec = StreamRecognizer(model, StreamConfig(), plan)
     decisions = [d for f in _Live(60).frames() if (d := rec.push(f)) is not None]
@@ -136,7 +137,7 @@ def test_cli_marks_warm_up_in_json_and_text(cli, make_run, make_video, capsys, m
 def test_a_source_that_ends_within_the_warm_up_still_gets_its_answer(make_run):
     model = Recognizer.from_run(make_run("gru_features"), fast=False).model
     decisions = []
-    stats = run_stream(_Live(5), model, StreamConfig(frame_jump=1), run_info={},
+    stats = run_stream(_Live(5), model, StreamConfig(frame_jump=1), run_info=RunInfo(),
                        on_decision=decisions.append)  # fmt: skip
     # 5 warm-up steps, then the end of the source: one more row, final, on those 5 steps
     assert [d.warming_up for d in decisions] == [True] * 5 + [False]
@@ -224,11 +225,11 @@ def test_a_file_not_sampled_as_predict_still_ends_on_a_final_answer(make_run, ma
 def test_another_frame_jump_says_how_the_motion_speed_changes(make_run, make_video, cli, capsys):
     model = Recognizer.from_run(make_run("gru_features"), fast=False).model
     video = FileSource(make_video(num_frames=40))  # predict's 8 of 40: every ~5th frame
-    slow = plan_stream(model, StreamConfig(frame_jump=1), video, {})
+    slow = plan_stream(model, StreamConfig(frame_jump=1), video, RunInfo())
     assert "motion per step 5x slower than training's" in slow.reason
-    fast = plan_stream(model, StreamConfig(frame_jump=10), video, {})
+    fast = plan_stream(model, StreamConfig(frame_jump=10), video, RunInfo())
     assert "motion per step 2x faster than training's" in fast.reason
-    assert "slower" not in plan_stream(model, StreamConfig(frame_jump=5), video, {}).reason
+    assert "slower" not in plan_stream(model, StreamConfig(frame_jump=5), video, RunInfo()).reason
     with pytest.raises(SystemExit):
         cli("stream", "--help")
     text = " ".join(capsys.readouterr().out.split())

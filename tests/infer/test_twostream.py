@@ -21,8 +21,9 @@ from harkit.infer import Recognizer
 from harkit.infer.sources import FileSource
 from harkit.infer.stream import StreamConfig, run_stream
 from harkit.synth import write_video
-from tests.conftest import pattern_frames
-from tests.infer.conftest import write_run
+from harkit.train.run_info import RunInfo
+from tests.helpers.frames import pattern_frames
+from tests.helpers.runs import write_run
 
 pytestmark = pytest.mark.slow
 
@@ -302,8 +303,9 @@ def test_the_flow_a_run_was_trained_on_is_run_json_s_not_the_recipe_s(caplog):
 
     recipe = load_recipe("efficientnet-motion-gru")  # flow_method: dis-fast
     caplog.set_level(logging.WARNING, logger="harkit.infer.flow")
-    settings = resolve_flow(recipe, run_info={"flow": {"method": "farneback", "size": 256}})
+    recorded = RunInfo.model_validate({"flow": {"method": "farneback", "size": 256}})
+    settings = resolve_flow(recipe, run_info=recorded)
     assert settings.config.method == "farneback" and settings.matches_training
     assert "differs" not in caplog.text
-    resolve_flow(recipe, method="dis", run_info={"flow": {"method": "farneback"}})
+    resolve_flow(recipe, method="dis", run_info=recorded)
     assert "differs from the one the run was trained on (farneback)" in caplog.text

@@ -263,7 +263,7 @@ def _tiny_recipe(tmp_path: Path) -> Path:
 def test_a_registered_head_trains_from_a_recipe(tiny_head: str, tmp_path: Path) -> None:
     from harkit.heads import NormalizedHead
     from harkit.train import load_run, train
-    from tests.train.conftest import toy_data
+    from tests.helpers.training import toy_data
 
     path = _tiny_recipe(tmp_path)
     recipe = load_recipe(path)
@@ -278,8 +278,8 @@ def test_a_registered_head_trains_from_a_recipe(tiny_head: str, tmp_path: Path) 
     assert model(x, lengths).shape == (3, 2)
 
     data = toy_data(dim, n_train=8, n_val=0, n_test=4)
-    info = train(recipe, data, tmp_path / "run", progress=False)
-    assert info["epochs_run"] == 1
+    info = train(recipe, data, tmp_path / "run", progress=False).info
+    assert info.epochs_run == 1
     saved, _, trained = load_run(tmp_path / "run")  # recipe.yaml names the head: it validates
     assert saved.head == recipe.head
     assert isinstance(trained, NormalizedHead) and isinstance(trained.head, TinyHead)

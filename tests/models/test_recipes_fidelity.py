@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from harkit.config import load_yaml
-from harkit.evaluate.reports import paper_numbers
-from harkit.models.builder import build_model
+from harkit.evaluate.paper import paper_numbers
 from harkit.models.recipe import list_recipes, load_recipe, recipe_dir
 
 ABLATIONS = [n for n in list_recipes() if n.startswith("ablations/")]
@@ -22,16 +21,6 @@ def test_every_builtin_recipe_loads_and_its_numbers_parse(name: str) -> None:
         assert number.dataset in {"ucf101", "hmdb51", "ucf50"}, number.key
         assert number.metric is not None, number.key
         assert 0 < number.value <= 100, number.key
-
-
-@pytest.mark.parametrize("name", list_recipes())
-def test_every_builtin_recipe_builds(name: str) -> None:
-    recipe = load_recipe(name)
-    if recipe.network is not None and recipe.network.type == "crnn":
-        # Offline and cheap: a small random encoder; the head is what the variants change.
-        overrides = ["network.encoder=resnet18", "network.encoder_weights=none"]
-        recipe = load_recipe(name, overrides)
-    assert sum(p.numel() for p in build_model(recipe, num_classes=4).parameters()) > 0
 
 
 @pytest.mark.parametrize("name", ABLATIONS)
@@ -134,6 +123,7 @@ def test_seed_003_decisions() -> None:
     assert c3d.network is not None
     # 100x100: the layer table's shapes and parameter counts, not the text's 64x64.
     assert (c3d.network.size, c3d.network.units, c3d.network.rnn) == (100, 128, "gru")
+    # Sec. 3.5: 20 frames, batch 4, lr 0.001.
     assert c3d.input.sampling.num_frames == 20 and c3d.optim.batch_size == 4
     assert c3d.optim.lr == 0.001
     for name in ("cnn2d-gru", "cnn2d-lstm", "cnn2d-lstm-gru"):  # Table 1: 32 units
@@ -145,6 +135,7 @@ def test_seed_003_decisions() -> None:
 
 def test_seed_001_decisions() -> None:
     optim = load_recipe("i3d-gru-twostream").optim
-    # "weight decay 0.01" is Keras' lr decay, not L2: no L2 penalty.
+    # Sec. 4.2: RMSProp, lr 0.001, "weight decay 0.01", which is Keras' lr decay, not L2:
+    # no L2 penalty.
     assert (optim.optimizer, optim.lr, optim.weight_decay) == ("rmsprop", 0.001, 0.0)
     assert optim.scheduler == "none"

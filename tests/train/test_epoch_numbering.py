@@ -11,7 +11,7 @@ from harkit.experiments import evaluate_run
 from harkit.models.builder import feature_dims
 from harkit.models.recipe import load_recipe
 from harkit.train import train
-from tests.train.conftest import toy_data
+from tests.helpers.training import toy_data
 
 
 def test_train_summary_run_json_and_report_agree_on_the_epoch(tmp_path: Path) -> None:
@@ -21,14 +21,14 @@ def test_train_summary_run_json_and_report_agree_on_the_epoch(tmp_path: Path) ->
     ])  # fmt: skip
     data = toy_data(sum(feature_dims(recipe)))
     run = tmp_path / "run"
-    info = train(recipe, data, run, progress=False)
-    exported = info["exported"]
-    n = exported["epoch"]
-    assert 1 <= n <= info["epochs_run"] == 3
-    assert exported["epoch_index"] == n - 1 and info["best_epoch"] == n
+    info = train(recipe, data, run, progress=False).info
+    exported = info.exported
+    n = exported.epoch
+    assert 1 <= n <= info.epochs_run == 3
+    assert exported.epoch_index == n - 1 and info.best_epoch == n
     # what `harkit train` prints after "exported checkpoints/best.ckpt: "
-    assert exported["reason"] == f"best val/acc at epoch {n} of 3"
-    assert json.loads((run / "run.json").read_text())["exported"] == exported
+    assert exported.reason == f"best val/acc at epoch {n} of 3"
+    assert json.loads((run / "run.json").read_text())["exported"] == exported.model_dump()
     evaluate_run(run, data.test)
     metrics = json.loads((run / "report" / "metrics.json").read_text())
     assert metrics["training"]["checkpoint"]["epoch"] == n

@@ -17,7 +17,7 @@ from harkit.models.builder import feature_dims
 from harkit.models.recipe import load_recipe
 from harkit.train import train
 from harkit.train.run import RunError
-from tests.train.conftest import toy_data
+from tests.helpers.training import toy_data
 
 SETS = [
     "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
@@ -50,8 +50,8 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run trained with optim.epochs=3 (the recipe's default is 30)."""
     recipe = _recipe("optim.epochs=3")
     run = tmp_path_factory.mktemp("epochs") / "run"
-    info = train(recipe, toy_data(sum(feature_dims(recipe))), run, progress=False)
-    assert info["epochs_run"] == 3
+    info = train(recipe, toy_data(sum(feature_dims(recipe))), run, progress=False).info
+    assert info.epochs_run == 3
     return run
 
 
@@ -89,7 +89,7 @@ def test_cli_resume_without_epochs_uses_the_recorded_ones(
 
     def fake_train(recipe, config, run_dir, **kwargs):
         seen["epochs"], seen["resume"] = recipe.optim.epochs, kwargs["resume"]
-        return {}
+        return trainer_mod.TrainResult(Path(run_dir), None)
 
     monkeypatch.setattr(trainer_mod, "train", fake_train)
     assert cli_main.main(_argv(finished, tmp_path)) == 0
@@ -107,7 +107,7 @@ def test_python_fit_resume_without_epochs_uses_the_recorded_ones(
 
     def fake_train(recipe, config, run_dir, **kwargs):
         seen["epochs"] = recipe.optim.epochs
-        return {}
+        return trainer_mod.TrainResult(Path(run_dir), None)
 
     monkeypatch.setattr(trainer_mod, "train", fake_train)
     harkit.fit("fusion-gru", tmp_path, finished, overrides=SETS, resume=True)
@@ -122,9 +122,9 @@ def test_resume_of_a_finished_run_to_its_own_epochs_trains_no_further(finished: 
     weights = load_file(finished / "model.safetensors")
     recipe = _recipe("optim.epochs=3")
     info = train(recipe, toy_data(sum(feature_dims(recipe))), finished, resume=True,
-                 progress=False)  # fmt: skip
-    assert info["epochs_run"] == 3 and info["resumed"] is True
-    assert info["global_step"] == before["global_step"]  # not one step more
-    assert info["exported"] == before["exported"]
+                 progress=False).info  # fmt: skip
+    assert info.epochs_run == 3 and info.resumed is True
+    assert info.global_step == before["global_step"]  # not one step more
+    assert info.exported.model_dump() == before["exported"]
     after = load_file(finished / "model.safetensors")
     assert all(torch.equal(weights[k], after[k]) for k in weights)

@@ -118,7 +118,7 @@ def test_killed_run_with_loader_workers_resumes_to_the_uninterrupted_weights(
     assert all(torch.equal(a[k], b[k]) for k in a)
     info_a, info_b = read_run_info(uninterrupted), read_run_info(run)
     for key in ("epochs_run", "global_step", "exported", "best_score"):
-        assert info_a[key] == info_b[key], key
+        assert getattr(info_a, key) == getattr(info_b, key), key
 
 
 def test_clip_jitter_changes_every_epoch_without_workers(tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ from harkit.models.builder import feature_dims
 from harkit.models.recipe import load_recipe
 from harkit.train import TrainData, load_run, train
 from harkit.train.run import RunPaths
-from tests.train.conftest import toy_data
+from harkit.train.run_info import ExportedCheckpoint, RunInfo
+from tests.helpers.training import toy_data
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,7 +112,7 @@ def test_second_train_into_a_locked_run_folder_is_refused(
     recipe, _, _ = load_run(run)
     assert recipe.head.hidden == [8]
     second = train(recipe, toy_data(_dim(recipe)), run, resume=True, max_epochs=5, progress=False)
-    assert second["epochs_run"] == 5
+    assert second.info.epochs_run == 5
 
 
 # -- refused resumes leave the run as it was ---------------------------------------------------
@@ -152,8 +153,8 @@ def test_resume_with_a_changed_recipe_is_refused_before_writing(
     load_run(run)
     # More epochs alone is how a run is extended: that resume goes ahead.
     longer = _recipe("optim.epochs=2")
-    info = train(longer, toy_data(_dim(longer)), run, resume=True, progress=False)
-    assert info["epochs_run"] == 2 and load_run(run)[0].optim.epochs == 2
+    info = train(longer, toy_data(_dim(longer)), run, resume=True, progress=False).info
+    assert info.epochs_run == 2 and load_run(run)[0].optim.epochs == 2
 
 
 # -- kill -9 and resume --------------------------------------------------------------------------
@@ -196,10 +197,10 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(
         assert all(torch.equal(a[k], b[k]) for k in a), (point, ckpt)
     info_a, info_b = (load_run_info(uninterrupted), load_run_info(run))
     for key in ("epochs_run", "global_step", "exported", "best_score"):
-        assert info_a[key] == info_b[key], (point, key)
+        assert getattr(info_a, key) == getattr(info_b, key), (point, key)
 
 
-def load_run_info(run: Path) -> dict[str, Any]:
+def load_run_info(run: Path) -> RunInfo:
     from harkit.train.run import read_run_info
 
     return read_run_info(run)
@@ -231,18 +232,18 @@ def test_run_json_counts_what_ran_and_names_the_exported_checkpoint(tmp_path: Pa
     recipe = _recipe("optim.epochs=3")
     toy = toy_data(_dim(recipe), n_train=32)
     data = TrainData(toy.train, _Blank(4, _dim(recipe)), toy.test, toy.classes, toy.info)
-    info = train(recipe, data, tmp_path / "run", progress=False)
+    info = train(recipe, data, tmp_path / "run", progress=False).info
     # 32 clips at batch 8: 4 steps per epoch, 3 epochs.
-    assert info["epochs_run"] == 3 and info["global_step"] == 12
+    assert info.epochs_run == 3 and info.global_step == 12
     # Epochs count from 1 (val/acc never improves after the first); Lightning's 0-based
     # index is kept as `epoch_index`.
-    assert info["best_score"] == 0.5 and info["best_epoch"] == 1
-    assert info["exported"] == {
-        "checkpoint": "checkpoints/best.ckpt",
-        "epoch": 1,
-        "epoch_index": 0,
-        "reason": "best val/acc at epoch 1 of 3",
-    }
+    assert info.best_score == 0.5 and info.best_epoch == 1
+    assert info.exported == ExportedCheckpoint(
+        checkpoint="checkpoints/best.ckpt",
+        epoch=1,
+        epoch_index=0,
+        reason="best val/acc at epoch 1 of 3",
+    )
     paths = RunPaths(tmp_path / "run")
     best = {k.removeprefix("model."): v for k, v in _state(paths.best_ckpt).items()}
     exported = load_file(paths.weights)
@@ -253,15 +254,15 @@ def test_without_validation_the_last_epoch_is_exported(tmp_path: Path) -> None:
     # 8 clips learnt in a few epochs: train/acc reaches 100% long before the last epoch.
     recipe = _recipe("optim.epochs=12", "optim.lr=0.05", "optim.val_fraction=0")
     toy = toy_data(_dim(recipe), n_train=8, n_val=0)
-    info = train(recipe, toy, tmp_path / "run", progress=False)
-    assert info["exported"] == {
-        "checkpoint": "checkpoints/last.ckpt",
-        "epoch": 12,
-        "epoch_index": 11,
-        "reason": "last epoch: no validation",
-    }
-    assert info["epochs_run"] == 12 and info["global_step"] == 12
-    assert info["best_score"] is None
+    info = train(recipe, toy, tmp_path / "run", progress=False).info
+    assert info.exported == ExportedCheckpoint(
+        checkpoint="checkpoints/last.ckpt",
+        epoch=12,
+        epoch_index=11,
+        reason="last epoch: no validation",
+    )
+    assert info.epochs_run == 12 and info.global_step == 12
+    assert info.best_score is None
     paths = RunPaths(tmp_path / "run")
     assert not paths.best_ckpt.exists()
     last = {k.removeprefix("model."): v for k, v in _state(paths.last_ckpt).items()}
@@ -275,8 +276,8 @@ def test_damaged_skip_reports_are_rebuilt(tmp_path: Path) -> None:
     paths = RunPaths(tmp_path / "run")
     train(recipe, data, paths.root, progress=False)
     paths.skipped.write_text('["not", "a", "report"]')
-    info = train(recipe, data, paths.root, resume=True, max_epochs=2, progress=False)
-    assert info["skipped_videos"] == 0 and paths.skipped.read_text().strip() == "{}"
+    info = train(recipe, data, paths.root, resume=True, max_epochs=2, progress=False).info
+    assert info.skipped_videos == 0 and paths.skipped.read_text().strip() == "{}"
     (paths.report / "skipped.json").parent.mkdir()
     (paths.report / "skipped.json").write_text('{"a.mp4": ')
     assert evaluate_run(paths.root, data.test).clip.num_samples == len(data.test)

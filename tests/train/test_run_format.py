@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from harkit.train import load_run, train
-from tests.train.test_train_core import recipe_dim, small_recipe
+from tests.helpers.training import recipe_dim, small_recipe
 
 
 def _as_format_1(run: Path, head_keys: dict) -> None:

@@ -14,7 +14,7 @@ from harkit.models.builder import feature_dims
 from harkit.models.recipe import load_recipe
 from harkit.train import load_run, train
 from harkit.train.run import RunError
-from tests.train.conftest import toy_data
+from tests.helpers.training import toy_data
 
 
 @pytest.fixture(scope="module")

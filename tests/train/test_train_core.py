@@ -18,35 +18,18 @@ from harkit.models.recipe import load_recipe
 from harkit.train import RunError, TrainData, load_run, train
 from harkit.train.data import carve_validation
 from harkit.train.run import FORMAT_VERSION, RunPaths, offline_recipe
+from tests.helpers.training import recipe_dim, small_recipe
 
 DIM = 12
-
-
-def small_recipe(*extra: str, head: str = "recurrent"):
-    return load_recipe(
-        "fusion-gru",
-        [
-            "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
-            f"head.type={head}", *(["head.hidden=[16]"] if head == "recurrent" else []),
-            "head.fc=[]",
-            "optim.batch_size=8", "optim.epochs=2", "optim.lr=0.01", *extra,
-        ],
-    )  # fmt: skip
-
-
-def recipe_dim(recipe) -> int:
-    from harkit.models.builder import feature_dims
-
-    return sum(feature_dims(recipe))
 
 
 def test_tiny_batch_overfits_to_100_percent(toy, tmp_path: Path) -> None:
     recipe = small_recipe("optim.epochs=40", "optim.val_fraction=0")
     data = toy(recipe_dim(recipe), n_train=8, n_val=0, n_test=4)
     data = TrainData(data.train, None, data.train, data.classes, data.info)
-    info = train(recipe, data, tmp_path / "run", progress=False)
-    assert info["monitor"] == "train/acc" and info["best_score"] is None
-    assert info["exported"]["reason"] == "last epoch: no validation"
+    info = train(recipe, data, tmp_path / "run", progress=False).info
+    assert info.monitor == "train/acc" and info.best_score is None
+    assert info.exported.reason == "last epoch: no validation"
     result = evaluate_run(tmp_path / "run", data.train)
     assert result.clip.top1 == 1.0
 
@@ -113,7 +96,7 @@ class _Capture(L.Callback):
 def test_resume_continues_from_same_step_and_optimizer_state(toy, tmp_path: Path) -> None:
     recipe = small_recipe("optim.epochs=1", "optim.scheduler=step", "optim.step_size=1")
     data = toy(recipe_dim(recipe))
-    first = train(recipe, data, tmp_path / "run", progress=False)
+    first = train(recipe, data, tmp_path / "run", progress=False).info
     ckpt = torch.load(tmp_path / "run/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     capture = _Capture()
     second = train(
@@ -124,16 +107,16 @@ def test_resume_continues_from_same_step_and_optimizer_state(toy, tmp_path: Path
         max_epochs=2,
         progress=False,
         callbacks=[capture],
-    )
-    assert capture.step == first["global_step"] == ckpt["global_step"] == 4
+    ).info
+    assert capture.step == first.global_step == ckpt["global_step"] == 4
     assert capture.epoch == 1
     saved = ckpt["optimizer_states"][0]
     assert capture.optimizer["param_groups"][0]["lr"] == saved["param_groups"][0]["lr"]
     for key, state in saved["state"].items():
         assert torch.equal(capture.optimizer["state"][key]["exp_avg"], state["exp_avg"])
         assert capture.optimizer["state"][key]["step"] == state["step"]
-    assert second["global_step"] == 8 and second["resumed"]
-    assert second["started"] == first["started"]
+    assert second.global_step == 8 and second.resumed
+    assert second.started == first.started
     with pytest.raises(RunError, match="nothing to resume"):
         train(recipe, data, tmp_path / "other", resume=True, progress=False)
 

@@ -22,10 +22,10 @@ def test_two_process_ddp_keeps_replicas_identical(toy, tmp_path: Path) -> None:
     # ddp_fork: Lightning forks the two ranks itself (the 'ddp' script launcher would re-run
     # pytest); both use gloo on CPU like any multi-process CPU run.
     info = train(recipe, data, tmp_path / "run", accelerator="cpu", devices=2,
-                 strategy="ddp_fork", progress=False)
+                 strategy="ddp_fork", progress=False).info
     digests = sorted((tmp_path / "run" / "logs" / "replicas").glob("rank*.sha256"))
     assert [d.name for d in digests] == ["rank0.sha256", "rank1.sha256"]
     assert digests[0].read_text() == digests[1].read_text()
     # 16 items over 2 ranks at batch 4: 2 steps per epoch on each rank.
-    assert info["global_step"] == 4 and info["devices"] == 2
+    assert info.global_step == 4 and info.devices == 2
     load_run(tmp_path / "run")

@@ -22,7 +22,7 @@ import torch
 from harkit.models.builder import feature_dims
 from harkit.models.recipe import load_recipe
 from harkit.train import train
-from tests.train.conftest import toy_data
+from tests.helpers.training import toy_data
 
 torch.set_num_threads(1)
 recipe = load_recipe("fusion-gru", [
@@ -70,5 +70,5 @@ def test_torchrun_two_nodes_train_one_run(tmp_path: Path) -> None:
     info = read_run_info(run)
     # 16 items over 2 nodes at batch 4: 2 steps per epoch each, so 4 in 2 epochs (one node
     # alone would take 4 per epoch)
-    assert info["global_step"] == 4 and info["num_nodes"] == 2
+    assert info.global_step == 4 and info.num_nodes == 2
     load_run(run)  # weights and recipe written once, by global rank 0

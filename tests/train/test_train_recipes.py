@@ -54,8 +54,8 @@ def test_features_recipe_trains_one_epoch(name: str, toy, tmp_path: Path) -> Non
     recipe = load_recipe(name, [*TINY, *tiny])
     dim = sum(feature_dims(recipe))
     info = train(recipe, toy(dim, n_train=8, n_val=4, n_test=4, ragged=True), tmp_path / "run",
-                 progress=False)
-    assert info["global_step"] == 2 and info["feature_dims"] == feature_dims(recipe)
+                 progress=False).info
+    assert info.global_step == 2 and info.feature_dims == feature_dims(recipe)
     _, _, model = load_run(tmp_path / "run")
     out = model(torch.randn(3, 5, dim), torch.tensor([5, 3, 1]))
     assert out.shape == (3, 2) and torch.isfinite(out).all()
@@ -65,12 +65,12 @@ def test_features_recipe_trains_one_epoch(name: str, toy, tmp_path: Path) -> Non
 @pytest.mark.parametrize("name", E2E_RECIPES)
 def test_end_to_end_recipe_trains_one_epoch(name: str, tiny_videos: Path, tmp_path: Path) -> None:
     recipe = load_recipe(name, [*TINY, "optim.val_fraction=0", *tiny_e2e_overrides(name)])
-    info = train(recipe, DatasetConfig(root=tiny_videos), tmp_path / "run", progress=False)
-    assert info["counts"] == {"train": 4, "val": 0, "test": 2}
-    assert info["leakage"].startswith("checked")
+    info = train(recipe, DatasetConfig(root=tiny_videos), tmp_path / "run", progress=False).info
+    assert info.counts.model_dump() == {"train": 4, "val": 0, "test": 2}
+    assert info.leakage.startswith("checked")
     # the typical training clip (headers of the 4 training videos), which streams space by
-    assert info["train_clips"]["videos"] == 4 and info["train_clips"]["frames"] > 1
-    assert info["global_step"] == 1
+    assert info.train_clips.videos == 4 and info.train_clips.frames > 1
+    assert info.global_step == 1
     result = evaluate_run(tmp_path / "run", clips=2)
     assert result.video is not None and result.video.num_samples == 2
     assert result.clip.num_samples == 4

@@ -26,9 +26,9 @@ def test_features_mode_trains_from_the_store_without_decoding(
     ])  # fmt: skip
     dataset = DatasetConfig(root=manifest)
     store = tmp_path / "store"
-    first = train(recipe, dataset, tmp_path / "run1", store=store, progress=False)
-    assert first["feature_dims"] == [512] and first["counts"]["train"] == 4
-    assert first["skipped_videos"] == 0
+    first = train(recipe, dataset, tmp_path / "run1", store=store, progress=False).info
+    assert first.feature_dims == [512] and first.counts.train == 4
+    assert first.skipped_videos == 0
 
     # The head variant shares the cached features; training must never decode a video.
     import harkit.data.clips as clips
@@ -41,7 +41,7 @@ def test_features_mode_trains_from_the_store_without_decoding(
     monkeypatch.setattr(video, "get_reader", no_decoding)
     monkeypatch.setattr(clips, "get_reader", no_decoding)
     variant = recipe.model_copy(update={"head": recipe.head.model_copy(update={"cell": "lstm"})})
-    second = train(variant, dataset, tmp_path / "run2", store=store, progress=False)
-    assert second["skipped_videos"] == 0 and second["global_step"] == 1
+    second = train(variant, dataset, tmp_path / "run2", store=store, progress=False).info
+    assert second.skipped_videos == 0 and second.global_step == 1
     result = evaluate_run(tmp_path / "run2", clips=2)
     assert result.clip.num_samples == 4 and result.video.num_samples == 2

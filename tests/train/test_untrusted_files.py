@@ -27,7 +27,7 @@ from harkit.models.recipe import load_recipe
 from harkit.synth import SynthConfig, render_dataset
 from harkit.train import train
 from harkit.train.run import RunPaths
-from tests.train.conftest import toy_data
+from tests.helpers.training import toy_data
 
 
 class Payload:

@@ -29,7 +29,7 @@ from harkit.data.sampling import SamplingConfig, sample_indices
 from harkit.models.builder import feature_dims
 from harkit.models.recipe import load_recipe
 from harkit.train import train
-from tests.train.conftest import TimeOrderFeatures, toy_data
+from tests.helpers.training import TimeOrderFeatures, toy_data
 
 # Deterministic kernels, dropout and a step schedule: RNG, scheduler and optimizer state must
 # all survive a resume for the weights to match an uninterrupted run.

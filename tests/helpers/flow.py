@@ -28,3 +28,7 @@ def moving_frames(num_frames: int, height: int, width: int, dx: float) -> np.nda
     base = texture(height, width + int(abs(dx) * num_frames) + 8, seed=1)
     frames = [shifted(base, dx * t, 0.0)[:, :width] for t in range(num_frames)]
     return np.repeat(np.stack(frames)[..., None], 3, axis=-1)
+
+
+#: Horizontal motion (px per frame) of each class of the flow tests' video tree.
+MOTION = {"left": -2.0, "right": 2.0}
