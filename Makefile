@@ -21,11 +21,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check harkit tests benchmarks
+	$(BIN)/ruff format --check harkit tests benchmarks
 	$(BIN)/python -m pytest --durations=15
 
 # the development loop: everything but the tests marked slow, on every core
 test-fast: $(STAMP)
 	$(BIN)/ruff check harkit tests benchmarks
+	$(BIN)/ruff format --check harkit tests benchmarks
 	$(BIN)/python -m pytest -m "not slow" -n auto -q --durations=5
 
 lint: $(STAMP)

@@ -123,17 +123,33 @@ def _config(work: Path):
 
 
 def _cli_args(work: Path, store: Path) -> list[str]:
-    return ["extract", str(work / "UCF-101"), "--kind", "ucf101", "--annotations",
-            str(work / "ucfTrainTestlist"), "--recipe", RECIPE, "--store", str(store),
-            "--workers", "0", "--no-progress", "--engine", "torch"]  # fmt: skip
+    return [
+        "extract",
+        str(work / "UCF-101"),
+        "--kind",
+        "ucf101",
+        "--annotations",
+        str(work / "ucfTrainTestlist"),
+        "--recipe",
+        RECIPE,
+        "--store",
+        str(store),
+        "--workers",
+        "0",
+        "--no-progress",
+        "--engine",
+        "torch",
+    ]
 
 
 def _stage_skip_report(work: Path, n: int, naive: int) -> dict[str, Any]:
     from harkit.data.jobs import open_skip_report
     from harkit.io import atomic_write_text
 
-    paths = [str(work / "UCF-101" / f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi")
-             for name, _, g, c in _layout(n)]  # fmt: skip
+    paths = [
+        str(work / "UCF-101" / f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi")
+        for name, _, g, c in _layout(n)
+    ]
     target = work / "reports" / "extract_skipped.json"
     target.parent.mkdir(exist_ok=True)
     target.unlink(missing_ok=True)
@@ -219,9 +235,12 @@ def _stage_noop_extract(work: Path, n: int) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "per_video_ms": 1e3 * seconds / n,
-        "naive": {"what": "open and parse every feature file's .npy header once",
-                  "seconds": headers, "per_video_ms": 1e3 * headers / n},
-    }  # fmt: skip
+        "naive": {
+            "what": "open and parse every feature file's .npy header once",
+            "seconds": headers,
+            "per_video_ms": 1e3 * headers / n,
+        },
+    }
 
 
 def _counts(data: Any) -> dict[str, int]:
@@ -257,13 +276,18 @@ def _stage_evaluate_prepare(work: Path, n: int) -> dict[str, Any]:
     if "splits" in inspect.signature(prepare_data).parameters:  # evaluate reads the test split
         kwargs["splits"] = ("test",)
     start = time.perf_counter()
-    data = prepare_data(recipe, _config(work), store=work / "store", views=1, progress=False,
-                        **kwargs)  # fmt: skip
+    data = prepare_data(
+        recipe, _config(work), store=work / "store", views=1, progress=False, **kwargs
+    )
     seconds = time.perf_counter() - start
     tested = _counts(data)["test"]
     assert data.test is not None and len(data.test) == tested
-    return {"seconds": seconds, "per_video_ms": 1e3 * seconds / n, "test_videos": tested,
-            "test_split_only": bool(kwargs)}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "per_video_ms": 1e3 * seconds / n,
+        "test_videos": tested,
+        "test_split_only": bool(kwargs),
+    }
 
 
 STAGES = {
@@ -277,8 +301,18 @@ STAGES = {
 
 def _run_stage(name: str, work: Path, n: int, naive: int) -> dict[str, Any]:
     """One stage in a fresh process (no cache of another stage helps it)."""
-    cmd = [sys.executable, __file__, "--stage", name, "--work", str(work), "--videos", str(n),
-           "--naive-videos", str(naive)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--stage",
+        name,
+        "--work",
+        str(work),
+        "--videos",
+        str(n),
+        "--naive-videos",
+        str(naive),
+    ]
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -318,8 +352,11 @@ def main() -> None:
         results: dict[str, Any] = {}
         for name in args.stages.split(","):
             results[name] = _run_stage(name, work, args.videos, args.naive_videos)
-            print(f"{name}: {results[name]['seconds']:.3f} s "
-                  f"({results[name]['per_video_ms']:.4f} ms/video)", flush=True)  # fmt: skip
+            print(
+                f"{name}: {results[name]['seconds']:.3f} s "
+                f"({results[name]['per_video_ms']:.4f} ms/video)",
+                flush=True,
+            )
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -92,9 +92,15 @@ def main() -> None:
     for clip in TEST_CLIPS:
         prediction = recognizer.predict(data / clip, top_k=3)
         truth = Path(clip).parent.name
-        final.append({"clip": clip, "true": truth, "predicted": prediction.label,
-                      "confidence": round(prediction.confidence, 4),
-                      "correct": prediction.label == truth})  # fmt: skip
+        final.append(
+            {
+                "clip": clip,
+                "true": truth,
+                "predicted": prediction.label,
+                "confidence": round(prediction.confidence, 4),
+                "correct": prediction.label == truth,
+            }
+        )
 
     # The ablation again per seed (features are cached): how much of the gap is luck.
     ablation: dict[str, list[dict]] = {}
@@ -136,10 +142,12 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
-    print(f"held-out top-1 {100 * demo_run['top1']:.1f}% (pairs {100 * demo_run['pairs_top1']:.1f}%)"
-          f"; GRU - mean on pairs {100 * statistics.fmean(appearance):+.1f} points on appearance, "
-          f"{100 * statistics.fmean(motion):+.1f} with motion; final predictions "
-          f"{out['final_predictions_correct']}/{len(final)} right; {seconds['total']:.0f} s")  # fmt: skip
+    print(
+        f"held-out top-1 {100 * demo_run['top1']:.1f}% (pairs {100 * demo_run['pairs_top1']:.1f}%)"
+        f"; GRU - mean on pairs {100 * statistics.fmean(appearance):+.1f} points on appearance, "
+        f"{100 * statistics.fmean(motion):+.1f} with motion; final predictions "
+        f"{out['final_predictions_correct']}/{len(final)} right; {seconds['total']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -107,10 +107,16 @@ def main() -> None:
             continue
         done.add(key)
         report = extract_features(
-            index, variant.recipe.input.features, work / "store", variant.recipe.input.sampling,
-            variant.recipe.input.transform, precision="auto", num_workers=0, video_root=work,
+            index,
+            variant.recipe.input.features,
+            work / "store",
+            variant.recipe.input.sampling,
+            variant.recipe.input.transform,
+            precision="auto",
+            num_workers=0,
+            video_root=work,
             progress=False,
-        )  # fmt: skip
+        )
         # what the extractor ran (EfficientNet-Lite stays fp32 under 'auto', see harkit.precision)
         precisions.add((report.extractor or {}).get("precision", "none: all cached"))
         if report.failed:
@@ -121,9 +127,13 @@ def main() -> None:
     start = time.perf_counter()
     for seed in args.seeds:
         for person, manifest in folds:
-            rows = ablate(variants(seed), DatasetConfig(root=manifest),
-                          work / f"seed{seed}" / f"test_person{person}", store=work / "store",
-                          progress=False)  # fmt: skip
+            rows = ablate(
+                variants(seed),
+                DatasetConfig(root=manifest),
+                work / f"seed{seed}" / f"test_person{person}",
+                store=work / "store",
+                progress=False,
+            )
             for row in rows:
                 entry = results.setdefault(row["variant"], {"folds": []})
                 entry["folds"].append(
@@ -156,8 +166,10 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
     for name, entry in sorted(results.items(), key=lambda kv: -kv[1]["mean_top1"]):
-        print(f"{100 * entry['mean_top1']:6.2f}% (+-{100 * entry['std_top1_over_seeds']:.2f} "
-              f"over seeds)  {name}")  # fmt: skip
+        print(
+            f"{100 * entry['mean_top1']:6.2f}% (+-{100 * entry['std_top1_over_seeds']:.2f} "
+            f"over seeds)  {name}"
+        )
 
 
 if __name__ == "__main__":

@@ -139,10 +139,11 @@ def cpu_info() -> dict[str, Any]:
         "torch_isa": torch.backends.cpu.get_cpu_capability(),
         "isa_env": {k: os.environ[k] for k in ISA_ENV if k in os.environ},
         "emulated": (
-            "PyTorch capped by " + ", ".join(f"{k}={os.environ[k]}" for k in ISA_ENV
-                                             if k in os.environ)
+            "PyTorch capped by "
+            + ", ".join(f"{k}={os.environ[k]}" for k in ISA_ENV if k in os.environ)
             + "; onnxruntime has no ISA switch and runs the real CPU's"
-            if any(k in os.environ for k in ISA_ENV) else None
+            if any(k in os.environ for k in ISA_ENV)
+            else None
         ),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -165,10 +166,14 @@ def naive(name: str, weights: str, paths: list[Path]) -> dict[str, Any]:
 
     net = create_backbone(name, weights).eval()
     p = net.preprocessing  # the weights entry's
-    prep = transforms.Compose([
-        transforms.Resize(p.resize_size or p.input_size), transforms.CenterCrop(p.input_size),
-        transforms.ToTensor(), transforms.Normalize(p.mean, p.std),
-    ])  # fmt: skip
+    prep = transforms.Compose(
+        [
+            transforms.Resize(p.resize_size or p.input_size),
+            transforms.CenterCrop(p.input_size),
+            transforms.ToTensor(),
+            transforms.Normalize(p.mean, p.std),
+        ]
+    )
     frames = 0
     start, cpu = time.perf_counter(), cpu_seconds()
     with torch.no_grad():
@@ -179,8 +184,13 @@ def naive(name: str, weights: str, paths: list[Path]) -> dict[str, Any]:
                         net(prep(frame.to_image()).unsqueeze(0))
                         frames += 1
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "cpu_s": cpu,
-            "frames_per_cpu_s": frames / cpu}  # fmt: skip
+    return {
+        "frames": frames,
+        "seconds": seconds,
+        "fps": frames / seconds,
+        "cpu_s": cpu,
+        "frames_per_cpu_s": frames / cpu,
+    }
 
 
 def prepared(source: FeatureSource, index: VideoIndex, sampling: SamplingConfig) -> torch.Tensor:
@@ -218,10 +228,12 @@ def _timed_passes(runs: dict[str, Any], frames: dict[str, int], rounds: int) -> 
             times[name].append(time.perf_counter() - start)
             cpus[name].append(cpu_seconds() - cpu)
     return {
-        n: {"fps": frames[n] / statistics.median(times[n]),
-            "frames_per_cpu_s": frames[n] / statistics.median(cpus[n])}
+        n: {
+            "fps": frames[n] / statistics.median(times[n]),
+            "frames_per_cpu_s": frames[n] / statistics.median(cpus[n]),
+        }
         for n in runs
-    }  # fmt: skip
+    }
 
 
 def _extractor_runs(
@@ -286,17 +298,25 @@ def engines_on_frames(
     by_batch = {b: speed[f"ceiling@{b}"]["fps"] for b in args.ceiling_batches}
     best = max(by_batch, key=lambda b: by_batch[b])
     top = {
-        "precision": "fp32", "batch": best, "fps": by_batch[best], "by_batch": by_batch,
-        "frames_per_cpu_s": {b: speed[f"ceiling@{b}"]["frames_per_cpu_s"]
-                             for b in args.ceiling_batches},
+        "precision": "fp32",
+        "batch": best,
+        "fps": by_batch[best],
+        "by_batch": by_batch,
+        "frames_per_cpu_s": {
+            b: speed[f"ceiling@{b}"]["frames_per_cpu_s"] for b in args.ceiling_batches
+        },
         "first_call_s": {b: infos[f"ceiling@{b}"]["first_call_s"] for b in args.ceiling_batches},
         **{k: v for k, v in infos[f"ceiling@{best}"].items() if k in ("compile_check", "frozen")},
-    }  # fmt: skip
+    }
     top["best_frames_per_cpu_s"] = max(top["frames_per_cpu_s"].values())
     engines = {}
     for name in names:
         label = name if name in runs else f"ceiling@{batches[name]}"
-        engines[name] = {**infos[label], **speed[label], "vs_ceiling": speed[label]["fps"] / top["fps"]}
+        engines[name] = {
+            **infos[label],
+            **speed[label],
+            "vs_ceiling": speed[label]["fps"] / top["fps"],
+        }
     return top, engines
 
 
@@ -320,9 +340,16 @@ def whole_job(
     torch._dynamo.reset()
     start, cpu = time.perf_counter(), cpu_seconds()
     report = extract_features(
-        index, [source], store_root, sampling, dtype="float32", batch_size=batch,
-        num_workers=workers, compile=compile, progress=False,
-    )  # fmt: skip
+        index,
+        [source],
+        store_root,
+        sampling,
+        dtype="float32",
+        batch_size=batch,
+        num_workers=workers,
+        compile=compile,
+        progress=False,
+    )
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     (location,) = feature_stores_for([source], sampling, None, store_root, dtype="float32")
     store = location.open()
@@ -368,15 +395,21 @@ def bench_backbone(
     # the first job on this machine measures the engines (a fresh engine cache), later ones
     # take its choice
     log(f"[{name}] harkit whole job, first on this machine (probe), workers={args.workers}")
-    first, _ = whole_job(source, index, sampling, work, workers=args.workers, batch=args.batch,
-                         compile=args.compile)  # fmt: skip
+    first, _ = whole_job(
+        source, index, sampling, work, workers=args.workers, batch=args.batch, compile=args.compile
+    )
     log(f"[{name}] harkit whole job x{args.repeat} (cached choice: {first['engine']})")
     runs = []
     for _ in range(args.repeat):
         job, feats = whole_job(
-            source, index, sampling, work, workers=args.workers, batch=args.batch,
+            source,
+            index,
+            sampling,
+            work,
+            workers=args.workers,
+            batch=args.batch,
             compile=args.compile,
-        )  # fmt: skip
+        )
         runs.append((job, feats))
     job, feats = sorted(runs, key=lambda r: r[0]["fps"])[len(runs) // 2]  # the median run
     variants = {}
@@ -385,8 +418,12 @@ def bench_backbone(
         options.update(VARIANTS[variant])
         log(f"[{name}] variant {variant}: {options}")
         run, _ = whole_job(source, index, sampling, work, **options)
-        variants[variant] = {**options, "engine": run["engine"], "fps": run["fps"],
-                             "vs_harkit": run["fps"] / job["fps"]}  # fmt: skip
+        variants[variant] = {
+            **options,
+            "engine": run["engine"],
+            "fps": run["fps"],
+            "vs_harkit": run["fps"] / job["fps"],
+        }
     log(f"[{name}] naive loop over {args.naive_clips} clip(s)")
     slow = naive(name, source.weights, [item.path for item in index][: args.naive_clips])
     result = {
@@ -441,13 +478,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="harkit decode workers")
     parser.add_argument("--batch", type=int, default=32, help="harkit frames per network call")
     parser.add_argument(
-        "--compile", action=argparse.BooleanOptionalAction, default=None,
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="harkit torch.compile (default: what it picks for a UCF101-sized job: measured)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--engines", default="onnx-fp32,compiled-fp32,eager-fp32,compiled-bf16,eager-bf16",
+        "--engines",
+        default="onnx-fp32,compiled-fp32,eager-fp32,compiled-bf16,eager-bf16",
         help="engines timed on pre-decoded frames (bf16 ones only where harkit may pick bf16)",
-    )  # fmt: skip
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timed passes")
     parser.add_argument("--ceiling-batches", default="8,32", help="comma-separated")
     parser.add_argument("--ceiling-frames", type=int, default=256, help="frames per timed pass")

@@ -78,17 +78,31 @@ def main() -> None:
     seconds: dict[str, list[float]] = {name: [] for name in CONFIGS}
     sizes: dict[str, int] = {}
     for sources in CONFIGS.values():  # warm-up: ONNX graphs exported, files cached
-        extract_features(index.select(list(index)[:2]), sources, work / "warm", sampling,
-                         transform, flow_method=recipe.input.flow_method, num_workers=1,
-                         progress=False)  # fmt: skip
+        extract_features(
+            index.select(list(index)[:2]),
+            sources,
+            work / "warm",
+            sampling,
+            transform,
+            flow_method=recipe.input.flow_method,
+            num_workers=1,
+            progress=False,
+        )
     for _ in range(args.repeats):
         for name, sources in CONFIGS.items():
             store = work / name
             shutil.rmtree(store, ignore_errors=True)
             start = time.perf_counter()
-            report = extract_features(index, sources, store, sampling, transform,
-                                      flow_method=recipe.input.flow_method, num_workers=1,
-                                      progress=False)  # fmt: skip
+            report = extract_features(
+                index,
+                sources,
+                store,
+                sampling,
+                transform,
+                flow_method=recipe.input.flow_method,
+                num_workers=1,
+                progress=False,
+            )
             seconds[name].append(time.perf_counter() - start)
             assert report.failed == 0, report
             sizes[name] = store_bytes(store)
@@ -111,8 +125,10 @@ def main() -> None:
         args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(f"{len(index)} videos ({index.name}), {sampling.describe()}")
     for name in CONFIGS:
-        print(f"{name:14s} {median[name]:6.1f} s  x{out['time_vs_pooled'][name]:.2f} time  "
-              f"{sizes[name] / 1e6:7.2f} MB  x{out['store_vs_pooled'][name]:.2f} store")  # fmt: skip
+        print(
+            f"{name:14s} {median[name]:6.1f} s  x{out['time_vs_pooled'][name]:.2f} time  "
+            f"{sizes[name] / 1e6:7.2f} MB  x{out['store_vs_pooled'][name]:.2f} store"
+        )
     shutil.rmtree(work, ignore_errors=True)
 
 

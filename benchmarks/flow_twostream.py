@@ -43,29 +43,56 @@ def run_method(method: str, data: Path, work: Path, epochs: int) -> dict:
     sampling = SamplingConfig(strategy="uniform", num_frames=16)
     flow_root = work / "flow" / method
     start = time.perf_counter()
-    summary = compute_dataset_flow(index, flow_root, method, size=None, sampling=sampling,
-                                   num_workers=2, progress=False)  # fmt: skip
+    summary = compute_dataset_flow(
+        index, flow_root, method, size=None, sampling=sampling, num_workers=2, progress=False
+    )
     seconds = time.perf_counter() - start
-    result = {"flow_pairs": summary.pairs, "flow_s": round(seconds, 1),
-              "flow_pairs_per_s_2proc": round(summary.pairs / seconds, 1)}  # fmt: skip
+    result = {
+        "flow_pairs": summary.pairs,
+        "flow_s": round(seconds, 1),
+        "flow_pairs_per_s_2proc": round(summary.pairs / seconds, 1),
+    }
     for variant, sources in SOURCES.items():
-        head = ["head.type=two_stream"] if variant == "two-stream" else ["head.type=recurrent",
-                                                                         "head.num_layers=2"]
-        recipe = load_recipe("i3d-gru-twostream", [
-            f"input.features={sources}", "input.sampling.strategy=uniform",
-            "input.sampling.num_frames=16", f"input.flow_method={method}", "head.hidden=64",
-            f"optim.epochs={epochs}", "optim.batch_size=16", "optim.optimizer=adam",
-            "optim.weight_decay=0", "optim.val_fraction=0", *head,
-        ])  # fmt: skip
+        head = (
+            ["head.type=two_stream"]
+            if variant == "two-stream"
+            else ["head.type=recurrent", "head.num_layers=2"]
+        )
+        recipe = load_recipe(
+            "i3d-gru-twostream",
+            [
+                f"input.features={sources}",
+                "input.sampling.strategy=uniform",
+                "input.sampling.num_frames=16",
+                f"input.flow_method={method}",
+                "head.hidden=64",
+                f"optim.epochs={epochs}",
+                "optim.batch_size=16",
+                "optim.optimizer=adam",
+                "optim.weight_decay=0",
+                "optim.val_fraction=0",
+                *head,
+            ],
+        )
         store = work / "store"
-        extract_features(index, recipe.input.features, store, recipe.input.sampling,
-                         recipe.input.transform, flow_root=flow_root, flow_method=method,
-                         num_workers=0, progress=False)  # fmt: skip
+        extract_features(
+            index,
+            recipe.input.features,
+            store,
+            recipe.input.sampling,
+            recipe.input.transform,
+            flow_root=flow_root,
+            flow_method=method,
+            num_workers=0,
+            progress=False,
+        )
         run = work / "runs" / f"{method}-{variant}"
         train(recipe, config, run, store=store, progress=False)
         metrics = evaluate_run(run, store=store).clip
-        result[variant] = {"top1": round(100 * metrics.top1, 2),
-                           "f1_macro": round(100 * metrics.f1_macro, 2)}  # fmt: skip
+        result[variant] = {
+            "top1": round(100 * metrics.top1, 2),
+            "f1_macro": round(100 * metrics.f1_macro, 2),
+        }
     return result
 
 

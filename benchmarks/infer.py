@@ -59,12 +59,19 @@ from harkit.synth import SynthConfig, render_dataset, write_video
 
 
 def light_recipe(backbone: str, frames: int = 16) -> Recipe:
-    return parse_config(Recipe, {
-        "name": f"bench-{backbone}-gru", "mode": "features",
-        "input": {"sampling": {"strategy": "uniform", "num_frames": frames},
-                  "features": [{"backbone": backbone, "weights": "none"}]},
-        "head": {"type": "recurrent", "cell": "gru", "hidden": 256},
-    }, source="benchmark")  # fmt: skip
+    return parse_config(
+        Recipe,
+        {
+            "name": f"bench-{backbone}-gru",
+            "mode": "features",
+            "input": {
+                "sampling": {"strategy": "uniform", "num_frames": frames},
+                "features": [{"backbone": backbone, "weights": "none"}],
+            },
+            "head": {"type": "recurrent", "cell": "gru", "hidden": 256},
+        },
+        source="benchmark",
+    )
 
 
 def moving_clip(path: Path, frames: int, fps: float, size: tuple[int, int] = (240, 320)) -> Path:
@@ -97,8 +104,11 @@ def _prob_error(reference: dict, other: dict) -> dict:
     frames = sorted(set(reference) & set(other))
     ref = np.stack([reference[f] for f in frames])
     out = np.stack([other[f] for f in frames])
-    return {"decisions": len(frames), "prob_max_abs_error": float(np.abs(ref - out).max()),
-            "top1_agreement": compare_outputs(ref, out)["top1_agreement"]}  # fmt: skip
+    return {
+        "decisions": len(frames),
+        "prob_max_abs_error": float(np.abs(ref - out).max()),
+        "top1_agreement": compare_outputs(ref, out)["top1_agreement"],
+    }
 
 
 def _ceiling_ort(engine: StreamEngine, frames: list[np.ndarray]) -> float:
@@ -138,14 +148,22 @@ def _ceiling_compile(model: SplitModel, frames: list[np.ndarray]) -> dict:
         fp32 = torch.cat([net(x)[0] for x in inputs[:4]])
     del ref
     err = compare_outputs(fp32.numpy(), torch.cat(out).numpy())["max_rel_error"]
-    return {"fps": round(fps, 1), "bf16": bf16, "compile_s": round(compile_s, 1),
-            "feature_max_rel_error_vs_fp32": err}  # fmt: skip
+    return {
+        "fps": round(fps, 1),
+        "bf16": bf16,
+        "compile_s": round(compile_s, 1),
+        "feature_max_rel_error_vs_fp32": err,
+    }
 
 
 def bench_stream_light(
-    tmp: Path, backbone: str, frames: int, repeats: int, ceiling_compile: bool,
+    tmp: Path,
+    backbone: str,
+    frames: int,
+    repeats: int,
+    ceiling_compile: bool,
     probe_compile: bool = False,
-) -> dict:  # fmt: skip
+) -> dict:
     recipe = light_recipe(backbone)
     classes = [f"c{i}" for i in range(101)]
     torch.manual_seed(0)  # the same random head in every run: comparable errors
@@ -169,8 +187,11 @@ def bench_stream_light(
             fixed.encode(warm)
     # every frame through the CNN: the per-frame throughput this benchmark measures
     config = StreamConfig(reset="staggered", frame_jump=1)
-    configs = {"naive": config, "stream": config,
-               "fixed_rule": StreamConfig(reset="staggered", frame_jump=1, engine="onnx")}  # fmt: skip
+    configs = {
+        "naive": config,
+        "stream": config,
+        "fixed_rule": StreamConfig(reset="staggered", frame_jump=1, engine="onnx"),
+    }
     runs: dict[str, list[dict]] = {"naive": [], "stream": [], "fixed_rule": []}
     probs: dict[str, dict] = {}
     for r in range(repeats):
@@ -191,27 +212,40 @@ def bench_stream_light(
         return round(statistics.median(run[key] for run in runs[label]), 1)
 
     out: dict = {
-        "frames": frames, "repeats": repeats,
-        "naive": {"fps": med("naive", "fps"), "latency_ms_p50": med("naive", "p50"),
-                  "latency_ms_p95": med("naive", "p95"),
-                  "cpu_ms_per_frame": med("naive", "cpu_ms_per_frame"),
-                  "path": "eager fp32 PyTorch, batch 1"},
-        "stream": {"fps": med("stream", "fps"), "latency_ms_p50": med("stream", "p50"),
-                   "latency_ms_p95": med("stream", "p95"),
-                   "cpu_ms_per_frame": med("stream", "cpu_ms_per_frame"),
-                   "engine": engine.describe() if engine else {"engine": "torch",
-                                                               "precision": fast.encoder.precision},
-                   "engine_build_s": round(build_s, 1),
-                   "vs_naive": _prob_error(probs["naive"], probs["stream"])},
-        "fixed_rule": {"fps": med("fixed_rule", "fps"), "latency_ms_p50": med("fixed_rule", "p50"),
-                       "latency_ms_p95": med("fixed_rule", "p95"),
-                       "cpu_ms_per_frame": med("fixed_rule", "cpu_ms_per_frame"),
-                       "engine": "onnx (--engine onnx: the rule before the probe)"},
+        "frames": frames,
+        "repeats": repeats,
+        "naive": {
+            "fps": med("naive", "fps"),
+            "latency_ms_p50": med("naive", "p50"),
+            "latency_ms_p95": med("naive", "p95"),
+            "cpu_ms_per_frame": med("naive", "cpu_ms_per_frame"),
+            "path": "eager fp32 PyTorch, batch 1",
+        },
+        "stream": {
+            "fps": med("stream", "fps"),
+            "latency_ms_p50": med("stream", "p50"),
+            "latency_ms_p95": med("stream", "p95"),
+            "cpu_ms_per_frame": med("stream", "cpu_ms_per_frame"),
+            "engine": engine.describe()
+            if engine
+            else {"engine": "torch", "precision": fast.encoder.precision},
+            "engine_build_s": round(build_s, 1),
+            "vs_naive": _prob_error(probs["naive"], probs["stream"]),
+        },
+        "fixed_rule": {
+            "fps": med("fixed_rule", "fps"),
+            "latency_ms_p50": med("fixed_rule", "p50"),
+            "latency_ms_p95": med("fixed_rule", "p95"),
+            "cpu_ms_per_frame": med("fixed_rule", "cpu_ms_per_frame"),
+            "engine": "onnx (--engine onnx: the rule before the probe)",
+        },
         "runs": runs,
-    }  # fmt: skip
+    }
     if engine is not None:
-        out["ceiling"] = {"ort_fps": round(_ceiling_ort(engine, decoded), 1),
-                          "path": "backbone alone, ORT fp32, batch 1, pre-decoded tensors"}  # fmt: skip
+        out["ceiling"] = {
+            "ort_fps": round(_ceiling_ort(engine, decoded), 1),
+            "path": "backbone alone, ORT fp32, batch 1, pre-decoded tensors",
+        }
     if ceiling_compile:
         out.setdefault("ceiling", {})["compile"] = _ceiling_compile(fast, decoded[:200])
     out["targets"] = {"fps": ">= 100", "latency_ms_p95": "< 20"}
@@ -252,31 +286,38 @@ def bench_corehar(tmp: Path, seconds: float, engines: list[str]) -> dict:
         out["engines"][name] = {
             "engine": engine.describe() if engine else {"engine": "torch"},
             "build_s": round(build_s, 1),
-            "mode": stats.mode, "frame_jump": stats.frame_jump, "window": stats.window,
-            "source_fps": stats.source_fps, "frames_read": stats.frames_read,
-            "frames_through_cnn": stats.frames_encoded, "frames_dropped": stats.frames_dropped,
+            "mode": stats.mode,
+            "frame_jump": stats.frame_jump,
+            "window": stats.window,
+            "source_fps": stats.source_fps,
+            "frames_read": stats.frames_read,
+            "frames_through_cnn": stats.frames_encoded,
+            "frames_dropped": stats.frames_dropped,
             "sampled_frames_needed": -(-stats.frames_read // stats.frame_jump),
-            "kept_up": stats.frames_dropped == 0, "wall_s": round(stats.wall_s, 2),
+            "kept_up": stats.frames_dropped == 0,
+            "wall_s": round(stats.wall_s, 2),
             "decisions": stats.decisions,
             "decision_latency_ms_p50": round(stats.decision_latency_ms_p50, 1),
             "decision_latency_ms_p95": round(stats.decision_latency_ms_p95, 1),
             "cnn_ms_per_sampled_frame_p50": round(stats.latency_ms_p50, 1),
             # the CNN alone on the same frames, outside the real-time loop: wall and CPU ms
             # (CPU / threads estimates the wall time on an otherwise idle CPU)
-            "encode_wall_ms": round(wall, 1), "encode_cpu_ms": round(cpu, 1),
+            "encode_wall_ms": round(wall, 1),
+            "encode_cpu_ms": round(cpu, 1),
             "budget_ms_per_sampled_frame": round(1000 * stats.frame_jump / stats.source_fps, 1),
-        }  # fmt: skip
+        }
     base = next((n for n in engines if n != "int8"), None)
     if base is not None and "int8" in feats:
         window = out["engines"]["int8"]["window"]
         ref = _window_probs(model, feats[base], window, 4)
         q = _window_probs(model, feats["int8"], window, 4)
         out["int8_vs_fp32"] = {
-            "frames": len(evaluation), "windows": len(ref),
+            "frames": len(evaluation),
+            "windows": len(ref),
             "features": compare_outputs(feats[base].numpy(), feats["int8"].numpy()),
             "window_prob_max_abs_error": float(np.abs(ref - q).max()),
             "window_top1_agreement": compare_outputs(ref, q)["top1_agreement"],
-        }  # fmt: skip
+        }
     out["targets"] = {"kept_up": True, "decision_latency_ms_p95": "< 1000"}
     return out
 
@@ -301,11 +342,14 @@ def bench_incremental(backbone: str, steps: int, window: int = 16) -> dict:
             head(x[:, t - window + 1 : t + 1])
         window_ms = (time.perf_counter() - start) * 1000 / steps
     return {
-        "head": "GRU(256) -> linear(101)", "input_dim": dim, "window": window,
+        "head": "GRU(256) -> linear(101)",
+        "input_dim": dim,
+        "window": window,
         "incremental_ms_per_frame": round(step_ms, 3),
         "window_rerun_ms_per_frame": round(window_ms, 3),
-        "speedup": round(window_ms / step_ms, 2), "target_speedup": ">= 5",
-    }  # fmt: skip
+        "speedup": round(window_ms / step_ms, 2),
+        "target_speedup": ">= 5",
+    }
 
 
 def bench_predict(tmp: Path, backbone: str, clips_per_class: int, batch_size: int) -> dict:
@@ -328,10 +372,13 @@ def bench_predict(tmp: Path, backbone: str, clips_per_class: int, batch_size: in
     preds = list(rec.predict_many(videos, batch_size=batch_size))
     wall = time.perf_counter() - start
     return {
-        "videos": len(videos), "frames_per_video": 8, "batch_size": batch_size,
-        "seconds": round(wall, 2), "videos_per_s": round(len(videos) / wall, 2),
+        "videos": len(videos),
+        "frames_per_video": 8,
+        "batch_size": batch_size,
+        "seconds": round(wall, 2),
+        "videos_per_s": round(len(videos) / wall, 2),
         "errors": sum(not p.ok for p in preds),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -344,9 +391,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--ceiling-compile", action="store_true")
     parser.add_argument(
-        "--probe-compile", action="store_true",
+        "--probe-compile",
+        action="store_true",
         help="(a) the stream probe also tries compiled PyTorch (ProbeSettings(compile=True))",
-    )  # fmt: skip
+    )
     parser.add_argument("--corehar-engines", nargs="+", default=["auto", "int8"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--stream-frames", type=int, default=500)
@@ -358,12 +406,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results: dict = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-                    "torch": torch.__version__, "bf16_native": bf16_native(torch.device("cpu")),
-                    "precision": resolve_precision("auto", torch.device("cpu")),
-                    "HARKIT_PRECISION": os.environ.get("HARKIT_PRECISION"),
-                    "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
-    }  # fmt: skip
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "bf16_native": bf16_native(torch.device("cpu")),
+            "precision": resolve_precision("auto", torch.device("cpu")),
+            "HARKIT_PRECISION": os.environ.get("HARKIT_PRECISION"),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        },
+    }
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -371,9 +423,13 @@ def main() -> None:
             results["a_stream_light"] = {}
             for backbone in args.backbones:
                 row = bench_stream_light(
-                    tmp, backbone, args.stream_frames, args.repeats, args.ceiling_compile,
+                    tmp,
+                    backbone,
+                    args.stream_frames,
+                    args.repeats,
+                    args.ceiling_compile,
                     args.probe_compile,
-                )  # fmt: skip
+                )
                 results["a_stream_light"][backbone] = row
                 print("a", backbone, json.dumps(row), flush=True)
         if "b" not in args.skip:

@@ -60,8 +60,9 @@ def _write_manifest(path: Path, rows: list[list[str]], header: list[str]) -> Pat
 def egogestar_folds(data: Path, work: Path) -> list[tuple[str, Path]]:
     with (data / "labels.csv").open(newline="", encoding="utf-8") as handle:
         rows = [[str(data / r["path"]), r["label"], r["split"]] for r in csv.DictReader(handle)]
-    return [("labels split", _write_manifest(work / "egogestar.csv", rows,
-                                              ["path", "label", "split"]))]  # fmt: skip
+    return [
+        ("labels split", _write_manifest(work / "egogestar.csv", rows, ["path", "label", "split"]))
+    ]
 
 
 def gatech_folds(data: Path, work: Path) -> list[tuple[str, Path]]:
@@ -69,11 +70,25 @@ def gatech_folds(data: Path, work: Path) -> list[tuple[str, Path]]:
         rows = list(csv.DictReader(handle))
     folds = []
     for person in sorted({r["person"] for r in rows}, key=int):
-        manifest = [[str(data / r["path"]), r["label"], "test" if r["person"] == person
-                     else "train", r["person"]] for r in rows]  # fmt: skip
-        folds.append((f"test person {person}", _write_manifest(
-            work / f"gatech_test_person{person}.csv", manifest, ["path", "label", "split", "person"]
-        )))  # fmt: skip
+        manifest = [
+            [
+                str(data / r["path"]),
+                r["label"],
+                "test" if r["person"] == person else "train",
+                r["person"],
+            ]
+            for r in rows
+        ]
+        folds.append(
+            (
+                f"test person {person}",
+                _write_manifest(
+                    work / f"gatech_test_person{person}.csv",
+                    manifest,
+                    ["path", "label", "split", "person"],
+                ),
+            )
+        )
     return folds
 
 
@@ -103,8 +118,12 @@ def mmaction2_folds(data: Path, work: Path) -> list[tuple[str, Path]]:
             if not out.is_file():
                 write_video(out, np.ascontiguousarray(stack[:, :h, :w]), fps=info.fps)
             manifest.append([str(out), row["label"], "train" if k < train_windows else "test"])
-    return [("first 60% of windows train", _write_manifest(work / "mmaction2.csv", manifest,
-                                                            ["path", "label", "split"]))]  # fmt: skip
+    return [
+        (
+            "first 60% of windows train",
+            _write_manifest(work / "mmaction2.csv", manifest, ["path", "label", "split"]),
+        )
+    ]
 
 
 SETS = {
@@ -126,8 +145,9 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--work", type=Path, help="feature stores and runs (default: temp dir)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override for every variant")  # fmt: skip
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override for every variant"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -154,26 +174,38 @@ def main() -> None:
             done.add(key)
             inp = variant.recipe.input
             report = extract_features(
-                index, inp.features, store, inp.sampling, inp.transform,
-                flow_method=inp.flow_method, num_workers=0, video_root=work if name ==
-                "mmaction2_samples" else data, progress=False,
-            )  # fmt: skip
+                index,
+                inp.features,
+                store,
+                inp.sampling,
+                inp.transform,
+                flow_method=inp.flow_method,
+                num_workers=0,
+                video_root=work if name == "mmaction2_samples" else data,
+                progress=False,
+            )
             if report.failed:
                 raise SystemExit(f"{name}: {report.failed} videos failed to extract")
         seconds[name] = {"extract": round(time.perf_counter() - start, 1)}
         start = time.perf_counter()
         for seed in args.seeds:
             for fold, manifest in folds:
-                rows = ablate(variants(seed, args.set), DatasetConfig(root=manifest),
-                              work / name / f"seed{seed}" / fold.replace(" ", "_"), store=store,
-                              progress=False)  # fmt: skip
+                rows = ablate(
+                    variants(seed, args.set),
+                    DatasetConfig(root=manifest),
+                    work / name / f"seed{seed}" / fold.replace(" ", "_"),
+                    store=store,
+                    progress=False,
+                )
                 for row in rows:
                     entry = results.setdefault(name, {}).setdefault(row["variant"], {"runs": []})
                     entry["runs"].append({"seed": seed, "fold": fold, "top1": row["top1"]})
         seconds[name]["train_and_evaluate"] = round(time.perf_counter() - start, 1)
         for entry in results[name].values():
-            per_seed = [statistics.fmean(r["top1"] for r in entry["runs"] if r["seed"] == s)
-                        for s in args.seeds]  # fmt: skip
+            per_seed = [
+                statistics.fmean(r["top1"] for r in entry["runs"] if r["seed"] == s)
+                for s in args.seeds
+            ]
             entry["top1_per_seed"] = per_seed
             entry["mean_top1"] = statistics.fmean(per_seed)
             entry["std_top1_over_seeds"] = statistics.pstdev(per_seed)
@@ -197,9 +229,11 @@ def main() -> None:
     for name, entries in results.items():
         for variant, entry in entries.items():
             gap = entry.get("gru_minus_mean")
-            print(f"{name:18s} {variant:40s} {100 * entry['mean_top1']:6.1f}% "
-                  f"{100 * entry['std_top1_over_seeds']:7.1f} "
-                  + (f"{100 * gap:+8.1f}" if gap is not None else ""))  # fmt: skip
+            print(
+                f"{name:18s} {variant:40s} {100 * entry['mean_top1']:6.1f}% "
+                f"{100 * entry['std_top1_over_seeds']:7.1f} "
+                + (f"{100 * gap:+8.1f}" if gap is not None else "")
+            )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,22 @@ def _train(data: Path, work: Path, seed: int) -> Path:
     store, run = work / "store", work / f"run_seed{seed}"
     labels = data / "labels.csv"
     _cli("extract", labels, "--recipe", RECIPE, "--store", store, "--no-progress")
-    _cli("train", "--recipe", RECIPE, "--dataset", labels, "--store", store, "--run", run,
-         "--set", f"optim.seed={seed}", "--accelerator", "cpu", "--no-progress")  # fmt: skip
+    _cli(
+        "train",
+        "--recipe",
+        RECIPE,
+        "--dataset",
+        labels,
+        "--store",
+        store,
+        "--run",
+        run,
+        "--set",
+        f"optim.seed={seed}",
+        "--accelerator",
+        "cpu",
+        "--no-progress",
+    )
     return run
 
 
@@ -78,9 +92,11 @@ def evaluate_run(run: Path, clips: list[tuple[Path, str]]) -> dict:
         for name, jump in zip(CONDITIONS, (None, 1, 2 * default), strict=True):
             row[name], row[f"{name} jump"] = _final(rec.model, video, jump, info)
         rows.append(row)
-        print(f"  {video.name}: {label} | predict {row['predict']} | "
-              + " | ".join(f"{c} (jump {row[c + ' jump']}) {row[c]}" for c in CONDITIONS),
-              flush=True)  # fmt: skip
+        print(
+            f"  {video.name}: {label} | predict {row['predict']} | "
+            + " | ".join(f"{c} (jump {row[c + ' jump']}) {row[c]}" for c in CONDITIONS),
+            flush=True,
+        )
     n = len(rows)
     return {
         "top1": {c: sum(r[c] == r["label"] for r in rows) / n for c in CONDITIONS},
@@ -96,8 +112,12 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("benchmarks/results/stream_frame_jump.json")
     )
-    parser.add_argument("--data", type=Path, default=REALDATA / "egogestar_dirs",
-                        help="a folder with labels.csv (path,label,split)")  # fmt: skip
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REALDATA / "egogestar_dirs",
+        help="a folder with labels.csv (path,label,split)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--run", type=Path, help="evaluate this run instead of training")
     args = parser.parse_args()
@@ -115,13 +135,18 @@ def main() -> None:
             print(f"seed {seed}: {len(clips)} held-out clips", flush=True)
             result = evaluate_run(run, clips)
             runs.append({"seed": seed, **result})
-            print(f"seed {seed}: top-1 " + ", ".join(
-                f"{c} {result['top1'][c]:.3f}" for c in CONDITIONS), flush=True)  # fmt: skip
+            print(
+                f"seed {seed}: top-1 "
+                + ", ".join(f"{c} {result['top1'][c]:.3f}" for c in CONDITIONS),
+                flush=True,
+            )
     summary = {
-        c: {"mean": statistics.mean(r["top1"][c] for r in runs),
-            "per_seed": [r["top1"][c] for r in runs]}
+        c: {
+            "mean": statistics.mean(r["top1"][c] for r in runs),
+            "per_seed": [r["top1"][c] for r in runs],
+        }
         for c in CONDITIONS
-    }  # fmt: skip
+    }
     out = {
         "benchmark": "stream final answer vs --frame-jump, efficientnet-motion-gru",
         "data": str(args.data),

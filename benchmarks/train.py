@@ -28,13 +28,23 @@ from harkit.train.run import offline_recipe
 CASES = [
     ("fusion-gru: GRU 1000x2 over 2560-d x 30", "fusion-gru", [], 4, 30),
     ("i3d-gru-twostream: GRU 2x256 over 2x1024-d x 10", "i3d-gru-twostream", [], 16, 10),
-    ("corehar head: BiLSTM 512x3 over 512-d x 28", "fusion-gru", [
-        "input.features=[{backbone: resnet18, weights: none}]", "head.cell=lstm",
-        "head.hidden=512", "head.num_layers=3", "head.bidirectional=true", "head.fc=[256]",
-    ], 8, 28),
+    (
+        "corehar head: BiLSTM 512x3 over 512-d x 28",
+        "fusion-gru",
+        [
+            "input.features=[{backbone: resnet18, weights: none}]",
+            "head.cell=lstm",
+            "head.hidden=512",
+            "head.num_layers=3",
+            "head.bidirectional=true",
+            "head.fc=[256]",
+        ],
+        8,
+        28,
+    ),
     ("attn-lstm: dual LSTM 256 + attention over 1024+2048-d x 20", "attn-lstm", [], 16, 20),
     ("c3d-gru: 3D CNN + GRU 128 on 20x100x100 clips", "c3d-gru", [], 4, 20),
-]  # fmt: skip
+]
 NUM_CLASSES = 101
 
 
@@ -47,8 +57,9 @@ def _timeit(fn: Callable[[], object], seconds: float, min_iters: int = 1) -> flo
     return (time.perf_counter() - start) / iters
 
 
-def bench_case(name: str, recipe_name: str, overrides: list[str], batch: int, steps: int,
-               seconds: float) -> dict:
+def bench_case(
+    name: str, recipe_name: str, overrides: list[str], batch: int, steps: int, seconds: float
+) -> dict:
     recipe = offline_recipe(load_recipe(recipe_name, overrides))
     torch.manual_seed(0)
     model = build_model(recipe, NUM_CLASSES)
@@ -102,8 +113,7 @@ def bench_case(name: str, recipe_name: str, overrides: list[str], batch: int, st
         return run
 
     inference = {}
-    for mode in ("fp32", "bf16_autocast_no_grad", "bf16_autocast_inference_mode",
-                 "bf16_weights"):
+    for mode in ("fp32", "bf16_autocast_no_grad", "bf16_autocast_inference_mode", "bf16_weights"):
         fn = infer(mode)
         try:
             probs = torch.softmax(fn().float(), 1)
@@ -116,17 +126,23 @@ def bench_case(name: str, recipe_name: str, overrides: list[str], batch: int, st
             "max_prob_diff": float((probs - ref).abs().max()),
         }
     correct = {
-        m: r for m, r in inference.items()
+        m: r
+        for m, r in inference.items()
         if m != "fp32" and "error" not in r and r["max_prob_diff"] < 0.02
-    }  # fmt: skip
+    }
     fastest = max(correct, key=lambda m: correct[m]["seq_per_s"]) if correct else "fp32"
     if inference["fp32"]["seq_per_s"] >= inference[fastest]["seq_per_s"]:
         fastest = "fp32"
     return {
-        "case": name, "recipe": recipe_name, "params": params, "batch": batch, "steps": steps,
+        "case": name,
+        "recipe": recipe_name,
+        "params": params,
+        "batch": batch,
+        "steps": steps,
         "train_seq_per_s": {"fp32": train_fp32, "bf16_autocast": train_bf16},
-        "inference": inference, "fastest_correct_inference": fastest,
-    }  # fmt: skip
+        "inference": inference,
+        "fastest_correct_inference": fastest,
+    }
 
 
 def main() -> None:
@@ -143,20 +159,31 @@ def main() -> None:
         res = bench_case(*case, seconds=seconds)
         inf = res["inference"]
         bf16 = res["train_seq_per_s"]["bf16_autocast"]
-        print(f"{res['case']}: train fp32 {res['train_seq_per_s']['fp32']:.1f} seq/s, "
-              f"bf16 {bf16 if isinstance(bf16, str) else f'{bf16:.1f}'}; infer fp32 "
-              f"{inf['fp32']['seq_per_s']:.1f}, "
-              + ", ".join(f"{m} {r['seq_per_s']:.1f} (diff {r['max_prob_diff']:.3f})"
-                          if "error" not in r else f"{m} failed"
-                          for m, r in inf.items() if m != "fp32")
-              + f" -> {res['fastest_correct_inference']}", flush=True)
+        print(
+            f"{res['case']}: train fp32 {res['train_seq_per_s']['fp32']:.1f} seq/s, "
+            f"bf16 {bf16 if isinstance(bf16, str) else f'{bf16:.1f}'}; infer fp32 "
+            f"{inf['fp32']['seq_per_s']:.1f}, "
+            + ", ".join(
+                f"{m} {r['seq_per_s']:.1f} (diff {r['max_prob_diff']:.3f})"
+                if "error" not in r
+                else f"{m} failed"
+                for m, r in inf.items()
+                if m != "fp32"
+            )
+            + f" -> {res['fastest_correct_inference']}",
+            flush=True,
+        )
         results.append(res)
     payload = {
         "benchmark": "train",
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-                    "torch": torch.__version__},
-        "num_classes": NUM_CLASSES, "results": results,
-    }  # fmt: skip
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+        },
+        "num_classes": NUM_CLASSES,
+        "results": results,
+    }
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w", encoding="utf-8") as handle:

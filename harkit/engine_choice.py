@@ -122,10 +122,15 @@ def choice_key(task: str, network: Mapping[str, Any], shape: Sequence[int]) -> d
     from harkit import __version__
 
     return {
-        "version": PROBE_VERSION, "task": task, "cpu": cpu_signature(),
-        "network": dict(network), "input": [int(s) for s in shape],
-        "torch": torch.__version__, "onnxruntime": onnxruntime_version(), "harkit": __version__,
-    }  # fmt: skip
+        "version": PROBE_VERSION,
+        "task": task,
+        "cpu": cpu_signature(),
+        "network": dict(network),
+        "input": [int(s) for s in shape],
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime_version(),
+        "harkit": __version__,
+    }
 
 
 def key_digest(key: Mapping[str, Any]) -> str:
@@ -325,17 +330,20 @@ class ChoiceCache:
         except (OSError, ValueError, TypeError) as exc:
             log.warning(
                 "ignoring damaged engine-choice cache %s (%s); measuring again",
-                path, " ".join(str(exc).split())[:200],
-            )  # fmt: skip
+                path,
+                " ".join(str(exc).split())[:200],
+            )
             return None
 
     def save(self, key: Mapping[str, Any], trials: Mapping[str, Trial], chosen: str | None) -> Path:
         """Write ``trials`` for ``key`` atomically (a reader never sees a partial file)."""
         path = self.path(key)
         record = {
-            "key": key, "chosen": chosen, "measured_at": time.time(),
+            "key": key,
+            "chosen": chosen,
+            "measured_at": time.time(),
             "trials": {name: trial.to_dict() for name, trial in trials.items()},
-        }  # fmt: skip
+        }
         try:
             atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
         except OSError as exc:  # a read-only cache: the choice holds for this run only
@@ -352,7 +360,6 @@ class ChoiceCache:
 ENGINE_RECORD = "engines.json"
 #: Runs kept per record file (the oldest go first).
 RECORD_RUNS = 100
-
 
 
 @dataclass(frozen=True)

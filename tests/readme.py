@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parents[1]
 def readme_block(marker: str, language: str) -> str:
     """The one ```language block of README.md whose first line is ``marker``."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    found = [b for b in re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
-             if b.startswith(marker)]  # fmt: skip
+    found = [
+        b for b in re.findall(rf"```{language}\n(.*?)```", text, flags=re.S) if b.startswith(marker)
+    ]
     assert len(found) == 1, f"README.md: expected one ```{language} block starting {marker!r}"
     return found[0]

@@ -25,8 +25,12 @@ def test_readme_python_api_example_runs_as_written(tmp_path: Path) -> None:
     # A fresh interpreter in an empty folder: the user's situation, relative paths and all.
     done = subprocess.run(
         [sys.executable, "-c", readme_block(MARKER, "python")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "epochs trained: 15" in out
@@ -105,9 +109,14 @@ def test_train_and_evaluate_takes_what_fit_takes(tmp_path: Path, monkeypatch) ->
 
     monkeypatch.setattr(splits, "train_and_evaluate", fake)
     got = harkit.train_and_evaluate(
-        "synthetic-gru", tmp_path / "videos", str(tmp_path / "run"), splits=[1, 2],
-        overrides="head.hidden=8", store=tmp_path / "store", max_epochs=1,
-    )  # fmt: skip
+        "synthetic-gru",
+        tmp_path / "videos",
+        str(tmp_path / "run"),
+        splits=[1, 2],
+        overrides="head.hidden=8",
+        store=tmp_path / "store",
+        max_epochs=1,
+    )
     assert got == {"ok": True} and "train_and_evaluate" in harkit.__all__
     assert isinstance(seen["recipe"], harkit.Recipe) and seen["recipe"].head.hidden == 8
     assert isinstance(seen["dataset"], harkit.DatasetConfig)
@@ -118,8 +127,9 @@ def test_train_and_evaluate_takes_what_fit_takes(tmp_path: Path, monkeypatch) ->
     # the real one: names and paths get as far as the dataset's splits check
     (tmp_path / "videos" / "a").mkdir(parents=True)
     with pytest.raises(harkit.HarkitError, match="without official splits"):
-        harkit.train_and_evaluate("synthetic-gru", tmp_path / "videos", tmp_path / "r",
-                                  splits=[1, 2, 3])  # fmt: skip
+        harkit.train_and_evaluate(
+            "synthetic-gru", tmp_path / "videos", tmp_path / "r", splits=[1, 2, 3]
+        )
     assert not (tmp_path / "r").exists()
 
 

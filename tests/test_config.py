@@ -111,8 +111,11 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path, monkeypatch):
     path.write_text(_alias_bomb(10))  # 1.4 KB that expands to 10^10 leaves
     built = []
     construct = yaml.SafeLoader.construct_document
-    monkeypatch.setattr(yaml.SafeLoader, "construct_document",
-                        lambda self, node: built.append(node) or construct(self, node))  # fmt: skip
+    monkeypatch.setattr(
+        yaml.SafeLoader,
+        "construct_document",
+        lambda self, node: built.append(node) or construct(self, node),
+    )
     with pytest.raises(ConfigError) as err:
         load_recipe(path)
     assert built == []  # refused from the node graph: no Python object was built from it
@@ -122,8 +125,11 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path, monkeypatch):
         f"{path}: invalid YAML: 23,456,790,135 nodes once its aliases are followed (at most "
         "100,000)"
     )
-    flow = "{" + ", ".join(line.replace(": &", ": &", 1) for line in
-                           _alias_bomb(10).splitlines()[1:-1]) + "}"  # fmt: skip
+    flow = (
+        "{"
+        + ", ".join(line.replace(": &", ": &", 1) for line in _alias_bomb(10).splitlines()[1:-1])
+        + "}"
+    )
     with pytest.raises(ConfigError, match="aliases are followed"):
         apply_overrides({}, [f"description={flow}"])
     # a few aliases, as people write them, are fine

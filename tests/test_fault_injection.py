@@ -174,8 +174,9 @@ def test_inspect_reports_each_bad_file_with_its_reason(corpus: Corpus, pixel_lim
 def test_clip_dataset_skips_bad_and_reads_good(corpus: Corpus, pixel_limit) -> None:
     index = folder_index(corpus.root)
     for strategy in ("uniform", "all", "segments"):
-        dataset = ClipDataset(index, SamplingConfig(strategy=strategy, num_frames=4,
-                                                    segment_length=4))
+        dataset = ClipDataset(
+            index, SamplingConfig(strategy=strategy, num_frames=4, segment_length=4)
+        )
         items = {str(index[i].path): dataset[i] for i in range(len(index))}
         skipped = {p for p, item in items.items() if isinstance(item, SkippedVideo)}
         assert skipped == set(corpus.bad), strategy
@@ -196,8 +197,12 @@ def harkit(*args: str | Path, cwd: Path) -> Result:
     env = {**os.environ, "HARKIT_MAX_PIXELS": PIXEL_LIMIT, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
         [sys.executable, "-m", "harkit.cli.main", *map(str, args)],
-        capture_output=True, text=True, timeout=VERB_TIMEOUT, cwd=cwd, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=VERB_TIMEOUT,
+        cwd=cwd,
+        env=env,
+    )
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -230,8 +235,20 @@ def test_data_inspect_cli(corpus: Corpus, work: Path) -> None:
 @pytest.mark.slow
 def test_extract_cli(corpus: Corpus, work: Path) -> None:
     store = work / "extract-store"
-    r = harkit("extract", corpus.root, "--recipe", "synthetic-gru", "--store", store,
-               "--workers", "2", "--no-progress", "--report", work / "extract.json", cwd=work)
+    r = harkit(
+        "extract",
+        corpus.root,
+        "--recipe",
+        "synthetic-gru",
+        "--store",
+        store,
+        "--workers",
+        "2",
+        "--no-progress",
+        "--report",
+        work / "extract.json",
+        cwd=work,
+    )
     assert r.code == 0, r.err
     _check_reasons(_reasons(store / "extract_skipped.json"), corpus.bad)
     report = _reasons(work / "extract.json")
@@ -241,22 +258,53 @@ def test_extract_cli(corpus: Corpus, work: Path) -> None:
 @pytest.mark.slow
 def test_flow_cli(corpus: Corpus, work: Path) -> None:
     out = work / "flow"
-    r = harkit("flow", corpus.root, "--out", out, "--method", "farneback", "--size", "32",
-               "--workers", "2", "--no-progress", cwd=work)
+    r = harkit(
+        "flow",
+        corpus.root,
+        "--out",
+        out,
+        "--method",
+        "farneback",
+        "--size",
+        "32",
+        "--workers",
+        "2",
+        "--no-progress",
+        cwd=work,
+    )
     assert r.code == 0, r.err
     # flow needs two frames: the 1-frame clip is skipped too, and says why
-    _check_reasons(_reasons(out / "flow_skipped.json"),
-                   {**corpus.bad, corpus.one_frame: "flow needs at least 2"})
+    _check_reasons(
+        _reasons(out / "flow_skipped.json"),
+        {**corpus.bad, corpus.one_frame: "flow needs at least 2"},
+    )
     assert len(list(out.rglob("*.npz"))) == len(corpus.good) - 1
 
 
 @pytest.fixture(scope="module")
 def trained(corpus: Corpus, work: Path) -> tuple[Path, Result]:
     run = work / "run"
-    r = harkit("train", "--recipe", "synthetic-gru", "--dataset", corpus.root,
-               "--store", work / "train-store", "--run", run, "--no-progress",
-               "--set", "optim.epochs=1", "--set", "optim.batch_size=4",
-               "--set", "optim.val_fraction=0", "--set", "head.hidden=8", cwd=work)
+    r = harkit(
+        "train",
+        "--recipe",
+        "synthetic-gru",
+        "--dataset",
+        corpus.root,
+        "--store",
+        work / "train-store",
+        "--run",
+        run,
+        "--no-progress",
+        "--set",
+        "optim.epochs=1",
+        "--set",
+        "optim.batch_size=4",
+        "--set",
+        "optim.val_fraction=0",
+        "--set",
+        "head.hidden=8",
+        cwd=work,
+    )
     return run, r
 
 
@@ -283,10 +331,29 @@ def test_end_to_end_train_and_evaluate_cli(corpus: Corpus, work: Path) -> None:
     """End-to-end mode decodes in the training loop: bad videos reach Lightning as skip
     markers (this died with 'A frozen dataclass was passed to apply_to_collection')."""
     run = work / "run-c3d"
-    r = harkit("train", "--recipe", "c3d-gru", "--dataset", corpus.root, "--run", run,
-               "--no-progress", "--set", "optim.epochs=1", "--set", "optim.batch_size=4",
-               "--set", "optim.val_fraction=0", "--set", "network.size=16",
-               "--set", "network.units=4", "--set", "input.sampling.num_frames=8", cwd=work)
+    r = harkit(
+        "train",
+        "--recipe",
+        "c3d-gru",
+        "--dataset",
+        corpus.root,
+        "--run",
+        run,
+        "--no-progress",
+        "--set",
+        "optim.epochs=1",
+        "--set",
+        "optim.batch_size=4",
+        "--set",
+        "optim.val_fraction=0",
+        "--set",
+        "network.size=16",
+        "--set",
+        "network.units=4",
+        "--set",
+        "input.sampling.num_frames=8",
+        cwd=work,
+    )
     assert r.code == 0, r.err
     in_train = _reasons(run / "skipped.json")
     assert in_train and set(in_train) <= set(corpus.bad)
@@ -333,9 +400,12 @@ def test_stream_cli(corpus: Corpus, work: Path, trained: tuple[Path, Result]) ->
     assert summary["type"] == "summary" and summary["frames_read"] == 8
     proc = subprocess.run(
         [sys.executable, "-c", STREAM_EACH, str(run), *corpus.bad],
-        capture_output=True, text=True, timeout=VERB_TIMEOUT, cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=VERB_TIMEOUT,
+        cwd=work,
         env={**os.environ, "HARKIT_MAX_PIXELS": PIXEL_LIMIT},
-    )  # fmt: skip
+    )
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     results = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [row["source"] for row in results] == list(corpus.bad)

@@ -21,23 +21,34 @@ from tests.readme import REPO, readme_block
 pytestmark = pytest.mark.slow
 
 MARKER = "# harkit-readme-bench-extract"
-SMALLEST = ("--backbones efficientnet_lite0 --frames 1 --ceiling-batches 1 --ceiling-frames 1 "
-            "--naive-clips 1")  # fmt: skip
+SMALLEST = (
+    "--backbones efficientnet_lite0 --frames 1 --ceiling-batches 1 --ceiling-frames 1 "
+    "--naive-clips 1"
+)
 
 
 def test_extract_benchmark_block_runs_and_reports_each_backbone(tmp_path: Path) -> None:
     (tmp_path / "benchmarks").mkdir()
     shutil.copy(REPO / "benchmarks" / "extract.py", tmp_path / "benchmarks" / "extract.py")
-    env = {**os.environ, "PYTHONPATH": str(REPO),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     lines = [line.split("#")[0].strip() for line in readme_block(MARKER, "bash").splitlines()]
     commands = [line for line in lines if line]
     assert len(commands) == 3 and all("python benchmarks/extract.py" in c for c in commands)
     results = []
     for command in commands:
-        done = subprocess.run(["bash", "-e", "-c", f"{command} {SMALLEST}"], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=900,
-                              check=False)  # fmt: skip
+        done = subprocess.run(
+            ["bash", "-e", "-c", f"{command} {SMALLEST}"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         results.append(json.loads(done.stdout))
     # the first line also writes its JSON where it says

@@ -55,7 +55,7 @@ def test_an_untested_block_is_found() -> None:
         "```\nsplit 1 (held out: 1): top-1 100.00%\n```\n"  # printed output: not a command
         "```text\nharkit: error\n```\n"
         "```python\nimport harkit\n```\n"
-    )  # fmt: skip
+    )
     assert untested_blocks(readme, 'MARKER = "# harkit-readme-known"') == [
         "``` block starting 'harkit train --recipe x'",
         "```bash block starting '# harkit-readme-unknown'",

@@ -32,8 +32,15 @@ def test_readme_gatech_leave_one_person_out_as_written(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "-e", "-c", readme_block(MARKER, "bash")], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-e", "-c", readme_block(MARKER, "bash")],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     folds = re.findall(
         r"^split (\d) \(held out: (\d)\): top-1 (\d+\.\d\d)%$", done.stdout, flags=re.M

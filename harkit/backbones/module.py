@@ -106,10 +106,11 @@ class Backbone(nn.Module):
         if not self.layers:
             return out
         return {
-            key: grid_pool(value, self.grid) if self.grid > 1 and key != "pooled"
+            key: grid_pool(value, self.grid)
+            if self.grid > 1 and key != "pooled"
             else _global_pool(value)
             for key, value in out.items()
-        }  # fmt: skip
+        }
 
     def with_layers(self, layers: Sequence[str], grid: int = 1) -> Backbone:
         """A multi-layer view of this backbone sharing its parameters (layer maps pooled to
@@ -117,9 +118,14 @@ class Backbone(nn.Module):
         if self.layers:
             raise BackboneError("this backbone already returns multi-layer features")
         return Backbone(
-            self.net, self.spec, weights=self.weights, frozen=self.frozen, layers=layers,
-            grid=grid, preprocessing=self.preprocessing,
-        )  # fmt: skip
+            self.net,
+            self.spec,
+            weights=self.weights,
+            frozen=self.frozen,
+            layers=layers,
+            grid=grid,
+            preprocessing=self.preprocessing,
+        )
 
     def extra_repr(self) -> str:
         return f"name={self.spec.name!r}, weights={self.weights!r}, frozen={self.frozen}"

@@ -364,10 +364,13 @@ def timm_pretrained(
         filename = os.path.basename(urlparse(cfg.url).path)
         model_dir = Path(torch.hub.get_dir()) / "checkpoints"
         path = checked_download(
-            cfg.url, model_dir / filename, sha256=sha256, backbone=backbone,
+            cfg.url,
+            model_dir / filename,
+            sha256=sha256,
+            backbone=backbone,
             what=f"timm weights {full}",
             folder_hint="torch.hub.get_dir() + '/checkpoints'; set TORCH_HOME to move it",
-        )  # fmt: skip
+        )
     else:
         hub_id = cfg.hf_hub_id if cfg is not None and cfg.hf_hub_id else f"timm/{full}"
         filenames = [cfg.hf_hub_filename] if cfg is not None and cfg.hf_hub_filename else None
@@ -480,9 +483,12 @@ def download_weights(entry: WeightsSource, *, backbone: str, what: str = "") -> 
     if not entry.url:
         raise BackboneError(f"backbone {backbone!r}: weights {entry.source!r} have no url")
     return cached_weights_file(
-        entry.filename, entry.url, backbone=backbone, what=what or f"weights {entry.filename}",
+        entry.filename,
+        entry.url,
+        backbone=backbone,
+        what=what or f"weights {entry.filename}",
         sha256=entry.sha256,
-    )  # fmt: skip
+    )
 
 
 def check_file_hash(

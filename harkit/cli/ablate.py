@@ -20,8 +20,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("ablate", help="train + test variants, write a comparison table")
     p.add_argument("recipes", nargs="*", help="recipe names to compare (e.g. ablations/...)")
     p.add_argument("--recipe", help="base recipe for --grid")
-    p.add_argument("--grid", action="append", default=[], type=grid_axis, metavar="KEY=V1,V2",
-                   help="values to try for one key; several --grid make the cartesian product")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        type=grid_axis,
+        metavar="KEY=V1,V2",
+        help="values to try for one key; several --grid make the cartesian product",
+    )
     add_set_arg(p)
     add_dataset_args(p, split_options=True)
     p.add_argument("--store", type=folder, help="feature store shared by every variant")
@@ -45,10 +51,19 @@ def run_ablate(args: argparse.Namespace) -> int:
     if not variants:
         raise ConfigError("nothing to compare: give --recipe [--grid ...] or recipe names")
     out = args.out or Path("runs") / f"ablate-{Path(args.recipe or args.recipes[0]).stem}"
-    rows = ablate(variants, dataset_config(args), out, store=args.store, clips=args.clips,
-                  devices=args.devices, progress=not args.no_progress)
+    rows = ablate(
+        variants,
+        dataset_config(args),
+        out,
+        store=args.store,
+        clips=args.clips,
+        devices=args.devices,
+        progress=not args.no_progress,
+    )
     for row in rows:
-        print(f"{row['variant']}: top-1 {100 * row['top1']:.2f}%  F1 {100 * row['f1_macro']:.2f}%"
-              f"  params {row['params']:,}")
+        print(
+            f"{row['variant']}: top-1 {100 * row['top1']:.2f}%  F1 {100 * row['f1_macro']:.2f}%"
+            f"  params {row['params']:,}"
+        )
     print(f"table: {out / 'ablation.md'}")
     return 0

@@ -120,8 +120,9 @@ def grid_axis(text: str) -> str:
     """``key.sub=v1,v2,...``: one axis of an ablation grid, no empty values."""
     key, sep, values = text.partition("=")
     if not sep or not _OVERRIDE_KEY.fullmatch(key.strip()) or _EMPTY_ITEM.search(values):
-        raise _refuse(text, "KEY=V1,V2,... with a dotted key and no empty value "
-                      "(e.g. head.cell=gru,lstm)")  # fmt: skip
+        raise _refuse(
+            text, "KEY=V1,V2,... with a dotted key and no empty value (e.g. head.cell=gru,lstm)"
+        )
     return text
 
 
@@ -131,8 +132,10 @@ _K_FOLD = re.compile(r"(\d+)-fold")
 def split_list(text: str) -> list[int] | str | int:
     """``1,2,3`` (distinct official split numbers), ``leave-one-group-out`` or ``K-fold``
     (cross-validation by group: the value of ``DatasetConfig.cross_validation``)."""
-    allowed = ("a comma-separated list of distinct split numbers from 1 to 25 (e.g. 1,2,3), "
-               "leave-one-group-out, or K-fold with K from 2 to 100 (e.g. 5-fold)")  # fmt: skip
+    allowed = (
+        "a comma-separated list of distinct split numbers from 1 to 25 (e.g. 1,2,3), "
+        "leave-one-group-out, or K-fold with K from 2 to 100 (e.g. 5-fold)"
+    )
     if text.strip() == "leave-one-group-out":
         return "leave-one-group-out"
     if fold := _K_FOLD.fullmatch(text.strip()):
@@ -231,35 +234,64 @@ def add_dataset_args(
         parser.add_argument("--dataset", type=Path, required=required, help=help_)
     parser.add_argument("--kind", default="auto", choices=DATASET_KINDS)
     parser.add_argument("--annotations", type=Path, help="split files (UCF101/HMDB51)")
-    parser.add_argument("--split", type=int_in_range(1, 25),
-                        help="official split number (UCF101/HMDB51: 1-3; UCF50: group 1-25; "
-                        "default 1)")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="use the videos present when split files list missing ones")
-    parser.add_argument("--group-column", type=column_name, metavar="NAME",
-                        help="CSV column naming each video's group (default: the first of "
-                        "group, actor, person, subject, performer)")
+    parser.add_argument(
+        "--split",
+        type=int_in_range(1, 25),
+        help="official split number (UCF101/HMDB51: 1-3; UCF50: group 1-25; default 1)",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="use the videos present when split files list missing ones",
+    )
+    parser.add_argument(
+        "--group-column",
+        type=column_name,
+        metavar="NAME",
+        help="CSV column naming each video's group (default: the first of "
+        "group, actor, person, subject, performer)",
+    )
     if split_options:
-        parser.add_argument("--test-fraction", type=fraction, default=0.2,
-                            help="group-aware test share for data without splits")
-        parser.add_argument("--allow-leakage", action="store_true",
-                            help="accept a split with one group on both sides (not recommended)")
+        parser.add_argument(
+            "--test-fraction",
+            type=fraction,
+            default=0.2,
+            help="group-aware test share for data without splits",
+        )
+        parser.add_argument(
+            "--allow-leakage",
+            action="store_true",
+            help="accept a split with one group on both sides (not recommended)",
+        )
 
 
 def dataset_config(args: argparse.Namespace) -> DatasetConfig:
     """The :class:`DatasetConfig` the arguments of :func:`add_dataset_args` describe."""
     fields: dict[str, object] = {"kind": args.kind, "root": args.dataset}
-    for name in ("split", "annotations", "test_fraction", "allow_leakage", "allow_missing",
-                 "group_column"):
+    for name in (
+        "split",
+        "annotations",
+        "test_fraction",
+        "allow_leakage",
+        "allow_missing",
+        "group_column",
+    ):
         if getattr(args, name, None):
             fields[name] = getattr(args, name)
     return parse_config(DatasetConfig, fields, source="command line")
 
 
 def add_set_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", "-s", dest="overrides", action="append", default=[],
-                        type=override, metavar="KEY=VALUE",
-                        help="override a recipe key, e.g. head.hidden=512")
+    parser.add_argument(
+        "--set",
+        "-s",
+        dest="overrides",
+        action="append",
+        default=[],
+        type=override,
+        metavar="KEY=VALUE",
+        help="override a recipe key, e.g. head.hidden=512",
+    )
 
 
 def shown(path: object) -> str:
@@ -285,5 +317,7 @@ def print_splits_summary(summary: dict, clips: int, recipe: str | None = None) -
         over = f"splits {over}"
     views = f"{clips} clip{'s' if clips != 1 else ''} per video"
     mean, std = summary["mean"]["top1"], summary["std"]["top1"]
-    print(f"{recipe + ': ' if recipe else ''}mean top-1 over {over} ({summary['level']}-level, "
-          f"{views}): {100 * mean:.2f}% ± {100 * std:.2f}% -> {summary['report']}")  # fmt: skip
+    print(
+        f"{recipe + ': ' if recipe else ''}mean top-1 over {over} ({summary['level']}-level, "
+        f"{views}): {100 * mean:.2f}% ± {100 * std:.2f}% -> {summary['report']}"
+    )

@@ -47,26 +47,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download = verbs.add_parser(
         "download", help="fetch, verify and extract UCF101, HMDB51 or UCF50 (resumable)"
     )
-    download.add_argument("name", choices=["ucf101", "hmdb51", "ucf50"], metavar="NAME",
-                          help="ucf101, hmdb51 or ucf50")
-    download.add_argument("root", type=folder, metavar="ROOT",
-                          help="folder the archives and the extracted dataset go in")
-    download.add_argument("--from", dest="from_dir", type=folder, metavar="DIR",
-                          help="use the archives already in DIR instead of downloading "
-                          "(for machines without internet)")
+    download.add_argument(
+        "name",
+        choices=["ucf101", "hmdb51", "ucf50"],
+        metavar="NAME",
+        help="ucf101, hmdb51 or ucf50",
+    )
+    download.add_argument(
+        "root",
+        type=folder,
+        metavar="ROOT",
+        help="folder the archives and the extracted dataset go in",
+    )
+    download.add_argument(
+        "--from",
+        dest="from_dir",
+        type=folder,
+        metavar="DIR",
+        help="use the archives already in DIR instead of downloading "
+        "(for machines without internet)",
+    )
     download.set_defaults(func=run_download)
 
     inspect = verbs.add_parser("inspect", help="classes, counts, groups, durations, bad files")
     add_dataset_args(inspect, positional=True)
-    inspect.add_argument("--json", type=output_file(".json"),
-                         help="also write the summary as JSON here")
+    inspect.add_argument(
+        "--json", type=output_file(".json"), help="also write the summary as JSON here"
+    )
     inspect.add_argument("--no-probe", action="store_true", help="skip opening every video")
     inspect.set_defaults(func=run_inspect)
 
     split = verbs.add_parser("split", help="write a group-aware train/test manifest")
     add_dataset_args(split, positional=True)
-    split.add_argument("--out", type=output_file(".csv"), required=True,
-                       help="manifest CSV to write")
+    split.add_argument(
+        "--out", type=output_file(".csv"), required=True, help="manifest CSV to write"
+    )
     split.add_argument("--test-fraction", type=fraction, default=0.2)
     split.add_argument("--seed", type=int_in_range(0, MAX_SEED), default=0)
     split.set_defaults(func=run_split)

@@ -28,18 +28,40 @@ RECIPE = "efficientnet-motion-gru"
 # ImageNet features (GRU 64-70% on held-out actors, mean-pooled head 44-46%); in one room
 # the recipe's GRU got 99% (time-order pairs 100%, the mean-pooled head 43% on them).
 SYNTH = [
-    "-s", "kind=people", "-s", "num_actors=10", "-s", "clips_per_actor=2", "-s", "test_actors=2",
-    "-s", "size=112", "-s", "num_frames=16", "-s", "fps=8", "-s", "shared_scene=true",
-    "-s", "backgrounds=[texture]",
-]  # fmt: skip
+    "-s",
+    "kind=people",
+    "-s",
+    "num_actors=10",
+    "-s",
+    "clips_per_actor=2",
+    "-s",
+    "test_actors=2",
+    "-s",
+    "size=112",
+    "-s",
+    "num_frames=16",
+    "-s",
+    "fps=8",
+    "-s",
+    "shared_scene=true",
+    "-s",
+    "backgrounds=[texture]",
+]
 # Held-out actors: two classes only frame order tells from their pair, one order-free class.
-TEST_CLIPS = ("lower_arms/lower_arms_a10_c01.mp4", "stand_up/stand_up_a09_c02.mp4",
-              "wave/wave_a10_c02.mp4")  # fmt: skip
+TEST_CLIPS = (
+    "lower_arms/lower_arms_a10_c01.mp4",
+    "stand_up/stand_up_a09_c02.mp4",
+    "wave/wave_a10_c02.mp4",
+)
 # The GRU against an order-agnostic mean-pooled head, with the motion stream and on appearance
 # alone. Per frame the time-order pairs look alike: on appearance only the GRU tells them apart
 # (frame order); the flow stream shows each step's direction, so there a mean head can too.
-ABLATION_RECIPES = (RECIPE, f"ablations/{RECIPE}-mean", "efficientnet-gru",
-                    "ablations/efficientnet-gru-mean")  # fmt: skip
+ABLATION_RECIPES = (
+    RECIPE,
+    f"ablations/{RECIPE}-mean",
+    "efficientnet-gru",
+    "ablations/efficientnet-gru-mean",
+)
 
 
 def stages(out: Path) -> list[list[str]]:
@@ -52,13 +74,25 @@ def stages(out: Path) -> list[list[str]]:
         ["extract", str(data), "--recipe", RECIPE, "--store", str(store), "--no-progress"],
         ["train", "--recipe", RECIPE, *dataset, "--run", str(run), "--no-progress"],
         ["evaluate", str(run)],
-        ["ablate", *ABLATION_RECIPES, *dataset, "--out", str(out / "ablation"),
-         "--no-progress"],
-        ["stream", str(run), "--source", str(data / TEST_CLIPS[0]), "--realtime",
-         "--output", str(out / "stream_annotated.mp4")],
-        ["predict", str(run), *(str(data / clip) for clip in TEST_CLIPS), "--top-k", "3",
-         "--no-progress"],
-    ]  # fmt: skip
+        ["ablate", *ABLATION_RECIPES, *dataset, "--out", str(out / "ablation"), "--no-progress"],
+        [
+            "stream",
+            str(run),
+            "--source",
+            str(data / TEST_CLIPS[0]),
+            "--realtime",
+            "--output",
+            str(out / "stream_annotated.mp4"),
+        ],
+        [
+            "predict",
+            str(run),
+            *(str(data / clip) for clip in TEST_CLIPS),
+            "--top-k",
+            "3",
+            "--no-progress",
+        ],
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,30 +67,43 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     config = dataset_config(args) if args.dataset else None
     # without --dataset, the dataset options given apply to the data the run recorded
-    recorded = {"split": args.split, "allow_leakage": args.allow_leakage or None,
-                "annotations": args.annotations, "group_column": args.group_column,
-                "kind": None if args.kind == "auto" else args.kind}  # fmt: skip
+    recorded = {
+        "split": args.split,
+        "allow_leakage": args.allow_leakage or None,
+        "annotations": args.annotations,
+        "group_column": args.group_column,
+        "kind": None if args.kind == "auto" else args.kind,
+    }
     recorded = {k: v for k, v in recorded.items() if v}
-    common = {"clips": args.clips, "store": args.store, "batch_size": args.batch_size,
-              "precision": args.precision}  # fmt: skip
+    common = {
+        "clips": args.clips,
+        "store": args.store,
+        "batch_size": args.batch_size,
+        "precision": args.precision,
+    }
     if args.splits:
         from harkit.experiments.splits import evaluate_splits
 
         if args.split is not None:
-            raise ConfigError(f"--split {args.split} and --splits: give one (with --splits each "
-                              "RUN/split<k> is tested on its own split k)")  # fmt: skip
+            raise ConfigError(
+                f"--split {args.split} and --splits: give one (with --splits each "
+                "RUN/split<k> is tested on its own split k)"
+            )
         official = isinstance(args.splits, list)
         summary = evaluate_splits(
-            args.run, args.splits if official else None, dataset=config, out_dir=args.out,
-            cross_validation=None if official else args.splits, recorded_overrides=recorded,
+            args.run,
+            args.splits if official else None,
+            dataset=config,
+            out_dir=args.out,
+            cross_validation=None if official else args.splits,
+            recorded_overrides=recorded,
             **common,
-        )  # fmt: skip
+        )
         print_splits_summary(summary, args.clips)
         return 0
     from harkit.experiments.evaluate import evaluate_run
 
-    result = evaluate_run(args.run, config, out_dir=args.out, recorded_overrides=recorded,
-                          **common)  # fmt: skip
+    result = evaluate_run(args.run, config, out_dir=args.out, recorded_overrides=recorded, **common)
     line = f"clip-level top-1 {100 * result.clip.top1:.2f}%"
     if result.video is not None:
         line += f", video-level top-1 {100 * result.video.top1:.2f}%"

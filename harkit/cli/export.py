@@ -49,9 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from harkit.infer.export import export_run
 
-    report = export_run(args.run, args.out, args.format, opset=args.opset,
-                        check=not args.no_check, tolerance=args.tolerance,
-                        flow=args.flow_config)  # fmt: skip
+    report = export_run(
+        args.run,
+        args.out,
+        args.format,
+        opset=args.opset,
+        check=not args.no_check,
+        tolerance=args.tolerance,
+        flow=args.flow_config,
+    )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0

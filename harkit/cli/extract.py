@@ -52,9 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="SamplingConfig fields, e.g. strategy=uniform num_frames=20",
     )
-    parser.add_argument("--flow-root", type=folder,
-                        help="flow files (harkit flow) for flow-stream sources; without it the "
-                             "sampled pairs' flow is computed here")  # fmt: skip
+    parser.add_argument(
+        "--flow-root",
+        type=folder,
+        help="flow files (harkit flow) for flow-stream sources; without it the "
+        "sampled pairs' flow is computed here",
+    )
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     parser.add_argument(
         "--engine",
@@ -143,13 +146,24 @@ def run_extract(args: argparse.Namespace) -> int:
     config = dataset_config(args)
     index = load_index(config)
     report = extract_features(
-        index, sources, args.store, sampling, transform,
+        index,
+        sources,
+        args.store,
+        sampling,
+        transform,
         dtype="float16" if args.dtype == "fp16" else "float32",
-        precision=args.precision, engine=args.engine, batch_size=args.batch_size, num_workers=args.workers,
-        device=args.device, compile=args.compile, flow_root=args.flow_root,
-        flow_method=flow_method, retry_failed=args.retry_failed, progress=not args.no_progress,
+        precision=args.precision,
+        engine=args.engine,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+        compile=args.compile,
+        flow_root=args.flow_root,
+        flow_method=flow_method,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
         video_root=dataset_video_root(config),  # the ids `harkit train` looks up
-    )  # fmt: skip
+    )
     if args.report:
         from harkit.io import atomic_write_text
 
@@ -162,7 +176,8 @@ def run_extract(args: argparse.Namespace) -> int:
     for key, path in report.stores.items():
         print(f"  {key} -> {path}")
     if report.failed and not report.extracted and not report.existing:
-        print(f"harkit: no video could be extracted; reasons in {report.skip_report}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"harkit: no video could be extracted; reasons in {report.skip_report}", file=sys.stderr
+        )
         return 1
     return 0

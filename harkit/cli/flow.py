@@ -28,25 +28,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flow.add_argument("--out", type=folder, required=True, help="flow output folder")
     flow.add_argument("--method", default="tvl1", choices=list(FLOW_METHODS))
     flow.add_argument(
-        "--size", type=int_in_range(16, 4096), default=256,
+        "--size",
+        type=int_in_range(16, 4096),
+        default=256,
         help="shorter side of the working frames (default 256)",
     )
     flow.add_argument("--native-size", action="store_true", help="compute at the video's own size")
-    flow.add_argument("--stride", type=int_in_range(1, 1000), default=1,
-                      help="flow between every N-th frame")
-    flow.add_argument("--max-frames", type=int_in_range(2, 10**8),
-                      help="at most this many frames per video (a pair at least)")
     flow.add_argument(
-        "--workers", type=int_in_range(0, 256), default=os.cpu_count() or 1,
+        "--stride", type=int_in_range(1, 1000), default=1, help="flow between every N-th frame"
+    )
+    flow.add_argument(
+        "--max-frames",
+        type=int_in_range(2, 10**8),
+        help="at most this many frames per video (a pair at least)",
+    )
+    flow.add_argument(
+        "--workers",
+        type=int_in_range(0, 256),
+        default=os.cpu_count() or 1,
         help="processes (0: in this one)",
     )
-    flow.add_argument("--rank", type=int_in_range(0, 65535),
-                      help="this worker's rank (default: $RANK or 0)")
-    flow.add_argument("--world-size", type=int_in_range(1, 65536),
-                      help="number of ranks (default: $WORLD_SIZE or 1)")
+    flow.add_argument(
+        "--rank", type=int_in_range(0, 65535), help="this worker's rank (default: $RANK or 0)"
+    )
+    flow.add_argument(
+        "--world-size",
+        type=int_in_range(1, 65536),
+        help="number of ranks (default: $WORLD_SIZE or 1)",
+    )
     flow.add_argument("--weights", type=Path, help="local RAFT weights file (raft-* only)")
-    flow.add_argument("--backend", default="auto", choices=["auto", *_BACKENDS],
-                      help="video reader backend")
+    flow.add_argument(
+        "--backend", default="auto", choices=["auto", *_BACKENDS], help="video reader backend"
+    )
     flow.add_argument("--overwrite", action="store_true", help="recompute existing flow files")
     flow.add_argument("--no-progress", action="store_true", help="no progress bar")
     flow.set_defaults(func=run_flow)

@@ -11,7 +11,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("info", help="recipe summary and parameter counts (offline)")
     p.add_argument("--recipe", help="recipe name or YAML path")
     p.add_argument("--list", action="store_true", help="list the built-in recipes")
-    p.add_argument("--num-classes", type=int_in_range(1, 100_000), default=101, help="classes of the output layer")
+    p.add_argument(
+        "--num-classes",
+        type=int_in_range(1, 100_000),
+        default=101,
+        help="classes of the output layer",
+    )
     add_set_arg(p)
     p.set_defaults(func=run_info)
 

@@ -73,8 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = exc.strerror or " ".join(str(exc).split())
         if isinstance(exc, FileExistsError | NotADirectoryError):
             reason = "a file stands where a folder is needed"
-        print(f"harkit: error: {where}: {reason}" if where else f"harkit: error: {reason}",
-              file=sys.stderr)
+        print(
+            f"harkit: error: {where}: {reason}" if where else f"harkit: error: {reason}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("harkit: interrupted", file=sys.stderr)

@@ -179,9 +179,14 @@ def run_predict(args: argparse.Namespace) -> int:
     _check_options(args)
     videos = collect_videos(args.inputs)
     recognizer = Recognizer.from_run(
-        args.run, device=args.device, engine=args.engine, fast=not args.no_fast,
-        onnx_dir=args.onnx_dir, flow=args.flow_config, flow_method=args.flow_method,
-    )  # fmt: skip
+        args.run,
+        device=args.device,
+        engine=args.engine,
+        fast=not args.no_fast,
+        onnx_dir=args.onnx_dir,
+        flow=args.flow_config,
+        flow_method=args.flow_method,
+    )
     if args.segments:
         return run_segments(args, recognizer, videos)
     show_bar = not args.no_progress and (len(videos) > 1 or any(p.is_dir() for p in args.inputs))

@@ -59,8 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="views per test video (video-level metrics when > 1)",
     )
     p.add_argument("--devices", type=devices, default=1, help="devices per node (int, or 'auto')")
-    p.add_argument("--accelerator", default="auto", type=accelerator,
-                   help="auto, cpu, gpu/cuda or mps (default auto)")
+    p.add_argument(
+        "--accelerator",
+        default="auto",
+        type=accelerator,
+        help="auto, cpu, gpu/cuda or mps (default auto)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_reproduce)
 
@@ -79,11 +83,19 @@ def run_reproduce(args: argparse.Namespace) -> int:
     config = parse_config(DatasetConfig, fields, source="command line")
     out = args.out or Path("runs") / f"reproduce-{Path(args.recipe).stem}"
     table = reproduce(
-        args.recipe, config, out, splits=splits, store=args.store,
-        ablations=args.ablations, overrides=args.overrides, clips=args.clips,
+        args.recipe,
+        config,
+        out,
+        splits=splits,
+        store=args.store,
+        ablations=args.ablations,
+        overrides=args.overrides,
+        clips=args.clips,
         flow_root=args.flow_root,
-        progress=not args.no_progress, devices=args.devices, accelerator=args.accelerator,
-    )  # fmt: skip
+        progress=not args.no_progress,
+        devices=args.devices,
+        accelerator=args.accelerator,
+    )
     for row in table["rows"]:
         paper = row["paper_top1"]
         paper_text = (

@@ -178,11 +178,18 @@ def run_stream_cli(args: argparse.Namespace) -> int:
     from harkit.train.run import load_run, read_run_info
 
     config = StreamConfig(
-        mode=args.mode, window=args.window, hop=args.hop, frame_jump=args.frame_jump,
-        warmup=args.warmup, reset=args.reset, smoothing=args.smoothing,
-        switch_margin=args.switch_margin, switch_patience=args.switch_patience,
-        max_frames=args.max_frames, engine=args.engine,
-    )  # fmt: skip
+        mode=args.mode,
+        window=args.window,
+        hop=args.hop,
+        frame_jump=args.frame_jump,
+        warmup=args.warmup,
+        reset=args.reset,
+        smoothing=args.smoothing,
+        switch_margin=args.switch_margin,
+        switch_patience=args.switch_patience,
+        max_frames=args.max_frames,
+        engine=args.engine,
+    )
     source = open_source(
         args.source,
         realtime=args.realtime,
@@ -193,9 +200,14 @@ def run_stream_cli(args: argparse.Namespace) -> int:
     recipe, classes, net = load_run(args.run, device=args.device)
     run_info = read_run_info(args.run)
     model = split_model(
-        recipe, classes, net, device=args.device, flow=args.flow_config,
-        flow_method=args.flow_method, run_info=run_info,
-    )  # fmt: skip
+        recipe,
+        classes,
+        net,
+        device=args.device,
+        flow=args.flow_config,
+        flow_method=args.flow_method,
+        run_info=run_info,
+    )
     calibration = None
     if args.engine == "int8":
         calibration = _calibration_frames(args.calibrate or getattr(source, "path", None))

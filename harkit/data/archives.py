@@ -104,8 +104,9 @@ def _member_path(archive: Path, name: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def _check_link(archive: Path, rel: PurePosixPath, target: str,
-                hard: bool = False) -> PurePosixPath:  # fmt: skip
+def _check_link(
+    archive: Path, rel: PurePosixPath, target: str, hard: bool = False
+) -> PurePosixPath:
     """A link at ``rel`` pointing to ``target`` must stay inside the extraction folder.
     A symlink's target is relative to the link's folder, a hard link's to the archive root."""
     text = target.replace("\\", "/")
@@ -189,8 +190,12 @@ def archive_format(path: Path) -> str:
     raise DownloadError(f"{path}: not a ZIP or RAR archive (starts with {head[:8]!r})")
 
 
-def extract_archive(archive: Path, dest: Path, limits: ExtractLimits | None = None,
-                    budget: ExtractBudget | None = None) -> None:  # fmt: skip
+def extract_archive(
+    archive: Path,
+    dest: Path,
+    limits: ExtractLimits | None = None,
+    budget: ExtractBudget | None = None,
+) -> None:
     """Extract ``archive`` (ZIP or RAR) into the folder ``dest``, refusing hostile members.
 
     Every member name is checked before anything is written; sizes and counts are bounded by
@@ -356,8 +361,9 @@ def _extract_rar(archive: Path, dest: Path, budget: ExtractBudget) -> None:
         raise DownloadError(f"{archive}: unreadable RAR ({exc.message})") from None
 
 
-def _rar_member_to(handle, ffi, lib, out, archive: Path, rel: PurePosixPath,
-                   budget: ExtractBudget) -> None:  # fmt: skip
+def _rar_member_to(
+    handle, ffi, lib, out, archive: Path, rel: PurePosixPath, budget: ExtractBudget
+) -> None:
     """Decode the current RAR member into ``out``; aborts (callback -1) past the bound or
     on a password request."""
     failure: list[BaseException] = []
@@ -375,8 +381,11 @@ def _rar_member_to(handle, ffi, lib, out, archive: Path, rel: PurePosixPath,
             failure.append(DownloadError(f"{archive}: member '{rel}' is encrypted"))
             return -1
         if msg == lib.UCM_LARGEDICT:
-            failure.append(UnsafeArchiveError(f"{archive}: member '{rel}' asks for a "
-                                              "dictionary over 4 GiB; refused"))  # fmt: skip
+            failure.append(
+                UnsafeArchiveError(
+                    f"{archive}: member '{rel}' asks for a dictionary over 4 GiB; refused"
+                )
+            )
             return -1
         return 1
 
@@ -403,9 +412,15 @@ def _content_root(folder: Path) -> Path:
 # ----------------------------------------------------------------- staging and renaming
 
 
-def extract_into(archive: Path, final: Path, *, budget: ExtractBudget | None = None,
-                 nested: bool = False, marker: Mapping[str, object] | None = None,
-                 log: Callable[[str], None] = print) -> Path:  # fmt: skip
+def extract_into(
+    archive: Path,
+    final: Path,
+    *,
+    budget: ExtractBudget | None = None,
+    nested: bool = False,
+    marker: Mapping[str, object] | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
     """Extract ``archive`` into the folder ``final`` through ``.partial-<name>`` beside it,
     renamed into place only when complete, with :data:`MARKER` (holding ``marker``) written
     into it just before. A ``final`` already there is replaced: the caller checks it is ours.
@@ -424,8 +439,11 @@ def extract_into(archive: Path, final: Path, *, budget: ExtractBudget | None = N
         extract_archive(archive, staging, budget=budget)
         content = _content_root(staging)
         if nested:
-            inner = sorted(p for p in content.iterdir() if p.is_file() and not p.is_symlink()
-                           and p.suffix.lower() in (".rar", ".zip"))  # fmt: skip
+            inner = sorted(
+                p
+                for p in content.iterdir()
+                if p.is_file() and not p.is_symlink() and p.suffix.lower() in (".rar", ".zip")
+            )
             if not inner:
                 raise DownloadError(f"{archive}: expected one archive per class inside, found none")
             for i, member in enumerate(inner, 1):

@@ -293,8 +293,10 @@ class SkipReport:
             if self.torn:
                 log.warning(
                     "%s: its last line was cut off (a job killed while writing it) and is "
-                    "left out: %r", self.path, self.torn[:200],
-                )  # fmt: skip
+                    "left out: %r",
+                    self.path,
+                    self.torn[:200],
+                )
 
     def record(self, path: str | Path, reason: str) -> None:
         key = str(path)

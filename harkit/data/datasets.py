@@ -51,8 +51,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (
-    ".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".wmv", ".ts", ".flv", ".3gp",
-)  # fmt: skip
+    ".avi",
+    ".mp4",
+    ".mkv",
+    ".webm",
+    ".mov",
+    ".mpg",
+    ".mpeg",
+    ".m4v",
+    ".wmv",
+    ".ts",
+    ".flv",
+    ".3gp",
+)
 # UCF101/UCF50 name clips v_<Class>_g<group>_c<clip>; the synthetic set uses <class>_a<actor>_c<clip>.
 _GROUP_PATTERNS = (re.compile(r"_(g\d+)_c\d+", re.IGNORECASE), re.compile(r"_(a\d+)_c\d+"))
 #: Manifest columns read as the group (whose clips must stay on one side of a split), in
@@ -121,9 +132,12 @@ class VideoIndex:
 
     def select(self, items: Iterable[VideoItem]) -> VideoIndex:
         return VideoIndex(
-            self.name, list(items), list(self.classes), self.group_column,
+            self.name,
+            list(items),
+            list(self.classes),
+            self.group_column,
             list(self.ignored_columns),
-        )  # fmt: skip
+        )
 
     def with_splits(self, splits: Iterable[str]) -> VideoIndex:
         return self.select(replace(it, split=s) for it, s in zip(self.items, splits, strict=True))
@@ -276,8 +290,9 @@ def ucf101_index(
             if suffix and not os.path.exists(path) and os.path.isdir(stem):
                 path = stem
             name = os.path.basename(rel.rstrip("/"))
-            items.append(VideoItem(Path(path), label, parse_group(os.path.splitext(name)[0]),
-                                   split_name))  # fmt: skip
+            items.append(
+                VideoItem(Path(path), label, parse_group(os.path.splitext(name)[0]), split_name)
+            )
     return VideoIndex(f"ucf101-split{split}", items, classes)
 
 
@@ -307,7 +322,10 @@ def hmdb51_index(root: str | Path, annotations: str | Path, split: int = 1) -> V
 
 
 def _check_listed_videos(
-    index: VideoIndex, root: Path, annotations: str | Path, benchmark: str,
+    index: VideoIndex,
+    root: Path,
+    annotations: str | Path,
+    benchmark: str,
     allow_missing: bool = False,
 ) -> VideoIndex:
     """Refuse a root that holds none of the videos the split files list (the split files of
@@ -315,9 +333,10 @@ def _check_listed_videos(
     which keeps the present ones (one warning with the count). A video is present as its
     file or its frame folder (same name, no suffix)."""
     missing = [
-        item for item in index
+        item
+        for item in index
         if not os.path.exists(item.path) and not item.path.with_suffix("").is_dir()
-    ]  # fmt: skip
+    ]
     if not missing:
         return index
     if len(missing) == len(index):
@@ -339,8 +358,13 @@ def _check_listed_videos(
         )
     log.warning(
         "%s: %d of the %d videos that %s lists are not under %s: using the %d present",
-        index.name, len(missing), len(index), annotations, root, len(index) - len(missing),
-    )  # fmt: skip
+        index.name,
+        len(missing),
+        len(index),
+        annotations,
+        root,
+        len(index) - len(missing),
+    )
     gone = {id(item) for item in missing}
     return index.select([item for item in index if id(item) not in gone])
 
@@ -492,9 +516,7 @@ def load_index(config: DatasetConfig) -> VideoIndex:
                 "hmdb51 needs 'annotations': the folder of *_test_split<k>.txt files"
             )
         index = hmdb51_index(root, config.annotations, config.split)
-        return _check_listed_videos(
-            index, root, config.annotations, "HMDB51", config.allow_missing
-        )
+        return _check_listed_videos(index, root, config.annotations, "HMDB51", config.allow_missing)
     if kind == "ucf50":
         return leave_one_group_out(ucf50_index(root), f"g{config.split:02d}")
     if kind == "folder":

@@ -78,28 +78,37 @@ class DatasetSource:
 # on first download.
 SOURCES: dict[str, DatasetSource] = {
     "ucf101": DatasetSource(
-        "ucf101", "ucf101",
+        "ucf101",
+        "ucf101",
         RemoteFile(
             "UCF101.rar",
-            ("https://www.crcv.ucf.edu/data/UCF101/UCF101.rar",
-             "https://www.crcv.ucf.edu/datasets/human-actions/ucf101/UCF101.rar"),
-            target="UCF-101", md5="6463accf4bbc20fa6418ab7f159e6149",
+            (
+                "https://www.crcv.ucf.edu/data/UCF101/UCF101.rar",
+                "https://www.crcv.ucf.edu/datasets/human-actions/ucf101/UCF101.rar",
+            ),
+            target="UCF-101",
+            md5="6463accf4bbc20fa6418ab7f159e6149",
         ),
         RemoteFile(
             "UCF101TrainTestSplits-RecognitionTask.zip",
-            ("https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip",
-             "https://www.crcv.ucf.edu/wp-content/uploads/2019/03/"
-             "UCF101TrainTestSplits-RecognitionTask.zip"),
-            target="ucfTrainTestlist", md5="4426308e815a5108ba976f4a2bb47c5e",
+            (
+                "https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip",
+                "https://www.crcv.ucf.edu/wp-content/uploads/2019/03/"
+                "UCF101TrainTestSplits-RecognitionTask.zip",
+            ),
+            target="ucfTrainTestlist",
+            md5="4426308e815a5108ba976f4a2bb47c5e",
         ),
         page="https://www.crcv.ucf.edu/data/UCF101.php",
     ),
     "hmdb51": DatasetSource(
-        "hmdb51", "hmdb51",
+        "hmdb51",
+        "hmdb51",
         RemoteFile(
             "hmdb51_org.rar",
             ("https://serre-lab.clps.brown.edu/wp-content/uploads/2013/10/hmdb51_org.rar",),
-            target="hmdb51_org", nested=True,
+            target="hmdb51_org",
+            nested=True,
         ),
         RemoteFile(
             "test_train_splits.rar",
@@ -109,14 +118,17 @@ SOURCES: dict[str, DatasetSource] = {
         page="https://serre-lab.clps.brown.edu/resource/hmdb-a-large-human-motion-database/",
     ),
     "ucf50": DatasetSource(
-        "ucf50", "ucf50",
+        "ucf50",
+        "ucf50",
         RemoteFile(
-            "UCF50.rar", ("https://www.crcv.ucf.edu/data/UCF50.rar",),
-            target="UCF50", size=3_233_554_570,  # the size public resume scripts wait for
+            "UCF50.rar",
+            ("https://www.crcv.ucf.edu/data/UCF50.rar",),
+            target="UCF50",
+            size=3_233_554_570,  # the size public resume scripts wait for
         ),
         page="https://www.crcv.ucf.edu/data/UCF50.php",
     ),
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -211,8 +223,16 @@ def download_dataset(
         return DownloadResult(name, source.kind, root, videos, annotations, records)
 
 
-def _locate(file: RemoteFile, root: Path, local: Path | None, source: DatasetSource,
-            retries: int, timeout: float, progress: bool, log: Callable[[str], None]) -> Path:  # fmt: skip
+def _locate(
+    file: RemoteFile,
+    root: Path,
+    local: Path | None,
+    source: DatasetSource,
+    retries: int,
+    timeout: float,
+    progress: bool,
+    log: Callable[[str], None],
+) -> Path:
     """The archive on disk: from ``--from``, an earlier download, or fetched now."""
     if local is not None:
         path = local / file.name
@@ -229,8 +249,9 @@ def _locate(file: RemoteFile, root: Path, local: Path | None, source: DatasetSou
     host = urlsplit(file.urls[0]).netloc
     log(f"downloading {file.name} from {host}")
     try:
-        return fetch(file.urls, path, size=file.size, retries=retries, timeout=timeout,
-                     progress=progress)  # fmt: skip
+        return fetch(
+            file.urls, path, size=file.size, retries=retries, timeout=timeout, progress=progress
+        )
     except DownloadError as exc:
         part = path.with_name(path.name + ".part")
         if part.exists() and part.stat().st_size:

@@ -83,8 +83,17 @@ def _hashes(path: Path, progress: bool) -> tuple[str, str]:
 def _bar(total: int | None, initial: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True,
-                unit_divisor=1024, disable=not enabled, file=sys.stderr, leave=True)  # fmt: skip
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=not enabled,
+        file=sys.stderr,
+        leave=True,
+    )
 
 
 def need_space(folder: Path, needed: int, what: str) -> None:
@@ -207,10 +216,13 @@ def _fetch_once(url: str, part: Path, *, size: int | None, timeout: float, progr
                         part.unlink()  # not worth resuming
                         raise DownloadError(
                             f"{url}: the server sent more than "
-                            + (f"the {expected} bytes it announced" if expected is not None
-                               else f"{human_size(MAX_UNKNOWN_SIZE)} without saying its size")
+                            + (
+                                f"the {expected} bytes it announced"
+                                if expected is not None
+                                else f"{human_size(MAX_UNKNOWN_SIZE)} without saying its size"
+                            )
                             + "; not the official archive, stopped"
-                        )  # fmt: skip
+                        )
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
@@ -239,8 +251,15 @@ def _total_size(response: http.client.HTTPResponse, have: int) -> int | None:
 # --------------------------------------------------------------- checks, state and lock
 
 
-def verify_file(path: Path, record: dict, *, size: int | None = None, md5: str | None = None,
-                progress: bool = True, owned: bool = True) -> dict:  # fmt: skip
+def verify_file(
+    path: Path,
+    record: dict,
+    *,
+    size: int | None = None,
+    md5: str | None = None,
+    progress: bool = True,
+    owned: bool = True,
+) -> dict:
     """Check ``path`` against its published ``size`` and ``md5``, or else the SHA-256 in
     ``record`` (its entry in the state file, recorded on first use); return the entry to
     record now. An ``owned`` file (downloaded by harkit, not the user's) whose MD5 is

@@ -85,9 +85,11 @@ def typical_clip(index: VideoIndex, max_videos: int = 24) -> dict[str, float] | 
     if not infos:
         return None
     rates = [i.fps for i in infos if i.fps > 0]
-    return {"frames": float(np.median([i.num_frames for i in infos])),
-            "fps": float(np.median(rates)) if rates else None,
-            "videos": len(infos)}
+    return {
+        "frames": float(np.median([i.num_frames for i in infos])),
+        "fps": float(np.median(rates)) if rates else None,
+        "videos": len(infos),
+    }
 
 
 def summarize(index: VideoIndex, probe_videos: bool = True) -> DatasetSummary:

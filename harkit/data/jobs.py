@@ -143,11 +143,14 @@ def _set_parent_death_signal() -> bool:
         libc = ctypes.CDLL(None, use_errno=True)
         return (
             libc.prctl(
-                ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL),
-                ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                ctypes.c_int(_PR_SET_PDEATHSIG),
+                ctypes.c_ulong(signal.SIGKILL),
+                ctypes.c_ulong(0),
+                ctypes.c_ulong(0),
+                ctypes.c_ulong(0),
             )
             == 0
-        )  # fmt: skip
+        )
     except (OSError, AttributeError):  # no libc / no prctl symbol
         return False
 

@@ -171,7 +171,9 @@ def _natural(text: str) -> list[int | str]:
 
 def cross_validation_name(cross_validation: str | int) -> str:
     """``leave-one-group-out`` or ``5-fold``: what ``--splits`` takes and reports print."""
-    return str(cross_validation) if isinstance(cross_validation, str) else f"{cross_validation}-fold"
+    return (
+        str(cross_validation) if isinstance(cross_validation, str) else f"{cross_validation}-fold"
+    )
 
 
 def _fold_groups(index: VideoIndex, cross_validation: str | int, seed: int) -> list[list[str]]:
@@ -193,11 +195,15 @@ def _fold_groups(index: VideoIndex, cross_validation: str | int, seed: int) -> l
     k = int(cross_validation)
     keys = [item.group or f"__video{i}" for i, item in enumerate(index)]
     if len(set(keys)) < k:
-        raise DatasetError(f"{index.name}: {len(set(keys))} groups cannot make {name} "
-                           f"cross-validation (needs >= {k} groups)")  # fmt: skip
+        raise DatasetError(
+            f"{index.name}: {len(set(keys))} groups cannot make {name} "
+            f"cross-validation (needs >= {k} groups)"
+        )
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    folds = [sorted({keys[r] for r in rows}, key=_natural)
-             for _, rows in splitter.split(np.zeros(len(index)), index.targets, keys)]  # fmt: skip
+    folds = [
+        sorted({keys[r] for r in rows}, key=_natural)
+        for _, rows in splitter.split(np.zeros(len(index)), index.targets, keys)
+    ]
     if not all(folds):
         raise DatasetError(f"{index.name}: {name} left a fold without videos; use fewer folds")
     return folds
@@ -224,8 +230,9 @@ def _cross_validation_split(index: VideoIndex, config: DatasetConfig) -> VideoIn
     folds = _fold_groups(index, config.cross_validation, config.seed)
     name = cross_validation_name(config.cross_validation)
     if config.split > len(folds):
-        raise DatasetError(f"{index.name}: split {config.split}: {name} has {len(folds)} "
-                           f"folds (1-{len(folds)})")  # fmt: skip
+        raise DatasetError(
+            f"{index.name}: split {config.split}: {name} has {len(folds)} folds (1-{len(folds)})"
+        )
     held = set(folds[config.split - 1])
     if any(item.split is not None for item in index):
         log.info("%s: %s replaces the manifest's split column", index.name, name)

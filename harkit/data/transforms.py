@@ -139,9 +139,14 @@ class ClipTransform:
         entry's, ``spec.preprocessing_for(weights)``), under ``config``."""
         p = preprocessing
         return cls(
-            config, p.input_size, p.mean, p.std, train,
-            resize_size=p.resize_size, interpolation=p.interpolation,
-        )  # fmt: skip
+            config,
+            p.input_size,
+            p.mean,
+            p.std,
+            train,
+            resize_size=p.resize_size,
+            interpolation=p.interpolation,
+        )
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         import torch

@@ -45,7 +45,6 @@ def json_text(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
-
 def check_file_name(name: str, what: str) -> str:
     """``name`` if it can name report files (letters, digits, '.', '_', '-'), else one line."""
     if not _SAFE_NAME.match(name):

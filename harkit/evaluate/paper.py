@@ -10,7 +10,14 @@ from typing import Any
 from harkit.evaluate.markdown import md_table, percent_value
 from harkit.evaluate.metrics import HEADLINE, HEADLINE_LABELS
 
-__all__ = ["PaperNumber", "compare_with_paper", "dataset_id", "paper_lines", "paper_numbers", "paper_row"]
+__all__ = [
+    "PaperNumber",
+    "compare_with_paper",
+    "dataset_id",
+    "paper_lines",
+    "paper_numbers",
+    "paper_row",
+]
 
 
 # Metric names in a recipe's ``reported`` keys -> harkit's headline metric. The papers'
@@ -130,4 +137,3 @@ def paper_lines(rows: Sequence[Mapping[str, Any]], dataset: Any) -> list[str]:
         f"where this evaluation ({dataset or 'dataset not recorded'}) measures the same thing.",
         "",
     ]
-

@@ -92,6 +92,7 @@ def _top_confusions(cm: np.ndarray, classes: Sequence[str], limit: int) -> list[
         rows.append([classes[i], classes[j], int(off[i, j])])
     return rows
 
+
 def write_report(
     out_dir: str | os.PathLike[str],
     metrics: Metrics,
@@ -229,8 +230,11 @@ def _report_markdown(
     if coverage is not None:
         covered = [f"Test videos: {coverage_text(coverage)}.", ""]
         if coverage.get("skipped"):
-            covered += [f"**Warning: {coverage_text(coverage)}; every metric below is over "
-                        f"the {coverage.get('evaluated')} evaluated videos only.**", ""]  # fmt: skip
+            covered += [
+                f"**Warning: {coverage_text(coverage)}; every metric below is over "
+                f"the {coverage.get('evaluated')} evaluated videos only.**",
+                "",
+            ]
     mean_class = (
         "Mean class accuracy is the mean over classes of the share of each class's samples "
         "classified correctly"
@@ -240,8 +244,18 @@ def _report_markdown(
             f", over the {len(names) - len(missing)} of {len(names)} classes with test samples "
             f"({len(missing)} without any are left out: see the per-class table)"
         )
-    lines = [f"# {title}", "", "## Data", "", *_split_lines(split_info), "", *covered,
-             *_training_lines(training), "## Summary", ""]  # fmt: skip
+    lines = [
+        f"# {title}",
+        "",
+        "## Data",
+        "",
+        *_split_lines(split_info),
+        "",
+        *covered,
+        *_training_lines(training),
+        "## Summary",
+        "",
+    ]
     lines += md_table(header, rows)
     lines += [
         "",
@@ -270,9 +284,12 @@ def _report_markdown(
         per_class_rows,
     )
     if missing:
-        lines += ["", f"{len(missing)} of {len(names)} classes have no test sample "
-                  f"({', '.join(missing)}): their accuracy, recall and F1 are undefined (–), "
-                  "and mean class accuracy leaves them out."]  # fmt: skip
+        lines += [
+            "",
+            f"{len(missing)} of {len(names)} classes have no test sample "
+            f"({', '.join(missing)}): their accuracy, recall and F1 are undefined (–), "
+            "and mean class accuracy leaves them out.",
+        ]
     confusions = _top_confusions(metrics.confusion, names, limit=10)
     if confusions:
         lines += ["", "## Most frequent confusions", ""]
@@ -292,7 +309,6 @@ def _report_markdown(
         "",
     ]
     return "\n".join(lines)
-
 
 
 def write_predictions(
@@ -318,9 +334,15 @@ def write_predictions(
     for label, row, position in zip(v_labels, v_probs, v_ids, strict=True):
         video, group = videos[int(position)]
         best = np.argsort(-row, kind="stable")[:k]
-        writer.writerow([
-            video, group or "", classes[int(label)], classes[int(best[0])],
-            f"{row[best[0]]:.4f}", int(best[0] == label),
-            ";".join(f"{classes[int(c)]}:{row[c]:.4f}" for c in best),
-        ])  # fmt: skip
+        writer.writerow(
+            [
+                video,
+                group or "",
+                classes[int(label)],
+                classes[int(best[0])],
+                f"{row[best[0]]:.4f}",
+                int(best[0] == label),
+                ";".join(f"{classes[int(c)]}:{row[c]:.4f}" for c in best),
+            ]
+        )
     return atomic_write_text(path, buffer.getvalue())

@@ -107,15 +107,24 @@ def write_splits_report(
     held = {str(k): [str(g) for g in v] for k, v in (held_out or {}).items()}
     if held:
         summary["held_out"] = held
-    header = ["Split", *(["Held-out groups"] if held else []),
-              *(f"{labels[key]} (%)" for key in HEADLINE)]  # fmt: skip
+    header = [
+        "Split",
+        *(["Held-out groups"] if held else []),
+        *(f"{labels[key]} (%)" for key in HEADLINE),
+    ]
     groups = (lambda split: [", ".join(held.get(split, [])) or "–"]) if held else (lambda _: [])
     rows: list[list[Any]] = [
-        [split, *groups(split), *(percent_value(summary["per_split"][split][key]) for key in HEADLINE)]
+        [
+            split,
+            *groups(split),
+            *(percent_value(summary["per_split"][split][key]) for key in HEADLINE),
+        ]
         for split in summary["splits"]
     ]
     blank = [""] if held else []
-    rows.append(["**mean**", *blank, *(f"**{percent_value(summary['mean'][key])}**" for key in HEADLINE)])
+    rows.append(
+        ["**mean**", *blank, *(f"**{percent_value(summary['mean'][key])}**" for key in HEADLINE)]
+    )
     rows.append(["std", *blank, *(percent_value(summary["std"][key]) for key in HEADLINE)])
     mean, std = summary["mean"]["top1"], summary["std"]["top1"]
     listed = ", ".join(summary["splits"])
@@ -145,19 +154,22 @@ def write_splits_report(
         for split in summary["splits"]:
             t = trained.get(split, {})
             epochs, val = t.get("epochs_trained"), t.get("val_acc")
-            table.append([
-                split,
-                "–" if epochs is None else epochs,
-                "–" if val is None else percent_value(val),
-                checkpoint_text(t.get("checkpoint") or {}, epochs) if t else "–",
-            ])  # fmt: skip
+            table.append(
+                [
+                    split,
+                    "–" if epochs is None else epochs,
+                    "–" if val is None else percent_value(val),
+                    checkpoint_text(t.get("checkpoint") or {}, epochs) if t else "–",
+                ]
+            )
         lines += [
             "## Training per split",
             "",
-            *md_table(["Split", "Epochs trained", "Validation accuracy (%)", "Checkpoint used"],
-                       table),
+            *md_table(
+                ["Split", "Epochs trained", "Validation accuracy (%)", "Checkpoint used"], table
+            ),
             "",
-        ]  # fmt: skip
+        ]
     check_file_name(name, "report name")
     paths = {"report": out / f"{name}.md", "json": out / f"{name}.json"}
     atomic_write_text(paths["json"], json_text(summary))

@@ -40,9 +40,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 COLUMNS = (
-    "variant", "recipe", "overrides", "params", "trainable", "top1", "paper_top1", "top5",
-    "mean_class_accuracy", "f1_macro", "best_val_acc", "epochs", "paper_source",
-)  # fmt: skip
+    "variant",
+    "recipe",
+    "overrides",
+    "params",
+    "trainable",
+    "top1",
+    "paper_top1",
+    "top5",
+    "mean_class_accuracy",
+    "f1_macro",
+    "best_val_acc",
+    "epochs",
+    "paper_source",
+)
 """Always there; a ``paper_<metric>`` column (and harkit's ``<metric>``) is added for any
 other metric a variant's paper reports for the data at hand. Paper values are fractions,
 like harkit's; ``paper_source`` names the recipe's ``reported`` keys they come from."""

@@ -129,8 +129,13 @@ def predict(
         ids.append(batch["index"].numpy())
     if not probs:
         raise DatasetError("nothing to evaluate: the test split is empty or every video failed")
-    return Predictions(np.concatenate(probs), np.concatenate(labels), np.concatenate(ids),
-                       skipped, tuple(skipped_videos))  # fmt: skip
+    return Predictions(
+        np.concatenate(probs),
+        np.concatenate(labels),
+        np.concatenate(ids),
+        skipped,
+        tuple(skipped_videos),
+    )
 
 
 def evaluate_predictions(
@@ -267,8 +272,12 @@ def evaluate_run(
     if total is None:  # a given Dataset: the videos it holds are those read and those skipped
         total = evaluated + len(preds.skipped_videos)
     total = max(total, evaluated)
-    coverage = {"total": total, "evaluated": evaluated, "skipped": total - evaluated,
-                "skipped_file": str(skipped_file)}  # fmt: skip
+    coverage = {
+        "total": total,
+        "evaluated": evaluated,
+        "skipped": total - evaluated,
+        "skipped_file": str(skipped_file),
+    }
     report_dir = Path(out_dir or paths.report)
     result = evaluate_predictions(
         preds,
@@ -283,9 +292,13 @@ def evaluate_run(
     )
     if (videos := _test_videos(test_set, dataset)) is not None:
         result.files["predictions"] = write_predictions(
-            report_dir / "predictions.csv", preds.video_ids, preds.probs, preds.labels,
-            classes, videos,
-        )  # fmt: skip
+            report_dir / "predictions.csv",
+            preds.video_ids,
+            preds.probs,
+            preds.labels,
+            classes,
+            videos,
+        )
     return result
 
 
@@ -294,7 +307,9 @@ def _test_videos(
 ) -> list[tuple[str, str | None]] | None:
     """Id and group of each video position of ``test_set``; None for a given Dataset
     that holds no index (then there is no ``predictions.csv``)."""
-    index = getattr(test_set, "index", None) or getattr(getattr(test_set, "base", None), "index", None)
+    index = getattr(test_set, "index", None) or getattr(
+        getattr(test_set, "base", None), "index", None
+    )
     if not isinstance(index, VideoIndex):
         return None
     if isinstance(dataset, DatasetConfig):
@@ -333,10 +348,11 @@ def _trained_on(paths: RunPaths, test: dict[str, list[str]], dataset: DatasetCon
         return ""
     found = (
         f"{len(videos)} of {len(test['ids'])} test videos were used to train or validate "
-        f"{paths.root} (e.g. {videos[0]})" if videos else
-        f"the test videos share {len(groups)} group(s) with the videos {paths.root} was "
+        f"{paths.root} (e.g. {videos[0]})"
+        if videos
+        else f"the test videos share {len(groups)} group(s) with the videos {paths.root} was "
         f"trained on (e.g. {groups[0]})"
-    )  # fmt: skip
+    )
     if not dataset.allow_leakage:
         raise DatasetError(
             f"{found}: its score would be inflated. Evaluate the split it was trained for, "

@@ -104,8 +104,11 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def _recipe_changes(saved: Recipe, given: Recipe) -> list[str]:
     a, b = _flat(saved.model_dump(mode="json")), _flat(given.model_dump(mode="json"))
-    return [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
-            for k in sorted({**a, **b}) if a.get(k) != b.get(k)]  # fmt: skip
+    return [
+        f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
+        for k in sorted({**a, **b})
+        if a.get(k) != b.get(k)
+    ]
 
 
 def split_state(split_dir: str | os.PathLike[str]) -> str:
@@ -228,11 +231,16 @@ def _extract_once(
                 continue
             seen.add(key)
             report = extract_features(
-                index, recipe.input.features, store, recipe.input.sampling,
-                recipe.input.transform, flow_method=recipe.input.flow_method,
+                index,
+                recipe.input.features,
+                store,
+                recipe.input.sampling,
+                recipe.input.transform,
+                flow_method=recipe.input.flow_method,
                 flow_root=flow_root,
-                video_root=dataset_video_root(split_config), progress=progress,
-            )  # fmt: skip
+                video_root=dataset_video_root(split_config),
+                progress=progress,
+            )
             for name in totals:
                 totals[name] += int(getattr(report, name))
     return totals
@@ -245,8 +253,9 @@ def _pct(value: float | None) -> str:
 def _paper(entry: Entry, kind: str) -> tuple[float | None, str | None]:
     """The paper's top-1 for this dataset (a fraction) and its ``reported`` key; the mean
     over splits beats a single split's number."""
-    numbers = [n for n in paper_numbers(entry.reported)
-               if n.metric == "top1" and n.matches(kind, n.split)]  # fmt: skip
+    numbers = [
+        n for n in paper_numbers(entry.reported) if n.metric == "top1" and n.matches(kind, n.split)
+    ]
     numbers.sort(key=lambda n: n.split is not None)
     if not numbers:
         return None, None
@@ -292,14 +301,21 @@ def _write_table(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
         writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
     atomic_write_text(paths["csv"], buffer.getvalue())
 
-    header = ["recipe", "paper top-1 (%)", "harkit top-1 (%), mean ± std",
-              *(f"split {k}" for k in splits)]  # fmt: skip
+    header = [
+        "recipe",
+        "paper top-1 (%)",
+        "harkit top-1 (%), mean ± std",
+        *(f"split {k}" for k in splits),
+    ]
     lines = [
         f"# Reproduction of {meta['recipe']} on {meta['dataset']['kind'].upper()}",
         "",
         f"Data: `{meta['dataset']['root']}`, "
-        + (f"{meta['cross_validation']} folds" if meta.get("cross_validation")
-           else "official splits")
+        + (
+            f"{meta['cross_validation']} folds"
+            if meta.get("cross_validation")
+            else "official splits"
+        )
         + f" {', '.join(map(str, splits))} "
         f"(harkit's number is the mean over them, population std; video level where several "
         f"clips per video were tested). Written {meta['written']}.",
@@ -308,14 +324,16 @@ def _write_table(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
     used = meta.get("used") or {}
     if used:
         lines += [
-            "Videos used: " + "; ".join(
+            "Videos used: "
+            + "; ".join(
                 f"split {k}: {u.get('classes')} classes, {u.get('train', 0)} train"
                 + (f" + {u['val']} validation" if u.get("val") else "")
                 + f", {u.get('test', 0)} test"
                 for k, u in used.items()
-            ) + ".",
+            )
+            + ".",
             "",
-        ]  # fmt: skip
+        ]
     if meta["overrides"]:
         lines += [
             f"**Recipe overridden** (`{' '.join(meta['overrides'])}`, applied to every run): "
@@ -331,8 +349,11 @@ def _write_table(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
                 paper += f" ({row['paper_source'].split('_')[1].replace('split', 'split ')})"
             if not row["paper_comparable"]:
                 paper = f"[{paper}]"
-        mean = ("–" if row["top1_mean"] is None
-                else f"{_pct(row['top1_mean'])} ± {_pct(row['top1_std'])}")  # fmt: skip
+        mean = (
+            "–"
+            if row["top1_mean"] is None
+            else f"{_pct(row['top1_mean'])} ± {_pct(row['top1_std'])}"
+        )
         if row["splits_done"] < row["splits_total"]:
             mean += f" ({row['splits_done']} of {row['splits_total']} splits)"
         name = row["recipe"] + (" (ablation)" if row["role"] == "ablation" else "")

@@ -40,8 +40,10 @@ def split_dirs(run_dir: str | os.PathLike[str], splits: Sequence[int]) -> dict[i
     is evaluated: a missing split fails at once, not after hours of evaluating the others."""
     root = Path(run_dir)
     if not root.is_dir():
-        raise RunError(f"{root}: folder not found; --splits needs the folder 'harkit train "
-                       "--splits' wrote (holding split1/, split2/, ...)")  # fmt: skip
+        raise RunError(
+            f"{root}: folder not found; --splits needs the folder 'harkit train "
+            "--splits' wrote (holding split1/, split2/, ...)"
+        )
     found = sorted(p.name for p in root.glob("split*") if p.is_dir())
     dirs: dict[int, Path] = {}
     for k in _check_splits(splits):
@@ -67,8 +69,11 @@ def report_name(run_dir: str | os.PathLike[str], splits: Sequence[int]) -> str:
     """``splits`` when ``splits`` are every ``split<k>/`` run ``run_dir`` holds, else
     ``splits-1-2`` (named for the splits averaged): a mean over some splits never replaces
     the mean over all of them."""
-    held = {int(p.name[5:]) for p in Path(run_dir).glob("split*")
-            if p.is_dir() and p.name[5:].isdigit() and (p / "run.json").is_file()}  # fmt: skip
+    held = {
+        int(p.name[5:])
+        for p in Path(run_dir).glob("split*")
+        if p.is_dir() and p.name[5:].isdigit() and (p / "run.json").is_file()
+    }
     if not held or set(splits) == held:
         return "splits"
     return "splits-" + "-".join(str(k) for k in sorted(splits))
@@ -98,7 +103,8 @@ def _write_mean(
         out,
         per_split,
         title=f"{recipe.name}: {cross_validation} cross-validation, mean over folds"
-        if cross_validation else f"{recipe.name}: mean over splits",
+        if cross_validation
+        else f"{recipe.name}: mean over splits",
         reported=recipe.reported,
         dataset=kind,
         training=training,
@@ -144,8 +150,10 @@ def plan_splits(
     folds = cross_validation_folds(dataset)
     chosen = _check_splits(splits) if splits else list(range(1, len(folds) + 1))
     if max(chosen) > len(folds):
-        raise DatasetError(f"--splits {','.join(map(str, chosen))}: {cross_validation_name(cv)} "
-                           f"on {dataset.root} has {len(folds)} folds")  # fmt: skip
+        raise DatasetError(
+            f"--splits {','.join(map(str, chosen))}: {cross_validation_name(cv)} "
+            f"on {dataset.root} has {len(folds)} folds"
+        )
     return dataset, chosen, {k: folds[k - 1] for k in chosen}
 
 
@@ -178,8 +186,16 @@ def train_and_evaluate(
         results[k] = evaluate_run(split_dir, config, clips=clips, store=store)
     name = report_name(root, splits)  # splits-1-2 when RUN holds other split runs too
     cv = dataset.cross_validation
-    return _write_mean(root, results, recipe, kind, clips=clips, name=name, held_out=held_out,
-                       cross_validation=cross_validation_name(cv) if cv else None)  # fmt: skip
+    return _write_mean(
+        root,
+        results,
+        recipe,
+        kind,
+        clips=clips,
+        name=name,
+        held_out=held_out,
+        cross_validation=cross_validation_name(cv) if cv else None,
+    )
 
 
 def evaluate_splits(
@@ -205,40 +221,58 @@ def evaluate_splits(
     or K) checks they are that protocol's folds. A fold's report names its held-out groups.
     """
     if splits is None:  # every split<k>/ run RUN holds (a cross-validation's folds)
-        splits = sorted(int(p.name[5:]) for p in Path(run_dir).glob("split*")
-                        if p.name[5:].isdigit() and (p / "run.json").is_file())  # fmt: skip
+        splits = sorted(
+            int(p.name[5:])
+            for p in Path(run_dir).glob("split*")
+            if p.name[5:].isdigit() and (p / "run.json").is_file()
+        )
         if not splits:
             split_dirs(run_dir, [1])  # raises, naming what RUN holds
     dirs = split_dirs(run_dir, splits)
     infos = {k: read_run_info(d) for k, d in dirs.items()}
     schemes = {info.dataset.cross_validation if info.dataset else None for info in infos.values()}
     if len(schemes) > 1:
-        raise RunError(f"{run_dir}: the split runs mix protocols ({sorted(map(str, schemes))}); "
-                       "their mean would not measure one")  # fmt: skip
+        raise RunError(
+            f"{run_dir}: the split runs mix protocols ({sorted(map(str, schemes))}); "
+            "their mean would not measure one"
+        )
     scheme = schemes.pop()
     if cross_validation is not None and scheme != cross_validation_name(cross_validation):
-        raise RunError(f"{run_dir}: the split runs were made with "
-                       f"{scheme or 'official splits'}, not {cross_validation_name(cross_validation)}")  # fmt: skip
+        raise RunError(
+            f"{run_dir}: the split runs were made with "
+            f"{scheme or 'official splits'}, not {cross_validation_name(cross_validation)}"
+        )
     overrides = dict(recorded_overrides or {})
     if overrides.get("split") is not None:
         raise DatasetError("--split names one split; with --splits each run is tested on its own")
     recipes = {k: read_recipe(RunPaths(d)) for k, d in dirs.items()}
     names = sorted({r.name for r in recipes.values()})
     if len(names) > 1:
-        raise RunError(f"{run_dir}: the split runs were trained with different recipes "
-                       f"({', '.join(names)}); their mean would not measure one model")  # fmt: skip
+        raise RunError(
+            f"{run_dir}: the split runs were trained with different recipes "
+            f"({', '.join(names)}); their mean would not measure one model"
+        )
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     results: dict[int, EvalResult] = {}
     for k, split_dir in dirs.items():
         config = dataset.model_copy(update={"split": k}) if dataset is not None else None
         results[k] = evaluate_run(
-            split_dir, config, out_dir=out / f"split{k}" if out_dir is not None else None,
-            recorded_overrides=overrides, **evaluate_kwargs,
-        )  # fmt: skip
+            split_dir,
+            config,
+            out_dir=out / f"split{k}" if out_dir is not None else None,
+            recorded_overrides=overrides,
+            **evaluate_kwargs,
+        )
     first = infos[next(iter(dirs))].dataset
     kind = (first.kind if first else None) if dataset is None else resolve_kind(dataset)
     held_out = {k: list(info.groups.test) if info.groups else [] for k, info in infos.items()}
-    return _write_mean(out, results, recipes[next(iter(dirs))], kind,
-                       clips=int(evaluate_kwargs.get("clips", 1)),
-                       name=report_name(run_dir, list(dirs)), cross_validation=scheme,
-                       held_out=held_out if scheme else None)  # fmt: skip
+    return _write_mean(
+        out,
+        results,
+        recipes[next(iter(dirs))],
+        kind,
+        clips=int(evaluate_kwargs.get("clips", 1)),
+        name=report_name(run_dir, list(dirs)),
+        cross_validation=scheme,
+        held_out=held_out if scheme else None,
+    )

@@ -19,7 +19,13 @@ from harkit.data.transforms import TransformConfig
 from harkit.features.errors import FeatureStoreError
 from harkit.models.recipe import FeatureSource
 
-__all__ = ["FEATURE_FORMAT_VERSION", "StoreConfig", "StoreDtype", "config_differences", "store_config"]
+__all__ = [
+    "FEATURE_FORMAT_VERSION",
+    "StoreConfig",
+    "StoreDtype",
+    "config_differences",
+    "store_config",
+]
 
 FEATURE_FORMAT_VERSION = 1
 _KEY_CHARS = 16

@@ -143,8 +143,7 @@ class FeatureDataset(Dataset):
         if not bool(torch.isfinite(features).all()):
             bad = int((~torch.isfinite(features)).sum())
             raise FeatureStoreError(
-                f"feature store {store.path.name}: {bad} NaN/Inf value(s) in this video's "
-                "features"
+                f"feature store {store.path.name}: {bad} NaN/Inf value(s) in this video's features"
             )
         return features
 
@@ -189,9 +188,21 @@ def ensure_features(
     locations = feature_stores_for(recipe, None, None, store_root, dtype=dtype)
     inputs = recipe.input
     extract_features(
-        index, inputs.features, store_root, inputs.sampling, inputs.transform,
-        dtype=dtype, precision=precision, batch_size=batch_size, num_workers=num_workers,
-        device=device, flow_root=flow_root, flow_method=inputs.flow_method,
-        video_root=video_root, rank=0, world_size=1, progress=progress,
-    )  # fmt: skip
+        index,
+        inputs.features,
+        store_root,
+        inputs.sampling,
+        inputs.transform,
+        dtype=dtype,
+        precision=precision,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        flow_root=flow_root,
+        flow_method=inputs.flow_method,
+        video_root=video_root,
+        rank=0,
+        world_size=1,
+        progress=progress,
+    )
     return [location.open() for location in locations]

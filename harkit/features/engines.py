@@ -212,9 +212,11 @@ PROBE_MIN_VIDEOS = 20
 
 
 def probe_settings(
-    videos: int, device: str | torch.device | None = None, engine: Engine = "auto",
+    videos: int,
+    device: str | torch.device | None = None,
+    engine: Engine = "auto",
     compile: bool | None = None,
-) -> ProbeSettings | None:  # fmt: skip
+) -> ProbeSettings | None:
     """How an extraction of ``videos`` videos chooses its engines by measurement, or ``None``
     for the caller's (or the fixed) rule: ``engine='auto'`` on a CPU without ``compile=True``.
 

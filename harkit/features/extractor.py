@@ -146,8 +146,10 @@ class FeatureExtractor:
             "fp32" if auto_fp32 else sources_precision(self.sources, precision, self.device)
         )
         if not auto_fp32 and self.precision != resolve_precision(precision, self.device):
-            log.debug("%s: reduced-precision features are out of tolerance, running fp32",
-                     ", ".join(sorted({s.backbone for s in self.sources})))  # fmt: skip
+            log.debug(
+                "%s: reduced-precision features are out of tolerance, running fp32",
+                ", ".join(sorted({s.backbone for s in self.sources})),
+            )
         self.fast = self.precision != "fp32"
         # torch.compile is a PyTorch-engine request: auto leaves it on PyTorch
         self.engine = (
@@ -194,11 +196,13 @@ class FeatureExtractor:
         by = "rule" if engine == "auto" else "explicit"
         #: How each group (network) runs; ``None`` until a probe decides on its first batch.
         self.plans: list[EnginePlan | None] = [
-            None if self.probe is not None else EnginePlan(
+            None
+            if self.probe is not None
+            else EnginePlan(
                 self.engine if g.spec.kind == "frame" else "torch", self.precision, compile, by
             )
             for g in self.groups
-        ]  # fmt: skip
+        ]
 
     @property
     def groups(self) -> list[SourceGroup]:
@@ -339,7 +343,12 @@ class FeatureExtractor:
         if self.uses_onnx(index):
             return self._run_onnx(index, x)
         return self._run_torch(
-            index, x, self.networks[index], plan.precision, pad=plan.compiled, check=True,
+            index,
+            x,
+            self.networks[index],
+            plan.precision,
+            pad=plan.compiled,
+            check=True,
             batch=plan.batch,
         )
 
@@ -399,11 +408,15 @@ class FeatureExtractor:
         group = self.groups[index]
         segment = group.spec.kind == "segment"
         network = {
-            "backbone": group.backbone, "kind": group.spec.kind, "stream": group.stream,
-            "outputs": group.output_names, "grid": group.grid,
-        }  # fmt: skip
-        return choice_key("extract", network, (self.step(index, x.shape[1] if segment else 1),
-                                               *x.shape[1:]))  # fmt: skip
+            "backbone": group.backbone,
+            "kind": group.spec.kind,
+            "stream": group.stream,
+            "outputs": group.output_names,
+            "grid": group.grid,
+        }
+        return choice_key(
+            "extract", network, (self.step(index, x.shape[1] if segment else 1), *x.shape[1:])
+        )
 
     def _candidate(self, index: int, name: str, x: torch.Tensor) -> Candidate:
         plan = EnginePlan.named(name, "probe")
@@ -411,8 +424,11 @@ class FeatureExtractor:
         if plan.engine == "onnx":
             return Candidate(name, plan.precision, lambda: lambda: self._run_onnx(index, x))
         if not plan.compiled:
-            return Candidate(name, plan.precision, lambda: lambda: self._run_torch(
-                index, x, eager, plan.precision, pad=False))  # fmt: skip
+            return Candidate(
+                name,
+                plan.precision,
+                lambda: lambda: self._run_torch(index, x, eager, plan.precision, pad=False),
+            )
 
         batch = self._compiled_batch(index)
 
@@ -491,14 +507,19 @@ class FeatureExtractor:
         chosen = pick(trials, allowed, usual)
         probe.cache.save(key, trials, chosen)
         log.info(
-            "%s: engine %s, measured in %.1f s (%s)", group.backbone, chosen,
-            time.perf_counter() - start, ", ".join(
+            "%s: engine %s, measured in %.1f s (%s)",
+            group.backbone,
+            chosen,
+            time.perf_counter() - start,
+            ", ".join(
                 f"{n} {t.items_per_s:.1f}/s" if t.ok and t.items_per_s else f"{n} refused"
-                for n, t in trials.items()),
-        )  # fmt: skip
+                for n, t in trials.items()
+            ),
+        )
         if chosen is None:  # every candidate refused (only bf16 allowed, and it is off)
-            log.warning("%s: no engine candidate agreed with fp32: running eager fp32",
-                        group.backbone)  # fmt: skip
+            log.warning(
+                "%s: no engine candidate agreed with fp32: running eager fp32", group.backbone
+            )
             self._adopt(index, EnginePlan("torch", "fp32", False, "probe", trials))
             return reference
         self._adopt(index, EnginePlan.named(chosen, "probe", trials))
@@ -520,8 +541,13 @@ class FeatureExtractor:
         limit = FEATURE_TOLERANCE[plan.precision]
         if err <= limit:
             return True
-        log.warning("%s: the cached engine %s is %.2g off eager fp32 (tolerance %.2g): "
-                    "measuring again", self.groups[index].backbone, plan.name, err, limit)  # fmt: skip
+        log.warning(
+            "%s: the cached engine %s is %.2g off eager fp32 (tolerance %.2g): measuring again",
+            self.groups[index].backbone,
+            plan.name,
+            err,
+            limit,
+        )
         return False
 
     def _check_compiled(
@@ -555,10 +581,13 @@ class FeatureExtractor:
             return result
         frozen = index in self._frozen
         log.warning(
-            "compiled %s is %.2g off eager fp32 (tolerance %.2g in %s): %s", group.backbone,
-            err, limit, precision,
+            "compiled %s is %.2g off eager fp32 (tolerance %.2g in %s): %s",
+            group.backbone,
+            err,
+            limit,
+            precision,
             "compiling it without freezing" if frozen else "running it eager",
-        )  # fmt: skip
+        )
         if frozen:
             self._frozen.discard(index)
             self.networks[index] = compile_network(self._eager[index], freezing=False)

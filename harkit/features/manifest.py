@@ -142,9 +142,13 @@ def manifest_name(rank: int = 0, world_size: int = 1) -> str:
 
 _SHARD_NAME = re.compile(r"manifest-rank(\d+)-of-(\d+)\.sqlite")
 _MISSING_COLUMN_DEFAULTS = {
-    "nbytes": "-1", "dtype": "''", "crc32": "-1", "source_size": "-1",
-    "source_mtime_ns": "-1", "file_mtime_ns": "-1",
-}  # fmt: skip
+    "nbytes": "-1",
+    "dtype": "''",
+    "crc32": "-1",
+    "source_size": "-1",
+    "source_mtime_ns": "-1",
+    "file_mtime_ns": "-1",
+}
 
 
 def _is_manifest(name: str) -> bool:
@@ -193,9 +197,11 @@ class _Manifest:
             mode = "rwc" if self.writer else "rw"  # a reader never creates a manifest
             with self.errors():
                 conn = sqlite3.connect(
-                    f"{self.path.absolute().as_uri()}?mode={mode}", uri=True,
-                    timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                )  # fmt: skip
+                    f"{self.path.absolute().as_uri()}?mode={mode}",
+                    uri=True,
+                    timeout=_BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                )
                 try:
                     conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
                     if self.writer:
@@ -450,9 +456,22 @@ class Manifests:
             "updated=excluded.updated, nbytes=excluded.nbytes, dtype=excluded.dtype, "
             "crc32=excluded.crc32, source_size=excluded.source_size, "
             "source_mtime_ns=excluded.source_mtime_ns, file_mtime_ns=excluded.file_mtime_ns",
-            (video_id, shape[0], shape[1], file, str(path), now, now, nbytes, dtype, crc32,
-             size, mtime, file_mtime_ns),
-        )  # fmt: skip
+            (
+                video_id,
+                shape[0],
+                shape[1],
+                file,
+                str(path),
+                now,
+                now,
+                nbytes,
+                dtype,
+                crc32,
+                size,
+                mtime,
+                file_mtime_ns,
+            ),
+        )
 
     def record_failed(
         self, video_id: str, error: str, *, path: str | Path, source: SourceStamp | None

@@ -194,8 +194,9 @@ class _Jobs(Dataset):
         try:
             frames = flow = None
             if isinstance(self.flow, SampledFlow):  # one decode for both streams
-                frames, flow = load_clip_and_flow(path, self.sampling, self.flow,
-                                                  backend=self.backend)  # fmt: skip
+                frames, flow = load_clip_and_flow(
+                    path, self.sampling, self.flow, backend=self.backend
+                )
             elif self.preprocessor.needs_rgb:
                 frames, _ = load_clip(path, self.sampling, backend=self.backend)
             if isinstance(self.flow, Path):
@@ -282,20 +283,27 @@ class _Batcher:
             if not self.missing[token]:
                 parts = self.parts.pop(token)
                 del self.missing[token]
-                done.append((token, {k: torch.cat(p) if p else torch.zeros(0)
-                                     for k, p in parts.items()}))  # fmt: skip
+                done.append(
+                    (token, {k: torch.cat(p) if p else torch.zeros(0) for k, p in parts.items()})
+                )
         return done
 
 
 def _record_engines(
-    stores: dict[str, FeatureStore], extractor: FeatureExtractor, summary: ExtractionReport,
+    stores: dict[str, FeatureStore],
+    extractor: FeatureExtractor,
+    summary: ExtractionReport,
     run: dict[str, Any],
-) -> None:  # fmt: skip
+) -> None:
     """Write which engine made each store's features (``engines.json``, see
     :func:`harkit.engine_choice.record_engine`); a failure to write it is only logged."""
     for key, store in stores.items():
-        entry = {**run, "videos": summary.extracted, "steps": summary.steps,
-                 **(extractor.engine_of(key) or {"engine": None})}  # fmt: skip
+        entry = {
+            **run,
+            "videos": summary.extracted,
+            "steps": summary.steps,
+            **(extractor.engine_of(key) or {"engine": None}),
+        }
         try:
             record_engine(store.path, entry, summary.rank, summary.world_size)
         except OSError as exc:
@@ -423,7 +431,8 @@ def extract_features(
     preprocessor = Preprocessor(sources, transform)
     stores = {  # each rank writes its own manifest shard (one file, one writer)
         source_key(s): FeatureStore.at(
-            store_root, store_config(s, sampling, transform, dtype=dtype, flow_method=flow_method),
+            store_root,
+            store_config(s, sampling, transform, dtype=dtype, flow_method=flow_method),
             shard=(rank, world_size),
         )
         for s in sources
@@ -445,8 +454,9 @@ def extract_features(
     stamps = {ids[p]: source_stamp(index[p].path) for p in positions}  # before any decoding
     changed: set[str] = set()
     for key, rows in latest.items():  # a row of another file (ok or failed) is not done
-        stale = {vid for vid, stamp in stamps.items()
-                 if vid in rows and not rows[vid].matches(stamp)}  # fmt: skip
+        stale = {
+            vid for vid, stamp in stamps.items() if vid in rows and not rows[vid].matches(stamp)
+        }
         done[key] -= stale
         changed |= stale
     if changed:
@@ -466,10 +476,19 @@ def extract_features(
 
     start = time.perf_counter()
     summary = ExtractionReport(
-        rank, world_size, len(positions), 0, existing, 0, 0, 0.0,
-        {k: str(s.path) for k, s in stores.items()}, str(report.path), repaired=len(repaired),
+        rank,
+        world_size,
+        len(positions),
+        0,
+        existing,
+        0,
+        0,
+        0.0,
+        {k: str(s.path) for k, s in stores.items()},
+        str(report.path),
+        repaired=len(repaired),
         changed=len(changed),
-    )  # fmt: skip
+    )
     flow: Path | SampledFlow | None = None
     flow_video_root = None
     if preprocessor.needs_flow:
@@ -477,12 +496,18 @@ def extract_features(
         if flow_root is not None:
             flow = Path(flow_root)
             if not flow.is_dir():
-                raise HarkitError(f"--flow-root {flow}: folder not found (the output of `harkit flow`)")
+                raise HarkitError(
+                    f"--flow-root {flow}: folder not found (the output of `harkit flow`)"
+                )
             settings = flow_settings(flow)
             if settings and flow_method and settings.get("method") != flow_method:
-                log.warning("%s holds %s flow, the recipe names %s: its features (and the "
-                            "run's inference) follow the flow files", flow, settings.get("method"),
-                            flow_method)  # fmt: skip
+                log.warning(
+                    "%s holds %s flow, the recipe names %s: its features (and the "
+                    "run's inference) follow the flow files",
+                    flow,
+                    settings.get("method"),
+                    flow_method,
+                )
             _record_flow_settings(flow_stores, settings, str(flow / CONFIG_FILE))
             flow_video_root = _flow_video_root(flow, index)
         else:  # no flow files: the sampled pairs, as `harkit flow` would have computed them
@@ -500,16 +525,27 @@ def extract_features(
     if compile is None:  # under a probe, compiling is one of the measured candidates
         compile = probe is None and auto_compile(len(todo), sources, device, precision, engine)
     extractor = FeatureExtractor(
-        sources, transform, device=device, precision=precision, engine=engine,
-        compile=compile, chunk_size=batch_size, probe=probe,
-    )  # fmt: skip
+        sources,
+        transform,
+        device=device,
+        precision=precision,
+        engine=engine,
+        compile=compile,
+        chunk_size=batch_size,
+        probe=probe,
+    )
     summary.extractor = extractor.describe()
     engine_run = {
-        "run": f"{time.time():.6f}-{os.getpid()}", "started": time.time(), "finished": None,
-        "batch_size": batch_size, "device": str(extractor.device),
-        "threads": torch.get_num_threads(), "cpu": cpu_signature()["model"],
-        "torch": torch.__version__, "onnxruntime": onnxruntime_version(),
-    }  # fmt: skip
+        "run": f"{time.time():.6f}-{os.getpid()}",
+        "started": time.time(),
+        "finished": None,
+        "batch_size": batch_size,
+        "device": str(extractor.device),
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_signature()["model"],
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime_version(),
+    }
     jobs = _Jobs(index, todo, sampling, preprocessor, backend, flow, flow_video_root)
     workers = min(num_workers, len(todo))
     loader = DataLoader(
@@ -572,8 +608,15 @@ def extract_features(
     log.info(
         "features rank %d/%d: %d videos, %d extracted (%d steps, %.1f/s; %d re-extracted as "
         "damaged, %d as changed), %d already done, %d failed",
-        rank, world_size, len(positions), summary.extracted, summary.steps,
-        summary.steps / max(summary.seconds, 1e-9), summary.repaired, summary.changed,
-        existing, summary.failed,
-    )  # fmt: skip
+        rank,
+        world_size,
+        len(positions),
+        summary.extracted,
+        summary.steps,
+        summary.steps / max(summary.seconds, 1e-9),
+        summary.repaired,
+        summary.changed,
+        existing,
+        summary.failed,
+    )
     return summary

@@ -207,7 +207,6 @@ class FeatureStore:
         """The manifest this process writes."""
         return self._manifests.written
 
-
     def manifests(self) -> list[Path]:
         """The manifest files this process reads (its own first)."""
         return self._manifests.paths()
@@ -270,10 +269,16 @@ class FeatureStore:
             written = tmp.read_bytes()  # size and checksum of what is on disk, for later reads
             file_mtime = os.stat(tmp).st_mtime_ns  # kept by the rename: the file as written
         self._manifests.record_ok(
-            _check_id(video_id), features.shape, target.relative_to(self.path).as_posix(),
-            path=path, source=source, nbytes=len(written), dtype=self.config.dtype,
-            crc32=zlib.crc32(written), file_mtime_ns=file_mtime,
-        )  # fmt: skip
+            _check_id(video_id),
+            features.shape,
+            target.relative_to(self.path).as_posix(),
+            path=path,
+            source=source,
+            nbytes=len(written),
+            dtype=self.config.dtype,
+            crc32=zlib.crc32(written),
+            file_mtime_ns=file_mtime,
+        )
         return target
 
     def put_failed(
@@ -313,9 +318,10 @@ class FeatureStore:
         """Ids of ``stamps`` (id -> the video's current :func:`source_stamp`) whose row, ok or
         failed, was made from another file (:meth:`StoreRow.matches` is false)."""
         return {
-            vid for vid, row in self.latest_rows().items()
+            vid
+            for vid, row in self.latest_rows().items()
             if vid in stamps and not row.matches(stamps[vid])
-        }  # fmt: skip
+        }
 
     def counts(self) -> dict[str, int]:
         found = {"ok": 0, "failed": 0}
@@ -349,9 +355,10 @@ class FeatureStore:
         recorded = np.dtype(row.dtype or self.config.dtype)
         if shape != (row.num_steps, row.dim) or dtype != recorded:
             raise DamagedFeatureError(
-                file, f"holds {shape} {dtype}, the manifest recorded "
+                file,
+                f"holds {shape} {dtype}, the manifest recorded "
                 f"({row.num_steps}, {row.dim}) {recorded}",
-            )  # fmt: skip
+            )
         needed = offset + int(np.prod(shape)) * dtype.itemsize
         if size != needed:  # rows without a recorded size: the header says what it should be
             raise DamagedFeatureError(file, f"is {size} bytes, its header needs {needed}")
@@ -397,9 +404,10 @@ class FeatureStore:
             recorded = np.dtype(row.dtype or self.config.dtype)
             if array.shape != (row.num_steps, row.dim) or array.dtype != recorded:
                 raise DamagedFeatureError(  # the check may have trusted the file's stat
-                    file, f"holds {array.shape} {array.dtype}, the manifest recorded "
+                    file,
+                    f"holds {array.shape} {array.dtype}, the manifest recorded "
                     f"({row.num_steps}, {row.dim}) {recorded}",
-                )  # fmt: skip
+                )
             return array
         try:
             data = file.read_bytes()

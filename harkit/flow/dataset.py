@@ -128,9 +128,12 @@ class FlowDataset(EpochSeeded, Dataset):
             crop_at = (float(rng.random()), float(rng.random()))
             flip = bool(rng.random() < self.hflip)
         video = flow_to_tensor(
-            stored.flow[picks.reshape(-1)], self.size,
-            resize=self.resize, crop_at=crop_at, hflip=flip,
-        )  # fmt: skip
+            stored.flow[picks.reshape(-1)],
+            self.size,
+            resize=self.resize,
+            crop_at=crop_at,
+            hflip=flip,
+        )
         return {
             "video": video.reshape(*picks.shape, *video.shape[1:]),
             "mask": torch.from_numpy(mask),

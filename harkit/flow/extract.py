@@ -356,14 +356,29 @@ def compute_dataset_flow(
     finally:
         bar.close()
     summary = FlowSummary(
-        rank, world_size, len(positions), computed, existing, skipped, pairs,
-        time.perf_counter() - start, report.path or Path(), recomputed,
-    )  # fmt: skip
+        rank,
+        world_size,
+        len(positions),
+        computed,
+        existing,
+        skipped,
+        pairs,
+        time.perf_counter() - start,
+        report.path or Path(),
+        recomputed,
+    )
     log.info(
         "flow rank %d/%d: %d videos, %d computed (%d pairs; %d recomputed as damaged), "
         "%d already done, %d skipped",
-        rank, world_size, summary.videos, computed, pairs, recomputed, existing, skipped,
-    )  # fmt: skip
+        rank,
+        world_size,
+        summary.videos,
+        computed,
+        pairs,
+        recomputed,
+        existing,
+        skipped,
+    )
     return summary
 
 

@@ -111,8 +111,9 @@ def load_clip_and_flow(
 
     def sample(count: int, read: Callable[[np.ndarray], np.ndarray]):
         sampled = sample_indices(count, sampling)
-        needed = np.unique(np.concatenate([sampled.indices.reshape(-1),
-                                           flow.needed(count, sampling)]))  # fmt: skip
+        needed = np.unique(
+            np.concatenate([sampled.indices.reshape(-1), flow.needed(count, sampling)])
+        )
         frames_at = FrameLookup(needed, read(needed))
         steps, _ = flow.sample(count, sampling, frames_at)
         return frames_at(sampled.indices), steps

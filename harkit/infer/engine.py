@@ -120,9 +120,11 @@ class FramePrep:
         resize, crop, _, norm = steps
         mode = resize.interpolation  # an InterpolationMode or its string value
         mode = getattr(mode, "value", mode)
-        if (len(resize.size) != 1 or resize.max_size is not None
-                or mode not in (InterpolationMode.BILINEAR.value,
-                                InterpolationMode.BICUBIC.value)):  # fmt: skip
+        if (
+            len(resize.size) != 1
+            or resize.max_size is not None
+            or mode not in (InterpolationMode.BILINEAR.value, InterpolationMode.BICUBIC.value)
+        ):
             return None
         h, w = crop.size
         return cls(resize.size[0], (h, w), norm.mean, norm.std, bool(resize.antialias), mode)
@@ -234,8 +236,12 @@ class StreamEngine:
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def describe(self) -> dict[str, Any]:
-        out = {"engine": self.kind, "threads": torch.get_num_threads(), **self.check,
-               "chosen_by": self.chosen_by}  # fmt: skip
+        out = {
+            "engine": self.kind,
+            "threads": torch.get_num_threads(),
+            **self.check,
+            "chosen_by": self.chosen_by,
+        }
         if self.trials:
             out["probe"] = {
                 name: {"items_per_s": t.items_per_s, "error": t.error, "refused": t.refused}
@@ -346,14 +352,23 @@ def _choose_stream_engine(
         return Candidate(name, name.partition("-")[2], build)
 
     trials, _ = measure(
-        [candidate(n) for n in allowed], {"features": reference}, len(inputs),
-        rounds=probe.rounds, timing=probe.timing, tolerance=FEATURE_TOLERANCE,
-    )  # fmt: skip
+        [candidate(n) for n in allowed],
+        {"features": reference},
+        len(inputs),
+        rounds=probe.rounds,
+        timing=probe.timing,
+        tolerance=FEATURE_TOLERANCE,
+    )
     chosen = pick(trials, allowed, "onnx-fp32")
     probe.cache.save(key, trials, chosen)
-    log.info("stream engine: %s measured (%s)", chosen, ", ".join(
-        f"{n} {t.items_per_s:.0f}/s" if t.ok and t.items_per_s else f"{n} refused"
-        for n, t in trials.items()))  # fmt: skip
+    log.info(
+        "stream engine: %s measured (%s)",
+        chosen,
+        ", ".join(
+            f"{n} {t.items_per_s:.0f}/s" if t.ok and t.items_per_s else f"{n} refused"
+            for n, t in trials.items()
+        ),
+    )
     return chosen, "probe", trials, built
 
 

@@ -139,23 +139,38 @@ def export_run(
     recipe, classes, net = load_run(run)
     info = read_run_info(run)
     model = split_model(  # the plain fp32 graphs
-        recipe, classes, net, fast=False, flow=flow, flow_method=flow_method, run_info=info,
-    )  # fmt: skip
+        recipe,
+        classes,
+        net,
+        fast=False,
+        flow=flow,
+        flow_method=flow_method,
+        run_info=info,
+    )
     out_dir = Path(out) if out else Path(run) / format
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = ".onnx" if format == "onnx" else ".pt"
     report = ExportReport(str(out_dir), format, [])
     manifest: dict[str, Any] = {
-        "export_version": EXPORT_VERSION, "format": format, "opset": opset if format == "onnx"
-        else None, "recipe": recipe.name, "classes": classes, "branches": [],
-        "head": {"file": "head" + suffix, "input": "x", "output": "logits",
-                 "input_dim": model.encoder.output_dim, "full_length_only": True,
-                 "note": "softmax(logits) gives the class probabilities; the encoders' "
-                         "outputs, concatenated in branch order per step, are x"},
+        "export_version": EXPORT_VERSION,
+        "format": format,
+        "opset": opset if format == "onnx" else None,
+        "recipe": recipe.name,
+        "classes": classes,
+        "branches": [],
+        "head": {
+            "file": "head" + suffix,
+            "input": "x",
+            "output": "logits",
+            "input_dim": model.encoder.output_dim,
+            "full_length_only": True,
+            "note": "softmax(logits) gives the class probabilities; the encoders' "
+            "outputs, concatenated in branch order per step, are x",
+        },
         "sampling": _sampling(recipe),
         "training_clip": info.train_clips and info.train_clips.model_dump(mode="json"),
         "flow": model.flow.to_dict() if model.flow is not None else None,
-    }  # fmt: skip
+    }
 
     with torch.no_grad():
         for branch in model.encoder.branches:
@@ -176,12 +191,19 @@ def export_run(
             else:
                 _trace(module, example, path)
             report.files.append(path.name)
-            manifest["branches"].append({
-                "name": branch.name, "file": path.name, "kind": branch.kind,
-                "input": "frames", "outputs": names, "input_shape": list(branch.input_shape),
-                "sources": branch.outputs, "output_dims": branch.output_dims,
-                "preprocessing": _preprocessing(model, branch),
-            })  # fmt: skip
+            manifest["branches"].append(
+                {
+                    "name": branch.name,
+                    "file": path.name,
+                    "kind": branch.kind,
+                    "input": "frames",
+                    "outputs": names,
+                    "input_shape": list(branch.input_shape),
+                    "sources": branch.outputs,
+                    "output_dims": branch.output_dims,
+                    "preprocessing": _preprocessing(model, branch),
+                }
+            )
             if check:
                 # A different batch size than the traced one proves the axis is dynamic.
                 probe = _example_input(branch, 3)
@@ -191,8 +213,9 @@ def export_run(
                 )
 
         head = _HeadFullLength(model.head).eval()
-        example = torch.randn(2, 5, model.encoder.output_dim, generator=torch.Generator()
-                              .manual_seed(1))  # fmt: skip
+        example = torch.randn(
+            2, 5, model.encoder.output_dim, generator=torch.Generator().manual_seed(1)
+        )
         path = out_dir / ("head" + suffix)
         if format == "onnx":
             export_onnx(
@@ -232,13 +255,13 @@ def export_run(
 
 _SAMPLING_RULES = {
     "uniform": "frames round(linspace(0, n - 1, num_frames)) of a video of n frames (a video "
-               "of fewer than num_frames frames: all of them, and the head sees only those)",
+    "of fewer than num_frames frames: all of them, and the head sees only those)",
     "tsn": "num_frames equal segments of the video, the middle frame of each "
-           "(floor((start + end) / 2))",
+    "(floor((start + end) / 2))",
     "stride": "every stride-th frame from frame 0, at most max_frames",
     "all": "every frame, at most max_frames",
     "segments": "consecutive segments of segment_length frames, at most max_segments",
-}  # fmt: skip
+}
 
 
 def _sampling(recipe: Any) -> dict[str, Any]:
@@ -254,21 +277,27 @@ def _preprocessing(model: SplitModel, branch: Branch) -> dict[str, Any]:
     transform = model.encoder.rgb_transform(branch)
     if transform is None:
         if model.flow is not None:
-            return {"input": "optical flow, see 'flow' (uint8 planes / 127.5 - 1, resized and "
-                             "cropped as the frames)"}  # fmt: skip
+            return {
+                "input": "optical flow, see 'flow' (uint8 planes / 127.5 - 1, resized and "
+                "cropped as the frames)"
+            }
         return {"input": "see the recipe"}
     prep = FramePrep.from_transform(transform)
     if prep is None:
         return {"input": "see the recipe (preprocessing other than resize, crop, normalise)"}
     return {
-        "color": "RGB", "values": "uint8 / 255",
+        "color": "RGB",
+        "values": "uint8 / 255",
         "resize_shorter_side": prep.resize,
-        "interpolation": f"{prep.interpolation}, antialiased" if prep.antialias
+        "interpolation": f"{prep.interpolation}, antialiased"
+        if prep.antialias
         else prep.interpolation,
-        "center_crop": list(prep.crop), "pad": "zeros where the resized frame is smaller",
-        "mean": prep.mean.flatten().tolist(), "std": prep.std.flatten().tolist(),
+        "center_crop": list(prep.crop),
+        "pad": "zeros where the resized frame is smaller",
+        "mean": prep.mean.flatten().tolist(),
+        "std": prep.std.flatten().tolist(),
         "layout": "NCHW float32, (x - mean) / std",
-    }  # fmt: skip
+    }
 
 
 def _describe_onnx(path: Path, manifest: dict[str, Any]) -> None:
@@ -330,8 +359,10 @@ def attach_onnx(model: SplitModel, folder: Path) -> SplitModel:
         if any(exported_flow.get(k) != v for k, v in now.items()):
             log.warning(
                 "%s was exported with flow %s; this run now computes flow %s",
-                folder, {k: exported_flow.get(k) for k in now}, now,
-            )  # fmt: skip
+                folder,
+                {k: exported_flow.get(k) for k in now},
+                now,
+            )
     for branch, entry in zip(model.encoder.branches, manifest["branches"], strict=True):
         branch.runner = _onnx_runner(_session(folder / entry["file"]))
     head = _session(folder / manifest["head"]["file"])

@@ -104,8 +104,9 @@ def resolve_flow(
         log.warning(
             "flow method %s differs from the one the run was trained on (%s): the flow "
             "features will not match training and accuracy may drop",
-            config.method, trained,
-        )  # fmt: skip
+            config.method,
+            trained,
+        )
     return settings
 
 

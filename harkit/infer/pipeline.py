@@ -279,9 +279,12 @@ def _features_encoder(recipe: Recipe, device: torch.device, fast: bool, engine: 
     from harkit.features.extractor import FeatureExtractor, source_key
 
     extractor = FeatureExtractor(
-        recipe.input.features, recipe.input.transform, device=device,
-        precision="auto" if fast else "fp32", engine=engine if fast else "torch",
-    )  # fmt: skip
+        recipe.input.features,
+        recipe.input.transform,
+        device=device,
+        precision="auto" if fast else "fp32",
+        engine=engine if fast else "torch",
+    )
     branches = []
     for i, (group, net) in enumerate(zip(extractor.groups, extractor.networks, strict=True)):
         names = [name for _, name in group.sources]
@@ -297,11 +300,17 @@ def _features_encoder(recipe: Recipe, device: torch.device, fast: bool, engine: 
         else:
             shape = (spec.in_channels, *size)
         dims = [group.dim(n) for n in names]
-        branches.append(Branch(
-            name=f"{i}_{group.backbone}", kind="segment" if spec.kind == "segment" else "frame",
-            prep_key=group.prep_key, module=_Outputs(net, names),
-            outputs=[key for key, _ in group.sources], output_dims=dims, input_shape=shape,
-        ))  # fmt: skip
+        branches.append(
+            Branch(
+                name=f"{i}_{group.backbone}",
+                kind="segment" if spec.kind == "segment" else "frame",
+                prep_key=group.prep_key,
+                module=_Outputs(net, names),
+                outputs=[key for key, _ in group.sources],
+                output_dims=dims,
+                input_shape=shape,
+            )
+        )
     order = [source_key(s) for s in recipe.input.features]
     return Encoder(
         branches, extractor.preprocessor, order, extractor=extractor, device=device, fast=fast
@@ -317,9 +326,7 @@ def _pixel_encoder(
     assert net is not None
     if isinstance(model, CRNN):
         dim = net.embed[-1] if net.embed else get_backbone_spec(net.encoder).feature_dim
-        branch = Branch(
-            "crnn", "frame", PIXELS, _EncoderEmbed(model), [PIXELS], [dim], (3, *crop)
-        )
+        branch = Branch("crnn", "frame", PIXELS, _EncoderEmbed(model), [PIXELS], [dim], (3, *crop))
         head = model.head
     elif isinstance(model, Small2DCNNGRU):
         branch = Branch(

@@ -91,10 +91,15 @@ def quantize_onnx(
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         quantize_static(
-            pre, dst, _reader(name, calibration), quant_format=QuantFormat.QDQ,
-            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            pre,
+            dst,
+            _reader(name, calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-        )  # fmt: skip
+        )
     return dst
 
 

@@ -140,10 +140,16 @@ class Recognizer:
         run_info = read_run_info(path)
         # the exported files replace the encoder: no backbone graphs of its own to export
         model = split_model(
-            recipe, classes, net, device=device, fast=fast,
+            recipe,
+            classes,
+            net,
+            device=device,
+            fast=fast,
             engine="torch" if engine == "onnx" else "auto",
-            flow=flow, flow_method=flow_method, run_info=run_info,
-        )  # fmt: skip
+            flow=flow,
+            flow_method=flow_method,
+            run_info=run_info,
+        )
         if engine == "onnx":
             from harkit.infer.export import attach_onnx
 
@@ -456,8 +462,10 @@ class Recognizer:
         for _ in range(2):  # a header that over-counts: again with the decoded count
             note = ""
             if total < size:
-                note = (f"video shorter than one window ({total} < {size} frames): one window "
-                        "over all of it")  # fmt: skip
+                note = (
+                    f"video shorter than one window ({total} < {size} frames): one window "
+                    "over all of it"
+                )
             spans = [(a, min(a + size, total)) for a in window_starts(total, size, step)]
             try:
                 rows = []
@@ -480,8 +488,9 @@ class Recognizer:
                 if total < 1:
                     raise VideoReadError(source, "no frames could be decoded") from None
                 continue
-            return VideoSegments(source, rate, total, size, step, origin, rows,
-                                 merge_windows(rows, rate), note)  # fmt: skip
+            return VideoSegments(
+                source, rate, total, size, step, origin, rows, merge_windows(rows, rate), note
+            )
         raise VideoReadError(source, "frame count changed between two decodes")
 
     @validated
@@ -504,8 +513,10 @@ class Recognizer:
             spans = self.view_spans(total, views, rate)
             note = ""
             if len(spans) < views:
-                note = (f"{len(spans)} views instead of {views}: the video has only "
-                        f"{len(spans)} distinct windows")  # fmt: skip
+                note = (
+                    f"{len(spans)} views instead of {views}: the video has only "
+                    f"{len(spans)} distinct windows"
+                )
             try:
                 logits = list(self._span_logits(frames, sorted(spans)))
             except _ShortVideo as short:

@@ -119,8 +119,9 @@ class StreamRecognizer:
         self.hop = max(1, config.hop)
         self.decoder = (
             IncrementalDecoder(model.head, self.window, config.reset)
-            if mode == "incremental" else None
-        )  # fmt: skip
+            if mode == "incremental"
+            else None
+        )
         self.buffer: deque = deque(maxlen=self.window)
         self.smoother = LabelSmoother(
             config.smoothing, config.switch_margin, config.switch_patience
@@ -208,23 +209,34 @@ class StreamRecognizer:
         raw = int(probs.argmax())
         classes = self.model.classes
         common = {
-            "timestamp": timestamp, "frame": index, "final": final, "steps": self.steps,
-            "warmup_steps": self.warmup, "probs": probs,
-        }  # fmt: skip
+            "timestamp": timestamp,
+            "frame": index,
+            "final": final,
+            "steps": self.steps,
+            "warmup_steps": self.warmup,
+            "probs": probs,
+        }
         if not final and self.steps < self.warmup:  # less than a training clip: no label
             return Decision(
-                label=None, confidence=None, raw_label=None, raw_confidence=None,
-                latency_ms=(time.perf_counter() - start) * 1000.0, **common,
-            )  # fmt: skip
+                label=None,
+                confidence=None,
+                raw_label=None,
+                raw_confidence=None,
+                latency_ms=(time.perf_counter() - start) * 1000.0,
+                **common,
+            )
         shown, smoothed = self.smoother.update(probs)
         if final:  # the whole-clip answer (predict's): no smoothing lag, no hysteresis
             shown, smoothed = raw, probs
             self._final_given = True
         return Decision(
-            label=classes[shown], confidence=float(smoothed[shown]),
-            raw_label=classes[raw], raw_confidence=float(probs[raw]),
-            latency_ms=(time.perf_counter() - start) * 1000.0, **common,
-        )  # fmt: skip
+            label=classes[shown],
+            confidence=float(smoothed[shown]),
+            raw_label=classes[raw],
+            raw_confidence=float(probs[raw]),
+            latency_ms=(time.perf_counter() - start) * 1000.0,
+            **common,
+        )
 
     def _close_segment(self) -> None:
         """The RGB frames gathered so far are one step."""
@@ -386,9 +398,14 @@ def run_stream(
     plan = plan or plan_stream(model, config, source, run_info)
     rec = StreamRecognizer(model, config, plan)
     stats = StreamStats(
-        source.name, rec.mode, rec.jump, rec.window, plan.reason, source_fps=source.fps,
+        source.name,
+        rec.mode,
+        rec.jump,
+        rec.window,
+        plan.reason,
+        source_fps=source.fps,
         warmup_steps=rec.warmup,
-    )  # fmt: skip
+    )
     writer = AnnotatedWriter(output, source.fps) if output else None
     decision_latencies: list[float] = []
     shown = ""

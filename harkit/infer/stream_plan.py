@@ -191,9 +191,12 @@ def plan_stream(
         method = model.flow.config.method
         why += f"; {method} flow from each sampled frame to the next, as in training"
     return StreamPlan(
-        frame_jump=jump, window=window, reason=why, targets=targets,
+        frame_jump=jump,
+        window=window,
+        reason=why,
+        targets=targets,
         num_frames=total if targets else None,
-    )  # fmt: skip
+    )
 
 
 def flow_plan(
@@ -215,4 +218,3 @@ def flow_plan(
         return gap, None
     picks = sample_indices(len(starts) - 1, model.recipe.input.sampling)
     return gap, {int(starts[k]) for k in picks.indices[picks.mask].reshape(-1)}
-

@@ -97,8 +97,7 @@ class Segment:
     windows: int
 
     def to_row(self) -> list[Any]:
-        return [round(self.start_s, 3), round(self.end_s, 3), self.label,
-                round(self.confidence, 6)]  # fmt: skip
+        return [round(self.start_s, 3), round(self.end_s, 3), self.label, round(self.confidence, 6)]
 
 
 def merge_windows(windows: list[WindowPrediction], fps: float) -> list[Segment]:
@@ -120,8 +119,7 @@ def merge_windows(windows: list[WindowPrediction], fps: float) -> list[Segment]:
             segments[-1].confidence = float(np.mean(group))
         else:
             group = [w.confidence]
-            segments.append(Segment(edges[i] / fps, edges[i + 1] / fps, w.label,
-                                    w.confidence, 1))  # fmt: skip
+            segments.append(Segment(edges[i] / fps, edges[i + 1] / fps, w.label, w.confidence, 1))
     return segments
 
 
@@ -169,8 +167,10 @@ class VideoSegments:
         ]
         if self.note:
             lines.append(f"  ({self.note})")
-        lines += [f"  {s.start_s:8.2f}s - {s.end_s:8.2f}s  {s.label} {s.confidence:.2f}"
-                  for s in self.segments]  # fmt: skip
+        lines += [
+            f"  {s.start_s:8.2f}s - {s.end_s:8.2f}s  {s.label} {s.confidence:.2f}"
+            for s in self.segments
+        ]
         return "\n".join(lines)
 
 
@@ -185,18 +185,23 @@ def write_segments(result: VideoSegments, prefix: str | Path) -> list[Path]:
     confidence) and ``PREFIX.windows.csv`` (one row per window, top-k as ``label:prob``
     joined by ``;``), each written atomically."""
     prefix = Path(prefix)
-    out = [Path(f"{prefix}.segments.json"), Path(f"{prefix}.segments.csv"),
-           Path(f"{prefix}.windows.csv")]  # fmt: skip
+    out = [
+        Path(f"{prefix}.segments.json"),
+        Path(f"{prefix}.segments.csv"),
+        Path(f"{prefix}.windows.csv"),
+    ]
     atomic_write_text(out[0], json.dumps(result.to_dict(), indent=1) + "\n")
     header = [["start_s", "end_s", "label", "confidence"]]
     atomic_write_text(out[1], _csv(header + [s.to_row() for s in result.segments]))
-    rows: list[list[Any]] = [["start_s", "end_s", "start_frame", "end_frame", "label",
-                              "confidence", "top_k"]]  # fmt: skip
+    rows: list[list[Any]] = [
+        ["start_s", "end_s", "start_frame", "end_frame", "label", "confidence", "top_k"]
+    ]
     for w in result.windows:
         top = ";".join(f"{lab}:{p:.6f}" for lab, p in w.top_k)
         d = w.to_dict()
-        rows.append([d["start_s"], d["end_s"], w.start_frame, w.end_frame, w.label,
-                     d["confidence"], top])  # fmt: skip
+        rows.append(
+            [d["start_s"], d["end_s"], w.start_frame, w.end_frame, w.label, d["confidence"], top]
+        )
     atomic_write_text(out[2], _csv(rows))
     return out
 

@@ -199,8 +199,9 @@ class Small2DCNNGRU(nn.Module):
         self.frame_encoder = nn.Sequential(*blocks)
         feature_dim = prev * (size // 2 ** len(channels)) ** 2
         cells, sizes = _units(rnn, units)
-        self.head = RecurrentHead(feature_dim, num_classes, hidden=sizes, cell=cells,
-                                  dropout=dropout)
+        self.head = RecurrentHead(
+            feature_dim, num_classes, hidden=sizes, cell=cells, dropout=dropout
+        )
 
     def sequence(self, x: Tensor) -> Tensor:
         """Per-frame CNN features: ``(B, T, C, H, W)`` -> ``(B, T, flattened maps)``."""

@@ -117,7 +117,9 @@ class InputConfig(StrictModel):
     """Augmentation for end-to-end training; default: ``transform``."""
     features: list[FeatureSource] = Field(default_factory=list)
     """Features mode: frozen backbones whose outputs are cached and concatenated in order."""
-    flow_method: Literal["tvl1", "farneback", "dis", "dis-fast", "raft-small", "raft-large"] = "tvl1"
+    flow_method: Literal["tvl1", "farneback", "dis", "dis-fast", "raft-small", "raft-large"] = (
+        "tvl1"
+    )
     """Optical flow for ``stream: flow`` sources."""
 
 
@@ -206,7 +208,8 @@ class Recipe(StrictModel):
                         "'segments' sampling, frame (2D) backbones the others"
                     )
         if not self.input.transform.square and (
-            self.mode != "features" or any(_kind(s.backbone) != "frame" for s in self.input.features)
+            self.mode != "features"
+            or any(_kind(s.backbone) != "frame" for s in self.input.features)
         ):
             raise ValueError(
                 f"input.transform.crop_size {list(self.input.transform.crop_size or ())}: a "

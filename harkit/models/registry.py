@@ -224,12 +224,16 @@ class _Registry:
                 value["type"] = self.default
             kind = value["type"]
             if not isinstance(kind, str) or kind not in self.specs:
-                raise _errors([(
-                    "literal_error",
-                    f"Input should be {self.allowed()} (a registered {self.section} type)",
-                    ("type",),
-                    kind,
-                )])  # fmt: skip
+                raise _errors(
+                    [
+                        (
+                            "literal_error",
+                            f"Input should be {self.allowed()} (a registered {self.section} type)",
+                            ("type",),
+                            kind,
+                        )
+                    ]
+                )
         try:
             return handler(value)
         except ValidationError as exc:
@@ -324,8 +328,9 @@ def register_network(
     if builder is None:
 
         def decorate(fn: F) -> F:
-            register_network(name, fn, config=config, takes_head=takes_head,
-                             preprocessing=preprocessing)  # fmt: skip
+            register_network(
+                name, fn, config=config, takes_head=takes_head, preprocessing=preprocessing
+            )
             return fn
 
         return decorate
@@ -335,8 +340,15 @@ def register_network(
     pinned = _NETWORKS.pinned(name, config)
     if preprocessing is None and "size" not in pinned.model_fields:
         raise RegistryError(f"network {name!r}: give preprocessing=, or a 'size' key in its config")
-    _NETWORKS.add(NetworkSpec(name, pinned, builder, takes_head,  # type: ignore[arg-type]
-                              preprocessing or _scratch_preprocessing))  # fmt: skip
+    _NETWORKS.add(
+        NetworkSpec(
+            name,
+            pinned,
+            builder,
+            takes_head,  # type: ignore[arg-type]
+            preprocessing or _scratch_preprocessing,
+        )
+    )
     return builder
 
 
@@ -410,8 +422,9 @@ def parse_network_config(data: Mapping[str, Any], source: str = "network") -> Ne
 def _parse(registry: _Registry, data: Mapping[str, Any], source: str) -> Any:
     from harkit.config import parse_config
 
-    model = create_model(registry.section, __base__=StrictModel,
-                         **{registry.section: (registry.section_type(), ...)})  # fmt: skip
+    model = create_model(
+        registry.section, __base__=StrictModel, **{registry.section: (registry.section_type(), ...)}
+    )
     return getattr(parse_config(model, {registry.section: data}, source), registry.section)
 
 

@@ -109,9 +109,14 @@ def render_dataset(
         if not target.is_file():
             frames = render_clip(label, actor, clip, config)
             write_video(
-                target, frames, config.fps, config.codec,
-                container=config.container, bframes=config.bframes, crf=config.crf,
-            )  # fmt: skip
+                target,
+                frames,
+                config.fps,
+                config.codec,
+                container=config.container,
+                bframes=config.bframes,
+                crf=config.crf,
+            )
             rendered += 1
         if progress is not None:
             progress(done, len(jobs))

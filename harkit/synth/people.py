@@ -97,15 +97,27 @@ def _pose(label: str, style: FigureStyle, frames: int, rng: np.random.Generator)
     if label == "raise_arms":
         ramp = _figure_progress(rng, frames, style.tempo)
         top = float(rng.uniform(150.0, 172.0))
-        return _Pose(hang_l + (top - hang_l) * ramp, hang_r + (top - hang_r) * ramp,
-                     bend_l, bend_r, zeros.copy(), zeros.copy())  # fmt: skip
+        return _Pose(
+            hang_l + (top - hang_l) * ramp,
+            hang_r + (top - hang_r) * ramp,
+            bend_l,
+            bend_r,
+            zeros.copy(),
+            zeros.copy(),
+        )
     if label == "squat_down":
         ramp = _figure_progress(rng, frames, style.tempo)
         depth = float(rng.uniform(0.6, 0.9))
         # arms lift forward-out for balance as the hips go down
         lift = float(rng.uniform(40.0, 70.0)) * ramp
-        return _Pose(hang_l + lift, hang_r + lift, bend_l + 0.5 * lift, bend_r + 0.5 * lift,
-                     depth * ramp, zeros.copy())  # fmt: skip
+        return _Pose(
+            hang_l + lift,
+            hang_r + lift,
+            bend_l + 0.5 * lift,
+            bend_r + 0.5 * lift,
+            depth * ramp,
+            zeros.copy(),
+        )
     if label == "bend_down":
         ramp = _figure_progress(rng, frames, style.tempo)
         depth = float(rng.uniform(0.65, 0.95))
@@ -149,17 +161,27 @@ def _draw_figure(
     torso, upper_arm, forearm, head = 0.30 * h, 0.16 * h, 0.15 * h, 0.075 * h
     colours = {
         name: np.asarray(rgb, dtype=np.float32)
-        for name, rgb in (("shirt", style.shirt), ("trousers", style.trousers),
-                          ("skin", style.skin))
-    }  # fmt: skip
+        for name, rgb in (
+            ("shirt", style.shirt),
+            ("trousers", style.trousers),
+            ("skin", style.skin),
+        )
+    }
     video = np.empty((frames, size, size, 3), dtype=np.float32)
     video[:] = background
     masks = {name: np.zeros((size, size), dtype=np.uint8) for name in colours}
 
     def line(mask: np.ndarray, a: np.ndarray, b: np.ndarray, width: int = thick) -> None:
         pa, pb = fixed_point(a), fixed_point(b)
-        cv2.line(mask, (int(pa[0]), int(pa[1])), (int(pb[0]), int(pb[1])), 255,
-                 max(1, width >> SHIFT), lineType=cv2.LINE_AA, shift=SHIFT)  # fmt: skip
+        cv2.line(
+            mask,
+            (int(pa[0]), int(pa[1])),
+            (int(pb[0]), int(pb[1])),
+            255,
+            max(1, width >> SHIFT),
+            lineType=cv2.LINE_AA,
+            shift=SHIFT,
+        )
 
     for t in range(frames):
         for mask in masks.values():
@@ -187,8 +209,15 @@ def _draw_figure(
             line(masks["skin"], elbow, hand)
         centre = neck - np.array([0.0, (0.03 * h + head) * (1.0 - 0.8 * pose.bend[t])])
         c = fixed_point(centre)
-        cv2.circle(masks["skin"], (int(c[0]), int(c[1])), round(head * (1 << SHIFT)), 255, -1,
-                   lineType=cv2.LINE_AA, shift=SHIFT)  # fmt: skip
+        cv2.circle(
+            masks["skin"],
+            (int(c[0]), int(c[1])),
+            round(head * (1 << SHIFT)),
+            255,
+            -1,
+            lineType=cv2.LINE_AA,
+            shift=SHIFT,
+        )
         frame = video[t]
         for name in ("trousers", "shirt", "skin"):  # later parts in front
             weight = masks[name].astype(np.float32) * np.float32(1 / 255)

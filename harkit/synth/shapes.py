@@ -67,10 +67,22 @@ def _unit_polygon(shape: str) -> np.ndarray:
     if shape == "cross":
         w = 0.32
         return np.array(
-            [[1, -w], [1, w], [w, w], [w, 1], [-w, 1], [-w, w],
-             [-1, w], [-1, -w], [-w, -w], [-w, -1], [w, -1], [w, -w]],
+            [
+                [1, -w],
+                [1, w],
+                [w, w],
+                [w, 1],
+                [-w, 1],
+                [-w, w],
+                [-1, w],
+                [-1, -w],
+                [-w, -w],
+                [-w, -1],
+                [w, -1],
+                [w, -w],
+            ],
             dtype=np.float64,
-        ) / math.hypot(1.0, w)  # fmt: skip
+        ) / math.hypot(1.0, w)
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -159,8 +171,7 @@ def _draw(background: np.ndarray, track: _Track, style: ActorStyle) -> np.ndarra
             continue
         radius = style.radius * track.scale[t]
         theta = math.radians(track.angle[t])
-        rot = np.array([[math.cos(theta), -math.sin(theta)],
-                        [math.sin(theta), math.cos(theta)]])  # fmt: skip
+        rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
         centre = np.array([track.cx[t], track.cy[t]])
         points = outline @ rot.T * radius + centre
         # only the object's bounding box is touched: compositing whole frames dominated the time
@@ -173,9 +184,14 @@ def _draw(background: np.ndarray, track: _Track, style: ActorStyle) -> np.ndarra
         dot = fixed_point(centre + rot @ np.array([0.45 * radius, 0.0]))
         mark[box] = 0
         cv2.circle(
-            mark, (int(dot[0]), int(dot[1])), round(0.2 * radius * (1 << SHIFT)),
-            255, -1, lineType=cv2.LINE_AA, shift=SHIFT,
-        )  # fmt: skip
+            mark,
+            (int(dot[0]), int(dot[1])),
+            round(0.2 * radius * (1 << SHIFT)),
+            255,
+            -1,
+            lineType=cv2.LINE_AA,
+            shift=SHIFT,
+        )
         frame = video[t][box]
         scale = np.float32(track.alpha[t] / 255.0)
         frame += (body[box].astype(np.float32) * scale)[..., None] * (color - frame)
@@ -183,8 +199,9 @@ def _draw(background: np.ndarray, track: _Track, style: ActorStyle) -> np.ndarra
     return video
 
 
-def render_shapes(label: str, actor: int, config: SynthConfig,
-                  rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+def render_shapes(
+    label: str, actor: int, config: SynthConfig, rng: np.random.Generator
+) -> np.ndarray:
     """One clip of forward class ``label`` by ``actor`` as float32 ``(T, S, S, 3)``, before
     noise; ``rng`` is the clip's random stream."""
     style = actor_style(actor, config)

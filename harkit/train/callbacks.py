@@ -79,10 +79,14 @@ class RngCheckpoint(Callback):
         _, keys, pos, has_gauss, gauss = np.random.get_state()
         state: dict[str, Any] = {
             "torch": torch.get_rng_state(),
-            "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                      float(gauss)],
+            "numpy": [
+                torch.from_numpy(keys.astype(np.int64)),
+                int(pos),
+                int(has_gauss),
+                float(gauss),
+            ],
             "python": random.getstate(),
-        }  # fmt: skip
+        }
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state

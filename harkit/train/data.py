@@ -103,9 +103,7 @@ MIN_VALIDATION_GROUPS = 4
 training people per fold left 9 clips to learn from (55.6% leave-one-person-out, 93% without)."""
 
 
-def carve_validation(
-    index: VideoIndex, val_fraction: float, seed: int = 0
-) -> VideoIndex:
+def carve_validation(index: VideoIndex, val_fraction: float, seed: int = 0) -> VideoIndex:
     """Relabel a group-aware share of the ``train`` items as ``val`` (see
     :func:`plan_validation`, which also says what was chosen)."""
     return plan_validation(index, val_fraction, seed)[0]
@@ -256,9 +254,7 @@ class FeatureViews(Dataset):
         }
 
 
-def pixel_datasets(
-    recipe: Recipe, index: VideoIndex, *, views: int = 1
-) -> dict[str, Dataset]:
+def pixel_datasets(recipe: Recipe, index: VideoIndex, *, views: int = 1) -> dict[str, Dataset]:
     """End-to-end datasets for the ``train``/``val``/``test`` items of ``index``."""
     from harkit.data.clips import ClipDataset
     from harkit.models.builder import pixel_input
@@ -347,7 +343,9 @@ def check_feature_dim(recipe: Recipe, dataset: Dataset) -> None:
 
 
 def _is_first_process() -> bool:
-    return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+    return all(
+        int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID")
+    )
 
 
 def prepare_data(
@@ -368,8 +366,12 @@ def prepare_data(
     check_not_empty(index, "train")
     untrained = sorted(set(index.classes) - {item.label for item in index.subset("train")})
     if untrained:  # the model can never predict them: say so before it trains
-        log.warning("%s: %d class(es) without a training video, the model cannot learn them: "
-                    "%s", index.name, len(untrained), ", ".join(untrained))  # fmt: skip
+        log.warning(
+            "%s: %d class(es) without a training video, the model cannot learn them: %s",
+            index.name,
+            len(untrained),
+            ", ".join(untrained),
+        )
     if recipe.mode == "features":
         if store is None:
             raise ConfigError("features mode needs a feature store folder (--store)")
@@ -378,8 +380,15 @@ def prepare_data(
         from harkit.features.pipeline import dataset_video_root
 
         sets = feature_datasets(
-            recipe, index, store, views=views, device=device, extract=_is_first_process(),
-            video_root=dataset_video_root(dataset), progress=progress, splits=splits,
+            recipe,
+            index,
+            store,
+            views=views,
+            device=device,
+            extract=_is_first_process(),
+            video_root=dataset_video_root(dataset),
+            progress=progress,
+            splits=splits,
         )
     else:
         sets = pixel_datasets(recipe, index, views=views)
@@ -387,16 +396,20 @@ def prepare_data(
     counts = {s: len(index.subset(s)) for s in ("train", "val", "test")}
     kind = resolve_kind(dataset)
     # absolute locations: a run evaluated from another folder must find the same data
-    dataset = dataset.model_copy(update={
-        "root": Path(os.path.abspath(dataset.root)),
-        "annotations": dataset.annotations and Path(os.path.abspath(dataset.annotations)),
-    })
+    dataset = dataset.model_copy(
+        update={
+            "root": Path(os.path.abspath(dataset.root)),
+            "annotations": dataset.annotations and Path(os.path.abspath(dataset.annotations)),
+        }
+    )
     item_ids = _item_ids(index, dataset)  # one pass over the index for every id below
     all_ids = sorted(item_ids)
     # only official splits and cross-validation folds have a split number to record
     numbered = kind in OFFICIAL_SPLITS or dataset.cross_validation is not None
-    videos = {split: split_videos(index, dataset, (split,), ids=item_ids, resolve=split in splits)
-              for split in ("train", "val", "test")}  # fmt: skip
+    videos = {
+        split: split_videos(index, dataset, (split,), ids=item_ids, resolve=split in splits)
+        for split in ("train", "val", "test")
+    }
     cross_validation = dataset.cross_validation
     info = DataRecord(
         dataset=DatasetRecord(
@@ -422,7 +435,10 @@ def prepare_data(
     )
     return TrainData(
         sets.get("train"),  # type: ignore[arg-type]  # None when not among ``splits``
-        sets.get("val"), sets.get("test"), list(index.classes), info,
+        sets.get("val"),
+        sets.get("test"),
+        list(index.classes),
+        info,
         {split: part for split, part in videos.items() if split in splits},
     )
 
@@ -478,8 +494,9 @@ def video_ids(
     """Sorted ids (paths relative to the dataset's video root) of the items of ``splits``
     (None: all): the same for the same data wherever it is mounted."""
     ids = _item_ids(index, dataset)
-    return sorted(vid for item, vid in zip(index, ids, strict=True)
-                  if splits is None or item.split in splits)  # fmt: skip
+    return sorted(
+        vid for item, vid in zip(index, ids, strict=True) if splits is None or item.split in splits
+    )
 
 
 def fingerprint(ids: list[str]) -> str:
@@ -571,17 +588,26 @@ class ActionDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         epoch, rank = self._epoch_and_rank()
-        return _loader(self.data.train, self.batch_size, self.num_workers, shuffle=True,
-                       seed=self.seed, epoch=epoch, rank=rank)  # fmt: skip
+        return _loader(
+            self.data.train,
+            self.batch_size,
+            self.num_workers,
+            shuffle=True,
+            seed=self.seed,
+            epoch=epoch,
+            rank=rank,
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         if self.data.val is None:
             return []
-        return _loader(self.data.val, self.batch_size, self.num_workers, shuffle=False,
-                       seed=self.seed)  # fmt: skip
+        return _loader(
+            self.data.val, self.batch_size, self.num_workers, shuffle=False, seed=self.seed
+        )
 
     def test_dataloader(self) -> DataLoader | list:
         if self.data.test is None:
             return []
-        return _loader(self.data.test, self.batch_size, self.num_workers, shuffle=False,
-                       seed=self.seed)  # fmt: skip
+        return _loader(
+            self.data.test, self.batch_size, self.num_workers, shuffle=False, seed=self.seed
+        )

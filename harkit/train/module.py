@@ -47,9 +47,7 @@ def step_logits(model: nn.Module, x: Tensor, lengths: Tensor) -> Tensor | None:
     return head.forward_steps(x, lengths)
 
 
-def build_optimizer(
-    params: list[nn.Parameter], optim: OptimConfig
-) -> torch.optim.Optimizer:
+def build_optimizer(params: list[nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
     """Adam / SGD (with momentum) / RMSprop with the recipe's lr and weight decay."""
     if optim.optimizer == "adam":
         return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
@@ -128,10 +126,18 @@ class ActionModule(L.LightningModule):
         accuracy(logits.detach(), y)
         size = int(y.shape[0])
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
-                 batch_size=size, sync_dist=True)
-        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=size)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=size,
+            sync_dist=True,
+        )
+        self.log(
+            f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=size
+        )
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:

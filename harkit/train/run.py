@@ -259,9 +259,10 @@ def _no_run_json(paths: RunPaths) -> str:
             f"--dataset DATA --run {root} --resume' on the data (and --store) it trained on"
         )
     splits = sorted(
-        int(p.name[5:]) for p in root.glob("split*")
+        int(p.name[5:])
+        for p in root.glob("split*")
         if p.name[5:].isdigit() and (p / "run.json").is_file()
-    )  # fmt: skip
+    )
     if splits:
         listed = ",".join(map(str, splits))
         return (

@@ -149,8 +149,9 @@ def _eval_modules_are_frozen_backbones(module: torch.nn.Module) -> bool:
     """True when every module in eval mode belongs to a frozen backbone."""
     from harkit.backbones.module import Backbone
 
-    frozen = {id(m) for b in module.modules() if isinstance(b, Backbone) and b.frozen
-              for m in b.modules()}  # fmt: skip
+    frozen = {
+        id(m) for b in module.modules() if isinstance(b, Backbone) and b.frozen for m in b.modules()
+    }
     return all(id(m) in frozen for m in module.modules() if not m.training)
 
 
@@ -211,10 +212,20 @@ def train(
     guard = lock_run(paths) if _is_first_process() else contextlib.nullcontext()
     with guard:
         return _train(
-            recipe, dataset, paths, store=store, devices=devices, num_nodes=num_nodes,
-            accelerator=accelerator, strategy=strategy, resume=resume, max_epochs=max_epochs,
-            precision=precision, progress=progress, callbacks=callbacks,
-        )  # fmt: skip
+            recipe,
+            dataset,
+            paths,
+            store=store,
+            devices=devices,
+            num_nodes=num_nodes,
+            accelerator=accelerator,
+            strategy=strategy,
+            resume=resume,
+            max_epochs=max_epochs,
+            precision=precision,
+            progress=progress,
+            callbacks=callbacks,
+        )
 
 
 def _check_run_outside_videos(paths: RunPaths, dataset: DatasetConfig | TrainData) -> None:
@@ -297,9 +308,7 @@ class _Resume:
     classes: list[str] = field(default_factory=list)
 
 
-def _check_resume(
-    paths: RunPaths, recipe: Recipe, resume: bool, max_epochs: int | None
-) -> _Resume:
+def _check_resume(paths: RunPaths, recipe: Recipe, resume: bool, max_epochs: int | None) -> _Resume:
     """Every check on an existing run folder, before anything is written to it."""
     if not resume:
         if paths.last_ckpt.is_file():
@@ -371,17 +380,28 @@ def _build_trainer(
     # i.e. when the metric improved: a resume would redo epochs. A second checkpoint without a
     # monitor writes last.ckpt every epoch (after best.ckpt, so it carries the best state).
     last_checkpoint = ModelCheckpoint(
-        dirpath=paths.checkpoints, filename="last", monitor=None, save_top_k=1,
+        dirpath=paths.checkpoints,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
         enable_version_counter=False,
-    )  # fmt: skip
+    )
     cbs: list[Callback] = [
-        RngCheckpoint(), ReplicaDigest(paths.logs / "replicas"), *callbacks,
-    ]  # fmt: skip
+        RngCheckpoint(),
+        ReplicaDigest(paths.logs / "replicas"),
+        *callbacks,
+    ]
     if has_val:  # without validation there is no "best": the last epoch is exported
-        cbs.append(ModelCheckpoint(
-            dirpath=paths.checkpoints, filename="best", monitor="val/acc", mode="max",
-            save_top_k=1, enable_version_counter=False,
-        ))  # fmt: skip
+        cbs.append(
+            ModelCheckpoint(
+                dirpath=paths.checkpoints,
+                filename="best",
+                monitor="val/acc",
+                mode="max",
+                save_top_k=1,
+                enable_version_counter=False,
+            )
+        )
     cbs.append(last_checkpoint)
     if optim.early_stopping:
         cbs.append(EarlyStopping(monitor=monitor, mode="max", patience=optim.early_stopping))
@@ -471,10 +491,13 @@ def _export(
         exported_file, exported = paths.last_ckpt, last
         reason = "last epoch: no validation" if not has_val else "last epoch: no val/acc score"
     best_score = _val_best(exported) if has_val else None
-    module.model.load_state_dict({
-        k.removeprefix("model."): v for k, v in exported["state_dict"].items()
-        if k.startswith("model.")
-    })  # fmt: skip
+    module.model.load_state_dict(
+        {
+            k.removeprefix("model."): v
+            for k, v in exported["state_dict"].items()
+            if k.startswith("model.")
+        }
+    )
     save_weights(module.model, paths.weights)
     if not paths.skipped.is_file():  # an empty report says "checked, none skipped"
         atomic_write_text(paths.skipped, "{}\n")
@@ -534,12 +557,21 @@ def _train(
         accel = "gpu" if torch.cuda.is_available() else "cpu"
     used_precision = lightning_precision(precision or recipe.optim.precision, accel)
     trainer = _build_trainer(
-        recipe, paths, has_val=has_val, devices=devices, num_nodes=num_nodes,
-        accelerator=accel, strategy=strategy, max_epochs=max_epochs,
-        precision=used_precision, progress=progress, callbacks=callbacks,
-    )  # fmt: skip
-    datamodule = ActionDataModule(data, recipe.optim.batch_size, recipe.optim.num_workers,
-                                  seed=recipe.optim.seed)  # fmt: skip
+        recipe,
+        paths,
+        has_val=has_val,
+        devices=devices,
+        num_nodes=num_nodes,
+        accelerator=accel,
+        strategy=strategy,
+        max_epochs=max_epochs,
+        precision=used_precision,
+        progress=progress,
+        callbacks=callbacks,
+    )
+    datamodule = ActionDataModule(
+        data, recipe.optim.batch_size, recipe.optim.num_workers, seed=recipe.optim.seed
+    )
     _fit(trainer, module, datamodule, paths, carried.ckpt_path)
     if not trainer.is_global_zero:
         return TrainResult(paths.root, None)

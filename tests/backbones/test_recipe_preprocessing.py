@@ -45,8 +45,11 @@ def _transform_summary(transform: Any) -> dict[str, Any]:
             "mean": prep.mean.flatten().tolist(),
             "std": prep.std.flatten().tolist(),
         }
-    return {"pipeline": repr(transform), "output_size": list(transform.output_size),
-            "export": export}  # fmt: skip
+    return {
+        "pipeline": repr(transform),
+        "output_size": list(transform.output_size),
+        "export": export,
+    }
 
 
 def preprocessing_in_use(name: str) -> dict[str, Any]:
@@ -67,23 +70,31 @@ def preprocessing_in_use(name: str) -> dict[str, Any]:
         for group in pre.groups:
             out = tensors[group.prep_key]
             transform = pre.rgb_transform(group.prep_key)
-            groups.append({
-                "backbone": group.backbone, "weights": group.weights, "stream": group.stream,
-                "transform": None if transform is None else _transform_summary(transform),
-                "tensor": _tensor_summary(out),
-            })  # fmt: skip
+            groups.append(
+                {
+                    "backbone": group.backbone,
+                    "weights": group.weights,
+                    "stream": group.stream,
+                    "transform": None if transform is None else _transform_summary(transform),
+                    "tensor": _tensor_summary(out),
+                }
+            )
         keys = {
             source_key(s): store_config(
-                s, recipe.input.sampling, recipe.input.transform,
+                s,
+                recipe.input.sampling,
+                recipe.input.transform,
                 flow_method=recipe.input.flow_method,
             ).key()
             for s in recipe.input.features
-        }  # fmt: skip
+        }
         return {"mode": "features", "groups": groups, "store_keys": keys}
     # as harkit.train.data.pixel_datasets and harkit.infer.pipeline make them
     prep = pixel_input(recipe)
-    out: dict[str, Any] = {"mode": recipe.mode, "pixel_preprocessing": [
-        prep.input_size, list(prep.mean), list(prep.std)]}  # fmt: skip
+    out: dict[str, Any] = {
+        "mode": recipe.mode,
+        "pixel_preprocessing": [prep.input_size, list(prep.mean), list(prep.std)],
+    }
     for split, config, train in (
         ("eval", recipe.input.transform, False),
         ("train", recipe.input.train_transform or recipe.input.transform, True),
@@ -110,8 +121,11 @@ def _close(a: Any, b: Any, path: str = "") -> list[str]:
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return [f"{path}: length {len(a)} != {len(b)}"]
-        return [d for i, (x, y) in enumerate(zip(a, b, strict=True))
-                for d in _close(x, y, f"{path}[{i}]")]  # fmt: skip
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in _close(x, y, f"{path}[{i}]")
+        ]
     if isinstance(a, float) or isinstance(b, float):
         ok = a == pytest.approx(b, rel=1e-6, abs=1e-9)
         return [] if ok else [f"{path}: {a!r} != {b!r}"]

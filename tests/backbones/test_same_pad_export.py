@@ -26,8 +26,15 @@ def test_same_padding_exports_for_sizes_off_the_stride(module: torch.nn.Module) 
     torch.manual_seed(0)
     x = torch.rand(1, 2, 5, 7, 9)  # odd sizes: a stride-2 "same" output needs padding at the end
     buffer = io.BytesIO()
-    torch.onnx.export(module.eval(), (x,), buffer, input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "batch", 2: "time"}}, dynamo=False)  # fmt: skip
+    torch.onnx.export(
+        module.eval(),
+        (x,),
+        buffer,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "batch", 2: "time"}},
+        dynamo=False,
+    )
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     for probe in (x, torch.rand(2, 2, 7, 7, 9)):  # the traced size and another length
         with torch.no_grad():

@@ -130,8 +130,9 @@ def _register_downloaded(monkeypatch, url: str, sha256: str) -> None:
             net.load_state_dict(state_dict)
         return net
 
-    entry = WeightsSource("mine.pth", Preprocessing(32, (0.5,) * 3, (0.5,) * 3), url=url,
-                          sha256=sha256)  # fmt: skip
+    entry = WeightsSource(
+        "mine.pth", Preprocessing(32, (0.5,) * 3, (0.5,) * 3), url=url, sha256=sha256
+    )
     register_backbone(BackboneSpec("mine", "frame", 4, build, weights={"pretrained": entry}))
 
 

@@ -60,10 +60,14 @@ def twin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Path]:
 
     register_backbone(
         BackboneSpec(
-            name="twin", kind="frame", feature_dim=4, builder=build,
-            weights={"a": entry("a", PREP_A), "b": entry("b", PREP_B)}, default_weights="a",
+            name="twin",
+            kind="frame",
+            feature_dim=4,
+            builder=build,
+            weights={"a": entry("a", PREP_A), "b": entry("b", PREP_B)},
+            default_weights="a",
         )
-    )  # fmt: skip
+    )
     return files
 
 
@@ -93,8 +97,12 @@ def _by_hand(frames: np.ndarray, prep: Preprocessing) -> torch.Tensor:
     from torchvision.transforms.v2 import functional as F
 
     x = torch.from_numpy(frames).permute(0, 3, 1, 2)
-    x = F.resize(x, [prep.resize_size or prep.input_size],
-                 InterpolationMode(prep.interpolation), antialias=True)  # fmt: skip
+    x = F.resize(
+        x,
+        [prep.resize_size or prep.input_size],
+        InterpolationMode(prep.interpolation),
+        antialias=True,
+    )
     x = F.center_crop(x, [prep.input_size, prep.input_size]).float() / 255
     mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
     std = torch.tensor(prep.std).view(1, 3, 1, 1)

@@ -159,8 +159,7 @@ def test_sampling_uses_counted_frames_not_a_header_claim(lying_avi, monkeypatch,
         tracemalloc.stop()
     assert asked == [12]
     assert peak < 8 * 2**20  # 12 frames of 32x32 and a few indices, not 8 GB of them
-    assert int(sampled.mask.sum()) == (4 if sampling.strategy == "uniform" else
-                                       6 if sampling.strategy == "stride" else 12)
+    assert int(sampled.mask.sum()) == (
+        4 if sampling.strategy == "uniform" else 6 if sampling.strategy == "stride" else 12
+    )
     assert frames.shape[-3:] == (32, 32, 3)
-
-

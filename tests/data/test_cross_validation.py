@@ -18,7 +18,9 @@ def manifest(path: Path, persons: list[str], *, split_column: bool = False) -> P
     for p in persons:
         for label in ("wave", "clap"):
             for clip in (1, 2):
-                rows.append(f"{label}_{p}_{clip}.mp4,{label},{p}" + (",train" if split_column else ""))
+                rows.append(
+                    f"{label}_{p}_{clip}.mp4,{label},{p}" + (",train" if split_column else "")
+                )
     path.write_text("\n".join(rows) + "\n")
     return path
 
@@ -52,8 +54,9 @@ def test_k_fold_without_groups_folds_videos(tmp_path: Path) -> None:
     csv.write_text("path,label\n" + "".join(f"{c}{i}.mp4,{c}\n" for c in "ab" for i in range(4)))
     config = DatasetConfig(root=csv, cross_validation=2)
     assert cross_validation_folds(config) == [[], []]  # videos without a group are not named
-    sizes = [len(build_index(config.model_copy(update={"split": k})).subset("test"))
-             for k in (1, 2)]  # fmt: skip
+    sizes = [
+        len(build_index(config.model_copy(update={"split": k})).subset("test")) for k in (1, 2)
+    ]
     assert sizes == [4, 4]
 
 
@@ -66,8 +69,9 @@ def test_k_fold_without_groups_folds_videos(tmp_path: Path) -> None:
     ],
 )
 def test_refusals_name_the_numbers(tmp_path: Path, persons, cv, split, message) -> None:
-    config = DatasetConfig(root=manifest(tmp_path / "m.csv", persons), cross_validation=cv,
-                           split=split)  # fmt: skip
+    config = DatasetConfig(
+        root=manifest(tmp_path / "m.csv", persons), cross_validation=cv, split=split
+    )
     with pytest.raises(DatasetError, match=message):
         build_index(config)
 

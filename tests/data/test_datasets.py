@@ -58,8 +58,11 @@ def test_ucf101_checks_ids_and_resolves_frame_folders(tmp_path):
 
 def test_ucf101_finds_split_files_beside_the_videos(tmp_path):
     # `harkit data download ucf101 ROOT` writes ROOT/UCF-101 and ROOT/ucfTrainTestlist
-    write_ucf_lists(tmp_path / "ucfTrainTestlist", ["Jump/v_Jump_g08_c01.avi 2"],
-                    ["Diving/v_Diving_g01_c01.avi"])
+    write_ucf_lists(
+        tmp_path / "ucfTrainTestlist",
+        ["Jump/v_Jump_g08_c01.avi 2"],
+        ["Diving/v_Diving_g01_c01.avi"],
+    )
     index = ucf101_index(tmp_path / "UCF-101", 1)
     assert [item.split for item in index] == ["train", "test"]
     assert index[0].path == tmp_path / "UCF-101" / "Jump" / "v_Jump_g08_c01.avi"

@@ -21,9 +21,14 @@ def write_csv(path: Path, header: str, rows: list[str]) -> Path:
 
 def actor_rows(split: bool = False) -> list[str]:
     # Actor p2 has clips in train and test: a leak, visible only if 'actor' is read.
-    rows = [("x1.mp4", "x", "p1", "train"), ("y1.mp4", "y", "p1", "train"),
-            ("x2.mp4", "x", "p2", "train"), ("y2.mp4", "y", "p2", "test"),
-            ("x3.mp4", "x", "p3", "test"), ("y3.mp4", "y", "p3", "test")]  # fmt: skip
+    rows = [
+        ("x1.mp4", "x", "p1", "train"),
+        ("y1.mp4", "y", "p1", "train"),
+        ("x2.mp4", "x", "p2", "train"),
+        ("y2.mp4", "y", "p2", "test"),
+        ("x3.mp4", "x", "p3", "test"),
+        ("y3.mp4", "y", "p3", "test"),
+    ]
     return [",".join((p, c, s, a) if split else (p, c, a)) + ",cam0" for p, c, a, s in rows]
 
 
@@ -76,8 +81,10 @@ def test_inspect_lists_ignored_columns_and_the_group_column(
     assert "groups: from column 'actor'" in text
     assert "ignored columns: camera" in text
 
-    assert cli_main.main(["data", "inspect", str(manifest), "--no-probe",
-                          "--group-column", "camera"]) == 0  # fmt: skip
+    assert (
+        cli_main.main(["data", "inspect", str(manifest), "--no-probe", "--group-column", "camera"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "1 groups" in out and "groups: from column 'camera'" in out
     assert "ignored columns: actor" in out and "split check: LEAKS 1 groups: cam0" in out
@@ -97,8 +104,12 @@ def test_no_groups_says_leakage_not_checked(
     assert "groups: none, so leakage cannot be checked" in out
 
     out_csv = tmp_path / "split.csv"
-    assert cli_main.main(["data", "split", str(manifest), "--out", str(out_csv),
-                          "--test-fraction", "0.5"]) == 0  # fmt: skip
+    assert (
+        cli_main.main(
+            ["data", "split", str(manifest), "--out", str(out_csv), "--test-fraction", "0.5"]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip().endswith("no groups: leakage not checked")
 
 
@@ -118,17 +129,33 @@ def test_absolute_paths_outside_the_csv_folder_train(tmp_path: Path, make_video)
     from harkit.models.recipe import load_recipe
     from harkit.train.data import prepare_data
 
-    elsewhere = [make_video(f"far/{c}{i}.mp4", num_frames=6, height=16, width=16, seed=i)
-                 for c in ("x", "y") for i in range(2)]  # fmt: skip
-    rows = [f"{v},{v.name[0]},{'train' if i % 2 == 0 else 'test'}" for i, v in
-            enumerate(elsewhere)]  # fmt: skip
+    elsewhere = [
+        make_video(f"far/{c}{i}.mp4", num_frames=6, height=16, width=16, seed=i)
+        for c in ("x", "y")
+        for i in range(2)
+    ]
+    rows = [f"{v},{v.name[0]},{'train' if i % 2 == 0 else 'test'}" for i, v in enumerate(elsewhere)]
     local = make_video("data/videos/x9.mp4", num_frames=6, height=16, width=16)
     rows.append("videos/x9.mp4,x,train")
     manifest = write_csv(tmp_path / "data" / "manifest.csv", "path,label,split", rows)
 
     store = tmp_path / "store"
-    assert cli_main.main(["extract", str(manifest), "--recipe", "synthetic-gru", "--store",
-                          str(store), "--sampling", "num_frames=4", "--no-progress"]) == 0
+    assert (
+        cli_main.main(
+            [
+                "extract",
+                str(manifest),
+                "--recipe",
+                "synthetic-gru",
+                "--store",
+                str(store),
+                "--sampling",
+                "num_frames=4",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     recipe = load_recipe("synthetic-gru", ["input.sampling.num_frames=4", "optim.val_fraction=0"])
     data = prepare_data(recipe, DatasetConfig(root=manifest), store=store, progress=False)
     items = [data.train[i] for i in range(len(data.train))]  # type: ignore[arg-type]
@@ -179,8 +206,10 @@ def test_annotations_that_nothing_reads_are_refused(
     )
     with pytest.raises(DatasetError, match="which kind 'csv' does not read; drop --annotations"):
         load_index(DatasetConfig(kind="csv", root=manifest, annotations=ann))
-    assert cli_main.main(["data", "inspect", str(manifest), "--no-probe",
-                          "--annotations", str(ann)]) == 2  # fmt: skip
+    assert (
+        cli_main.main(["data", "inspect", str(manifest), "--no-probe", "--annotations", str(ann)])
+        == 2
+    )
     err_lines = capsys.readouterr().err.strip().splitlines()
     assert len(err_lines) == 1 and "no UCF101 (classInd.txt" in err_lines[0]
 
@@ -196,8 +225,17 @@ def test_splits_refused_without_official_splits(
 ) -> None:
     # The issue: --splits 1,2,3 on a CSV trained the same split 3 times ("66.67% ± 0.00%").
     manifest = write_csv(tmp_path / "m.csv", "path,label,split", ["a.mp4,x,train", "b.mp4,x,test"])
-    argv = ["train", "--recipe", "synthetic-gru", "--dataset", str(manifest), "--splits", "1,2,3",
-            "--run", str(tmp_path / "run")]  # fmt: skip
+    argv = [
+        "train",
+        "--recipe",
+        "synthetic-gru",
+        "--dataset",
+        str(manifest),
+        "--splits",
+        "1,2,3",
+        "--run",
+        str(tmp_path / "run"),
+    ]
     assert cli_main.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].endswith(
@@ -210,8 +248,9 @@ def test_splits_refused_without_official_splits(
     from harkit.experiments.splits import train_and_evaluate
 
     with pytest.raises(DatasetError, match=r"--splits 1,4: ucf101 has official splits 1-3 only"):
-        train_and_evaluate(None, DatasetConfig(kind="ucf101", root=tmp_path), tmp_path / "r",
-                           splits=[1, 4])  # type: ignore[arg-type]  # fmt: skip
+        train_and_evaluate(
+            None, DatasetConfig(kind="ucf101", root=tmp_path), tmp_path / "r", splits=[1, 4]
+        )  # type: ignore[arg-type]
 
 
 def fake_ucf101(ann: Path) -> list[str]:
@@ -240,8 +279,9 @@ def test_annotations_for_a_folder_without_their_videos_are_refused(
         with pytest.raises(DatasetError) as err:
             load_index(DatasetConfig(kind=kind, root=synth, annotations=ann))
         assert str(err.value) == message
-    assert cli_main.main(["data", "inspect", str(synth), "--no-probe",
-                          "--annotations", str(ann)]) == 2  # fmt: skip
+    assert (
+        cli_main.main(["data", "inspect", str(synth), "--no-probe", "--annotations", str(ann)]) == 2
+    )
     err_lines = capsys.readouterr().err.strip().splitlines()
     assert len(err_lines) == 1 and err_lines[0].endswith(message)
 

@@ -159,12 +159,22 @@ def ucf101_source(server: Server, *, videos_md5: str | None = None) -> DatasetSo
     server.files["/UCF101.rar"] = videos
     server.files["/splits.zip"] = splits
     return DatasetSource(
-        "ucf101", "ucf101",
-        RemoteFile("UCF101.rar", (server.base + "/UCF101.rar",), target="UCF-101",
-                   md5=videos_md5 or md5(videos), size=len(videos)),
-        RemoteFile("UCF101TrainTestSplits-RecognitionTask.zip", (server.base + "/splits.zip",),
-                   target="ucfTrainTestlist", md5=md5(splits)),
-    )  # fmt: skip
+        "ucf101",
+        "ucf101",
+        RemoteFile(
+            "UCF101.rar",
+            (server.base + "/UCF101.rar",),
+            target="UCF-101",
+            md5=videos_md5 or md5(videos),
+            size=len(videos),
+        ),
+        RemoteFile(
+            "UCF101TrainTestSplits-RecognitionTask.zip",
+            (server.base + "/splits.zip",),
+            target="ucfTrainTestlist",
+            md5=md5(splits),
+        ),
+    )
 
 
 def hmdb51_source(server: Server) -> DatasetSource:
@@ -172,12 +182,17 @@ def hmdb51_source(server: Server) -> DatasetSource:
     server.files["/hmdb51_org.rar"] = videos
     server.files["/test_train_splits.rar"] = splits
     return DatasetSource(
-        "hmdb51", "hmdb51",
-        RemoteFile("hmdb51_org.rar", (server.base + "/hmdb51_org.rar",), target="hmdb51_org",
-                   nested=True),
-        RemoteFile("test_train_splits.rar", (server.base + "/test_train_splits.rar",),
-                   target="testTrainMulti_7030_splits"),
-    )  # fmt: skip
+        "hmdb51",
+        "hmdb51",
+        RemoteFile(
+            "hmdb51_org.rar", (server.base + "/hmdb51_org.rar",), target="hmdb51_org", nested=True
+        ),
+        RemoteFile(
+            "test_train_splits.rar",
+            (server.base + "/test_train_splits.rar",),
+            target="testTrainMulti_7030_splits",
+        ),
+    )
 
 
 def run(name: str, root: Path, source: DatasetSource, **kwargs: object):
@@ -198,8 +213,9 @@ def test_ucf101_downloads_verifies_and_extracts_into_the_ucf101_layout(
     root = tmp_path / "ucf"
     assert result.videos == root / "UCF-101" and result.annotations == root / "ucfTrainTestlist"
     assert sorted(p.name for p in result.videos.iterdir() if p.is_dir()) == UCF_CLASSES
-    index = load_index(DatasetConfig(kind="ucf101", root=result.videos,
-                                     annotations=result.annotations))  # fmt: skip
+    index = load_index(
+        DatasetConfig(kind="ucf101", root=result.videos, annotations=result.annotations)
+    )
     assert len(index) == 4 and index.classes == UCF_CLASSES
     assert all(item.path.is_file() for item in index)
     assert {item.split for item in index} == {"train", "test"}
@@ -222,8 +238,9 @@ def test_hmdb51_rar_of_per_class_rars_extracts_into_class_folders(
     result = run("hmdb51", tmp_path / "hmdb", hmdb51_source(server))
     assert sorted(p.name for p in result.videos.iterdir() if p.is_dir()) == HMDB_CLASSES
     assert not list(result.videos.glob("*.rar"))  # the per-class archives are gone
-    index = load_index(DatasetConfig(kind="hmdb51", root=result.videos,
-                                     annotations=result.annotations))  # fmt: skip
+    index = load_index(
+        DatasetConfig(kind="hmdb51", root=result.videos, annotations=result.annotations)
+    )
     assert len(index) == 6 and all(item.path.is_file() for item in index)
     assert (
         result.videos / "cartwheel" / "cartwheel_clip_2.avi"
@@ -293,10 +310,14 @@ def test_offline_says_what_to_fetch_and_from_dir_then_works(server: Server, tmp_
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
     offline = DatasetSource(
-        "ucf101", "ucf101",
-        *(RemoteFile(f.name, (dead + "/" + f.name,), f.target, f.md5, f.size) for f in source.files),
+        "ucf101",
+        "ucf101",
+        *(
+            RemoteFile(f.name, (dead + "/" + f.name,), f.target, f.md5, f.size)
+            for f in source.files
+        ),
         page="https://www.crcv.ucf.edu/data/UCF101.php",
-    )  # fmt: skip
+    )
     root = tmp_path / "ucf"
     with pytest.raises(DownloadError) as info:
         run("ucf101", root, offline)
@@ -593,9 +614,22 @@ def test_two_downloads_into_one_root_are_refused(tmp_path) -> None:
         with pytest.raises(DownloadError, match="another 'harkit data download' is writing"):
             download_dataset("ucf101", root, from_dir=tmp_path, progress=False)
         # from another process too (an OS lock), in one line with exit code 2
-        done = subprocess.run([sys.executable, "-m", "harkit.cli.main", "data", "download",
-                               "ucf101", str(root), "--from", str(tmp_path)],
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harkit.cli.main",
+                "data",
+                "download",
+                "ucf101",
+                str(root),
+                "--from",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 2
         assert done.stderr.strip() == (
             f"harkit: error: {root}: another 'harkit data download' is writing this folder; "
@@ -613,8 +647,9 @@ def test_a_state_file_of_the_wrong_shape_is_one_line(tmp_path, text: str) -> Non
     assert "\n" not in str(err.value)
 
 
-def test_a_download_of_unknown_size_is_bounded(server: Server, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_download_of_unknown_size_is_bounded(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import harkit.data.fetch as fetch
 
     server.files["/big.rar"] = b"x" * 5000

@@ -22,8 +22,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _entries(n: int, start: int = 0) -> dict[str, str]:
-    return {f"/videos/class{i % 7}/v_{i:05d} ü.avi": f"cannot decode ({i}): \"bad\"\nframes"
-            for i in range(start, start + n)}  # fmt: skip
+    return {
+        f"/videos/class{i % 7}/v_{i:05d} ü.avi": f'cannot decode ({i}): "bad"\nframes'
+        for i in range(start, start + n)
+    }
 
 
 def test_many_appends_read_back_as_the_same_mapping(tmp_path: Path) -> None:
@@ -127,9 +129,12 @@ def test_kill_9_mid_report_loses_no_recorded_entry(tmp_path: Path) -> None:
     script.write_text(textwrap.dedent(WRITER))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(path)], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        [sys.executable, str(script), str(path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
     recorded = -1

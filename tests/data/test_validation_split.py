@@ -14,8 +14,10 @@ from harkit.train.data import carve_validation, plan_validation
 def index_of(train_groups: int, test_groups: int = 2, clips: int = 2) -> VideoIndex:
     items = [
         VideoItem(Path(f"{c}_a{a}_c{k}.mp4"), c, f"a{a}", "train" if a <= train_groups else "test")
-        for c in ("x", "y") for a in range(1, train_groups + test_groups + 1) for k in range(clips)
-    ]  # fmt: skip
+        for c in ("x", "y")
+        for a in range(1, train_groups + test_groups + 1)
+        for k in range(clips)
+    ]
     return VideoIndex("t", items, ["x", "y"])
 
 
@@ -69,8 +71,12 @@ def test_run_info_records_validation_split_and_groups(tmp_path: Path) -> None:
     from harkit.models.recipe import load_recipe
     from harkit.train.data import prepare_data
 
-    rows = [f"{c}_{a}_{k}.mp4,{c},{a}" for c in "xy" for a in ("p1", "p2", "p3", "p4", "p5",
-                                                                "p6") for k in range(2)]  # fmt: skip
+    rows = [
+        f"{c}_{a}_{k}.mp4,{c},{a}"
+        for c in "xy"
+        for a in ("p1", "p2", "p3", "p4", "p5", "p6")
+        for k in range(2)
+    ]
     (tmp_path / "m.csv").write_text("path,label,Actor\n" + "\n".join(rows) + "\n")
     recipe = load_recipe("c3d-gru", ["optim.val_fraction=0.15"])  # pixels: nothing decoded yet
     info = prepare_data(recipe, DatasetConfig(root=tmp_path / "m.csv"), progress=False).info
@@ -88,8 +94,11 @@ def test_run_info_records_validation_split_and_groups(tmp_path: Path) -> None:
 
 
 def ungrouped(per_class: dict[str, int], split: str | None = "train") -> VideoIndex:
-    items = [VideoItem(Path(f"{c}{k}.mp4"), c, None, split) for c, n in per_class.items()
-             for k in range(n)]  # fmt: skip
+    items = [
+        VideoItem(Path(f"{c}{k}.mp4"), c, None, split)
+        for c, n in per_class.items()
+        for k in range(n)
+    ]
     return VideoIndex("t", items, sorted(per_class))
 
 
@@ -110,8 +119,7 @@ def test_few_videos_per_class_without_groups_hold_out_one_per_class() -> None:
         "stratified 10% share needs, so a random share, not stratified"
     )
     # Grouped, few videos per class, enough groups: whole groups at random, no leak.
-    items = [VideoItem(Path(f"{c}{k}.mp4"), c, f"p{c}{k}", "train") for c in "ab" for k in
-             range(4)]  # fmt: skip
+    items = [VideoItem(Path(f"{c}{k}.mp4"), c, f"p{c}{k}", "train") for c in "ab" for k in range(4)]
     index, note = plan_validation(VideoIndex("t", items, ["a", "b"]), 0.15, seed=1)
     assert note.startswith("validation: 1 of 8 training groups (12%, 1 of 8 videos), asked 15%; ")
     assert note.endswith("so a random share, not stratified")
@@ -126,10 +134,11 @@ def test_test_split_with_few_videos_per_class_falls_back(caplog: pytest.LogCaptu
     with caplog.at_level(logging.WARNING, logger="harkit.data.splits"):
         index = group_split(ungrouped({"a": 3, "b": 3, "c": 3}, split=None), 0.2, seed=0)
     assert sorted(i.label for i in index.subset("test")) == ["a", "b", "c"]
-    assert "t: test split: no class has the 5 videos a stratified 20% share needs, so 1 per " \
+    assert (
+        "t: test split: no class has the 5 videos a stratified 20% share needs, so 1 per "
         "class" in caplog.text
-    items = [VideoItem(Path(f"{c}{k}.mp4"), c, f"p{c}{k}", None) for c in "abc" for k in
-             range(3)]  # fmt: skip
+    )
+    items = [VideoItem(Path(f"{c}{k}.mp4"), c, f"p{c}{k}", None) for c in "abc" for k in range(3)]
     index = group_split(VideoIndex("t", items, ["a", "b", "c"]), 0.2, seed=0)
     assert len(index.subset("test")) == 2 and len(index.subset("train")) == 7  # random groups
     items = [VideoItem(Path(f"{c}{k}.mp4"), c, f"p{k}", None) for c in "abc" for k in range(3)]
@@ -174,6 +183,5 @@ def test_a_class_without_training_videos_is_warned_about(tmp_path: Path, caplog)
         "path,label,split\na.mp4,left,train\nb.mp4,left,train\nc.mp4,right,test\n"
     )
     with caplog.at_level(logging.WARNING, logger="harkit.train.data"):
-        prepare_data(load_recipe("c3d-gru"), DatasetConfig(root=tmp_path / "m.csv"),
-                     progress=False)  # fmt: skip
+        prepare_data(load_recipe("c3d-gru"), DatasetConfig(root=tmp_path / "m.csv"), progress=False)
     assert "1 class(es) without a training video, the model cannot learn them: right" in caplog.text

@@ -153,9 +153,12 @@ def test_special_files_are_refused_before_any_open(special_files, kind, monkeypa
     monkeypatch.setattr(av, "open", lambda *a, **k: opened.append(a) or pytest.fail("opened"))
     monkeypatch.setattr(cv2, "VideoCapture", lambda *a: opened.append(a) or pytest.fail("opened"))
     path, phrase = special_files[kind]
-    for call in (lambda: probe(path), lambda: read_frames(path, [0], backend="pyav"),
-                 lambda: OpenCVReader().read_frames(path, [0]),
-                 lambda: list(PyAVReader().iter_frames(path))):
+    for call in (
+        lambda: probe(path),
+        lambda: read_frames(path, [0], backend="pyav"),
+        lambda: OpenCVReader().read_frames(path, [0]),
+        lambda: list(PyAVReader().iter_frames(path)),
+    ):
         with pytest.raises(VideoReadError) as err:
             call()
         assert str(err.value) == f"{path}: {phrase}"
@@ -220,8 +223,6 @@ def test_videos_over_the_frame_limit_are_refused(make_video, monkeypatch):
             reader.info(path)
         with pytest.raises(VideoReadError, match="more than 5 frames"):
             list(reader.iter_frames(path))
-
-
 
 
 def test_a_header_claiming_a_billion_frames_is_counted(lying_avi):

@@ -211,12 +211,19 @@ def test_every_report_table_uses_one_unit_and_names_it(tmp_path: Path):
     md = write_report(tmp_path / "r", m)["report"].read_text()
     per_class = _table(md, "## Per-class results")
     assert "## Per-class results (clip level, %)" in md
-    assert per_class[0] == ["Class", "Support", "Accuracy (%)", "Precision (%)", "Recall (%)",
-                            "F1 (%)"]  # fmt: skip
+    assert per_class[0] == [
+        "Class",
+        "Support",
+        "Accuracy (%)",
+        "Precision (%)",
+        "Recall (%)",
+        "F1 (%)",
+    ]
     for row, cls in zip(per_class[1:], m.per_class, strict=True):
         # precision / recall / F1 are percentages like accuracy, not 0-1 fractions
-        assert row[2:] == [f"{100 * v:.2f}" for v in (cls.accuracy, cls.precision, cls.recall,
-                                                       cls.f1)]  # fmt: skip
+        assert row[2:] == [
+            f"{100 * v:.2f}" for v in (cls.accuracy, cls.precision, cls.recall, cls.f1)
+        ]
     summary = _table(md, "## Summary")
     assert summary[0] == ["Metric", "Clip level (%)"]
     assert all(float(row[1]) > 1 for row in summary[1:] if row[0] == "Top-1 accuracy")
@@ -230,10 +237,14 @@ def test_every_report_table_uses_one_unit_and_names_it(tmp_path: Path):
 TRAINING = {
     "epochs_trained": 12,
     "val_acc": 0.875,
-    "checkpoint": {"which": "best", "file": "checkpoints/best.ckpt", "epoch": 9,
-                   "reason": "highest validation accuracy"},
+    "checkpoint": {
+        "which": "best",
+        "file": "checkpoints/best.ckpt",
+        "epoch": 9,
+        "reason": "highest validation accuracy",
+    },
     "weights": "model.safetensors",
-}  # fmt: skip
+}
 
 
 def test_report_says_which_weights_were_tested(tmp_path: Path):
@@ -241,12 +252,17 @@ def test_report_says_which_weights_were_tested(tmp_path: Path):
     md = paths["report"].read_text()
     assert "- Epochs trained: 12" in md
     assert "- Validation accuracy: 87.50% (best val/acc)" in md
-    assert ("- Checkpoint used: best (checkpoints/best.ckpt, epoch 9 of 12): highest validation "
-            "accuracy, exported to model.safetensors") in md  # fmt: skip
+    assert (
+        "- Checkpoint used: best (checkpoints/best.ckpt, epoch 9 of 12): highest validation "
+        "accuracy, exported to model.safetensors"
+    ) in md
     assert json.loads(paths["metrics"].read_text())["training"] == TRAINING
 
-    last = {"epochs_trained": 3, "val_acc": None,
-            "checkpoint": {"which": "last", "file": "checkpoints/last.ckpt", "epoch": 3}}  # fmt: skip
+    last = {
+        "epochs_trained": 3,
+        "val_acc": None,
+        "checkpoint": {"which": "last", "file": "checkpoints/last.ckpt", "epoch": 3},
+    }
     md = write_report(tmp_path / "last", _metrics(3, n=30), training=last)["report"].read_text()
     assert "- Validation accuracy: none (no validation split)" in md
     assert "- Checkpoint used: last (checkpoints/last.ckpt, epoch 3 of 3)" in md

@@ -35,8 +35,12 @@ def test_reported_keys_parse_into_dataset_split_and_metric() -> None:
 
 def test_compare_with_paper_matches_dataset_and_split_only() -> None:
     harkit = {"top1": 0.5, "f1_weighted": 0.4}
-    reported = {"ucf50_top1": 89.89, "ucf101_top1": 90.0, "ucf50_split2_top1": 88.0,
-                "ucf50_f1": 70.0}  # fmt: skip
+    reported = {
+        "ucf50_top1": 89.89,
+        "ucf101_top1": 90.0,
+        "ucf50_split2_top1": 88.0,
+        "ucf50_f1": 70.0,
+    }
     rows = compare_with_paper(reported, harkit, dataset="ucf50", split=2)
     assert [(r["key"], r["paper"], r["harkit"]) for r in rows] == [
         ("ucf50_top1", pytest.approx(0.8989), None),  # the paper's mean over folds: not fold 2
@@ -54,9 +58,12 @@ def test_evaluation_report_shows_paper_beside_harkit(tmp_path: Path) -> None:
     clip, video = _metrics(0), _metrics(1, n=20, level="video")
     split = {"dataset": "ucf50", "split": 1, "leakage": "none"}
     paths = write_report(
-        tmp_path / "r", clip, split_info=split, video_level=video,
+        tmp_path / "r",
+        clip,
+        split_info=split,
+        video_level=video,
         reported={"ucf50_split1_top1": 89.89, "ucf101_top1": 90.83, "ucf50_top1": 88.0},
-    )  # fmt: skip
+    )
     md = paths["report"].read_text()
     assert "## Paper vs harkit" in md
     assert "| Reported | Metric | paper (%) | harkit (%) |" in md
@@ -65,8 +72,12 @@ def test_evaluation_report_shows_paper_beside_harkit(tmp_path: Path) -> None:
     assert "| ucf101_top1 | Top-1 accuracy | 90.83 | – |" in md
     assert "| ucf50_top1 | Top-1 accuracy | 88.00 | – |" in md  # one fold is not the mean
     paper = json.loads(paths["metrics"].read_text())["paper"]
-    assert paper[0] == {"key": "ucf50_split1_top1", "metric": "top1",
-                        "paper": pytest.approx(0.8989), "harkit": video.top1}  # fmt: skip
+    assert paper[0] == {
+        "key": "ucf50_split1_top1",
+        "metric": "top1",
+        "paper": pytest.approx(0.8989),
+        "harkit": video.top1,
+    }
 
     plain = write_report(tmp_path / "p", clip, split_info=split)
     assert "Paper vs harkit" not in plain["report"].read_text()

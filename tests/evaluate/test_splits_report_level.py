@@ -20,8 +20,14 @@ def _metrics(level: str):
 def test_splits_report_names_splits_level_clips_and_skips(tmp_path: Path) -> None:
     per_split = {1: _metrics("video"), 3: _metrics("video")}
     coverage = {3: {"total": 5, "evaluated": 3, "skipped": 2, "skipped_file": "s3/skipped.json"}}
-    paths = write_splits_report(tmp_path, per_split, title="gru: mean over splits", clips=3,
-                                name="splits-1-3", coverage=coverage)  # fmt: skip
+    paths = write_splits_report(
+        tmp_path,
+        per_split,
+        title="gru: mean over splits",
+        clips=3,
+        name="splits-1-3",
+        coverage=coverage,
+    )
     assert paths["report"] == tmp_path / "splits-1-3.md"
     md = paths["report"].read_text()
     assert md.startswith("# gru: mean over splits 1, 3\n")

@@ -15,9 +15,16 @@ from harkit.train.run import RunError
 def test_ablation_grid_writes_a_comparison_table(toy, small, dim, tmp_path: Path) -> None:
     grid = parse_grid(["head.cell=gru,lstm", "head.hidden=8,[8,8]"])
     assert grid == {"head.cell": ["gru", "lstm"], "head.hidden": ["8", "[8,8]"]}
-    variants = grid_variants(small().name, {"head.cell": ["gru", "lstm"]}, [
-        "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
-        "head.hidden=8", "optim.epochs=1", "optim.batch_size=8"])  # fmt: skip
+    variants = grid_variants(
+        small().name,
+        {"head.cell": ["gru", "lstm"]},
+        [
+            "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
+            "head.hidden=8",
+            "optim.epochs=1",
+            "optim.batch_size=8",
+        ],
+    )
     assert [v.name for v in variants] == ["head.cell=gru", "head.cell=lstm"]
     data = toy(dim(variants[0].recipe))
     rows = ablate(variants, data, tmp_path / "abl", progress=False)
@@ -33,9 +40,16 @@ def test_ablation_grid_writes_a_comparison_table(toy, small, dim, tmp_path: Path
 
 def _finished_variant(tmp_path: Path, small, run_json: dict) -> Variant:
     """A variant whose run folder looks finished (ablate then evaluates it, not trains)."""
-    (variant,) = grid_variants(small().name, {"head.cell": ["gru"]}, [
-        "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
-        "head.hidden=8", "optim.epochs=1", "optim.batch_size=8"])  # fmt: skip
+    (variant,) = grid_variants(
+        small().name,
+        {"head.cell": ["gru"]},
+        [
+            "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
+            "head.hidden=8",
+            "optim.epochs=1",
+            "optim.batch_size=8",
+        ],
+    )
     run = variant_dir(tmp_path / "abl", variant.name)
     run.mkdir(parents=True)
     (run / "model.safetensors").write_bytes(b"")

@@ -16,8 +16,10 @@ from harkit.train.run_info import DatasetRecord
 
 TINY = [
     "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
-    "head.hidden=8", "optim.epochs=1", "optim.batch_size=8",
-]  # fmt: skip
+    "head.hidden=8",
+    "optim.epochs=1",
+    "optim.batch_size=8",
+]
 
 
 def test_a_grid_cell_that_changes_the_recipe_has_no_paper_numbers() -> None:

@@ -38,17 +38,32 @@ def people(tmp_path: Path) -> Path:
 def test_leave_one_person_out_in_one_command(people: Path, tmp_path: Path, capsys) -> None:
     recipe = write_recipes(tmp_path / "recipes")
     run = tmp_path / "run"
-    argv = ["train", "--recipe", str(recipe), "--dataset", str(people), "--store",
-            str(tmp_path / "store"), "--run", str(run), "--splits", "leave-one-group-out",
-            "--no-progress"]  # fmt: skip
+    argv = [
+        "train",
+        "--recipe",
+        str(recipe),
+        "--dataset",
+        str(people),
+        "--store",
+        str(tmp_path / "store"),
+        "--run",
+        str(run),
+        "--splits",
+        "leave-one-group-out",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out.splitlines()
     # one line per fold naming its person (natural order: 2 before 10), then the mean
     assert [line.split("): ")[0] + ")" for line in printed[:3]] == [
-        "split 1 (held out: 1)", "split 2 (held out: 2)", "split 3 (held out: 10)"
-    ]  # fmt: skip
-    assert printed[3].startswith("tiny-gru: mean top-1 over leave-one-group-out cross-"
-                                 "validation folds 1,2,3 (clip-level, 1 clip per video): ")  # fmt: skip
+        "split 1 (held out: 1)",
+        "split 2 (held out: 2)",
+        "split 3 (held out: 10)",
+    ]
+    assert printed[3].startswith(
+        "tiny-gru: mean top-1 over leave-one-group-out cross-"
+        "validation folds 1,2,3 (clip-level, 1 clip per video): "
+    )
     summary = json.loads((run / "splits.json").read_text())
     assert summary["held_out"] == {"1": ["1"], "2": ["2"], "3": ["10"]}
     assert summary["num_splits"] == 3
@@ -78,8 +93,19 @@ def test_leave_one_person_out_in_one_command(people: Path, tmp_path: Path, capsy
         assert summary["per_split"][str(k)]["top1"] == pytest.approx(top1)
 
     # evaluate --splits over the same folds gives the same numbers; another scheme is refused
-    assert main(["evaluate", str(run), "--splits", "leave-one-group-out", "--out",
-                 str(tmp_path / "again")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run),
+                "--splits",
+                "leave-one-group-out",
+                "--out",
+                str(tmp_path / "again"),
+            ]
+        )
+        == 0
+    )
     again = json.loads((tmp_path / "again" / "splits.json").read_text())
     assert again["per_split"] == summary["per_split"] and again["held_out"] == summary["held_out"]
     capsys.readouterr()

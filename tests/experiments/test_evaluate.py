@@ -25,19 +25,41 @@ def test_training_summary_counts_epochs_from_one() -> None:
     def training_summary_of(info: dict) -> dict:
         return training_summary(RunInfo.model_validate(info))
 
-    info = {"epochs_run": 5, "best_score": 0.5,
-            "exported": {"checkpoint": "checkpoints/best.ckpt", "epoch": 2, "reason": "r"}}  # fmt: skip
+    info = {
+        "epochs_run": 5,
+        "best_score": 0.5,
+        "exported": {"checkpoint": "checkpoints/best.ckpt", "epoch": 2, "reason": "r"},
+    }
     summary = training_summary_of(info)
     assert summary["epochs_trained"] == 5 and summary["val_acc"] == 0.5
-    assert summary["checkpoint"] == {"which": "best", "file": "checkpoints/best.ckpt",
-                                     "epoch": 3, "reason": "highest validation accuracy"}  # fmt: skip
-    last = training_summary_of({"exported": {"checkpoint": "checkpoints/last.ckpt", "epoch": 4,
-                                          "reason": "last epoch: no validation"}})  # fmt: skip
+    assert summary["checkpoint"] == {
+        "which": "best",
+        "file": "checkpoints/best.ckpt",
+        "epoch": 3,
+        "reason": "highest validation accuracy",
+    }
+    last = training_summary_of(
+        {
+            "exported": {
+                "checkpoint": "checkpoints/last.ckpt",
+                "epoch": 4,
+                "reason": "last epoch: no validation",
+            }
+        }
+    )
     assert last["checkpoint"]["which"] == "last" and last["checkpoint"]["epoch"] == 5
     assert last["checkpoint"]["reason"] == "last epoch: no validation"
     # this harkit's run.json counts from 1 in `epoch`, Lightning's index is `epoch_index`
-    now = training_summary_of({"exported": {"checkpoint": "checkpoints/best.ckpt", "epoch": 3,
-                                         "epoch_index": 2, "reason": "r"}})  # fmt: skip
+    now = training_summary_of(
+        {
+            "exported": {
+                "checkpoint": "checkpoints/best.ckpt",
+                "epoch": 3,
+                "epoch_index": 2,
+                "reason": "r",
+            }
+        }
+    )
     assert now["checkpoint"]["epoch"] == 3
     empty = training_summary_of({})  # an older run.json: nothing invented
     assert empty["epochs_trained"] is None and empty["checkpoint"]["which"] is None
@@ -48,9 +70,12 @@ def test_training_never_imports_experiments() -> None:
     for path in sorted(folder.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = (
-                [node.module or ""] if isinstance(node, ast.ImportFrom)
-                else [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            )  # fmt: skip
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
             assert not any(n.startswith("harkit.experiments") for n in names), path
     for old in ("evaluate", "ablate", "info", "reproduce"):  # moved, no shims left behind
         assert importlib.util.find_spec(f"harkit.train.{old}") is None

@@ -22,16 +22,29 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     """A run, and a copy of its data whose test split (6 videos) has 4 unreadable videos:
     every move_left one and one move_right one."""
     tmp = tmp_path_factory.mktemp("coverage")
-    config = SynthConfig(classes=["move_right", "move_left"], num_actors=5, clips_per_actor=1,
-                         num_frames=8, size=32, test_actors=3)  # fmt: skip
+    config = SynthConfig(
+        classes=["move_right", "move_left"],
+        num_actors=5,
+        clips_per_actor=1,
+        num_frames=8,
+        size=32,
+        test_actors=3,
+    )
     manifest = render_dataset(tmp / "videos", config)
     run = tmp / "run"
-    train(load_recipe("synthetic-gru", TINY), DatasetConfig(root=manifest), run,
-          store=tmp / "store", progress=False)  # fmt: skip
+    train(
+        load_recipe("synthetic-gru", TINY),
+        DatasetConfig(root=manifest),
+        run,
+        store=tmp / "store",
+        progress=False,
+    )
     copy = tmp / "copy"
     shutil.copytree(tmp / "videos", copy)
-    bad = [*sorted((copy / "move_left").glob("*_a0[345]_*.mp4")),
-           copy / "move_right" / "move_right_a03_c01.mp4"]  # fmt: skip
+    bad = [
+        *sorted((copy / "move_left").glob("*_a0[345]_*.mp4")),
+        copy / "move_right" / "move_right_a03_c01.mp4",
+    ]
     assert len(bad) == 4
     for path in bad:
         path.write_bytes(b"not a video")

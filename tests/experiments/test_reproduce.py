@@ -15,16 +15,29 @@ from tests.helpers.experiments import write_recipes
 
 
 def _args(recipe, videos, ann, out, *extra):
-    return ["reproduce", str(recipe), "--dataset", str(videos), "--kind", "ucf101",
-            "--annotations", str(ann), "--out", str(out), "--no-progress", *extra]  # fmt: skip
+    return [
+        "reproduce",
+        str(recipe),
+        "--dataset",
+        str(videos),
+        "--kind",
+        "ucf101",
+        "--annotations",
+        str(ann),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_finds_the_ablations_whose_base_is_the_recipe(tmp_path):
     recipe = write_recipes(tmp_path)
     assert [p.name for p in find_ablations(recipe)] == ["tiny-lstm.yaml"]
     assert [p.stem for p in find_ablations("fusion-gru")] == [
-        "fusion-gru-googlenet", "fusion-gru-irv2"
-    ]  # fmt: skip
+        "fusion-gru-googlenet",
+        "fusion-gru-irv2",
+    ]
 
 
 def test_refuses_data_without_official_splits_and_unknown_splits(ucf, tmp_path, capsys):
@@ -32,8 +45,16 @@ def test_refuses_data_without_official_splits_and_unknown_splits(ucf, tmp_path, 
     assert main(_args(recipe, videos, ann, tmp_path / "o", "--splits", "4")) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "ucf101 has official splits 1-3" in err
-    args = ["reproduce", str(recipe), "--dataset", str(videos), "--kind", "folder",
-            "--out", str(tmp_path / "o")]  # fmt: skip
+    args = [
+        "reproduce",
+        str(recipe),
+        "--dataset",
+        str(videos),
+        "--kind",
+        "folder",
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "official splits" in err
@@ -105,8 +126,11 @@ def test_reproduce_table_and_resume(ucf, tmp_path, capsys):
     assert all(base[f"split{k}_top1"] is not None for k in (1, 2, 3))
     assert base["splits_done"] == 3
     lstm = again["rows"][1]
-    assert [lstm[f"split{k}_status"] for k in (1, 2, 3)] == ["already done", "evaluated",
-                                                             "already done"]  # fmt: skip
+    assert [lstm[f"split{k}_status"] for k in (1, 2, 3)] == [
+        "already done",
+        "evaluated",
+        "already done",
+    ]
     assert (lstm2 / "report" / "report.md").is_file()
 
     # Other overrides into the same folder would mix two recipes in one table: refused.

@@ -14,9 +14,24 @@ from harkit.train.run import RunError
 
 
 def _train_args(recipe: Path, videos: Path, ann: Path, run: Path, splits: str) -> list[str]:
-    return ["train", "--recipe", str(recipe), "--dataset", str(videos), "--kind", "ucf101",
-            "--annotations", str(ann), "--run", str(run), "--splits", splits,
-            "--store", str(run.parent / "store"), "--no-progress"]  # fmt: skip
+    return [
+        "train",
+        "--recipe",
+        str(recipe),
+        "--dataset",
+        str(videos),
+        "--kind",
+        "ucf101",
+        "--annotations",
+        str(ann),
+        "--run",
+        str(run),
+        "--splits",
+        splits,
+        "--store",
+        str(run.parent / "store"),
+        "--no-progress",
+    ]
 
 
 @pytest.fixture

@@ -45,9 +45,18 @@ def _assert_same_store(got: FeatureStore, want: FeatureStore, precision: str) ->
 def _single(index: VideoIndex, root: Path, transform: TransformConfig | None) -> FeatureStore:
     """The reference: one process extracts every video."""
     extract_features(
-        index, [R18], root, FOUR, transform, dtype="float32", precision="fp32", num_workers=0,
-        rank=0, world_size=1, progress=False,
-    )  # fmt: skip
+        index,
+        [R18],
+        root,
+        FOUR,
+        transform,
+        dtype="float32",
+        precision="fp32",
+        num_workers=0,
+        rank=0,
+        world_size=1,
+        progress=False,
+    )
     return feature_stores_for([R18], FOUR, transform, root, dtype="float32")[0].open()
 
 
@@ -64,9 +73,16 @@ def test_slurm_tasks_shard_like_torchrun_ranks(
     for task in (1, 0):
         monkeypatch.setenv("SLURM_PROCID", str(task))
         report = extract_features(
-            index, [R18], tmp_path / "store", FOUR, SMALL, dtype="float32", precision="fp32",
-            num_workers=0, progress=False,
-        )  # fmt: skip
+            index,
+            [R18],
+            tmp_path / "store",
+            FOUR,
+            SMALL,
+            dtype="float32",
+            precision="fp32",
+            num_workers=0,
+            progress=False,
+        )
         assert (report.rank, report.world_size) == (task, 2)
         extracted.append(report.extracted)
     assert sorted(extracted) == [len(index) // 2, len(index) - len(index) // 2]
@@ -91,8 +107,14 @@ def test_torchrun_two_nodes_fill_one_store(
     single = _single(tiny_index, tmp_path / "single", None)  # the CLI's default transform
     port = _free_port()
     if rendezvous == "c10d":
-        launch = ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
-                  "--rdzv-id", "harkit-test"]  # fmt: skip
+        launch = [
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            f"127.0.0.1:{port}",
+            "--rdzv-id",
+            "harkit-test",
+        ]
     else:
         launch = ["--master-addr", "127.0.0.1", "--master-port", str(port)]
     store_root = tmp_path / "store"
@@ -101,14 +123,44 @@ def test_torchrun_two_nodes_fill_one_store(
         env.pop(var, None)
     procs = []
     for node in (0, 1):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
-               str(node), "--nproc-per-node", "1", *launch, "--no-python", sys.executable,
-               "-c", CLI, "extract", str(tiny_root), "--store", str(store_root),
-               "--backbone", "resnet18", "--weights", "none", "--sampling", "num_frames=4",
-               "--precision", "fp32", "--dtype", "fp32", "--workers", "0",
-               "--no-progress"]  # fmt: skip
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "2",
+            "--node-rank",
+            str(node),
+            "--nproc-per-node",
+            "1",
+            *launch,
+            "--no-python",
+            sys.executable,
+            "-c",
+            CLI,
+            "extract",
+            str(tiny_root),
+            "--store",
+            str(store_root),
+            "--backbone",
+            "resnet18",
+            "--weights",
+            "none",
+            "--sampling",
+            "num_frames=4",
+            "--precision",
+            "fp32",
+            "--dtype",
+            "fp32",
+            "--workers",
+            "0",
+            "--no-progress",
+        ]
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     outputs = [p.communicate(timeout=300) for p in procs]
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err[-3000:]

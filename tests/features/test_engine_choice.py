@@ -92,14 +92,22 @@ def test_measure_picks_the_fastest_and_refuses_wrong_features() -> None:
     def broken() -> Callable[[], dict]:
         raise RuntimeError("export failed")
 
-    cands = [cand("a"), cand("b"), cand("wrong", 1.01), cand("bf", 1.01, "bf16"),
-             Candidate("broken", "fp32", broken)]  # fmt: skip
+    cands = [
+        cand("a"),
+        cand("b"),
+        cand("wrong", 1.01),
+        cand("bf", 1.01, "bf16"),
+        Candidate("broken", "fp32", broken),
+    ]
     seconds = {"a": 2.0, "b": 1.0, "wrong": 0.1, "bf": 0.5, "broken": 0.01}
     calls: list[str] = []
     trials, outputs = measure(cands, want, 4, rounds=3, timing=fake_timing(seconds, calls))
     # 1% off is out of fp32's 1e-4 but within bf16's 3e-2; failures and wrong ones are untimed
     assert "features off fp32" in trials["wrong"].refused and not trials["wrong"].ok
-    assert trials["broken"].refused.startswith("failed: RuntimeError") and trials["broken"].error is None
+    assert (
+        trials["broken"].refused.startswith("failed: RuntimeError")
+        and trials["broken"].error is None
+    )
     assert trials["bf"].ok and trials["bf"].error == pytest.approx(0.01, rel=1e-3)
     assert sorted(calls) == sorted(["a", "b", "bf"] * 3) and set(outputs) == {"a", "b", "bf"}
     assert calls[:3] != calls[3:6]  # the order rotates between rounds
@@ -155,7 +163,9 @@ def test_probe_refuses_a_compiled_graph_off_fp32(
     assert not isinstance(fast.networks[0], _Wrapped)
     assert max_rel_err(got, reference()) <= FEATURE_RTOL["fp32"]
     # the refusal is cached: the next job neither compiles nor measures
-    monkeypatch.setattr(extractor_module, "compile_network", lambda *a, **k: pytest.fail("compiled"))
+    monkeypatch.setattr(
+        extractor_module, "compile_network", lambda *a, **k: pytest.fail("compiled")
+    )
     again = extractor(tmp_path / "cache", never, compile=True)
     again(FRAMES)
     assert again.plans[0] is not None and again.plans[0].name == "eager-fp32"
@@ -192,9 +202,14 @@ def test_a_compiled_choice_runs_one_small_batch_shape(
             sizes.append(len(x))
             return super().forward(x)
 
-    monkeypatch.setattr(extractor_module, "compile_network", lambda net, freezing=True: Recording(net))
-    settings = ProbeSettings(compile=True, cache=ChoiceCache(tmp_path), timing=fake_timing(
-        {"onnx-fp32": 3.0, "compiled-fp32": 1.0, "eager-fp32": 2.0}))  # fmt: skip
+    monkeypatch.setattr(
+        extractor_module, "compile_network", lambda net, freezing=True: Recording(net)
+    )
+    settings = ProbeSettings(
+        compile=True,
+        cache=ChoiceCache(tmp_path),
+        timing=fake_timing({"onnx-fp32": 3.0, "compiled-fp32": 1.0, "eager-fp32": 2.0}),
+    )
     fast = FeatureExtractor([R18], SMALL, precision="fp32", chunk_size=16, probe=settings)
     frames = pattern_frames(20, 72, 96)  # the probe's batch of 16, then 4 padded to 8
     got = fast(frames)[fast.keys[0]]
@@ -232,9 +247,10 @@ def test_cache_round_trip_skips_the_probe(tmp_path: Path, monkeypatch: pytest.Mo
     cache = ChoiceCache(tmp_path)
     key = choice_key("extract", {"backbone": "resnet18"}, (4, 3, 64, 64))
     assert cache.load(key) is None
-    trials = {"eager-fp32": Trial("eager-fp32", seconds=0.5, items_per_s=8.0, error=0.0,
-                                  tolerance=1e-4),
-              "onnx-fp32": Trial("onnx-fp32", refused="features off fp32 by 0.1")}  # fmt: skip
+    trials = {
+        "eager-fp32": Trial("eager-fp32", seconds=0.5, items_per_s=8.0, error=0.0, tolerance=1e-4),
+        "onnx-fp32": Trial("onnx-fp32", refused="features off fp32 by 0.1"),
+    }
     path = cache.save(key, trials, "eager-fp32")
     assert path.parent == tmp_path and not list(tmp_path.glob(".*"))  # atomic: no temp left
     assert cache.load(key) == trials
@@ -250,7 +266,9 @@ def test_cache_round_trip_skips_the_probe(tmp_path: Path, monkeypatch: pytest.Mo
     assert max_rel_err(got, reference()) <= FEATURE_RTOL["fp32"]
     # compiled candidates were not measured: a job that may compile measures again
     calls: list[str] = []
-    monkeypatch.setattr(extractor_module, "compile_network", lambda net, freezing=True: _Wrapped(net))
+    monkeypatch.setattr(
+        extractor_module, "compile_network", lambda net, freezing=True: _Wrapped(net)
+    )
     timing = fake_timing({**seconds, "compiled-fp32": 2.0}, calls)
     third = extractor(tmp_path / "x", timing, compile=True)
     third(FRAMES)
@@ -276,8 +294,13 @@ def test_damaged_cache_is_ignored_with_a_warning(
         assert cache.load(key) is None
     assert "ignoring damaged engine-choice cache" in caplog.text
     # an extractor measures again and replaces the file
-    fast = FeatureExtractor([R18], SMALL, precision="fp32", chunk_size=4, probe=ProbeSettings(
-        timing=fake_timing({"onnx-fp32": 2.0, "eager-fp32": 1.0}), cache=cache))  # fmt: skip
+    fast = FeatureExtractor(
+        [R18],
+        SMALL,
+        precision="fp32",
+        chunk_size=4,
+        probe=ProbeSettings(timing=fake_timing({"onnx-fp32": 2.0, "eager-fp32": 1.0}), cache=cache),
+    )
     ekey = fast.choice_key(0, fast.preprocessor(FRAMES)[fast.groups[0].prep_key])
     cache.path(ekey).parent.mkdir(parents=True, exist_ok=True)
     cache.path(ekey).write_bytes(damage)
@@ -356,10 +379,19 @@ def test_key_changes_with_cpu_flags_isa_backbone_and_shape(
 def test_an_explicit_engine_bypasses_the_probe(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str, compile: bool, want: str
 ) -> None:
-    monkeypatch.setattr(extractor_module, "compile_network", lambda net, freezing=True: _Wrapped(net))
+    monkeypatch.setattr(
+        extractor_module, "compile_network", lambda net, freezing=True: _Wrapped(net)
+    )
     settings = ProbeSettings(compile=True, timing=never, cache=ChoiceCache(tmp_path))
-    fast = FeatureExtractor([R18], SMALL, precision="fp32", engine=engine,  # type: ignore[arg-type]
-                            compile=compile, chunk_size=4, probe=settings)  # fmt: skip
+    fast = FeatureExtractor(
+        [R18],
+        SMALL,
+        precision="fp32",
+        engine=engine,  # type: ignore[arg-type]
+        compile=compile,
+        chunk_size=4,
+        probe=settings,
+    )
     assert fast.probe is None
     fast(FRAMES)
     plan = fast.plans[0]
@@ -392,8 +424,7 @@ def test_store_records_the_engine(
 ) -> None:
     monkeypatch.setenv("HARKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(engines_module, "PROBE_MIN_VIDEOS", 1)  # measure on this tiny job
-    options = dict(dtype="float32", precision="fp32", batch_size=4, num_workers=0,
-                   progress=False)  # fmt: skip
+    options = dict(dtype="float32", precision="fp32", batch_size=4, num_workers=0, progress=False)
     report = extract_features(tiny_index, [R18], tmp_path / "a", FOUR, SMALL, **options)  # type: ignore[arg-type]
     (location,) = feature_stores_for([R18], FOUR, SMALL, tmp_path / "a", dtype="float32")
     (run,) = read_engine_records(location.open().path)

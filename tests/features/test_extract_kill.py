@@ -45,18 +45,34 @@ def _start(tmp_path: Path, body: str, *args: str) -> subprocess.Popen:
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(body))
     return subprocess.Popen(
-        [sys.executable, str(script), *args], env=job_env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [sys.executable, str(script), *args],
+        env=job_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.slow
 def test_kill_9_of_extract_ends_its_decode_workers(tmp_path: Path, tiny_root: Path) -> None:
     proc = _start(
-        tmp_path, SLOW_EXTRACT, "extract", str(tiny_root), "--store", str(tmp_path / "store"),
-        "--backbone", "resnet18", "--weights", "none", "--engine", "torch",
-        "--sampling", "num_frames=4", "--workers", "2", "--no-progress",
-    )  # fmt: skip
+        tmp_path,
+        SLOW_EXTRACT,
+        "extract",
+        str(tiny_root),
+        "--store",
+        str(tmp_path / "store"),
+        "--backbone",
+        "resnet18",
+        "--weights",
+        "none",
+        "--engine",
+        "torch",
+        "--sampling",
+        "num_frames=4",
+        "--workers",
+        "2",
+        "--no-progress",
+    )
     workers, survivors = kill_job_and_list_survivors(proc, workers=2)
     assert len(workers) == 2
     assert survivors == [], f"decode workers {survivors} outlived the killed `harkit extract`"

@@ -73,9 +73,10 @@ def test_segment_backbone_gives_one_feature_per_segment() -> None:
 
 def test_flow_source_reads_flow_planes() -> None:
     extractor = FeatureExtractor(
-        [FeatureSource(backbone="i3d_flow", weights="none", stream="flow")], SMALL,
+        [FeatureSource(backbone="i3d_flow", weights="none", stream="flow")],
+        SMALL,
         precision="fp32",
-    )  # fmt: skip
+    )
     with pytest.raises(FeatureExtractorError, match="flow="):
         extractor(None)
     flow = np.random.default_rng(0).integers(0, 256, (2, 4, 64, 80, 2), dtype=np.uint8)
@@ -116,8 +117,9 @@ def test_bad_video_is_recorded_and_skipped(tiny_root: Path, tmp_path: Path) -> N
     broken = sorted(videos.glob("*/*.mp4"))[1]
     broken.write_bytes(b"not a video at all")
     index = load_index(DatasetConfig(root=videos))
-    report = extract_features(index, [R18], tmp_path / "store", FOUR, SMALL, num_workers=0,
-                              progress=False)  # fmt: skip
+    report = extract_features(
+        index, [R18], tmp_path / "store", FOUR, SMALL, num_workers=0, progress=False
+    )
     assert (report.extracted, report.failed) == (len(index) - 1, 1)
     assert str(broken) in Path(report.skip_report).read_text()
     (location,) = feature_stores_for([R18], FOUR, SMALL, tmp_path / "store")
@@ -132,14 +134,18 @@ def test_bad_video_is_recorded_and_skipped(tiny_root: Path, tmp_path: Path) -> N
 
 
 def test_segments_pipeline_and_ensure_features(tiny_root: Path, tmp_path: Path) -> None:
-    recipe = Recipe.model_validate({
-        "name": "tiny", "mode": "features", "head": {},
-        "input": {
-            "sampling": {"strategy": "segments", "segment_length": 5},
-            "transform": {"crop_size": 64},
-            "features": [{"backbone": "i3d", "weights": "none"}],
-        },
-    })  # fmt: skip
+    recipe = Recipe.model_validate(
+        {
+            "name": "tiny",
+            "mode": "features",
+            "head": {},
+            "input": {
+                "sampling": {"strategy": "segments", "segment_length": 5},
+                "transform": {"crop_size": 64},
+                "features": [{"backbone": "i3d", "weights": "none"}],
+            },
+        }
+    )
     index = load_index(DatasetConfig(root=tiny_root))
     (store,) = ensure_features(recipe, index, tmp_path, num_workers=0, progress=False)
     assert store.counts()["ok"] == len(index)

@@ -43,9 +43,19 @@ def test_batches_span_videos(
 
     monkeypatch.setattr(pipeline_module, "FeatureExtractor", Recording)
     report = extract_features(
-        tiny_index, [R18], tmp_path, FOUR, SMALL, dtype="float32", precision="fp32",
-        engine="torch", batch_size=5, num_workers=0, compile=False, progress=False,
-    )  # fmt: skip
+        tiny_index,
+        [R18],
+        tmp_path,
+        FOUR,
+        SMALL,
+        dtype="float32",
+        precision="fp32",
+        engine="torch",
+        batch_size=5,
+        num_workers=0,
+        compile=False,
+        progress=False,
+    )
     # 6 videos x 4 frames: full calls of 5 across video boundaries, then the 4 left over
     assert report.steps == 24 and sizes == [5, 5, 5, 5, 4]
     (location,) = feature_stores_for([R18], FOUR, SMALL, tmp_path, dtype="float32")
@@ -116,9 +126,10 @@ def test_bf16_graph_is_held_to_eager_bf16_error(monkeypatch: pytest.MonkeyPatch)
     frames = pattern_frames(4, 72, 96)
     for wrong in (False, True):
         monkeypatch.setattr(
-            extractor_module, "compile_network",
+            extractor_module,
+            "compile_network",
             lambda net, freezing=True, wrong=wrong: _Miscompiled(net) if wrong else net,
-        )  # fmt: skip
+        )
         fast = FeatureExtractor([R18], SMALL, precision="bf16", compile=True, chunk_size=4)
         fast(frames)
         assert 0 < fast.compile_check["resnet18"] < (0.3 if wrong else 3e-2)

@@ -47,8 +47,9 @@ def test_a_grid_needs_a_layer_and_sizes_follow():
         FeatureSource(backbone="resnet18", weights="none", grid=2)
     with pytest.raises(ConfigError, match="grid"):
         load_recipe("efficientnet-gru", ["input.features.0.grid=9"])
-    recipe = load_recipe("efficientnet-gru", ["input.features.0.layer=bn2",
-                                              "input.features.0.grid=3"])  # fmt: skip
+    recipe = load_recipe(
+        "efficientnet-gru", ["input.features.0.layer=bn2", "input.features.0.grid=3"]
+    )
     assert source_dim(recipe.input.features[0]) == 1280 * 9
     assert source_dim(R18_GRID) == 2048
     # its own store: grid is part of the key, the pooled store keeps its old key
@@ -59,15 +60,15 @@ def test_a_grid_needs_a_layer_and_sizes_follow():
 
 def test_extractor_runs_grid_and_whole_map_sources_apart():
     frames = pattern_frames(3, 64, 64)
-    extractor = FeatureExtractor([R18_GRID, R18_LAYER4], SMALL, precision="fp32",
-                                 engine="torch")  # fmt: skip
+    extractor = FeatureExtractor([R18_GRID, R18_LAYER4], SMALL, precision="fp32", engine="torch")
     assert len(extractor.networks) == 2  # one per grid
     out = extractor(frames)
     keys = extractor.keys
     assert keys[0].endswith("layer4@2x2") and keys[1].endswith("layer4")
     assert out[keys[0]].shape == (3, 2048) and out[keys[1]].shape == (3, 512)
-    torch.testing.assert_close(out[keys[0]].view(3, 512, 4).mean(-1), out[keys[1]],
-                               atol=1e-5, rtol=1e-5)  # fmt: skip
+    torch.testing.assert_close(
+        out[keys[0]].view(3, 512, 4).mean(-1), out[keys[1]], atol=1e-5, rtol=1e-5
+    )
 
 
 def test_onnx_engine_matches_torch_for_grid_features(tmp_path, monkeypatch):
@@ -85,8 +86,9 @@ def test_onnx_engine_matches_torch_for_grid_features(tmp_path, monkeypatch):
 
 def test_grid_features_through_the_store(tiny_root: Path, tmp_path: Path) -> None:
     index = load_index(DatasetConfig(root=tiny_root))
-    report = extract_features(index, [R18_GRID], tmp_path, FOUR, SMALL, num_workers=0,
-                              progress=False)  # fmt: skip
+    report = extract_features(
+        index, [R18_GRID], tmp_path, FOUR, SMALL, num_workers=0, progress=False
+    )
     assert report.extracted == len(index) and report.failed == 0
     dataset = FeatureDataset(index, feature_stores_for([R18_GRID], FOUR, SMALL, tmp_path))
     assert dataset[0]["video"].shape == (4, 2048)

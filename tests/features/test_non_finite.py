@@ -19,8 +19,9 @@ from tests.helpers.features import FOUR
 TINY = FeatureSource(backbone="tiny_image", weights="none")
 
 
-def test_extraction_records_non_finite_features_as_failed(tiny_root: Path, tmp_path: Path,
-                                                          monkeypatch) -> None:  # fmt: skip
+def test_extraction_records_non_finite_features_as_failed(
+    tiny_root: Path, tmp_path: Path, monkeypatch
+) -> None:
     index = load_index(DatasetConfig(root=tiny_root))
     run_groups = FeatureExtractor.run_groups
 
@@ -48,8 +49,9 @@ def test_features_past_float16_are_refused_not_stored_as_inf(tmp_path: Path) -> 
         store.put("v.mp4", values)
 
 
-def test_non_finite_features_in_a_store_are_skipped_and_named(tiny_root: Path, tmp_path: Path,
-                                                              monkeypatch) -> None:  # fmt: skip
+def test_non_finite_features_in_a_store_are_skipped_and_named(
+    tiny_root: Path, tmp_path: Path, monkeypatch
+) -> None:
     index = load_index(DatasetConfig(root=tiny_root))
     extract_features(index, [TINY], tmp_path, FOUR, num_workers=0, progress=False)
     locations = feature_stores_for([TINY], FOUR, None, tmp_path)
@@ -75,7 +77,10 @@ def test_a_nan_loss_stops_training_naming_epoch_and_batch() -> None:
     from harkit.train.module import ActionModule, NonFiniteLossError
 
     module = ActionModule(load_recipe("synthetic-gru"), 2)
-    batch = {"video": torch.full((2, 4, 768), float("nan")), "lengths": torch.tensor([4, 4]),
-             "label": torch.tensor([0, 1])}  # fmt: skip
+    batch = {
+        "video": torch.full((2, 4, 768), float("nan")),
+        "lengths": torch.tensor([4, 4]),
+        "label": torch.tensor([0, 1]),
+    }
     with pytest.raises(NonFiniteLossError, match=r"train loss is nan at epoch 1, batch 4: try"):
         module.training_step(batch, 3)

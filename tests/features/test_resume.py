@@ -34,8 +34,15 @@ import sys
 from harkit.cli import main as cli_main
 sys.exit(cli_main.main(sys.argv[1:]))
 """
-ARGS = ["--backbone", "resnet18", "--weights", "none", "--sampling", "num_frames=4",
-        "--no-progress"]  # fmt: skip
+ARGS = [
+    "--backbone",
+    "resnet18",
+    "--weights",
+    "none",
+    "--sampling",
+    "num_frames=4",
+    "--no-progress",
+]
 
 
 def _script(tmp_path: Path, name: str, body: str) -> Path:
@@ -66,8 +73,17 @@ def test_kill_9_then_resume(tmp_path: Path) -> None:
     store_root = tmp_path / "store"
     (location,) = feature_stores_for([R18], FOUR, None, store_root)
     script = _script(tmp_path, "slow.py", SLOW_PUT + CLI)
-    cmd = [sys.executable, str(script), "extract", str(root), "--store", str(store_root),
-           *ARGS, "--workers", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(script),
+        "extract",
+        str(root),
+        "--store",
+        str(store_root),
+        *ARGS,
+        "--workers",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while _ok_rows(location.path) < 3 and proc.poll() is None and time.monotonic() < deadline:
@@ -94,9 +110,24 @@ def test_kill_9_then_resume(tmp_path: Path) -> None:
 def test_torchrun_two_ranks_fill_one_store(tmp_path: Path, tiny_root: Path) -> None:
     store_root = tmp_path / "store"
     script = _script(tmp_path, "cli.py", CLI)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), "extract", str(tiny_root), "--store", str(store_root), *ARGS,
-           "--workers", "0", "--report", str(tmp_path / "report.json")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        "extract",
+        str(tiny_root),
+        "--store",
+        str(store_root),
+        *ARGS,
+        "--workers",
+        "0",
+        "--report",
+        str(tmp_path / "report.json"),
+    ]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rank 0/2" in done.stdout and "rank 1/2" in done.stdout
@@ -106,8 +137,11 @@ def test_torchrun_two_ranks_fill_one_store(tmp_path: Path, tiny_root: Path) -> N
     assert store.counts() == {"ok": len(index), "failed": 0}
     assert store.verify() == []
     # each rank did its own half: the per-rank report counts add up, nothing twice
-    extracted = [int(line.split(": ")[2].split()[0]) for line in done.stdout.splitlines()
-                 if line.startswith("rank ")]  # fmt: skip
+    extracted = [
+        int(line.split(": ")[2].split()[0])
+        for line in done.stdout.splitlines()
+        if line.startswith("rank ")
+    ]
     assert sorted(extracted) == [len(index) // 2, len(index) - len(index) // 2]
 
 
@@ -115,16 +149,35 @@ def test_cli_extract_and_config_mismatch(tmp_path: Path, tiny_root: Path, monkey
     from harkit.cli import main as cli_main
 
     store = tmp_path / "store"
-    argv = ["extract", str(tiny_root), "--store", str(store), "--backbone", "resnet18",
-            "--backbone", "googlenet", "--weights", "none", "--sampling", "num_frames=2",
-            "--workers", "0", "--no-progress", "--dtype", "fp32"]  # fmt: skip
+    argv = [
+        "extract",
+        str(tiny_root),
+        "--store",
+        str(store),
+        "--backbone",
+        "resnet18",
+        "--backbone",
+        "googlenet",
+        "--weights",
+        "none",
+        "--sampling",
+        "num_frames=2",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--dtype",
+        "fp32",
+    ]
     assert cli_main.main(argv) == 0
     out = capsys.readouterr().out
     assert "6 extracted" in out and "rgb:googlenet:none:pooled" in out
     locations = feature_stores_for(
         [R18, FeatureSource(backbone="googlenet", weights="none")],
-        FOUR.model_copy(update={"num_frames": 2}), None, store, dtype="float32",
-    )  # fmt: skip
+        FOUR.model_copy(update={"num_frames": 2}),
+        None,
+        store,
+        dtype="float32",
+    )
     assert all(loc.exists() for loc in locations)
     assert cli_main.main(["extract", str(tiny_root), "--store", str(store)]) == 2
     assert "--backbone" in capsys.readouterr().err

@@ -66,7 +66,7 @@ def _rank_env(rank: int, world_size: int, opened: Path) -> dict[str, str]:
     }
     for var in ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS", "LOCAL_RANK"):
         env.pop(var, None)
-    return env  # fmt: skip
+    return env
 
 
 def _opened_manifests(log: Path) -> set[str]:
@@ -87,13 +87,32 @@ def _extract_as_ranks(
     script.write_text(textwrap.dedent(AUDITED_CLI))
     procs = []
     for rank in ranks:  # separate processes at once, as on separate nodes
-        cmd = [sys.executable, str(script), "extract", str(root), "--store", str(store_root),
-               "--backbone", "tiny_image", "--weights", "none", "--engine", "torch",
-               "--sampling", "strategy=uniform", "num_frames=4", "--workers", "0",
-               "--no-progress"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            str(script),
+            "extract",
+            str(root),
+            "--store",
+            str(store_root),
+            "--backbone",
+            "tiny_image",
+            "--weights",
+            "none",
+            "--engine",
+            "torch",
+            "--sampling",
+            "strategy=uniform",
+            "num_frames=4",
+            "--workers",
+            "0",
+            "--no-progress",
+        ]
         env = _rank_env(rank, world_size, tmp_path / f"opened-{tag}-rank{rank}.txt")
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     done = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
@@ -114,8 +133,9 @@ def test_ranks_open_only_their_own_shard_and_a_reader_sees_every_video(
         assert opened == {f"manifest-rank{rank}-of-2.sqlite"}, opened
     (location,) = feature_stores_for([TINY], FOUR, None, store_root)
     assert sorted(p.name for p in location.path.glob("manifest*")) == [
-        "manifest-rank0-of-2.sqlite", "manifest-rank1-of-2.sqlite",
-    ]  # fmt: skip
+        "manifest-rank0-of-2.sqlite",
+        "manifest-rank1-of-2.sqlite",
+    ]
     for shard in location.path.glob("manifest*"):  # a rollback journal: no WAL, no -shm
         with closing(sqlite3.connect(shard)) as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
@@ -123,8 +143,9 @@ def test_ranks_open_only_their_own_shard_and_a_reader_sees_every_video(
     # a reader (any host, after the ranks) sees the shards as one store
     reader = location.open()
     assert [p.name for p in reader.manifests()] == [
-        "manifest-rank0-of-2.sqlite", "manifest-rank1-of-2.sqlite",
-    ]  # fmt: skip
+        "manifest-rank0-of-2.sqlite",
+        "manifest-rank1-of-2.sqlite",
+    ]
     assert reader.counts() == {"ok": len(tiny_index), "failed": 0} and reader.verify() == []
     dataset = FeatureDataset(tiny_index, [reader])
     assert not any(isinstance(dataset[i], SkippedVideo) for i in range(len(dataset)))
@@ -161,9 +182,12 @@ def test_readers_see_every_manifest_as_one_latest_row_wins(tmp_path: Path) -> No
     _put(path, (2, 3), "c.mp4")
     reader = FeatureStore(path)
     assert [p.name for p in reader.manifests()] == [
-        "manifest.sqlite", "manifest-rank0-of-2.sqlite", "manifest-rank0-of-3.sqlite",
-        "manifest-rank1-of-2.sqlite", "manifest-rank2-of-3.sqlite",
-    ]  # fmt: skip
+        "manifest.sqlite",
+        "manifest-rank0-of-2.sqlite",
+        "manifest-rank0-of-3.sqlite",
+        "manifest-rank1-of-2.sqlite",
+        "manifest-rank2-of-3.sqlite",
+    ]
     assert reader.counts() == {"ok": 4, "failed": 0}
     assert reader.done_ids() == {"a.mp4", "b.mp4", "c.mp4", "old.mp4"}
     assert reader.row("c.mp4").status == "ok" and reader.get("old.mp4").shape == DATA.shape
@@ -178,9 +202,11 @@ def test_a_rank_reads_earlier_runs_but_never_a_sibling_shard(tmp_path: Path) -> 
         _put(path, shard, f"v{shard[0]}-{shard[1]}.mp4")
     rank = FeatureStore(path, shard=(1, 3))
     assert [p.name for p in rank.manifests()] == [
-        "manifest-rank1-of-3.sqlite", "manifest-rank0-of-2.sqlite", "manifest-rank1-of-2.sqlite",
+        "manifest-rank1-of-3.sqlite",
+        "manifest-rank0-of-2.sqlite",
+        "manifest-rank1-of-2.sqlite",
         "manifest.sqlite",
-    ]  # fmt: skip
+    ]
     assert rank.done_ids() == {"v0-2.mp4", "v1-2.mp4", "v1-3.mp4"}
     with pytest.raises(store_module.FeatureStoreError, match="shard needs 0 <= rank"):
         FeatureStore(path, shard=(3, 3))
@@ -219,10 +245,15 @@ def _wal_store(tmp_path: Path) -> Path:
     db = sqlite3.connect(path / "manifest.sqlite")
     assert db.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
     db.executescript(_SCHEMA_3)
-    db.execute("INSERT INTO videos VALUES ('a.mp4', 'ok', 3, 512, 'features/a.mp4.npy', '', "
-               "'', 0, 0, ?, 'float16', -1, -1, -1)", (nbytes,))  # fmt: skip
-    db.execute("INSERT INTO videos VALUES ('b.mp4', 'failed', 0, 0, '', 'bad', '', 0, 0, "
-               "-1, '', -1, -1, -1)")  # fmt: skip
+    db.execute(
+        "INSERT INTO videos VALUES ('a.mp4', 'ok', 3, 512, 'features/a.mp4.npy', '', "
+        "'', 0, 0, ?, 'float16', -1, -1, -1)",
+        (nbytes,),
+    )
+    db.execute(
+        "INSERT INTO videos VALUES ('b.mp4', 'failed', 0, 0, '', 'bad', '', 0, 0, "
+        "-1, '', -1, -1, -1)"
+    )
     db.commit()
     db.close()
     return path

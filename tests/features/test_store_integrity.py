@@ -222,9 +222,21 @@ def test_corrupt_manifest_via_cli(tmp_path: Path, tiny_root: Path, capsys) -> No
     store = location.open()
     store.close()
     (store.path / "manifest.sqlite").write_bytes(b"\0garbage" * 512)
-    argv = ["extract", str(tiny_root), "--store", str(store_root), "--backbone", "resnet18",
-            "--weights", "none", "--sampling", "num_frames=2", "--workers", "0",
-            "--no-progress"]  # fmt: skip
+    argv = [
+        "extract",
+        str(tiny_root),
+        "--store",
+        str(store_root),
+        "--backbone",
+        "resnet18",
+        "--weights",
+        "none",
+        "--sampling",
+        "num_frames=2",
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     assert cli_main.main(argv) == 2
     err = capsys.readouterr().err
     assert err == (

@@ -16,8 +16,7 @@ from harkit.data.datasets import DatasetConfig, VideoIndex, load_index
 from harkit.features import FeatureDataset, FeatureStore, extract_features, feature_stores_for
 from tests.helpers.features import FOUR, R18, SMALL
 
-KW = {"precision": "fp32", "engine": "torch", "num_workers": 0, "device": "cpu",
-      "progress": False}  # fmt: skip
+KW = {"precision": "fp32", "engine": "torch", "num_workers": 0, "device": "cpu", "progress": False}
 
 
 def _extract(index: VideoIndex, root: Path, store_root: Path, **kw):

@@ -18,12 +18,15 @@ from harkit.models.builder import build_model
 from harkit.models.recipe import Recipe
 
 RECIPE = {
-    "name": "probe-gru", "mode": "features",
-    "input": {"sampling": {"strategy": "uniform", "num_frames": 8},
-              "transform": {"resize": 40, "crop_size": 32},
-              "features": [{"backbone": "resnet18", "weights": "none"}]},
+    "name": "probe-gru",
+    "mode": "features",
+    "input": {
+        "sampling": {"strategy": "uniform", "num_frames": 8},
+        "transform": {"resize": 40, "crop_size": 32},
+        "features": [{"backbone": "resnet18", "weights": "none"}],
+    },
     "head": {"type": "recurrent", "cell": "gru", "hidden": 16},
-}  # fmt: skip
+}
 
 
 def _model():
@@ -31,7 +34,9 @@ def _model():
     return split_model(recipe, ["a", "b"], build_model(recipe, num_classes=2).eval())
 
 
-def _timing(seconds: dict[str, float], calls: list[str]) -> Callable[[str, Callable[[], Any]], float]:
+def _timing(
+    seconds: dict[str, float], calls: list[str]
+) -> Callable[[str, Callable[[], Any]], float]:
     def timing(name: str, run: Callable[[], Any]) -> float:
         run()
         calls.append(name)
@@ -44,8 +49,9 @@ def test_stream_probe_picks_the_fastest_and_caches_it(tmp_path: Path) -> None:
     model = _model()
     own = f"eager-{model.encoder.precision}"  # the encoder's own path
     calls: list[str] = []
-    probe = ProbeSettings(timing=_timing({"onnx-fp32": 1.0, own: 5.0}, calls),
-                        cache=ChoiceCache(tmp_path))  # fmt: skip
+    probe = ProbeSettings(
+        timing=_timing({"onnx-fp32": 1.0, own: 5.0}, calls), cache=ChoiceCache(tmp_path)
+    )
     engine = build_stream_engine(model, "auto", probe=probe)
     assert engine is not None and engine.kind == "onnx" and engine.chosen_by == "probe"
     assert set(calls) == {"onnx-fp32", own} and engine.trials is not None
@@ -60,12 +66,15 @@ def test_stream_probe_picks_the_fastest_and_caches_it(tmp_path: Path) -> None:
 def test_stream_probe_keeps_the_encoder_path_when_it_wins(tmp_path: Path) -> None:
     model = _model()
     own = f"eager-{model.encoder.precision}"
-    probe = ProbeSettings(timing=_timing({"onnx-fp32": 5.0, own: 1.0}, []),
-                        cache=ChoiceCache(tmp_path))  # fmt: skip
+    probe = ProbeSettings(
+        timing=_timing({"onnx-fp32": 5.0, own: 1.0}, []), cache=ChoiceCache(tmp_path)
+    )
     assert build_stream_engine(model, "auto", probe=probe) is None
     # an explicit engine is never measured
-    never = ProbeSettings(timing=lambda name, run: pytest.fail(f"{name} measured"),
-                        cache=ChoiceCache(tmp_path / "other"))  # fmt: skip
+    never = ProbeSettings(
+        timing=lambda name, run: pytest.fail(f"{name} measured"),
+        cache=ChoiceCache(tmp_path / "other"),
+    )
     forced = build_stream_engine(model, "onnx", probe=never)
     assert forced is not None and forced.kind == "onnx" and forced.chosen_by == "explicit"
     assert build_stream_engine(model, "torch", probe=never) is None
@@ -84,8 +93,9 @@ def test_stream_probe_refuses_an_engine_off_fp32(tmp_path: Path, monkeypatch) ->
     model = _model()
     own = f"eager-{model.encoder.precision}"
     calls: list[str] = []
-    probe = ProbeSettings(timing=_timing({"onnx-fp32": 0.1, own: 5.0}, calls),
-                        cache=ChoiceCache(tmp_path))  # fmt: skip
+    probe = ProbeSettings(
+        timing=_timing({"onnx-fp32": 0.1, own: 5.0}, calls), cache=ChoiceCache(tmp_path)
+    )
     assert build_stream_engine(model, "auto", probe=probe) is None  # fastest, but 1% off
     assert "onnx-fp32" not in calls
     # the refusal is measured again at the next start (an export problem may be gone)
@@ -105,6 +115,8 @@ def test_compiled_stream_candidate_only_when_asked(tmp_path: Path, monkeypatch) 
     probe = ProbeSettings(timing=_timing(seconds, calls), cache=ChoiceCache(tmp_path))
     engine = build_stream_engine(model, "auto", probe=probe)
     assert engine is not None and compiled not in calls  # off by default
-    probe = ProbeSettings(compile=True, timing=_timing(seconds, calls), cache=ChoiceCache(tmp_path / "c"))
+    probe = ProbeSettings(
+        compile=True, timing=_timing(seconds, calls), cache=ChoiceCache(tmp_path / "c")
+    )
     engine = build_stream_engine(_model(), "auto", probe=probe)
     assert engine is not None and engine.kind == compiled

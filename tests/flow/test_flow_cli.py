@@ -22,9 +22,20 @@ def test_flow_command_writes_and_resumes(
 ) -> None:
     out = tmp_path / "flow"
     argv = [
-        "flow", str(video_tree), "--out", str(out), "--method", "dis-fast",
-        "--size", "32", "--stride", "2", "--workers", "0", "--no-progress",
-    ]  # fmt: skip
+        "flow",
+        str(video_tree),
+        "--out",
+        str(out),
+        "--method",
+        "dis-fast",
+        "--size",
+        "32",
+        "--stride",
+        "2",
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     assert _run(argv) == 0
     assert "6 videos, 6 computed" in capsys.readouterr().out
     stored = load_flow(out / "right" / "c0.mp4.npz")

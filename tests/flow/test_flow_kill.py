@@ -19,12 +19,23 @@ def test_kill_9_of_flow_ends_its_workers(tmp_path: Path) -> None:
     root = tmp_path / "videos"
     for k in range(4):  # TV-L1 at 128 px: seconds per video, so the workers are busy
         write_video(root / "move" / f"v{k}.mp4", moving_frames(24, 64, 64, 1.5 + k), fps=10)
-    cmd = [sys.executable, "-m", "harkit.cli.main", "flow", str(root), "--out",
-           str(tmp_path / "flow"), "--method", "tvl1", "--size", "128", "--workers", "2",
-           "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, env=job_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "harkit.cli.main",
+        "flow",
+        str(root),
+        "--out",
+        str(tmp_path / "flow"),
+        "--method",
+        "tvl1",
+        "--size",
+        "128",
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(cmd, env=job_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     workers, survivors = kill_job_and_list_survivors(proc, workers=2)
     assert len(workers) == 2
     assert survivors == [], f"workers {survivors} outlived the killed `harkit flow`"

@@ -84,9 +84,11 @@ def test_recipe_norm_wraps_every_head_type():
     from harkit.models.builder import build_head
     from harkit.models.recipe import MeanHeadConfig, RecurrentHeadConfig, TwoStreamHeadConfig
 
-    for config in (RecurrentHeadConfig(norm="layer", center=True),
-                   MeanHeadConfig(norm="layer"),
-                   TwoStreamHeadConfig(norm="layer")):  # fmt: skip
+    for config in (
+        RecurrentHeadConfig(norm="layer", center=True),
+        MeanHeadConfig(norm="layer"),
+        TwoStreamHeadConfig(norm="layer"),
+    ):
         head = build_head(config, [6, 2], 3)
         assert isinstance(head, NormalizedHead) and head.input_dims == [6, 2]
         assert head(torch.randn(2, 4, 8)).shape == (2, 3)

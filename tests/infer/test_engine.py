@@ -138,9 +138,11 @@ def test_stream_engine_decisions_match_reference(make_run):
         model = _split(run, fast=fast)
         got = []
         stats = run_stream(
-            _Frames(frames), model, StreamConfig(**{**config.__dict__, "engine": engine}),
+            _Frames(frames),
+            model,
+            StreamConfig(**{**config.__dict__, "engine": engine}),
             on_decision=lambda d, got=got: got.append(d.probs),
-        )  # fmt: skip
+        )
         assert stats.frames_encoded == len(frames)
         probs[label] = np.stack(got)
     np.testing.assert_allclose(probs["fast"], probs["ref"], atol=1e-5)

@@ -26,29 +26,75 @@ def _cli(*argv: object) -> int:
 
 
 def test_an_export_runs_without_harkit_and_matches_predict(tmp_path: Path, capsys) -> None:
-    config = SynthConfig(classes=["blink", "shake", "grow"], num_actors=3, clips_per_actor=1,
-                         test_actors=1, num_frames=12, size=64)  # fmt: skip
+    config = SynthConfig(
+        classes=["blink", "shake", "grow"],
+        num_actors=3,
+        clips_per_actor=1,
+        test_actors=1,
+        num_frames=12,
+        size=64,
+    )
     data = render_dataset(tmp_path / "data", config).parent
     run, store = tmp_path / "run", tmp_path / "store"
     sets = ["--set", "input.sampling.num_frames=8", "--set", "optim.epochs=3"]
-    assert _cli("extract", data, "--recipe", "efficientnet-gru", "--store", store, *sets,
-                "--workers", "0", "--no-progress") == 0  # fmt: skip
-    assert _cli("train", "--recipe", "efficientnet-gru", "--dataset", data, "--store", store,
-                "--run", run, *sets, "--no-progress") == 0  # fmt: skip
+    assert (
+        _cli(
+            "extract",
+            data,
+            "--recipe",
+            "efficientnet-gru",
+            "--store",
+            store,
+            *sets,
+            "--workers",
+            "0",
+            "--no-progress",
+        )
+        == 0
+    )
+    assert (
+        _cli(
+            "train",
+            "--recipe",
+            "efficientnet-gru",
+            "--dataset",
+            data,
+            "--store",
+            store,
+            "--run",
+            run,
+            *sets,
+            "--no-progress",
+        )
+        == 0
+    )
     assert _cli("export", run) == 0
     spec = json.loads((run / "onnx" / "export.json").read_text())
     prep = spec["branches"][0]["preprocessing"]
     assert prep["resize_shorter_side"] == 224 and prep["center_crop"] == [224, 298]
     assert spec["sampling"]["strategy"] == "uniform" and spec["sampling"]["num_frames"] == 8
-    clips = (sorted(REAL.glob("*.mp4"))[:2] + sorted(REAL.glob("*.avi"))[:1] if REAL.is_dir()
-             else sorted(data.rglob("*.mp4"))[:3])  # real clips where ../shared is there
+    clips = (
+        sorted(REAL.glob("*.mp4"))[:2] + sorted(REAL.glob("*.avi"))[:1]
+        if REAL.is_dir()
+        else sorted(data.rglob("*.mp4"))[:3]
+    )  # real clips where ../shared is there
     capsys.readouterr()
     assert _cli("predict", run, *clips, "--json", "--no-progress") == 0
     want = {r["source"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
     check = "\nassert 'harkit' not in sys.modules and 'torch' not in sys.modules\n"
-    done = subprocess.run([sys.executable, "-c", readme_block(MARKER, "python") + check, str(run / "onnx"),
-                           *map(str, clips)], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            readme_block(MARKER, "python") + check,
+            str(run / "onnx"),
+            *map(str, clips),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert len(lines) == 3

@@ -77,8 +77,16 @@ def test_segments_out_is_checked_before_any_video(where, make_run, make_video, c
     else:
         (tmp_path / "a_file").write_text("x")
         out = tmp_path / "a_file" / "sub"
-    code = _cli("predict", make_run("gru_features"), make_video(), "--segments",
-                "--window", "0.4", "--segments-out", out)  # fmt: skip
+    code = _cli(
+        "predict",
+        make_run("gru_features"),
+        make_video(),
+        "--segments",
+        "--window",
+        "0.4",
+        "--segments-out",
+        out,
+    )
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""  # no window was computed or printed
     line = _one_line(captured.err)
@@ -106,8 +114,10 @@ def test_views_are_capped_at_the_distinct_windows(make_run, make_video, capsys):
     pred = rec.predict_views(video, 1000, top_k=1)
     assert pred.note == "21 views instead of 1000: the video has only 21 distinct windows"
     assert rec.predict_views(video, 3).note == ""
-    assert _cli("predict", make_run("gru_features", name="r2"), video, "--clips", "1000",
-                "--json") == 0  # fmt: skip
+    assert (
+        _cli("predict", make_run("gru_features", name="r2"), video, "--clips", "1000", "--json")
+        == 0
+    )
     captured = capsys.readouterr()
     assert json.loads(captured.out)["note"] == pred.note
     assert "21 views instead of 1000" in captured.err

@@ -57,15 +57,41 @@ def colours(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     manifest = root / "data" / "manifest.csv"
     manifest.write_text("\n".join(rows) + "\n")
     run = root / "run"
-    assert _cli("train", "--recipe", "synthetic-gru", "--dataset", manifest, "--run", run,
-                "--store", root / "store", "--accelerator", "cpu", "--no-progress",
-                "--set", "head.center=false", "--set", "head.hidden=16",
-                "--set", "head.dropout=0", "--set", "optim.epochs=15",
-                "--set", "optim.val_fraction=0", "--set", "optim.batch_size=4",
-                "--set", "input.sampling.num_frames=8") == 0  # fmt: skip
+    assert (
+        _cli(
+            "train",
+            "--recipe",
+            "synthetic-gru",
+            "--dataset",
+            manifest,
+            "--run",
+            run,
+            "--store",
+            root / "store",
+            "--accelerator",
+            "cpu",
+            "--no-progress",
+            "--set",
+            "head.center=false",
+            "--set",
+            "head.hidden=16",
+            "--set",
+            "head.dropout=0",
+            "--set",
+            "optim.epochs=15",
+            "--set",
+            "optim.val_fraction=0",
+            "--set",
+            "optim.batch_size=4",
+            "--set",
+            "input.sampling.num_frames=8",
+        )
+        == 0
+    )
     long = root / "long.mp4"  # 4 s red, then 4 s blue
-    write_video(long, np.concatenate([_colour_frames("Red", 48, 7),
-                                      _colour_frames("Blue", 48, 8)]), fps=FPS)  # fmt: skip
+    write_video(
+        long, np.concatenate([_colour_frames("Red", 48, 7), _colour_frames("Blue", 48, 8)]), fps=FPS
+    )
     return SimpleNamespace(root=root, run=run, long=long)
 
 
@@ -139,8 +165,9 @@ def test_a_video_shorter_than_one_window_is_one_window(colours, capsys):
     result = json.loads(capsys.readouterr().out)
     assert len(result["windows"]) == 1 and result["windows"][0]["end_frame"] == 10
     assert "shorter than one window (10 < 24 frames)" in result["note"]
-    assert result["segments"] == [[0.0, round(10 / FPS, 3), "Blue",
-                                   result["windows"][0]["confidence"]]]  # fmt: skip
+    assert result["segments"] == [
+        [0.0, round(10 / FPS, 3), "Blue", result["windows"][0]["confidence"]]
+    ]
 
 
 def test_a_bad_video_is_reported_and_the_others_go_on(colours, capsys, tmp_path):
@@ -193,6 +220,7 @@ def test_views_of_a_flowless_run_on_arrays_are_deterministic(make_run):
     a = rec.predict_views(frames, 4)
     spans = rec.view_spans(30, 4, 25.0)
     assert spans == [(0, 15), (5, 20), (10, 25), (15, 30)]  # no clip length: half the video
-    want = torch.softmax(torch.stack([rec.clip_logits(rec.array_clip(frames[s:e]))
-                                      for s, e in spans]), -1).mean(0)  # fmt: skip
+    want = torch.softmax(
+        torch.stack([rec.clip_logits(rec.array_clip(frames[s:e])) for s, e in spans]), -1
+    ).mean(0)
     np.testing.assert_allclose(a.probs, want.numpy(), atol=1e-6)

@@ -68,12 +68,46 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     recipe_file = root / "recipe.yaml"
     recipe_file.write_text(yaml.safe_dump(recipe.model_dump(mode="json", exclude_none=True)))
     store, run = root / "store", root / "run"
-    assert _cli("extract", manifest, "--recipe", recipe_file, "--store", store, "--workers",
-                "0", "--no-progress") == 0  # fmt: skip
-    assert _cli("train", "--recipe", recipe_file, "--dataset", manifest, "--store", store,
-                "--run", run, "--accelerator", "cpu", "--no-progress") == 0  # fmt: skip
-    return SimpleNamespace(root=root, manifest=manifest, recipe=recipe, recipe_file=recipe_file,
-                           store=store, run=run, test_video=root / "data" / "left" / "left_4.mp4")
+    assert (
+        _cli(
+            "extract",
+            manifest,
+            "--recipe",
+            recipe_file,
+            "--store",
+            store,
+            "--workers",
+            "0",
+            "--no-progress",
+        )
+        == 0
+    )
+    assert (
+        _cli(
+            "train",
+            "--recipe",
+            recipe_file,
+            "--dataset",
+            manifest,
+            "--store",
+            store,
+            "--run",
+            run,
+            "--accelerator",
+            "cpu",
+            "--no-progress",
+        )
+        == 0
+    )
+    return SimpleNamespace(
+        root=root,
+        manifest=manifest,
+        recipe=recipe,
+        recipe_file=recipe_file,
+        store=store,
+        run=run,
+        test_video=root / "data" / "left" / "left_4.mp4",
+    )
 
 
 def test_training_records_the_flow_extraction_computed(trained):
@@ -89,14 +123,40 @@ def test_extraction_without_flow_files_equals_harkit_flow_files(trained):
     """`harkit extract` without --flow-root computes the sampled pairs as `harkit flow` stores
     them: the motion features of both ways are the same numbers."""
     flow = trained.root / "flow"
-    assert _cli("flow", trained.manifest, "--out", flow, "--method", "dis-fast", "--workers", "0",
-                "--no-progress") == 0  # fmt: skip
+    assert (
+        _cli(
+            "flow",
+            trained.manifest,
+            "--out",
+            flow,
+            "--method",
+            "dis-fast",
+            "--workers",
+            "0",
+            "--no-progress",
+        )
+        == 0
+    )
     stores = {}
     for name, extra in (("computed", []), ("files", ["--flow-root", flow])):
         stores[name] = trained.root / f"store-{name}"
-        assert _cli("extract", trained.manifest, "--recipe", trained.recipe_file, "--store",
-                    stores[name], "--dtype", "fp32", "--workers", "0", "--no-progress",
-                    *extra) == 0  # fmt: skip
+        assert (
+            _cli(
+                "extract",
+                trained.manifest,
+                "--recipe",
+                trained.recipe_file,
+                "--store",
+                stores[name],
+                "--dtype",
+                "fp32",
+                "--workers",
+                "0",
+                "--no-progress",
+                *extra,
+            )
+            == 0
+        )
     from harkit.features.store import FeatureStore
 
     computed, files = (
@@ -113,8 +173,12 @@ def test_predict_stream_and_export_agree(trained):
     rec = Recognizer.from_run(trained.run, fast=False)
     pred = rec.predict(trained.test_video)
     decisions = []
-    run_stream(FileSource(trained.test_video), rec.model, StreamConfig(smoothing=0.0),
-               on_decision=decisions.append)  # fmt: skip
+    run_stream(
+        FileSource(trained.test_video),
+        rec.model,
+        StreamConfig(smoothing=0.0),
+        on_decision=decisions.append,
+    )
     assert decisions[-1].final
     np.testing.assert_allclose(decisions[-1].probs, pred.probs, atol=1e-5)
 

@@ -137,8 +137,13 @@ def test_cli_marks_warm_up_in_json_and_text(cli, make_run, make_video, capsys, m
 def test_a_source_that_ends_within_the_warm_up_still_gets_its_answer(make_run):
     model = Recognizer.from_run(make_run("gru_features"), fast=False).model
     decisions = []
-    stats = run_stream(_Live(5), model, StreamConfig(frame_jump=1), run_info=RunInfo(),
-                       on_decision=decisions.append)  # fmt: skip
+    stats = run_stream(
+        _Live(5),
+        model,
+        StreamConfig(frame_jump=1),
+        run_info=RunInfo(),
+        on_decision=decisions.append,
+    )
     # 5 warm-up steps, then the end of the source: one more row, final, on those 5 steps
     assert [d.warming_up for d in decisions] == [True] * 5 + [False]
     last = decisions[-1]
@@ -207,15 +212,20 @@ def test_a_file_not_sampled_as_predict_still_ends_on_a_final_answer(make_run, ma
     # every 8th of 40 frames: 5 steps, fewer than the window of 8; the file's end decides
     model = Recognizer.from_run(make_run("gru_features"), fast=False).model
     decisions = []
-    stats = run_stream(FileSource(make_video(num_frames=40)), model,
-                       StreamConfig(frame_jump=8), on_decision=decisions.append)  # fmt: skip
+    stats = run_stream(
+        FileSource(make_video(num_frames=40)),
+        model,
+        StreamConfig(frame_jump=8),
+        on_decision=decisions.append,
+    )
     assert [d.warming_up for d in decisions] == [True] * 5 + [False]
     last = decisions[-1]
     assert last.final and last.frame == 39 and last.label == CLASSES[int(last.probs.argmax())]
     assert stats.final_label == last.label
     # a stream stopped early (--max-frames) is no end of file: no final answer
-    cut = run_stream(FileSource(make_video(num_frames=40)), model,
-                     StreamConfig(frame_jump=8, max_frames=30))  # fmt: skip
+    cut = run_stream(
+        FileSource(make_video(num_frames=40)), model, StreamConfig(frame_jump=8, max_frames=30)
+    )
     assert cut.final_label == "" and cut.warmup_decisions == cut.decisions == 4
 
 

@@ -75,22 +75,87 @@ def _train(root: Path, overrides: list[str], fp32_store: bool = False) -> Simple
     recipe_file = root / "recipe.yaml"
     recipe_file.write_text(yaml.safe_dump(recipe.model_dump(mode="json", exclude_none=True)))
     flow, store, run = root / "flow", root / "store", root / "run"
-    assert _cli("flow", manifest, "--out", flow, "--method", "farneback", "--size", "32",
-                "--workers", "0", "--no-progress") == 0  # fmt: skip
-    assert _cli("extract", manifest, "--recipe", recipe_file, "--store", store, "--flow-root",
-                flow, "--workers", "0", "--no-progress") == 0  # fmt: skip
+    assert (
+        _cli(
+            "flow",
+            manifest,
+            "--out",
+            flow,
+            "--method",
+            "farneback",
+            "--size",
+            "32",
+            "--workers",
+            "0",
+            "--no-progress",
+        )
+        == 0
+    )
+    assert (
+        _cli(
+            "extract",
+            manifest,
+            "--recipe",
+            recipe_file,
+            "--store",
+            store,
+            "--flow-root",
+            flow,
+            "--workers",
+            "0",
+            "--no-progress",
+        )
+        == 0
+    )
     if fp32_store:
         # the same features in fp32, for an exact comparison with inference (the training
         # store keeps float16; random-init I3D features are ~1e-5, below its normal range)
-        assert _cli("extract", manifest, "--recipe", recipe_file, "--store", root / "store32",
-                    "--flow-root", flow, "--workers", "0", "--no-progress", "--dtype", "fp32",
-                    "--precision", "fp32") == 0  # fmt: skip
-    assert _cli("train", "--recipe", recipe_file, "--dataset", manifest, "--store", store,
-                "--run", run, "--accelerator", "cpu", "--no-progress") == 0  # fmt: skip
+        assert (
+            _cli(
+                "extract",
+                manifest,
+                "--recipe",
+                recipe_file,
+                "--store",
+                root / "store32",
+                "--flow-root",
+                flow,
+                "--workers",
+                "0",
+                "--no-progress",
+                "--dtype",
+                "fp32",
+                "--precision",
+                "fp32",
+            )
+            == 0
+        )
+    assert (
+        _cli(
+            "train",
+            "--recipe",
+            recipe_file,
+            "--dataset",
+            manifest,
+            "--store",
+            store,
+            "--run",
+            run,
+            "--accelerator",
+            "cpu",
+            "--no-progress",
+        )
+        == 0
+    )
     return SimpleNamespace(
-        root=root, manifest=manifest, recipe=recipe, flow=flow, store=store, run=run,
+        root=root,
+        manifest=manifest,
+        recipe=recipe,
+        flow=flow,
+        store=store,
+        run=run,
         test_video=root / "data" / "Left" / "Left_3.mp4",
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +187,9 @@ def test_inference_features_equal_the_training_features(trained):
     from harkit.features.dataset import FeatureDataset, feature_stores_for
 
     index = load_index(DatasetConfig(root=trained.manifest))
-    stores = feature_stores_for(trained.recipe, None, None, trained.root / "store32",
-                                dtype="float32")  # fmt: skip
+    stores = feature_stores_for(
+        trained.recipe, None, None, trained.root / "store32", dtype="float32"
+    )
     dataset = FeatureDataset(index, stores, video_root=trained.manifest.parent)
     rec = Recognizer.from_run(trained.run, fast=False, flow=trained.flow)
     assert rec.model.flow.config.size == 32 and rec.model.flow.config.method == "farneback"
@@ -140,8 +206,18 @@ def test_inference_features_equal_the_training_features(trained):
 
 
 def test_predict_stream_and_export_agree(trained, capsys):
-    assert _cli("predict", trained.run, trained.test_video, "--json", "--flow-config",
-                trained.flow, "--no-fast") == 0  # fmt: skip
+    assert (
+        _cli(
+            "predict",
+            trained.run,
+            trained.test_video,
+            "--json",
+            "--flow-config",
+            trained.flow,
+            "--no-fast",
+        )
+        == 0
+    )
     torch_pred = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert torch_pred["label"] in ("Left", "Right")
 
@@ -161,8 +237,15 @@ def test_predict_stream_and_export_agree(trained, capsys):
     np.testing.assert_allclose(decisions[-1].probs, pred.probs, atol=1e-5)
     assert "farneback flow from each sampled frame to the next" in stats.sampling
 
-    code = _cli("stream", trained.run, "--source", trained.test_video, "--json",
-                "--flow-config", trained.flow)  # fmt: skip
+    code = _cli(
+        "stream",
+        trained.run,
+        "--source",
+        trained.test_video,
+        "--json",
+        "--flow-config",
+        trained.flow,
+    )
     assert code == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
     assert lines[-1]["type"] == "summary" and lines[-1]["decisions"] == 2
@@ -173,8 +256,19 @@ def test_predict_stream_and_export_agree(trained, capsys):
     assert [b["name"] for b in manifest["branches"]] == ["0_i3d", "1_i3d_flow"]
     assert manifest["flow"]["method"] == "farneback" and manifest["flow"]["size"] == 32
     capsys.readouterr()
-    assert _cli("predict", trained.run, trained.test_video, "--json", "--engine", "onnx",
-                "--flow-config", trained.flow) == 0  # fmt: skip
+    assert (
+        _cli(
+            "predict",
+            trained.run,
+            trained.test_video,
+            "--json",
+            "--engine",
+            "onnx",
+            "--flow-config",
+            trained.flow,
+        )
+        == 0
+    )
     onnx_pred = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert onnx_pred["label"] == torch_pred["label"]
     want = {t["label"]: t["prob"] for t in torch_pred["top_k"]}
@@ -203,18 +297,35 @@ def test_tvl1_flow_of_predict_equals_harkit_flow(stride, tmp_path):
     write_video(video, pattern_frames(19, 32, 40), fps=25)
     (data / "manifest.csv").write_text("path,label\nclip.mp4,Right\n")
     flow = tmp_path / "flow"
-    assert _cli("flow", data / "manifest.csv", "--out", flow, "--size", "32", "--stride",
-                str(stride), "--workers", "0", "--no-progress") == 0  # fmt: skip
+    assert (
+        _cli(
+            "flow",
+            data / "manifest.csv",
+            "--out",
+            flow,
+            "--size",
+            "32",
+            "--stride",
+            str(stride),
+            "--workers",
+            "0",
+            "--no-progress",
+        )
+        == 0
+    )
     recipe = {
-        "name": "test-tvl1", "mode": "features",
+        "name": "test-tvl1",
+        "mode": "features",
         "input": {
             "sampling": {"strategy": "uniform", "num_frames": 6},
             "transform": {"resize": 32, "crop_size": 32},
-            "features": [{"backbone": "tiny_image", "weights": "none"},
-                         {"backbone": "tiny_flow", "weights": "none", "stream": "flow"}],
+            "features": [
+                {"backbone": "tiny_image", "weights": "none"},
+                {"backbone": "tiny_flow", "weights": "none", "stream": "flow"},
+            ],
         },
         "head": {"type": "two_stream", "hidden": 4, "num_layers": 1},
-    }  # fmt: skip
+    }
     run = write_run(tmp_path / "run", recipe)
     rec = Recognizer.from_run(run, fast=False, flow=flow)
     assert rec.model.flow.config.method == "tvl1"
@@ -230,26 +341,29 @@ def test_frame_flow_stream_samples_training_pairs_exactly(tmp_path):
     pairs training sampled (not consecutive sampled frames), so its final decision is
     predict's. The flow settings come from run.json's ``flow`` entry."""
     recipe = {
-        "name": "test-tiny-twostream", "mode": "features",
+        "name": "test-tiny-twostream",
+        "mode": "features",
         "input": {
             "sampling": {"strategy": "uniform", "num_frames": 6},
-            "features": [{"backbone": "tiny_image", "weights": "none"},
-                         {"backbone": "tiny_flow", "weights": "none", "stream": "flow"}],
+            "features": [
+                {"backbone": "tiny_image", "weights": "none"},
+                {"backbone": "tiny_flow", "weights": "none", "stream": "flow"},
+            ],
             "flow_method": "farneback",
         },
         "head": {"type": "two_stream", "hidden": 4, "num_layers": 1},
-    }  # fmt: skip
+    }
     run = write_run(tmp_path / "run", recipe)
     info = json.loads((run / "run.json").read_text())
-    (run / "run.json").write_text(json.dumps({**info, "flow": {"method": "farneback",
-                                                               "size": 32}}))  # fmt: skip
+    (run / "run.json").write_text(json.dumps({**info, "flow": {"method": "farneback", "size": 32}}))
     video = tmp_path / "clip.mp4"
     write_video(video, pattern_frames(31, 32, 40), fps=25)
     rec = Recognizer.from_run(run, fast=False)
     assert rec.model.flow.origin == "run.json" and rec.model.flow.config.size == 32
     decisions = []
-    run_stream(FileSource(video), rec.model, StreamConfig(smoothing=0.0),
-               on_decision=decisions.append)  # fmt: skip
+    run_stream(
+        FileSource(video), rec.model, StreamConfig(smoothing=0.0), on_decision=decisions.append
+    )
     assert decisions[-1].final and len(decisions) == 6
     np.testing.assert_allclose(decisions[-1].probs, rec.predict(video).probs, atol=1e-5)
 
@@ -266,8 +380,9 @@ def test_trained_tiny_two_stream_predict_stream_export_agree(trained_tiny, capsy
     assert np.abs(pred.probs - other.probs).max() > 1e-3  # the flow matters (10x the tolerance)
 
     decisions = []
-    run_stream(FileSource(video), rec.model, StreamConfig(smoothing=0.0),
-               on_decision=decisions.append)  # fmt: skip
+    run_stream(
+        FileSource(video), rec.model, StreamConfig(smoothing=0.0), on_decision=decisions.append
+    )
     assert decisions[-1].final and len(decisions) == 8
     np.testing.assert_allclose(decisions[-1].probs, pred.probs, atol=1e-5)
 
@@ -286,11 +401,36 @@ def test_training_records_the_flow_settings_and_the_store_refuses_another_flow(
     rec = Recognizer.from_run(trained.run, fast=False)  # no flow given: run.json's
     assert rec.model.flow.config.size == 32 and rec.model.flow.config.method == "farneback"
     other = trained.root / "flow64"
-    assert _cli("flow", trained.manifest, "--out", other, "--method", "farneback", "--size",
-                "64", "--workers", "0", "--no-progress") == 0  # fmt: skip
+    assert (
+        _cli(
+            "flow",
+            trained.manifest,
+            "--out",
+            other,
+            "--method",
+            "farneback",
+            "--size",
+            "64",
+            "--workers",
+            "0",
+            "--no-progress",
+        )
+        == 0
+    )
     recipe_file = trained.root / "recipe.yaml"
-    code = _cli("extract", trained.manifest, "--recipe", recipe_file, "--store", trained.store,
-                "--flow-root", other, "--workers", "0", "--no-progress")  # fmt: skip
+    code = _cli(
+        "extract",
+        trained.manifest,
+        "--recipe",
+        recipe_file,
+        "--store",
+        trained.store,
+        "--flow-root",
+        other,
+        "--workers",
+        "0",
+        "--no-progress",
+    )
     assert code == 2
     assert "size differ" in capsys.readouterr().err
 

@@ -45,8 +45,11 @@ def test_recipe_errors_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match=r"head\.hiden"):
         load_recipe("fusion-gru", ["head.hiden=3"])
     with pytest.raises(ConfigError, match="features mode needs a head"):
-        parse_config(Recipe, {"name": "x", "mode": "features",
-                              "input": {"features": [{"backbone": "resnet18"}]}}, "r.yaml")
+        parse_config(
+            Recipe,
+            {"name": "x", "mode": "features", "input": {"features": [{"backbone": "resnet18"}]}},
+            "r.yaml",
+        )
     bad = tmp_path / "r.yaml"
     bad.write_text("base: fusion-gru\ninput:\n  features: [{backbone: resnet18, layer: conv9}]\n")
     with pytest.raises(ConfigError, match="no layer 'conv9'"):

@@ -38,20 +38,37 @@ def _write(path: Path, text: str) -> Path:
 def test_a_two_stream_head_refuses_vote_pooling(tmp_path: Path) -> None:
     # The builder used to turn it into 'last' without a word.
     allowed = "'last', 'mean' or 'attention'"
-    _refused("i3d-gru-twostream", ["head.pooling=vote"], "'head.pooling'", "'vote'", allowed,
-             "two_stream")  # fmt: skip
+    _refused(
+        "i3d-gru-twostream",
+        ["head.pooling=vote"],
+        "'head.pooling'",
+        "'vote'",
+        allowed,
+        "two_stream",
+    )
     variant = _write(tmp_path / "vote.yaml", "base: i3d-gru-twostream\nhead: {pooling: vote}\n")
     _refused(variant, [], "'head.pooling'", "'vote'", allowed)
     # a recurrent head that votes, switched to two streams, keeps its pooling: refused too
-    _refused("fusion-gru", ["head.pooling=vote", "head.type=two_stream"], "'head.pooling'",
-             "'vote'", allowed)  # fmt: skip
+    _refused(
+        "fusion-gru",
+        ["head.pooling=vote", "head.type=two_stream"],
+        "'head.pooling'",
+        "'vote'",
+        allowed,
+    )
 
 
 def test_small2d_gru_refuses_rnn_none(tmp_path: Path) -> None:
     # The builder used to turn it into 'gru' without a word.
     allowed = "'gru', 'lstm' or 'lstm_gru'"
-    _refused("ablations/cnn2d-gru", ["network.rnn=none"], "'network.rnn'", "'none'", allowed,
-             "small2d_gru")  # fmt: skip
+    _refused(
+        "ablations/cnn2d-gru",
+        ["network.rnn=none"],
+        "'network.rnn'",
+        "'none'",
+        allowed,
+        "small2d_gru",
+    )
     # c3d-only's 'rnn: none' is inherited by a 2D variant of it: the key carries, and is refused
     variant = _write(
         tmp_path / "2d-only.yaml", "base: ablations/c3d-only\nnetwork: {type: small2d_gru}\n"
@@ -105,12 +122,22 @@ def test_a_key_of_another_type_is_refused(recipe: str, override: str, owner: str
 
 
 def test_unknown_types_name_the_registered_ones() -> None:
-    message = _refused("fusion-gru", ["head.type=transformer"], "key 'head.type'",
-                       "'transformer'", "a registered head type")  # fmt: skip
+    message = _refused(
+        "fusion-gru",
+        ["head.type=transformer"],
+        "key 'head.type'",
+        "'transformer'",
+        "a registered head type",
+    )
     for name in harkit.list_heads():
         assert repr(name) in message
-    _refused("c3d-gru", ["network.type=vit"], "key 'network.type'", "'c3d_gru', 'crnn' or "
-             "'small2d_gru'", "'vit'")  # fmt: skip
+    _refused(
+        "c3d-gru",
+        ["network.type=vit"],
+        "key 'network.type'",
+        "'c3d_gru', 'crnn' or 'small2d_gru'",
+        "'vit'",
+    )
     _refused("c3d-gru", ["network={units: 8}"], "key 'network.type': required key is missing")
 
 
@@ -127,10 +154,16 @@ def test_dual_layer_attention_takes_one_size_or_one_per_input() -> None:
 
 
 def test_heads_with_two_inputs_are_checked_when_the_recipe_loads() -> None:
-    _refused("synthetic-gru", ["head.type=two_stream"],
-             "head type 'two_stream' takes exactly 2 feature sources, got 1")  # fmt: skip
-    _refused("corehar", ["head.type=dual_layer_attention"],
-             "head type 'dual_layer_attention' takes exactly 2 feature sources")  # fmt: skip
+    _refused(
+        "synthetic-gru",
+        ["head.type=two_stream"],
+        "head type 'two_stream' takes exactly 2 feature sources, got 1",
+    )
+    _refused(
+        "corehar",
+        ["head.type=dual_layer_attention"],
+        "head type 'dual_layer_attention' takes exactly 2 feature sources",
+    )
     _refused("c3d-gru", ["head={type: recurrent}"], "an end-to-end 'c3d_gru' takes no head")
 
 
@@ -251,13 +284,16 @@ def tiny_head():
 
 
 def _tiny_recipe(tmp_path: Path) -> Path:
-    return _write(tmp_path / "tiny.yaml", (
-        "name: tiny-head\nmode: features\n"
-        "input:\n  sampling: {strategy: uniform, num_frames: 8}\n"
-        "  features: [{backbone: resnet18, weights: none, layer: layer1}]\n"
-        f"head: {{type: {TINY}, width: 8, norm: layer}}\n"
-        "optim: {epochs: 1, batch_size: 8, val_fraction: 0, lr: 0.01}\n"
-    ))  # fmt: skip
+    return _write(
+        tmp_path / "tiny.yaml",
+        (
+            "name: tiny-head\nmode: features\n"
+            "input:\n  sampling: {strategy: uniform, num_frames: 8}\n"
+            "  features: [{backbone: resnet18, weights: none, layer: layer1}]\n"
+            f"head: {{type: {TINY}, width: 8, norm: layer}}\n"
+            "optim: {epochs: 1, batch_size: 8, val_fraction: 0, lr: 0.01}\n"
+        ),
+    )
 
 
 def test_a_registered_head_trains_from_a_recipe(tiny_head: str, tmp_path: Path) -> None:
@@ -286,8 +322,12 @@ def test_a_registered_head_trains_from_a_recipe(tiny_head: str, tmp_path: Path) 
     assert trained(x, lengths).shape == (3, 2)
 
     # its own keys only, with their bounds, in the same one-line errors
-    _refused(path, ["head.depth=2"], f"key 'head.depth': unknown key for head type '{TINY}'",
-             "(its keys: type, norm, width)")  # fmt: skip
+    _refused(
+        path,
+        ["head.depth=2"],
+        f"key 'head.depth': unknown key for head type '{TINY}'",
+        "(its keys: type, norm, width)",
+    )
     _refused(path, ["head.width=0"], "key 'head.width'", "got 0")
     # the public create_model builds it too
     assert harkit.create_model(path, num_classes=3)(x, lengths).shape == (3, 3)
@@ -303,8 +343,11 @@ def test_a_head_registered_with_its_number_of_inputs(tmp_path: Path) -> None:
 
     harkit.register_head("tiny_pair_head", build_tiny, config=TinyHeadConfig, inputs=2)
     try:
-        _refused(_tiny_recipe(tmp_path), ["head.type=tiny_pair_head"],
-                 "head type 'tiny_pair_head' takes exactly 2 feature sources, got 1")  # fmt: skip
+        _refused(
+            _tiny_recipe(tmp_path),
+            ["head.type=tiny_pair_head"],
+            "head type 'tiny_pair_head' takes exactly 2 feature sources, got 1",
+        )
     finally:
         _unregister_head("tiny_pair_head")
 
@@ -317,7 +360,13 @@ def test_readme_register_head_example_runs_as_written(tmp_path: Path) -> None:
     from tests.readme import readme_block
 
     code = readme_block("# harkit-readme-register-head", "python")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("MeanLinear [") and "'mean_linear'" in done.stdout

@@ -70,9 +70,17 @@ def test_network_sizes_are_bounded(recipe: str, override: str) -> None:
 
 
 def test_limits_themselves_are_allowed() -> None:
-    recipe = load_recipe(RECIPE, [f"head.hidden=[{MAX_UNITS},1]", "head.num_layers=1",
-                                  "optim.val_fraction=0", "optim.seed=4294967295",
-                                  "optim.lr=10", "head.dropout=0.99"])  # fmt: skip
+    recipe = load_recipe(
+        RECIPE,
+        [
+            f"head.hidden=[{MAX_UNITS},1]",
+            "head.num_layers=1",
+            "optim.val_fraction=0",
+            "optim.seed=4294967295",
+            "optim.lr=10",
+            "head.dropout=0.99",
+        ],
+    )
     assert recipe.head is not None and recipe.head.hidden == [MAX_UNITS, 1]
     assert load_recipe(RECIPE, ["head.hidden=256.0"]).head.hidden == 256  # type: ignore[union-attr]
 
@@ -99,7 +107,9 @@ def test_a_non_square_crop_is_refused_for_segment_backbones():
 
 def test_sampling_that_does_not_fit_the_backbone_is_one_config_error():
     # it was reported as every video "unreadable" at extraction
-    with pytest.raises(ConfigError, match=r"'segments' does not fit frame backbone 'efficientnet_lite0'"):
+    with pytest.raises(
+        ConfigError, match=r"'segments' does not fit frame backbone 'efficientnet_lite0'"
+    ):
         load_recipe("efficientnet-gru", ["input.sampling={strategy: segments, segment_length: 4}"])
     with pytest.raises(ConfigError, match=r"'uniform' does not fit segment backbone 'i3d'"):
         load_recipe("i3d-gru-twostream", ["input.sampling={strategy: uniform, num_frames: 8}"])

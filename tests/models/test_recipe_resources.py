@@ -37,8 +37,9 @@ def test_recipes_load_from_a_zipped_install(
         for path in sorted(PACKAGED.rglob("*.yaml")):
             zf.write(path, f"harkit/recipes/{path.relative_to(PACKAGED).as_posix()}")
     expected = list_recipes()
-    monkeypatch.setattr(recipe_module.resources, "files",
-                        lambda package: zipfile.Path(archive, f"{package}/"))  # fmt: skip
+    monkeypatch.setattr(
+        recipe_module.resources, "files", lambda package: zipfile.Path(archive, f"{package}/")
+    )
     recipe_module._packaged_recipes.cache_clear()
     try:
         folder = recipe_dir()
@@ -56,8 +57,9 @@ def test_a_users_yaml_builds_on_a_built_in_recipe(tmp_path: Path, no_override: N
     mine.write_text("base: efficientnet-gru\nname: mine\nhead: {hidden: 32}\n", encoding="utf-8")
     (tmp_path / "ablations").mkdir()
     variant = tmp_path / "ablations" / "mine-lstm.yaml"
-    variant.write_text("base: ../mine.yaml\nname: mine-lstm\nhead: {cell: lstm}\n",
-                       encoding="utf-8")  # fmt: skip
+    variant.write_text(
+        "base: ../mine.yaml\nname: mine-lstm\nhead: {cell: lstm}\n", encoding="utf-8"
+    )
     recipe = load_recipe(variant)
     assert recipe.name == "mine-lstm" and recipe.head is not None
     assert (recipe.head.cell, recipe.head.hidden) == ("lstm", 32)

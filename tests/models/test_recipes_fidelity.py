@@ -38,14 +38,18 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_a_variant_does_not_inherit_its_bases_paper_numbers(tmp_path: Path) -> None:
-    _write(tmp_path / "base.yaml", (
-        "name: base\nreported: {ucf101_top1: 90.0}\nmode: end_to_end\n"
-        "network: {type: c3d_gru, units: 128}\n"
-    ))  # fmt: skip
+    _write(
+        tmp_path / "base.yaml",
+        (
+            "name: base\nreported: {ucf101_top1: 90.0}\nmode: end_to_end\n"
+            "network: {type: c3d_gru, units: 128}\n"
+        ),
+    )
     _write(tmp_path / "silent.yaml", "base: base.yaml\nname: silent\nnetwork: {units: 32}\n")
-    _write(tmp_path / "own.yaml", (
-        "base: base.yaml\nname: own\nreported: {ucf50_top1: 80.0}\nnetwork: {units: 32}\n"
-    ))  # fmt: skip
+    _write(
+        tmp_path / "own.yaml",
+        ("base: base.yaml\nname: own\nreported: {ucf50_top1: 80.0}\nnetwork: {units: 32}\n"),
+    )
     _write(tmp_path / "grandchild.yaml", "base: own.yaml\nname: grandchild\n")
 
     assert load_recipe(tmp_path / "base.yaml").reported == {"ucf101_top1": 90.0}

@@ -192,9 +192,13 @@ def test_videos_decode_to_the_rendered_frames(small_dataset: Path) -> None:
 
 def test_rerun_is_resumable(tmp_path: Path) -> None:
     config = SynthConfig(
-        classes=["move_left", "blink"], num_actors=2, clips_per_actor=1, num_frames=8, size=32,
+        classes=["move_left", "blink"],
+        num_actors=2,
+        clips_per_actor=1,
+        num_frames=8,
+        size=32,
         test_actors=1,
-    )  # fmt: skip
+    )
     manifest = render_dataset(tmp_path, config)
     videos = sorted(tmp_path.glob("*/*.mp4"))
     assert len(videos) == 4
@@ -218,9 +222,13 @@ def test_rerun_is_resumable(tmp_path: Path) -> None:
 
 def test_other_config_in_same_folder(tmp_path: Path) -> None:
     config = SynthConfig(
-        classes=["grow", "shrink"], num_actors=2, clips_per_actor=1, num_frames=8, size=32,
+        classes=["grow", "shrink"],
+        num_actors=2,
+        clips_per_actor=1,
+        num_frames=8,
+        size=32,
         test_actors=1,
-    )  # fmt: skip
+    )
     render_dataset(tmp_path, config)
     target = tmp_path / "grow" / "grow_a01_c01.mp4"
     old = _decode(target)[0]
@@ -292,9 +300,13 @@ def test_pairs_differ_only_in_time_order(forward: str, backward: str) -> None:
 
 def test_move_pair_direction_in_decoded_video(tmp_path: Path) -> None:
     config = SynthConfig(
-        classes=["move_right", "move_left"], num_actors=2, clips_per_actor=2, num_frames=16,
-        backgrounds=["solid"], test_actors=1,
-    )  # fmt: skip
+        classes=["move_right", "move_left"],
+        num_actors=2,
+        clips_per_actor=2,
+        num_frames=16,
+        backgrounds=["solid"],
+        test_actors=1,
+    )
     manifest = render_dataset(tmp_path, config)
     for row in _rows(manifest):
         video, _ = _decode(tmp_path / row["path"])
@@ -358,9 +370,14 @@ def test_write_video_rejects_bad_input(tmp_path: Path) -> None:
 
 def test_avi_dataset(tmp_path: Path) -> None:
     config = SynthConfig(
-        classes=["fade_in", "fade_out"], num_actors=2, clips_per_actor=1, num_frames=10, size=48,
-        container="avi", test_actors=1,
-    )  # fmt: skip
+        classes=["fade_in", "fade_out"],
+        num_actors=2,
+        clips_per_actor=1,
+        num_frames=10,
+        size=48,
+        container="avi",
+        test_actors=1,
+    )
     rows = _rows(render_dataset(tmp_path, config))
     assert all(row["path"].endswith(".avi") for row in rows)
     for row in rows:
@@ -467,9 +484,13 @@ def test_people_order_free_classes_are_periodic() -> None:
 
 def test_people_dataset_files(tmp_path: Path) -> None:
     config = PEOPLE.model_copy(
-        update={"classes": ["raise_arms", "lower_arms"], "num_actors": 2, "test_actors": 1,
-                "clips_per_actor": 1}
-    )  # fmt: skip
+        update={
+            "classes": ["raise_arms", "lower_arms"],
+            "num_actors": 2,
+            "test_actors": 1,
+            "clips_per_actor": 1,
+        }
+    )
     manifest = render_dataset(tmp_path, config)
     rows = _rows(manifest)
     assert [r["label"] for r in rows] == ["raise_arms", "raise_arms", "lower_arms", "lower_arms"]

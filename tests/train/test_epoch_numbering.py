@@ -15,10 +15,16 @@ from tests.helpers.training import toy_data
 
 
 def test_train_summary_run_json_and_report_agree_on_the_epoch(tmp_path: Path) -> None:
-    recipe = load_recipe("fusion-gru", [
-        "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
-        "head.hidden=[8]", "head.fc=[]", "optim.batch_size=8", "optim.epochs=3",
-    ])  # fmt: skip
+    recipe = load_recipe(
+        "fusion-gru",
+        [
+            "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
+            "head.hidden=[8]",
+            "head.fc=[]",
+            "optim.batch_size=8",
+            "optim.epochs=3",
+        ],
+    )
     data = toy_data(sum(feature_dims(recipe)))
     run = tmp_path / "run"
     info = train(recipe, data, run, progress=False).info

@@ -41,8 +41,15 @@ def _argv(run: Path, tmp_path: Path, *sets: str) -> list[str]:
     argv = ["train", "--recipe", "fusion-gru"]
     for item in [*SETS, *sets]:
         argv += ["--set", item]
-    return [*argv, "--dataset", str(tmp_path / "no-data"), "--run", str(run), "--resume",
-            "--no-progress"]  # fmt: skip
+    return [
+        *argv,
+        "--dataset",
+        str(tmp_path / "no-data"),
+        "--run",
+        str(run),
+        "--resume",
+        "--no-progress",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +80,17 @@ def test_python_resume_with_fewer_epochs_is_refused_before_writing(finished: Pat
     before = _snapshot(finished)
     recipe = _recipe()  # optim.epochs left at the recipe's default, 30 ... and max_epochs=1
     with pytest.raises(RunError, match=r"max_epochs=1: the run has already trained 3 epochs"):
-        train(recipe, toy_data(sum(feature_dims(recipe))), finished, resume=True, max_epochs=1,
-              progress=False)  # fmt: skip
+        train(
+            recipe,
+            toy_data(sum(feature_dims(recipe))),
+            finished,
+            resume=True,
+            max_epochs=1,
+            progress=False,
+        )
     recipe = _recipe("optim.epochs=1")
     with pytest.raises(RunError, match=r"optim.epochs=1: the run has already trained 3 epochs"):
-        train(recipe, toy_data(sum(feature_dims(recipe))), finished, resume=True,
-              progress=False)  # fmt: skip
+        train(recipe, toy_data(sum(feature_dims(recipe))), finished, resume=True, progress=False)
     assert _snapshot(finished) == before
 
 
@@ -112,8 +124,7 @@ def test_python_fit_resume_without_epochs_uses_the_recorded_ones(
     monkeypatch.setattr(trainer_mod, "train", fake_train)
     harkit.fit("fusion-gru", tmp_path, finished, overrides=SETS, resume=True)
     assert seen["epochs"] == 3  # not the recipe's default 30
-    harkit.fit("fusion-gru", tmp_path, finished, overrides=[*SETS, "optim.epochs=7"],
-               resume=True)  # fmt: skip
+    harkit.fit("fusion-gru", tmp_path, finished, overrides=[*SETS, "optim.epochs=7"], resume=True)
     assert seen["epochs"] == 7
 
 
@@ -121,8 +132,9 @@ def test_resume_of_a_finished_run_to_its_own_epochs_trains_no_further(finished: 
     before = json.loads((finished / "run.json").read_text())
     weights = load_file(finished / "model.safetensors")
     recipe = _recipe("optim.epochs=3")
-    info = train(recipe, toy_data(sum(feature_dims(recipe))), finished, resume=True,
-                 progress=False).info  # fmt: skip
+    info = train(
+        recipe, toy_data(sum(feature_dims(recipe))), finished, resume=True, progress=False
+    ).info
     assert info.epochs_run == 3 and info.resumed is True
     assert info.global_step == before["global_step"]  # not one step more
     assert info.exported.model_dump() == before["exported"]

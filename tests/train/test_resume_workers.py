@@ -32,8 +32,12 @@ class _Draws(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         draws = [torch.rand(()).item(), np.random.random(), random.random()]
-        return {"video": torch.tensor([draws], dtype=torch.float64),
-                "mask": torch.ones(1, dtype=torch.bool), "label": 0, "index": i}  # fmt: skip
+        return {
+            "video": torch.tensor([draws], dtype=torch.float64),
+            "mask": torch.ones(1, dtype=torch.bool),
+            "label": 0,
+            "index": i,
+        }
 
 
 def _epoch(loader: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,8 +62,7 @@ def test_order_and_worker_draws_depend_on_seed_and_epoch_only() -> None:
     # Another DDP rank's workers draw other numbers (Lightning's per-rank worker seeding).
     other_rank = _epoch(_loader(_Draws(), 4, 2, shuffle=True, seed=7, epoch=2, rank=1))[1]
     assert not torch.isin(other_rank, draws).any()
-    assert not torch.equal(_epoch(_loader(_Draws(), 4, 2, shuffle=True, seed=8))[0],
-                           epochs[0][0])  # fmt: skip
+    assert not torch.equal(_epoch(_loader(_Draws(), 4, 2, shuffle=True, seed=8))[0], epochs[0][0])
 
 
 def test_epoch_shuffle_is_a_random_sampler_so_ddp_still_shuffles() -> None:
@@ -79,9 +82,13 @@ def _job(run: Path, *args: str) -> int:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "tests.train.train_job", str(run), *JOB, *args],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         timeout=600,
-    )  # fmt: skip
+    )
     assert proc.returncode in (0, -9), proc.stderr[-3000:]
     return proc.returncode
 
@@ -112,8 +119,10 @@ def test_killed_run_with_loader_workers_resumes_to_the_uninterrupted_weights(
     for ckpt in ("last.ckpt", "best.ckpt"):  # last.ckpt: the final weights
         a, b = _state(uninterrupted / "checkpoints" / ckpt), _state(run / "checkpoints" / ckpt)
         assert a.keys() == b.keys()
-        assert all(torch.equal(a[k], b[k]) for k in a), (ckpt, max(
-            (a[k] - b[k]).abs().max().item() for k in a))  # fmt: skip
+        assert all(torch.equal(a[k], b[k]) for k in a), (
+            ckpt,
+            max((a[k] - b[k]).abs().max().item() for k in a),
+        )
     a, b = load_file(uninterrupted / "model.safetensors"), load_file(run / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     info_a, info_b = read_run_info(uninterrupted), read_run_info(run)

@@ -31,10 +31,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _recipe(*extra: str):
-    return load_recipe("fusion-gru", [
-        "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
-        "head.hidden=[8]", "head.fc=[]", "optim.batch_size=8", "optim.epochs=1", *extra,
-    ])  # fmt: skip
+    return load_recipe(
+        "fusion-gru",
+        [
+            "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
+            "head.hidden=[8]",
+            "head.fc=[]",
+            "optim.batch_size=8",
+            "optim.epochs=1",
+            *extra,
+        ],
+    )
 
 
 def _dim(recipe) -> int:
@@ -293,9 +300,19 @@ def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(
 
     monkeypatch.setattr(trainer, "_available_memory", lambda: 24 * 2**30)  # this machine's
     run = tmp_path / "run"
-    code = cli_main.main(["train", "--recipe", "efficientnet-gru", "--dataset",
-                          str(tmp_path / "data"), "--run", str(run), "--set",
-                          "head.hidden=65536"])  # fmt: skip
+    code = cli_main.main(
+        [
+            "train",
+            "--recipe",
+            "efficientnet-gru",
+            "--dataset",
+            str(tmp_path / "data"),
+            "--run",
+            str(run),
+            "--set",
+            "head.hidden=65536",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "its model has 13,145,473,283 parameters, about 195.9 GiB to train" in err
@@ -308,14 +325,28 @@ def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(
 def test_resume_on_other_data_is_refused_before_writing(tmp_path, capsys):
     from harkit.synth import SynthConfig, render_dataset
 
-    config = SynthConfig(classes=["blink", "shake"], num_actors=3, clips_per_actor=1,
-                         test_actors=1, num_frames=12, size=64)  # fmt: skip
+    config = SynthConfig(
+        classes=["blink", "shake"],
+        num_actors=3,
+        clips_per_actor=1,
+        test_actors=1,
+        num_frames=12,
+        size=64,
+    )
     data = render_dataset(tmp_path / "data", config).parent
     more = config.model_copy(update={"num_actors": 4})  # the same classes, more people
     other = render_dataset(tmp_path / "other", more).parent
     run, store = tmp_path / "run", tmp_path / "store"
-    base = ["train", "--recipe", "synthetic-gru", "--store", str(store), "--run", str(run),
-            "--no-progress"]  # fmt: skip
+    base = [
+        "train",
+        "--recipe",
+        "synthetic-gru",
+        "--store",
+        str(store),
+        "--run",
+        str(run),
+        "--no-progress",
+    ]
     assert cli_main.main([*base, "--dataset", str(data), "--set", "optim.epochs=2"]) == 0
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     capsys.readouterr()
@@ -325,8 +356,9 @@ def test_resume_on_other_data_is_refused_before_writing(tmp_path, capsys):
     assert f"{run} was trained on {data} (6 videos); {other} (8 videos) is other data" in err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     # the same data resumes
-    assert cli_main.main([*base, "--dataset", str(data), "--set", "optim.epochs=3",
-                          "--resume"]) == 0  # fmt: skip
+    assert (
+        cli_main.main([*base, "--dataset", str(data), "--set", "optim.epochs=3", "--resume"]) == 0
+    )
 
 
 @pytest.mark.parametrize("inside", ["", "runs/a"])
@@ -334,19 +366,25 @@ def test_a_run_inside_a_folder_dataset_is_refused(tmp_path, capsys, inside):
     data = tmp_path / "data"
     (data / "wave").mkdir(parents=True)
     run = data / inside if inside else data
-    code = cli_main.main(["train", "--recipe", "synthetic-gru", "--dataset", str(data), "--run",
-                          str(run)])  # fmt: skip
+    code = cli_main.main(
+        ["train", "--recipe", "synthetic-gru", "--dataset", str(data), "--run", str(run)]
+    )
     err = capsys.readouterr().err
     assert code == 2
-    assert err == (f"harkit: error: {run}: the run folder is inside the dataset folder {data}, "
-                   "which is read as '<class>/<video>'; put runs elsewhere (--run)\n")  # fmt: skip
+    assert err == (
+        f"harkit: error: {run}: the run folder is inside the dataset folder {data}, "
+        "which is read as '<class>/<video>'; put runs elsewhere (--run)\n"
+    )
     assert not (data / "runs").exists() and not (data / ".lock").exists()
 
 
-@pytest.mark.parametrize("val, error", [
-    ("0", "no training step ran: every training video was skipped (4 in the train split"),
-    ("0.25", "no validation score: every validation video was skipped"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "val, error",
+    [
+        ("0", "no training step ran: every training video was skipped (4 in the train split"),
+        ("0.25", "no validation score: every validation video was skipped"),
+    ],
+)
 def test_training_on_only_unreadable_videos_fails_instead_of_saving_an_untrained_model(
     tmp_path, capsys, val, error
 ):
@@ -356,10 +394,24 @@ def test_training_on_only_unreadable_videos_fails_instead_of_saving_an_untrained
         rows.append(f"v{k}.mp4,{'ab'[k % 2]},{'test' if k >= 4 else 'train'}")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
     run = tmp_path / "run"
-    code = cli_main.main(["train", "--recipe", "synthetic-gru", "--dataset", str(tmp_path / "m.csv"),
-                          "--store", str(tmp_path / "store"), "--run", str(run),
-                          "--set", "optim.epochs=2", "--set", f"optim.val_fraction={val}",
-                          "--no-progress"])  # fmt: skip
+    code = cli_main.main(
+        [
+            "train",
+            "--recipe",
+            "synthetic-gru",
+            "--dataset",
+            str(tmp_path / "m.csv"),
+            "--store",
+            str(tmp_path / "store"),
+            "--run",
+            str(run),
+            "--set",
+            "optim.epochs=2",
+            "--set",
+            f"optim.val_fraction={val}",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert f"{run}: {error}" in err

@@ -30,8 +30,14 @@ from tests.helpers.training import recipe_dim, small_recipe
 def _full_info(root: Path) -> RunInfo:
     """Every field set, nested records included."""
     return RunInfo(
-        dataset=DatasetRecord(name="ucf101", kind="ucf101", root=str(root), split=2,
-                              group_column=None, allow_leakage=False),
+        dataset=DatasetRecord(
+            name="ucf101",
+            kind="ucf101",
+            root=str(root),
+            split=2,
+            group_column=None,
+            allow_leakage=False,
+        ),
         dataset_config=DatasetConfig(root=root, kind="ucf101", split=2),
         counts=SplitCounts(train=9, val=2, test=4),
         groups=SplitGroups(train=["g01", "g02"], val=["g03"], test=["g04"]),
@@ -47,8 +53,12 @@ def _full_info(root: Path) -> RunInfo:
         parameters=1234,
         trainable_parameters=1000,
         monitor="val/acc",
-        exported=ExportedCheckpoint(checkpoint="checkpoints/best.ckpt", epoch=2, epoch_index=1,
-                                    reason="best val/acc at epoch 2 of 3"),
+        exported=ExportedCheckpoint(
+            checkpoint="checkpoints/best.ckpt",
+            epoch=2,
+            epoch_index=1,
+            reason="best val/acc at epoch 2 of 3",
+        ),
         best_epoch=2,
         best_score=0.75,
         epochs_run=3,
@@ -61,7 +71,7 @@ def _full_info(root: Path) -> RunInfo:
         started="2025-01-01T00:00:00+00:00",
         finished="2025-01-01T00:10:00+00:00",
         resumed=True,
-    )  # fmt: skip
+    )
 
 
 def _write(tmp_path: Path, data: dict[str, Any]) -> RunPaths:
@@ -129,19 +139,37 @@ def test_keys_of_a_newer_harkit_are_ignored(tmp_path: Path) -> None:
 def test_a_format_1_run_json_still_reads(tmp_path: Path) -> None:
     """As an older harkit wrote it: no epoch_index (``epoch`` 0-based), a ``best_val_acc``
     since dropped, none of the keys added later."""
-    paths = _write(tmp_path, {
-        "format_version": 1, "harkit_version": "0.3.0", "recipe": "fusion-gru",
-        "mode": "features", "num_classes": 2, "feature_dims": [64],
-        "dataset": {"name": "toy", "split": 1}, "counts": {"train": 8, "val": 2, "test": 4},
-        "exported": {"checkpoint": "checkpoints/best.ckpt", "epoch": 0, "reason": "best"},
-        "best_epoch": 0, "best_score": 0.5, "best_val_acc": 0.5, "epochs_run": 2,
-        "global_step": 4, "devices": 1, "num_nodes": 1, "precision": "32-true",
-        "skipped_videos": 0, "started": "t0", "finished": "t1", "resumed": False,
-    })  # fmt: skip
+    paths = _write(
+        tmp_path,
+        {
+            "format_version": 1,
+            "harkit_version": "0.3.0",
+            "recipe": "fusion-gru",
+            "mode": "features",
+            "num_classes": 2,
+            "feature_dims": [64],
+            "dataset": {"name": "toy", "split": 1},
+            "counts": {"train": 8, "val": 2, "test": 4},
+            "exported": {"checkpoint": "checkpoints/best.ckpt", "epoch": 0, "reason": "best"},
+            "best_epoch": 0,
+            "best_score": 0.5,
+            "best_val_acc": 0.5,
+            "epochs_run": 2,
+            "global_step": 4,
+            "devices": 1,
+            "num_nodes": 1,
+            "precision": "32-true",
+            "skipped_videos": 0,
+            "started": "t0",
+            "finished": "t1",
+            "resumed": False,
+        },
+    )
     info = read_run_info(paths.root)
     assert (info.format_version, info.harkit_version) == (1, "0.3.0")
-    assert info.exported == ExportedCheckpoint(checkpoint="checkpoints/best.ckpt", epoch=0,
-                                               reason="best")  # fmt: skip
+    assert info.exported == ExportedCheckpoint(
+        checkpoint="checkpoints/best.ckpt", epoch=0, reason="best"
+    )
     assert info.counts == SplitCounts(train=8, val=2, test=4) and info.videos is None
     assert info.train_clips is None and info.flow is None and info.dataset_config is None
 

@@ -19,10 +19,16 @@ from tests.helpers.training import toy_data
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    recipe = load_recipe("fusion-gru", [
-        "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
-        "head.hidden=[8]", "head.fc=[]", "optim.batch_size=8", "optim.epochs=1",
-    ])  # fmt: skip
+    recipe = load_recipe(
+        "fusion-gru",
+        [
+            "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
+            "head.hidden=[8]",
+            "head.fc=[]",
+            "optim.batch_size=8",
+            "optim.epochs=1",
+        ],
+    )
     run = tmp_path_factory.mktemp("messages") / "run"
     train(recipe, toy_data(sum(feature_dims(recipe))), run, progress=False)
     return run
@@ -31,8 +37,16 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_training_into_a_finished_run_names_the_resume_flag(
     finished: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["train", "--recipe", str(finished / "recipe.yaml"), "--dataset",
-            str(tmp_path / "no-data"), "--run", str(finished), "--no-progress"]  # fmt: skip
+    argv = [
+        "train",
+        "--recipe",
+        str(finished / "recipe.yaml"),
+        "--dataset",
+        str(tmp_path / "no-data"),
+        "--run",
+        str(finished),
+        "--no-progress",
+    ]
     assert cli_main.main(argv) == 2
     assert capsys.readouterr().err == (
         f"harkit: error: {finished} already holds a run; pass --resume (Python: resume=True) to "

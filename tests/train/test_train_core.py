@@ -188,11 +188,13 @@ def test_validation_accuracy_counts_videos_over_uneven_batches(toy) -> None:
     data = toy(recipe_dim(recipe), n_val=7)
     module = ActionModule(recipe, 2)
     loader = DataLoader(data.val, batch_size=3, collate_fn=collate_clips)  # 3 + 3 + 1
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False)  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     logged = trainer.validate(module, loader, verbose=False)[0]["val/acc"]
     module.eval()
     with torch.no_grad():
-        right = sum(int((module(b["video"], b["lengths"]).argmax(1) == b["label"]).sum())
-                    for b in loader)  # fmt: skip
+        right = sum(
+            int((module(b["video"], b["lengths"]).argmax(1) == b["label"]).sum()) for b in loader
+        )
     assert logged == pytest.approx(right / 7)

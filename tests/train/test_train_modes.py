@@ -22,8 +22,12 @@ class PixelClips(Dataset):
     def __init__(self, n: int, frames: int = 4, size: int = 32) -> None:
         g = torch.Generator().manual_seed(0)
         self.items = [
-            {"video": torch.randn(frames, 3, size, size, generator=g) + (i % 2),
-             "mask": torch.ones(frames, dtype=torch.bool), "label": i % 2, "index": i}
+            {
+                "video": torch.randn(frames, 3, size, size, generator=g) + (i % 2),
+                "mask": torch.ones(frames, dtype=torch.bool),
+                "label": i % 2,
+                "index": i,
+            }
             for i in range(n)
         ]
 
@@ -35,22 +39,38 @@ class PixelClips(Dataset):
 
 
 def _crnn(fine_tune: bool) -> Recipe:
-    return parse_config(Recipe, {
-        "name": "tiny-crnn",
-        "mode": "end_to_end",
-        "input": {"sampling": {"strategy": "uniform", "num_frames": 4},
-                  "transform": {"resize": 32, "crop_size": 32}},
-        "network": {"type": "crnn", "encoder": "resnet18", "encoder_weights": "none",
-                    "fine_tune": fine_tune, "embed": [16]},
-        "head": {"type": "recurrent", "hidden": 8},
-        "optim": {"epochs": 1, "batch_size": 4, "val_fraction": 0.0},
-    }, source="test")
+    return parse_config(
+        Recipe,
+        {
+            "name": "tiny-crnn",
+            "mode": "end_to_end",
+            "input": {
+                "sampling": {"strategy": "uniform", "num_frames": 4},
+                "transform": {"resize": 32, "crop_size": 32},
+            },
+            "network": {
+                "type": "crnn",
+                "encoder": "resnet18",
+                "encoder_weights": "none",
+                "fine_tune": fine_tune,
+                "embed": [16],
+            },
+            "head": {"type": "recurrent", "hidden": 8},
+            "optim": {"epochs": 1, "batch_size": 4, "val_fraction": 0.0},
+        },
+        source="test",
+    )
 
 
 @pytest.mark.parametrize("fine_tune", [True, False])
 def test_batch_norm_statistics_move_only_when_the_encoder_trains(fine_tune, tmp_path: Path):
-    data = TrainData(PixelClips(8), None, PixelClips(4), ["a", "b"],
-                     {"dataset": {"name": "toy"}, "leakage": "not applicable"})
+    data = TrainData(
+        PixelClips(8),
+        None,
+        PixelClips(4),
+        ["a", "b"],
+        {"dataset": {"name": "toy"}, "leakage": "not applicable"},
+    )
     run = tmp_path / "run"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -77,11 +97,22 @@ def test_from_scratch_cnn2d_gru_learns_the_synthetic_motions(tmp_path: Path):
 
     data = tmp_path / "synth"
     motions = ["move_left", "move_right", "move_up", "move_down"]
-    render_dataset(data, SynthConfig(classes=motions, num_actors=6, clips_per_actor=2,
-                                     num_frames=16, size=48, test_actors=2))
-    recipe = load_recipe("ablations/cnn2d-gru", [
-        "network.size=48", "input.sampling.num_frames=8", "optim.epochs=12",
-        "optim.batch_size=4", "optim.val_fraction=0"])
+    render_dataset(
+        data,
+        SynthConfig(
+            classes=motions, num_actors=6, clips_per_actor=2, num_frames=16, size=48, test_actors=2
+        ),
+    )
+    recipe = load_recipe(
+        "ablations/cnn2d-gru",
+        [
+            "network.size=48",
+            "input.sampling.num_frames=8",
+            "optim.epochs=12",
+            "optim.batch_size=4",
+            "optim.val_fraction=0",
+        ],
+    )
     run = tmp_path / "run"
     train(recipe, DatasetConfig(root=data), run, progress=False)
     assert evaluate_run(run).clip.top1 >= 0.5

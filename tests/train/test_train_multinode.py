@@ -52,9 +52,23 @@ def test_torchrun_two_nodes_train_one_run(tmp_path: Path) -> None:
         env.pop(var, None)
     procs = []
     for node in (0, 1):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
-               str(node), "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port",
-               str(port), str(script), str(run)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "2",
+            "--node-rank",
+            str(node),
+            "--nproc-per-node",
+            "1",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+            str(script),
+            str(run),
+        ]
         procs.append(
             subprocess.Popen(
                 cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

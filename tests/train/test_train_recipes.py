@@ -23,19 +23,30 @@ TINY = ["optim.epochs=1", "optim.batch_size=4", "optim.num_workers=0"]
 def tiny_e2e_overrides(name: str) -> list[str]:
     if load_recipe(name).network.type == "crnn":
         return [
-            "network.encoder=resnet18", "network.encoder_weights=none", "network.embed=[16]",
-            "head.hidden=8", "head.num_layers=1", "head.fc=[]", "input.sampling.max_frames=4",
+            "network.encoder=resnet18",
+            "network.encoder_weights=none",
+            "network.embed=[16]",
+            "head.hidden=8",
+            "head.num_layers=1",
+            "head.fc=[]",
+            "input.sampling.max_frames=4",
             "input.transform.crop_size=32",
             "input.train_transform={crop_size: 32, resize: 36, random_crop: true, hflip: 0.5,"
             " rotation: 5}",
-        ]  # fmt: skip
+        ]
     return ["input.sampling.num_frames=8", "network.size=16", "network.units=8"]
 
 
 @pytest.fixture(scope="module")
 def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = SynthConfig(classes=["move_right", "move_left"], num_actors=3, clips_per_actor=1,
-                         num_frames=8, size=32, test_actors=1)
+    config = SynthConfig(
+        classes=["move_right", "move_left"],
+        num_actors=3,
+        clips_per_actor=1,
+        num_frames=8,
+        size=32,
+        test_actors=1,
+    )
     return render_dataset(tmp_path_factory.mktemp("synth"), config)
 
 
@@ -53,8 +64,12 @@ def test_features_recipe_trains_one_epoch(name: str, toy, tmp_path: Path) -> Non
     tiny = [f"head.{k}={v}" for k, v in (("hidden", 8), ("fc", "[]")) if k in keys]
     recipe = load_recipe(name, [*TINY, *tiny])
     dim = sum(feature_dims(recipe))
-    info = train(recipe, toy(dim, n_train=8, n_val=4, n_test=4, ragged=True), tmp_path / "run",
-                 progress=False).info
+    info = train(
+        recipe,
+        toy(dim, n_train=8, n_val=4, n_test=4, ragged=True),
+        tmp_path / "run",
+        progress=False,
+    ).info
     assert info.global_step == 2 and info.feature_dims == feature_dims(recipe)
     _, _, model = load_run(tmp_path / "run")
     out = model(torch.randn(3, 5, dim), torch.tensor([5, 3, 1]))

@@ -16,14 +16,27 @@ from harkit.train import train
 def test_features_mode_trains_from_the_store_without_decoding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = SynthConfig(classes=["move_right", "move_left"], num_actors=3, clips_per_actor=1,
-                         num_frames=8, size=32, test_actors=1)
+    config = SynthConfig(
+        classes=["move_right", "move_left"],
+        num_actors=3,
+        clips_per_actor=1,
+        num_frames=8,
+        size=32,
+        test_actors=1,
+    )
     manifest = render_dataset(tmp_path / "videos", config)
-    recipe = load_recipe("fusion-gru", [
-        "input.features=[{backbone: resnet18, weights: none}]", "input.sampling.num_frames=4",
-        "input.transform.crop_size=32", "head.hidden=[8]", "optim.epochs=1",
-        "optim.batch_size=4", "optim.val_fraction=0",
-    ])  # fmt: skip
+    recipe = load_recipe(
+        "fusion-gru",
+        [
+            "input.features=[{backbone: resnet18, weights: none}]",
+            "input.sampling.num_frames=4",
+            "input.transform.crop_size=32",
+            "head.hidden=[8]",
+            "optim.epochs=1",
+            "optim.batch_size=4",
+            "optim.val_fraction=0",
+        ],
+    )
     dataset = DatasetConfig(root=manifest)
     store = tmp_path / "store"
     first = train(recipe, dataset, tmp_path / "run1", store=store, progress=False).info

@@ -41,10 +41,17 @@ class Payload:
 
 
 def _recipe(*extra: str):
-    return load_recipe("fusion-gru", [
-        "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
-        "head.hidden=[8]", "head.fc=[]", "optim.batch_size=8", "optim.epochs=1", *extra,
-    ])  # fmt: skip
+    return load_recipe(
+        "fusion-gru",
+        [
+            "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
+            "head.hidden=[8]",
+            "head.fc=[]",
+            "optim.batch_size=8",
+            "optim.epochs=1",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +111,15 @@ def _bad_dataset_config(path: Path, marker: Path) -> None:
 VERBS: dict[str, Callable[[Path, Path, Path], list[str | Path]]] = {
     # recipe: a clean copy (the planted one is the run's own); no dataset is ever read.
     "train": lambda run, recipe, video: [
-        "train", "--recipe", recipe, "--dataset", run.parent / "no-data", "--run", run,
-        "--resume", "--no-progress",
+        "train",
+        "--recipe",
+        recipe,
+        "--dataset",
+        run.parent / "no-data",
+        "--run",
+        run,
+        "--resume",
+        "--no-progress",
     ],
     "evaluate": lambda run, recipe, video: ["evaluate", run],
     "predict": lambda run, recipe, video: ["predict", run, video, "--no-progress"],
@@ -132,11 +146,17 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "plant", "verbs"), CASES,
-                         ids=[f"{c[0]}-{c[1].__name__.strip('_')}" for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "plant", "verbs"), CASES, ids=[f"{c[0]}-{c[1].__name__.strip('_')}" for c in CASES]
+)
 def test_planted_run_files_never_run_code(
-    name: str, plant: Callable[[Path, Path], None], verbs: tuple[str, ...], toy_run: Path,
-    tmp_path: Path, make_video: Callable[..., Path], capsys: pytest.CaptureFixture[str],
+    name: str,
+    plant: Callable[[Path, Path], None],
+    verbs: tuple[str, ...],
+    toy_run: Path,
+    tmp_path: Path,
+    make_video: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     run = tmp_path / "run"
     shutil.copytree(toy_run, run)
@@ -172,14 +192,29 @@ def test_resume_checkpoint_with_a_foreign_object_is_refused_before_lightning(
 def store_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """``(manifest, store, run)``: a run trained from a real feature store."""
     root = tmp_path_factory.mktemp("store")
-    manifest = render_dataset(root / "videos", SynthConfig(
-        classes=["move_right", "move_left"], num_actors=3, clips_per_actor=1, num_frames=8,
-        size=32, test_actors=1))  # fmt: skip
-    recipe = load_recipe("fusion-gru", [
-        "input.features=[{backbone: resnet18, weights: none}]", "input.sampling.num_frames=4",
-        "input.transform.crop_size=32", "head.hidden=[8]", "optim.epochs=1",
-        "optim.batch_size=4", "optim.val_fraction=0",
-    ])  # fmt: skip
+    manifest = render_dataset(
+        root / "videos",
+        SynthConfig(
+            classes=["move_right", "move_left"],
+            num_actors=3,
+            clips_per_actor=1,
+            num_frames=8,
+            size=32,
+            test_actors=1,
+        ),
+    )
+    recipe = load_recipe(
+        "fusion-gru",
+        [
+            "input.features=[{backbone: resnet18, weights: none}]",
+            "input.sampling.num_frames=4",
+            "input.transform.crop_size=32",
+            "head.hidden=[8]",
+            "optim.epochs=1",
+            "optim.batch_size=4",
+            "optim.val_fraction=0",
+        ],
+    )
     train(recipe, DatasetConfig(root=manifest), root / "run", store=root / "store", progress=False)
     return manifest, root / "store", root / "run"
 
@@ -212,7 +247,9 @@ def _copies(store_run: tuple[Path, Path, Path], tmp_path: Path) -> tuple[Path, P
 
 
 def test_pickled_feature_file_is_never_unpickled(
-    store_run: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    store_run: tuple[Path, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     manifest = store_run[0]
     store, run, recipe = _copies(store_run, tmp_path)
@@ -225,8 +262,18 @@ def test_pickled_feature_file_is_never_unpickled(
     # evaluate and train re-extract a feature file that no longer matches its manifest row.
     for argv in (
         ["evaluate", run, "--store", store],
-        ["train", "--recipe", recipe, "--dataset", manifest, "--store", store,
-         "--run", tmp_path / "new-run", "--no-progress"],
+        [
+            "train",
+            "--recipe",
+            recipe,
+            "--dataset",
+            manifest,
+            "--store",
+            store,
+            "--run",
+            tmp_path / "new-run",
+            "--no-progress",
+        ],
     ):
         code, err = _run_cli(argv, capsys)
         assert not marker.exists(), "a planted payload ran"
@@ -235,7 +282,9 @@ def test_pickled_feature_file_is_never_unpickled(
 
 
 def test_pickled_store_manifest_is_refused(
-    store_run: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    store_run: tuple[Path, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     manifest = store_run[0]
     store, run, recipe = _copies(store_run, tmp_path)
@@ -243,8 +292,18 @@ def test_pickled_store_manifest_is_refused(
     planted = _pickled_manifest(_store_folder(store), marker)
     for argv in (
         ["evaluate", run, "--store", store],
-        ["train", "--recipe", recipe, "--dataset", manifest, "--store", store,
-         "--run", tmp_path / "new-run", "--no-progress"],
+        [
+            "train",
+            "--recipe",
+            recipe,
+            "--dataset",
+            manifest,
+            "--store",
+            store,
+            "--run",
+            tmp_path / "new-run",
+            "--no-progress",
+        ],
     ):
         code, err = _run_cli(argv, capsys)
         _assert_refused(code, err, planted, marker)

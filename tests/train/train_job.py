@@ -35,10 +35,17 @@ from tests.helpers.training import TimeOrderFeatures, toy_data
 # all survive a resume for the weights to match an uninterrupted run.
 RECIPE = [
     "input.features=[{backbone: resnet18, weights: none, layer: layer1}]",
-    "head.hidden=[8]", "head.fc=[]", "head.dropout=0.3", "optim.batch_size=8",
-    "optim.epochs=4", "optim.lr=0.01", "optim.scheduler=step", "optim.step_size=1",
-    "optim.gamma=0.7", "optim.deterministic=true",
-]  # fmt: skip
+    "head.hidden=[8]",
+    "head.fc=[]",
+    "head.dropout=0.3",
+    "optim.batch_size=8",
+    "optim.epochs=4",
+    "optim.lr=0.01",
+    "optim.scheduler=step",
+    "optim.step_size=1",
+    "optim.gamma=0.7",
+    "optim.deterministic=true",
+]
 
 
 class Jittered(Dataset):
