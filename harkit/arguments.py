@@ -3,7 +3,8 @@
 A function decorated with :func:`harkit._lazy.validated` declares its rules in its signature
 (``num_classes: Annotated[int, Field(ge=2)]``, ``run_dir: RunFolder``); a bad argument is a
 one-line :class:`~harkit.config.ConfigError` naming the function, the argument, what it takes
-and what it got. Checks are strict: an int is not a bool, a float or ``'3'``.
+and what it got. Checks are strict: an int is not a bool, a float or ``'3'``; a NumPy integer
+is one.
 
 The validator is built on a function's first call, so ``import harkit`` loads neither
 pydantic nor this module: light modules import these types under ``TYPE_CHECKING`` and the
@@ -13,6 +14,7 @@ annotations are evaluated then, in the function's module and in this one.
 from __future__ import annotations
 
 import inspect
+import numbers
 import os
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -209,12 +211,25 @@ def argument_checker(func: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
         given = signature.bind(*args, **kwargs).arguments
         for name in spread:
             given.update(given.pop(name, {}))
+        given = {name: _plain_ints(value) for name, value in given.items()}
         try:
             return validate(**given)
         except ValidationError as exc:
             raise _argument_error(func.__qualname__, exc, annotations) from None
 
     return check
+
+
+def _plain_ints(value: Any) -> Any:
+    """NumPy integers (``labels.max() + 1``, ``np.arange`` items) as Python ints, for the
+    strict int checks; bools stay bools (refused as ints)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, int):
+        return int(value)
+    if isinstance(value, list | tuple) and any(
+        isinstance(item, numbers.Integral) and not isinstance(item, int) for item in value
+    ):
+        return type(value)(_plain_ints(item) for item in value)
+    return value
 
 
 def _argument_error(

@@ -332,3 +332,14 @@ def test_the_cli_prints_a_bad_argument_as_one_line_and_exits_2(monkeypatch, caps
         "harkit: error: create_model: argument 'num_classes': input should be a valid integer, "
         "got True\n"
     )
+
+
+def test_numpy_integers_count_as_ints_and_numpy_bools_do_not() -> None:
+    labels = np.array([0, 2, 1])
+    model = harkit.create_model("synthetic-gru", labels.max() + 1)  # np.int64(3)
+    x, lengths = _features()
+    assert model(x, lengths).shape == (2, 3)
+    with pytest.raises(ConfigError, match=r"argument 'top_k': input should be greater .* got 0"):
+        harkit.recognize("run", "a.mp4", top_k=np.int64(0))
+    with pytest.raises(ConfigError, match=r"argument 'splits.1': .* got np.True_"):
+        harkit.train_and_evaluate("synthetic-gru", "v", "r", splits=[np.int64(1), np.True_])
