@@ -35,7 +35,7 @@ from harkit.cli.main import main as harkit
 from harkit.data.datasets import DatasetConfig
 from harkit.experiments.ablate import ablate, recipe_variants, variant_dir
 from harkit.experiments.evaluate import evaluate_run
-from harkit.features.extractor import sources_precision
+from harkit.features.engines import sources_precision
 from harkit.infer import Recognizer
 from harkit.models.recipe import load_recipe
 from harkit.synth import SynthConfig

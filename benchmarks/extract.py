@@ -64,7 +64,8 @@ from harkit.data.sampling import SamplingConfig
 from harkit.engine_choice import ISA_ENV, read_engine_records
 from harkit.features import engines as engines_module
 from harkit.features import extract_features, feature_stores_for
-from harkit.features.extractor import COMPILED_CHUNK, FeatureExtractor, sources_precision
+from harkit.features.engines import sources_precision
+from harkit.features.extractor import COMPILED_CHUNK, FeatureExtractor
 from harkit.models.recipe import FeatureSource
 from harkit.precision import bf16_native, probe_precisions
 from harkit.synth import write_video

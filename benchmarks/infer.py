@@ -51,7 +51,8 @@ from harkit.infer.pipeline import SplitModel, split_model
 from harkit.infer.quantize import compare_outputs
 from harkit.infer.recognizer import Recognizer
 from harkit.infer.sources import FileSource
-from harkit.infer.stream import StreamConfig, StreamStats, run_stream
+from harkit.infer.stream import StreamStats, run_stream
+from harkit.infer.stream_plan import StreamConfig
 from harkit.models.builder import build_model
 from harkit.models.recipe import Recipe, load_recipe
 from harkit.precision import bf16_native, resolve_precision

@@ -31,7 +31,8 @@ import torch
 
 from harkit.infer import Recognizer
 from harkit.infer.sources import FileSource
-from harkit.infer.stream import StreamConfig, plan_stream, run_stream
+from harkit.infer.stream import run_stream
+from harkit.infer.stream_plan import StreamConfig, plan_stream
 from harkit.train.run import RunInfo, read_run_info
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"

@@ -19,7 +19,7 @@ import os
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import ConfigDict, Field, PlainValidator, ValidationError, validate_call
 from pydantic_core import ErrorDetails, PydanticCustomError
@@ -33,9 +33,9 @@ __all__ = [
     "EvalDataset",
     "Overrides",
     "PathArg",
+    "PositiveFinite",
     "RecipeArg",
     "RunFolder",
-    "Seconds",
     "VideoArg",
     "VideoPaths",
     "argument_checker",
@@ -66,10 +66,6 @@ def _path(expected: str) -> PlainValidator:
     return PlainValidator(check)
 
 
-PathArg = Annotated[Path, _path("a path (str or Path)")]
-RunFolder = Annotated[Path, _path("a run folder path (str or Path)")]
-
-
 def _recipe(value: object) -> Any:
     from harkit.models.recipe import Recipe
 
@@ -81,10 +77,6 @@ def _recipe(value: object) -> Any:
     return value if isinstance(value, str) else Path(text)  # a name stays a name
 
 
-RecipeArg = Annotated[Any, PlainValidator(_recipe)]
-"""A built-in recipe name (str), a YAML path, or a :class:`~harkit.models.recipe.Recipe`."""
-
-
 def _dataset(value: object) -> Any:
     from harkit.data.datasets import DatasetConfig
 
@@ -94,10 +86,6 @@ def _dataset(value: object) -> Any:
     if text is None:
         raise _refused("a DatasetConfig, a video folder or a CSV manifest path")
     return Path(text)
-
-
-DatasetArg = Annotated[Any, PlainValidator(_dataset)]
-"""A :class:`~harkit.data.datasets.DatasetConfig`, or a video folder / CSV manifest path."""
 
 
 def _eval_dataset(value: object) -> Any:
@@ -113,19 +101,12 @@ def _eval_dataset(value: object) -> Any:
         ) from None
 
 
-EvalDataset = Annotated[Any, PlainValidator(_eval_dataset)]
-""":data:`DatasetArg`, or a ready test ``torch.utils.data.Dataset`` of clip dicts."""
-
-
 def _overrides(value: object) -> list[str]:
     if isinstance(value, str):  # one override, not one per character
         return [value]
     if isinstance(value, Sequence) and all(isinstance(item, str) for item in value):
         return list(value)
     raise _refused("'key=value' strings (a list, or one string)")
-
-
-Overrides = Annotated[list[str], PlainValidator(_overrides)]
 
 
 def _video(value: object) -> Any:
@@ -142,11 +123,6 @@ def _video(value: object) -> Any:
     return value if isinstance(value, str) else Path(text)
 
 
-VideoArg = Annotated[Any, PlainValidator(_video)]
-"""A video file or frame folder path (str, kept as given, or Path), or a ``uint8
-(N, H, W, 3)`` numpy array of all frames (its shape is checked where it is read)."""
-
-
 def _video_paths(value: object) -> list[str]:
     import numpy as np
 
@@ -160,9 +136,6 @@ def _video_paths(value: object) -> list[str]:
     raise _refused("video paths (a list of str or Path, or one path)")
 
 
-VideoPaths = Annotated[list[str], PlainValidator(_video_paths)]
-
-
 def _device(value: object) -> str:
     from harkit.infer.device import check_device
 
@@ -171,20 +144,51 @@ def _device(value: object) -> str:
     return check_device(value)
 
 
-Device = Annotated[str, PlainValidator(_device)]
-"""``cpu``, ``cuda``, ``cuda:N`` or ``mps``, one this machine has."""
-
-
 def _backbone_name(value: object) -> str:
     if isinstance(value, str):
         return value
     raise _refused("a backbone name (see harkit.list_backbones())")
 
 
-BackboneName = Annotated[str, PlainValidator(_backbone_name)]
+# What a caller may pass (for type checkers and IDEs), and at run time the same with the
+# validator that checks it and hands the function a plain value (a path becomes a Path).
+if TYPE_CHECKING:
+    import numpy as np
+    from torch.utils.data import Dataset
 
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-"""A finite number of seconds > 0 (an int is fine)."""
+    from harkit.data.datasets import DatasetConfig
+    from harkit.models.recipe import Recipe
+
+    PathArg = str | os.PathLike[str]
+    RunFolder = str | os.PathLike[str]
+    RecipeArg = str | os.PathLike[str] | Recipe
+    DatasetArg = str | os.PathLike[str] | DatasetConfig
+    EvalDataset = str | os.PathLike[str] | DatasetConfig | Dataset
+    Overrides = str | Sequence[str]
+    VideoArg = str | os.PathLike[str] | np.ndarray
+    VideoPaths = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+    Device = str
+    BackboneName = str
+else:
+    PathArg = Annotated[Path, _path("a path (str or Path)")]
+    RunFolder = Annotated[Path, _path("a run folder path (str or Path)")]
+    # a built-in recipe name (str), a YAML path, or a Recipe
+    RecipeArg = Annotated[Any, PlainValidator(_recipe)]
+    # a DatasetConfig, or a video folder / CSV manifest path
+    DatasetArg = Annotated[Any, PlainValidator(_dataset)]
+    # DatasetArg, or a ready test torch Dataset of clip dicts
+    EvalDataset = Annotated[Any, PlainValidator(_eval_dataset)]
+    Overrides = Annotated[list[str], PlainValidator(_overrides)]
+    # a video file or frame folder path (a str is kept as given), or uint8 (N, H, W, 3) frames
+    # (their shape is checked where they are read)
+    VideoArg = Annotated[Any, PlainValidator(_video)]
+    VideoPaths = Annotated[list[str], PlainValidator(_video_paths)]
+    # cpu, cuda, cuda:N or mps, one this machine has
+    Device = Annotated[str, PlainValidator(_device)]
+    BackboneName = Annotated[str, PlainValidator(_backbone_name)]
+
+PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A finite number > 0 (seconds, frames per second; an int is fine)."""
 
 
 def argument_checker(func: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
@@ -211,7 +215,7 @@ def argument_checker(func: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
         given = signature.bind(*args, **kwargs).arguments
         for name in spread:
             given.update(given.pop(name, {}))
-        given = {name: _plain_ints(value) for name, value in given.items()}
+        given = {name: _plain_values(value) for name, value in given.items()}
         try:
             return validate(**given)
         except ValidationError as exc:
@@ -220,15 +224,17 @@ def argument_checker(func: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
     return check
 
 
-def _plain_ints(value: Any) -> Any:
-    """NumPy integers (``labels.max() + 1``, ``np.arange`` items) as Python ints, for the
-    strict int checks; bools stay bools (refused as ints)."""
+def _plain_values(value: Any) -> Any:
+    """NumPy integers (``labels.max() + 1``, ``np.arange`` items) as Python ints and a
+    ``range`` as a list, for the strict checks; bools stay bools (refused as ints)."""
     if isinstance(value, numbers.Integral) and not isinstance(value, int):
         return int(value)
+    if isinstance(value, range):
+        return list(value)
     if isinstance(value, list | tuple) and any(
         isinstance(item, numbers.Integral) and not isinstance(item, int) for item in value
     ):
-        return type(value)(_plain_ints(item) for item in value)
+        return type(value)(_plain_values(item) for item in value)
     return value
 
 

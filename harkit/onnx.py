@@ -1,7 +1,7 @@
 """ONNX for harkit: one opset, one exporter, one cache of exported graphs, one way to open them.
 
 Three things export PyTorch networks to ONNX: the extraction's onnxruntime engine
-(:mod:`harkit.features.extractor`, frame backbones at a dynamic batch), the stream engine
+(:func:`harkit.features.engines.graph_spec`, frame backbones at a dynamic batch), the stream engine
 (:mod:`harkit.infer.engine`, frame encoders at batch 1) and ``harkit export``
 (:mod:`harkit.infer.export`, a run's encoders and head into a folder of the user's). All of
 them go through :func:`export_onnx`:
@@ -157,7 +157,8 @@ class GraphSpec:
     output_names: tuple[str, ...]
     dynamic_axes: Mapping[str, Mapping[int, str]] | None = None
 
-    def key(self) -> dict[str, Any]:
+    def key_fields(self) -> dict[str, Any]:
+        """Everything that changes the exported graph; its hash names the cache file."""
         import torch
 
         from harkit import __version__
@@ -181,7 +182,7 @@ class GraphSpec:
 
     def path(self) -> Path:
         """The cache file of this graph (it may not exist yet)."""
-        digest = hashlib.sha256(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps(self.key_fields(), sort_keys=True).encode()).hexdigest()
         return onnx_cache_dir() / f"{self.name}-{digest[:16]}.onnx"
 
 

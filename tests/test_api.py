@@ -343,3 +343,5 @@ def test_numpy_integers_count_as_ints_and_numpy_bools_do_not() -> None:
         harkit.recognize("run", "a.mp4", top_k=np.int64(0))
     with pytest.raises(ConfigError, match=r"argument 'splits.1': .* got np.True_"):
         harkit.train_and_evaluate("synthetic-gru", "v", "r", splits=[np.int64(1), np.True_])
+    with pytest.raises(ConfigError, match=r"argument 'splits.0': .* equal to 1, got 0"):
+        harkit.train_and_evaluate("synthetic-gru", "v", "r", splits=range(3))  # a range is a list

@@ -174,7 +174,8 @@ def run_stream_cli(args: argparse.Namespace) -> int:
     from harkit.infer.errors import InferenceError, SourceError
     from harkit.infer.pipeline import split_model
     from harkit.infer.sources import open_source
-    from harkit.infer.stream import StreamConfig, plan_stream, run_stream
+    from harkit.infer.stream import run_stream
+    from harkit.infer.stream_plan import StreamConfig, plan_stream
     from harkit.train.run import load_run, read_run_info
 
     config = StreamConfig(

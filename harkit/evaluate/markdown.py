@@ -13,16 +13,16 @@ from typing import Any
 
 from harkit.evaluate.errors import EvaluationError
 
-__all__ = ["check_file_name", "json_text", "md_table", "percent", "percent_value"]
+__all__ = ["check_file_name", "json_text", "md_table", "percent_number", "percent_text"]
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def percent(value: float) -> str:
+def percent_text(value: float) -> str:
     return f"{100.0 * value:.2f}%"
 
 
-def percent_value(value: float) -> str:
+def percent_number(value: float) -> str:
     """A fraction as a percentage without the sign, for tables whose header gives the unit."""
     return f"{100.0 * value:.2f}"
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harkit.evaluate.markdown import md_table, percent_value
+from harkit.evaluate.markdown import md_table, percent_number
 from harkit.evaluate.metrics import HEADLINE, HEADLINE_LABELS
 
 __all__ = [
@@ -123,8 +123,8 @@ def paper_lines(rows: Sequence[Mapping[str, Any]], dataset: Any) -> list[str]:
         [
             row["key"],
             HEADLINE_LABELS[row["metric"]] if row["metric"] else "–",
-            percent_value(row["paper"]),
-            "–" if row["harkit"] is None else percent_value(row["harkit"]),
+            percent_number(row["paper"]),
+            "–" if row["harkit"] is None else percent_number(row["harkit"]),
         ]
         for row in rows
     ]

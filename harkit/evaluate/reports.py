@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from harkit.evaluate.errors import EvaluationError
-from harkit.evaluate.markdown import json_text, md_table, percent, percent_value
+from harkit.evaluate.markdown import json_text, md_table, percent_number, percent_text
 from harkit.evaluate.metrics import HEADLINE, HEADLINE_LABELS, Metrics
 from harkit.evaluate.paper import compare_with_paper, paper_lines
 from harkit.evaluate.plots import plot_confusion_matrix
@@ -196,7 +196,11 @@ def _training_lines(training: Mapping[str, Any] | None) -> list[str]:
         "",
         f"- Epochs trained: {epochs if epochs is not None else 'not recorded'}",
         "- Validation accuracy: "
-        + (percent(val) + " (best val/acc)" if val is not None else "none (no validation split)"),
+        + (
+            percent_text(val) + " (best val/acc)"
+            if val is not None
+            else "none (no validation split)"
+        ),
         f"- Checkpoint used: {checkpoint_text(checkpoint, epochs)}, exported to "
         f"{training.get('weights', 'model.safetensors')}",
         "",
@@ -222,7 +226,7 @@ def _report_markdown(
         label = HEADLINE_LABELS[key]
         if key == "top5":
             label = f"Top-{metrics.top_k} accuracy"
-        rows.append([label, *(percent_value(m.headline()[key]) for _, m in levels)])
+        rows.append([label, *(percent_number(m.headline()[key]) for _, m in levels)])
     samples = ", ".join(f"{m.num_samples} ({m.level} level)" for _, m in levels)
 
     missing = _without_samples(metrics, names)
@@ -270,13 +274,13 @@ def _report_markdown(
         [
             name,
             row.support,
-            percent_value(row.accuracy),
-            percent_value(row.precision),
-            percent_value(row.recall),
-            percent_value(row.f1),
+            percent_number(row.accuracy),
+            percent_number(row.precision),
+            percent_number(row.recall),
+            percent_number(row.f1),
         ]
         if row.support
-        else [f"{name} (no test sample)", 0, "–", percent_value(row.precision), "–", "–"]
+        else [f"{name} (no test sample)", 0, "–", percent_number(row.precision), "–", "–"]
         for name, row in zip(names, metrics.per_class, strict=True)
     ]
     lines += md_table(

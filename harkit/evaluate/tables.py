@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from harkit.evaluate.errors import EvaluationError
-from harkit.evaluate.markdown import check_file_name, json_text, md_table, percent, percent_value
+from harkit.evaluate.markdown import (
+    check_file_name,
+    json_text,
+    md_table,
+    percent_number,
+    percent_text,
+)
 from harkit.evaluate.metrics import HEADLINE, HEADLINE_LABELS, Metrics
 from harkit.evaluate.paper import paper_lines, paper_numbers, paper_row
 from harkit.evaluate.reports import checkpoint_text, coverage_text
@@ -66,12 +72,12 @@ def write_splits_report(
     """Write ``<name>.md`` and ``<name>.json`` (default ``splits``): one row per split, then
     the mean and std. Both say which splits the mean is over, whether the metrics are clip-
     or video-level (the ``level`` of ``per_split``) and, given ``clips``, the clips per video.
-    ``coverage`` (per split, as :func:`write_report` takes it) flags splits whose metrics
+    ``coverage`` (per split, as :func:`~harkit.evaluate.reports.write_report` takes it) flags splits whose metrics
     leave out skipped test videos.
 
     ``reported`` (the recipe's paper numbers) adds a "Paper vs harkit" table when
-    ``dataset`` names the data the splits are of (see :func:`compare_with_paper`).
-    ``training`` (per split, as :func:`write_report` takes it) adds a table of how each
+    ``dataset`` names the data the splits are of (see :func:`~harkit.evaluate.paper.compare_with_paper`).
+    ``training`` (per split, as :func:`~harkit.evaluate.reports.write_report` takes it) adds a table of how each
     split's tested weights were trained. ``held_out`` (per split, the groups its test side
     holds: a cross-validation fold's person or source video) adds a column naming them.
     """
@@ -117,15 +123,15 @@ def write_splits_report(
         [
             split,
             *groups(split),
-            *(percent_value(summary["per_split"][split][key]) for key in HEADLINE),
+            *(percent_number(summary["per_split"][split][key]) for key in HEADLINE),
         ]
         for split in summary["splits"]
     ]
     blank = [""] if held else []
     rows.append(
-        ["**mean**", *blank, *(f"**{percent_value(summary['mean'][key])}**" for key in HEADLINE)]
+        ["**mean**", *blank, *(f"**{percent_number(summary['mean'][key])}**" for key in HEADLINE)]
     )
-    rows.append(["std", *blank, *(percent_value(summary["std"][key]) for key in HEADLINE)])
+    rows.append(["std", *blank, *(percent_number(summary["std"][key]) for key in HEADLINE)])
     mean, std = summary["mean"]["top1"], summary["std"]["top1"]
     listed = ", ".join(summary["splits"])
     measured = f"{level}-level metrics"
@@ -136,7 +142,7 @@ def write_splits_report(
     lines = [
         f"# {title} {listed}",
         "",
-        f"Mean over splits {listed}: top-1 {percent(mean)} ± {percent(std)} over "
+        f"Mean over splits {listed}: top-1 {percent_text(mean)} ± {percent_text(std)} over "
         f"{summary['num_splits']} split(s) (population std); {measured}.",
         "",
         *(
@@ -158,7 +164,7 @@ def write_splits_report(
                 [
                     split,
                     "–" if epochs is None else epochs,
-                    "–" if val is None else percent_value(val),
+                    "–" if val is None else percent_number(val),
                     checkpoint_text(t.get("checkpoint") or {}, epochs) if t else "–",
                 ]
             )

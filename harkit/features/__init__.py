@@ -3,22 +3,17 @@
 >>> from harkit.features import FeatureExtractor, extract_features, FeatureDataset
 """
 
+from harkit.features.config import FEATURE_FORMAT_VERSION, StoreConfig, store_config
 from harkit.features.dataset import (
     FeatureDataset,
     StoreLocation,
     ensure_features,
     feature_stores_for,
 )
-from harkit.features.extractor import (
-    Engine,
-    FeatureExtractor,
-    FeatureExtractorError,
-    Precision,
-    Preprocessor,
-    resolve_engine,
-    resolve_precision,
-    source_key,
-)
+from harkit.features.engines import Engine, resolve_engine
+from harkit.features.errors import DamagedFeatureError, FeatureExtractorError, FeatureStoreError
+from harkit.features.extractor import FeatureExtractor
+from harkit.features.manifest import MANIFEST_VERSION, StoreRow
 from harkit.features.pipeline import (
     ExtractionReport,
     dataset_video_root,
@@ -26,16 +21,9 @@ from harkit.features.pipeline import (
     load_flow_clip,
     skip_report_path,
 )
-from harkit.features.store import (
-    FEATURE_FORMAT_VERSION,
-    MANIFEST_VERSION,
-    DamagedFeatureError,
-    FeatureStore,
-    FeatureStoreError,
-    StoreConfig,
-    StoreRow,
-    store_config,
-)
+from harkit.features.preprocess import Preprocessor, source_key
+from harkit.features.store import FeatureStore
+from harkit.precision import Precision, resolve_precision
 
 __all__ = [
     "FEATURE_FORMAT_VERSION",

@@ -90,7 +90,7 @@ def store_config(
 
     Input size, mean/std, resize and interpolation are the chosen weights entry's
     (``spec.preprocessing_for(source.weights)``), sizes overridden by ``transform`` (as
-    :class:`~harkit.features.extractor.Preprocessor` does); ``flow_method`` only counts for
+    :class:`~harkit.features.preprocess.Preprocessor` does); ``flow_method`` only counts for
     flow sources. A local weights file is identified by its content hash.
     """
     spec = get_backbone_spec(source.backbone)

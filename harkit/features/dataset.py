@@ -23,17 +23,14 @@ from harkit.data.jobs import common_video_root, video_id
 from harkit.data.sampling import SamplingConfig
 from harkit.data.transforms import TransformConfig
 from harkit.errors import HarkitError
-from harkit.features.extractor import Precision
+from harkit.features.config import StoreConfig, StoreDtype
+from harkit.features.config import store_config as _store_config
+from harkit.features.errors import FeatureStoreError
+from harkit.features.manifest import source_stamp
 from harkit.features.pipeline import dataset_video_root, extract_features
-from harkit.features.store import (
-    FeatureStore,
-    FeatureStoreError,
-    StoreConfig,
-    StoreDtype,
-    source_stamp,
-)
-from harkit.features.store import store_config as _store_config
+from harkit.features.store import FeatureStore
 from harkit.models.recipe import FeatureSource, Recipe
+from harkit.precision import Precision
 
 __all__ = ["FeatureDataset", "StoreLocation", "ensure_features", "feature_stores_for"]
 

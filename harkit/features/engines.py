@@ -1,7 +1,7 @@
 """How each network of a :class:`~harkit.features.extractor.FeatureExtractor` runs: the
 fixed rule (:func:`resolve_engine`, :func:`sources_precision`), the record of what was
 decided (:class:`EnginePlan`), and a network's form for each engine: :func:`compile_network`
-for ``torch.compile``, :func:`onnx_graph` and :class:`NamedOutputs` for onnxruntime (exported
+for ``torch.compile``, :func:`graph_spec` and :class:`NamedOutputs` for onnxruntime (exported
 once to harkit's graph cache, :mod:`harkit.onnx`). The measured choice is
 :mod:`harkit.engine_choice`.
 
@@ -38,7 +38,7 @@ __all__ = [
     "NamedOutputs",
     "auto_compile",
     "compile_network",
-    "onnx_graph",
+    "graph_spec",
     "probe_settings",
     "resolve_engine",
     "sources_precision",
@@ -153,7 +153,7 @@ class NamedOutputs(torch.nn.Module):
         return tuple(out[name] for name in self.names)
 
 
-def onnx_graph(group: SourceGroup, shape: Sequence[int]) -> GraphSpec:
+def graph_spec(group: SourceGroup, shape: Sequence[int]) -> GraphSpec:
     """The cached graph of ``group``'s network for items of ``shape`` ``(C, S, S)``: fp32,
     dynamic batch, outputs ``features<i>`` in the order of the group's output names.
 
@@ -195,13 +195,22 @@ def auto_compile(
     first compile of a minute or more (inductor caches it for later runs). fp32 CPUs run
     onnxruntime, which needs no compiling; CUDA stays eager (not measured here).
     """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = _job_device(device)
     if (
         dev.type != "cpu"
         or engine == "onnx"
         or sources_precision(sources, precision, dev) != "bf16"
     ):
         return False
+    return _compiling_pays(videos)
+
+
+def _job_device(device: str | torch.device | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _compiling_pays(videos: int) -> bool:
+    """A job of ``videos`` repays a first compile, and inductor has a C++ compiler."""
     compiler = os.environ.get("CXX") or "c++"
     return videos >= COMPILE_MIN_VIDEOS and shutil.which(compiler.split()[0]) is not None
 
@@ -226,13 +235,7 @@ def probe_settings(
     would compile on bf16 (a C++ compiler, :data:`COMPILE_MIN_VIDEOS` videos), whatever the
     precision; ``compile=False`` leaves them out.
     """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if engine != "auto" or compile is True or dev.type != "cpu":
+    if engine != "auto" or compile is True or _job_device(device).type != "cpu":
         return None
-    compiler = os.environ.get("CXX") or "c++"
-    may_compile = (
-        compile is None
-        and videos >= COMPILE_MIN_VIDEOS
-        and shutil.which(compiler.split()[0]) is not None
-    )
+    may_compile = compile is None and _compiling_pays(videos)
     return ProbeSettings(compile=may_compile, measure=videos >= PROBE_MIN_VIDEOS)

@@ -55,7 +55,7 @@ from harkit.features.engines import (
     EnginePlan,
     NamedOutputs,
     compile_network,
-    onnx_graph,
+    graph_spec,
     resolve_engine,
     sources_precision,
 )
@@ -65,21 +65,7 @@ from harkit.models.recipe import FeatureSource
 from harkit.onnx import cached_session, onnxruntime_available
 from harkit.precision import FEATURE_TOLERANCE, Precision, probe_precisions, resolve_precision
 
-__all__ = [
-    "COMPILED_CHUNK",
-    "Engine",
-    "EnginePlan",
-    "FeatureExtractor",
-    "FeatureExtractorError",
-    "Precision",
-    "Preprocessor",
-    "compile_network",
-    "relative_error",
-    "resolve_engine",
-    "resolve_precision",
-    "source_key",
-    "sources_precision",
-]
+__all__ = ["COMPILED_CHUNK", "FeatureExtractor"]
 
 log = logging.getLogger(__name__)
 
@@ -296,14 +282,14 @@ class FeatureExtractor:
 
     def onnx_path(self, index: int, shape: Sequence[int]) -> Path:
         """Cache file of group ``index``'s graph for items of ``shape`` ``(C, S, S)``."""
-        return onnx_graph(self.groups[index], shape).path()
+        return graph_spec(self.groups[index], shape).path()
 
     def _session(self, index: int, shape: tuple[int, ...]) -> Any:
         """Group ``index``'s onnxruntime session, exporting the graph unless it is cached."""
         if (index, shape) not in self._sessions:
             group = self.groups[index]
             module = NamedOutputs(self._eager[index], group.output_names).eval()
-            self._sessions[index, shape] = cached_session(onnx_graph(group, shape), module)
+            self._sessions[index, shape] = cached_session(graph_spec(group, shape), module)
         return self._sessions[index, shape]
 
     def _run_onnx(self, index: int, x: torch.Tensor) -> dict[str, torch.Tensor]:

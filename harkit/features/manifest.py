@@ -47,6 +47,7 @@ MANIFEST_VERSION = 4
 """``PRAGMA user_version`` of the manifest: 2 added nbytes/dtype/crc32, 3 the source file's
 size and mtime_ns, 4 the feature file's mtime_ns as written (0 = the first layout)."""
 _BUSY_TIMEOUT_MS = 120_000
+SqlArgs = tuple[Any, ...] | dict[str, Any]
 _LEAVE_WAL_TIMEOUT_MS = 2_000
 
 SourceStamp = tuple[int, int]
@@ -296,7 +297,8 @@ class Manifests:
     Rank ``rank`` of ``world_size`` writes only :func:`manifest_name` ``(rank, world_size)``
     and reads its own shard, the single-process manifest and shards of other world sizes,
     never a sibling rank's shard; a single process writes ``manifest.sqlite`` and reads every
-    manifest. Rows of a video in several manifests count by :func:`_newest`.
+    manifest. Of a video's rows in several manifests the one with the later ``updated`` time
+    counts (an ``ok`` row over a ``failed`` one on a tie).
     """
 
     def __init__(self, folder: Path, rank: int = 0, world_size: int = 1) -> None:
@@ -305,7 +307,7 @@ class Manifests:
         self._readers: dict[str, _Manifest] = {}
         self._listing: tuple[int, list[str]] | None = None
         self._prepared = False
-        self._pending: list[tuple[str, tuple[Any, ...]]] | None = None
+        self._pending: list[tuple[str, SqlArgs]] | None = None
         self._batch = (0, 0.0, 0.0)  # max rows, max seconds, when the first pending row came
         # A rank's shard is made at once; the single-process manifest too in a store that has
         # none yet, else only when first written (a reader of a store filled by ranks, on any
@@ -314,7 +316,7 @@ class Manifests:
             self._prepare()
 
     @property
-    def written(self) -> Path:
+    def writer_path(self) -> Path:
         """The manifest this process writes."""
         return self._writer.path
 
@@ -381,7 +383,7 @@ class Manifests:
         """The manifest files this process reads (its own first)."""
         return [m.path for m in self._read()]
 
-    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+    def _write(self, sql: str, args: SqlArgs) -> None:
         if self._pending is not None:
             if not self._pending:
                 self._batch = (*self._batch[:2], time.monotonic())
@@ -448,29 +450,29 @@ class Manifests:
         size, mtime = _stamp_or_unknown(source, path)
         now = time.time()
         self._write(
-            "INSERT INTO videos (video_id, status, num_steps, dim, file, error, path, "
-            "created, updated, nbytes, dtype, crc32, source_size, source_mtime_ns, "
-            "file_mtime_ns) VALUES (?, 'ok', ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO videos (video_id, status, num_steps, dim, file, error, path, created, "
+            "updated, nbytes, dtype, crc32, source_size, source_mtime_ns, file_mtime_ns) "
+            "VALUES (:video_id, 'ok', :num_steps, :dim, :file, '', :path, :now, :now, :nbytes, "
+            ":dtype, :crc32, :source_size, :source_mtime_ns, :file_mtime_ns) "
             "ON CONFLICT(video_id) DO UPDATE SET status='ok', num_steps=excluded.num_steps, "
             "dim=excluded.dim, file=excluded.file, error='', path=excluded.path, "
             "updated=excluded.updated, nbytes=excluded.nbytes, dtype=excluded.dtype, "
             "crc32=excluded.crc32, source_size=excluded.source_size, "
             "source_mtime_ns=excluded.source_mtime_ns, file_mtime_ns=excluded.file_mtime_ns",
-            (
-                video_id,
-                shape[0],
-                shape[1],
-                file,
-                str(path),
-                now,
-                now,
-                nbytes,
-                dtype,
-                crc32,
-                size,
-                mtime,
-                file_mtime_ns,
-            ),
+            {
+                "video_id": video_id,
+                "num_steps": shape[0],
+                "dim": shape[1],
+                "file": file,
+                "path": str(path),
+                "now": now,
+                "nbytes": nbytes,
+                "dtype": dtype,
+                "crc32": crc32,
+                "source_size": size,
+                "source_mtime_ns": mtime,
+                "file_mtime_ns": file_mtime_ns,
+            },
         )
 
     def record_failed(
@@ -499,16 +501,23 @@ class Manifests:
             found += manifest.rows(where, args)
         return found
 
-    def newest(self, where: str, args: tuple[Any, ...] = ()) -> StoreRow | None:
-        """The row that counts among those matching ``WHERE ...`` in every manifest."""
+    def _newest_of(self, where: str, args: tuple[Any, ...]) -> StoreRow | None:
         best = None
         for row in self._all_rows(where, args):
             best = row if best is None else _newest(best, row)
         return best
 
+    def row_for_id(self, video_id: str) -> StoreRow | None:
+        """The row that counts for ``video_id`` (see :meth:`latest_rows`), or None."""
+        return self._newest_of("WHERE video_id = ?", (video_id,))
+
+    def row_for_path(self, path: str) -> StoreRow | None:
+        """The row that counts among those recorded for the video file ``path`` (absolute)."""
+        return self._newest_of("WHERE path = ? ORDER BY updated DESC LIMIT 1", (path,))
+
     def latest_rows(self) -> dict[str, StoreRow]:
-        """Every video's row: where manifests overlap, the one that counts (:func:`_newest`).
-        One read of each manifest."""
+        """Every video's row: where manifests overlap, the one with the later ``updated`` time
+        (an ``ok`` row over a ``failed`` one on a tie). One read of each manifest."""
         merged: dict[str, StoreRow] = {}
         for row in self._all_rows():
             old = merged.get(row.video_id)

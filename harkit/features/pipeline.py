@@ -5,12 +5,12 @@ preprocessing, so the network never waits on the decoder) and its clip feeds eve
 Videos already in all stores are not redone, unless their feature file no longer matches its
 manifest row (truncated, emptied, missing) or the video is not the file the row was made from
 (its size or mtime_ns differ: the video changed, or another dataset has the same ids; see
-:mod:`harkit.features.store`): those are re-extracted with a warning, failed rows included. A video that cannot
+:mod:`harkit.features.manifest`): those are re-extracted with a warning, failed rows included. A video that cannot
 be read is recorded as ``failed`` in each store and in ``extract_skipped[.rankR].json`` and
 skipped. Under torchrun (or srun) rank ``r`` of ``N`` takes items ``i % N == r`` and writes
 its rows into its own manifest shard of each store (``manifest-rank<r>-of-<N>.sqlite``, opened
 by no other rank), so nodes that share only a file system fill one store, which readers see
-as one (see :mod:`harkit.features.store`). The decode workers die with this process, even on
+as one (see :mod:`harkit.features.manifest`). The decode workers die with this process, even on
 ``kill -9``.
 """
 
@@ -55,20 +55,19 @@ from harkit.engine_choice import (
     record_engine,
 )
 from harkit.errors import HarkitError
+from harkit.features.config import StoreDtype, store_config
 from harkit.features.engines import Engine, auto_compile, probe_settings
-from harkit.features.extractor import FeatureExtractor, Precision, Preprocessor, source_key
-from harkit.features.store import (
-    FeatureStore,
-    FeatureStoreError,
-    StoreDtype,
-    source_stamp,
-    store_config,
-)
+from harkit.features.errors import FeatureStoreError
+from harkit.features.extractor import FeatureExtractor
+from harkit.features.manifest import source_stamp
+from harkit.features.preprocess import Preprocessor, source_key
+from harkit.features.store import FeatureStore
 from harkit.flow.extract import CONFIG_FILE, FlowConfig, flow_settings, stored_video_root
 from harkit.flow.sampled import SampledFlow, load_clip_and_flow
 from harkit.flow.storage import flow_file_path, load_flow
 from harkit.io import atomic_write_text, read_json_object
 from harkit.models.recipe import FeatureSource
+from harkit.precision import Precision
 
 __all__ = [
     "ExtractionReport",

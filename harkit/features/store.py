@@ -49,39 +49,12 @@ import torch
 from pydantic import ValidationError
 
 from harkit.data.jobs import one_line
-from harkit.features.config import (
-    FEATURE_FORMAT_VERSION,
-    StoreConfig,
-    StoreDtype,
-    config_differences,
-    store_config,
-)
+from harkit.features.config import StoreConfig, config_differences
 from harkit.features.errors import DamagedFeatureError, FeatureStoreError
-from harkit.features.manifest import (
-    MANIFEST,
-    MANIFEST_VERSION,
-    Manifests,
-    SourceStamp,
-    StoreRow,
-    manifest_name,
-    source_stamp,
-)
+from harkit.features.manifest import Manifests, SourceStamp, StoreRow
 from harkit.io import atomic_output, atomic_write_text
 
-__all__ = [
-    "FEATURE_FORMAT_VERSION",
-    "MANIFEST_VERSION",
-    "DamagedFeatureError",
-    "FeatureStore",
-    "FeatureStoreError",
-    "SourceStamp",
-    "StoreConfig",
-    "StoreDtype",
-    "StoreRow",
-    "manifest_name",
-    "source_stamp",
-    "store_config",
-]
+__all__ = ["FeatureStore"]
 
 
 def _check_folder(path: Path) -> None:
@@ -140,7 +113,6 @@ class FeatureStore:
     """
 
     CONFIG = "config.json"
-    MANIFEST = MANIFEST
     FEATURES = "features"
 
     def __init__(
@@ -154,7 +126,6 @@ class FeatureStore:
         rank, world_size = shard or (0, 1)
         if world_size < 1 or not 0 <= rank < world_size:
             raise FeatureStoreError(f"shard needs 0 <= rank < world_size, got {shard}")
-        self.shard = (rank, world_size)
         _check_folder(self.path)
         stamp = self.path / self.CONFIG
         if stamp.is_file():
@@ -205,7 +176,7 @@ class FeatureStore:
     @property
     def manifest(self) -> Path:
         """The manifest this process writes."""
-        return self._manifests.written
+        return self._manifests.writer_path
 
     def manifests(self) -> list[Path]:
         """The manifest files this process reads (its own first)."""
@@ -294,13 +265,11 @@ class FeatureStore:
         self._manifests.record_failed(_check_id(video_id), error, path=path, source=source)
 
     def row(self, video_id: str) -> StoreRow | None:
-        return self._manifests.newest("WHERE video_id = ?", (_check_id(video_id),))
+        return self._manifests.row_for_id(_check_id(video_id))
 
     def find_path(self, path: str | Path) -> StoreRow | None:
         """The row recorded for the video file ``path`` (absolute path at extraction)."""
-        return self._manifests.newest(
-            "WHERE path = ? ORDER BY updated DESC LIMIT 1", (os.path.abspath(path),)
-        )
+        return self._manifests.row_for_path(os.path.abspath(path))
 
     def rows(self, status: str | None = None) -> Iterator[StoreRow]:
         merged = self.latest_rows()

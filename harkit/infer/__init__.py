@@ -11,7 +11,8 @@ from harkit.infer.pipeline import Branch, Encoder, SplitModel, split_model
 from harkit.infer.recognizer import Clip, Prediction, Recognizer
 from harkit.infer.smoothing import Decision, LabelSmoother
 from harkit.infer.sources import open_source
-from harkit.infer.stream import StreamConfig, StreamRecognizer, StreamStats, run_stream
+from harkit.infer.stream import StreamRecognizer, StreamStats, run_stream
+from harkit.infer.stream_plan import StreamConfig
 from harkit.infer.windows import Segment, VideoSegments, WindowPrediction
 
 __all__ = [

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from harkit.backbones import get_backbone_spec
 from harkit.data.transforms import ClipTransform
-from harkit.features.extractor import Engine
+from harkit.features.engines import Engine, NamedOutputs
 from harkit.flow.extract import FlowConfig
 from harkit.infer.errors import InferenceError
 from harkit.infer.flow import FlowSettings, needs_flow, resolve_flow
@@ -96,21 +96,6 @@ class Branch:
     """Shape of one item of the batch (for export examples)."""
     runner: Callable[[Tensor], Sequence[Tensor]] | None = field(default=None, repr=False)
     """Replaces ``module`` at run time (the ONNX engine)."""
-
-
-class _Outputs(nn.Module):
-    """A network as a tuple of named outputs (a multi-layer backbone returns a dict)."""
-
-    def __init__(self, net: nn.Module, names: Sequence[str]) -> None:
-        super().__init__()
-        self.net = net
-        self.names = list(names)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        out = self.net(x)
-        if not isinstance(out, dict):
-            return (out,)
-        return tuple(out[name] for name in self.names)
 
 
 class _EncoderEmbed(nn.Module):
@@ -276,7 +261,8 @@ class Encoder:
 
 
 def _features_encoder(recipe: Recipe, device: torch.device, fast: bool, engine: Engine) -> Encoder:
-    from harkit.features.extractor import FeatureExtractor, source_key
+    from harkit.features.extractor import FeatureExtractor
+    from harkit.features.preprocess import source_key
 
     extractor = FeatureExtractor(
         recipe.input.features,
@@ -305,7 +291,7 @@ def _features_encoder(recipe: Recipe, device: torch.device, fast: bool, engine: 
                 name=f"{i}_{group.backbone}",
                 kind="segment" if spec.kind == "segment" else "frame",
                 prep_key=group.prep_key,
-                module=_Outputs(net, names),
+                module=NamedOutputs(net, names),
                 outputs=[key for key, _ in group.sources],
                 output_dims=dims,
                 input_shape=shape,

@@ -15,7 +15,7 @@ from pydantic import Field
 from torch import Tensor
 
 from harkit._lazy import validated
-from harkit.arguments import Device, PathArg, RunFolder, Seconds, VideoArg, VideoPaths
+from harkit.arguments import Device, PathArg, PositiveFinite, RunFolder, VideoArg, VideoPaths
 from harkit.data.clips import FrameLookup, load_clip, out_of_memory_reason, read_sampled
 from harkit.data.sampling import sample_indices
 from harkit.data.video import VideoReadError, get_reader
@@ -430,10 +430,10 @@ class Recognizer:
     def predict_segments(
         self,
         video: VideoArg,
-        window: Seconds | None = None,
-        stride: Seconds | None = None,
+        window: PositiveFinite | None = None,
+        stride: PositiveFinite | None = None,
         top_k: Annotated[int, Field(ge=1)] = 5,
-        fps: Seconds | None = None,
+        fps: PositiveFinite | None = None,
     ) -> VideoSegments:
         """Slide a window over the whole video; per-window labels + merged segments.
 
@@ -499,7 +499,7 @@ class Recognizer:
         video: VideoArg,
         views: Annotated[int, Field(ge=1)],
         top_k: Annotated[int, Field(ge=1)] = 5,
-        fps: Seconds | None = None,
+        fps: PositiveFinite | None = None,
     ) -> Prediction:
         """Video-level prediction: the mean softmax of ``views`` windows evenly spaced over
         the video (:func:`~harkit.infer.windows.view_starts`), each labelled as ``predict``

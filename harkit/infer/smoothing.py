@@ -68,7 +68,7 @@ class Decision:
     raw_confidence: float | None
     final: bool = False
     """The answer at the end of a file (or another source that ended): on a file sampled as
-    predict samples it (see :func:`plan_stream`), predict's answer. Never warming up."""
+    predict samples it (see :func:`~harkit.infer.stream_plan.plan_stream`), predict's answer. Never warming up."""
     steps: int = 0
     """Sampled steps the stream has taken (segments for segment backbones)."""
     warmup_steps: int = 0

@@ -56,20 +56,10 @@ from harkit.infer.pipeline import SplitModel
 from harkit.infer.smoothing import Decision, LabelSmoother
 from harkit.infer.sources import Frame, FrameSource, ReadAhead
 from harkit.infer.stream_plan import StreamConfig, StreamPlan, flow_plan, plan_stream
-from harkit.infer.training_clip import ClipLength, training_clip_length
 from harkit.infer.video_out import AnnotatedWriter
 from harkit.train.run_info import RunInfo
 
-__all__ = [
-    "ClipLength",
-    "StreamConfig",
-    "StreamPlan",
-    "StreamRecognizer",
-    "StreamStats",
-    "plan_stream",
-    "run_stream",
-    "training_clip_length",
-]
+__all__ = ["StreamRecognizer", "StreamStats", "run_stream"]
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_serializer, field_validator
 
 from harkit import __version__
 from harkit.data.datasets import DatasetConfig
@@ -37,7 +37,7 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 
 
-class Record(BaseModel):
+class RunRecord(BaseModel):
     """Base of the records: immutable, and tolerant of keys this harkit does not know.
 
     Unknown keys are ignored, not refused: a newer harkit may add keys to run.json within
@@ -49,7 +49,7 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class DatasetRecord(Record):
+class DatasetRecord(RunRecord):
     """Which data a run trained on, in words (``dataset_config`` is the config itself)."""
 
     name: str
@@ -63,7 +63,7 @@ class DatasetRecord(Record):
     allow_leakage: bool = False
 
 
-class SplitCounts(Record):
+class SplitCounts(RunRecord):
     """Videos per split (those used: ``--allow-missing`` may keep fewer than listed)."""
 
     train: int
@@ -71,7 +71,7 @@ class SplitCounts(Record):
     test: int
 
 
-class SplitGroups(Record):
+class SplitGroups(RunRecord):
     """The groups (people, source videos) each split holds: a fold's report names them."""
 
     train: list[str]
@@ -79,7 +79,7 @@ class SplitGroups(Record):
     test: list[str]
 
 
-class TrainClips(Record):
+class TrainClips(RunRecord):
     """The typical training clip (median of probed videos): streams space frames by it."""
 
     frames: float
@@ -87,14 +87,14 @@ class TrainClips(Record):
     videos: int | None = None
 
 
-class VideoFingerprint(Record):
+class VideoFingerprint(RunRecord):
     """Which videos the data held (a hash of their ids): resume and evaluate compare it."""
 
     count: int
     fingerprint: str
 
 
-class ExportedCheckpoint(Record):
+class ExportedCheckpoint(RunRecord):
     """The checkpoint ``model.safetensors`` was exported from, and why."""
 
     checkpoint: str
@@ -106,7 +106,7 @@ class ExportedCheckpoint(Record):
     reason: str | None = None
 
 
-class DataRecord(Record):
+class DataRecord(RunRecord):
     """What :func:`~harkit.train.data.prepare_data` records about the data of a run."""
 
     dataset: DatasetRecord | None = None
@@ -124,6 +124,15 @@ class DataRecord(Record):
     store: str | None = None
     """The feature store folder (absolute) of a features-mode run."""
     videos: VideoFingerprint | None = None
+
+    @field_serializer("dataset_config")
+    def _config_without_unused_split(self, config: DatasetConfig | None) -> Any:
+        # folder/CSV data without cross-validation has no numbered split: its config's
+        # default split 1 would contradict ``dataset.split: null`` in the same file
+        if config is None:
+            return None
+        unused = self.dataset is not None and self.dataset.split is None
+        return config.model_dump(mode="json", exclude={"split"} if unused else None)
 
 
 class RunInfo(DataRecord):

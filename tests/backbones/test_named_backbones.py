@@ -173,7 +173,7 @@ def test_recipe_takes_a_named_backbone_and_set_reaches_its_weights(tmp_path: Pat
 
     from harkit.config import load_config
     from harkit.data.sampling import SamplingConfig
-    from harkit.features.store import store_config
+    from harkit.features.config import store_config
     from harkit.models.recipe import Recipe
 
     torch.manual_seed(6)

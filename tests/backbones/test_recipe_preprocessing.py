@@ -55,8 +55,8 @@ def _transform_summary(transform: Any) -> dict[str, Any]:
 def preprocessing_in_use(name: str) -> dict[str, Any]:
     """What recipe ``name`` feeds its networks (see the module docstring)."""
     from harkit.data.transforms import ClipTransform
-    from harkit.features.extractor import Preprocessor, source_key
-    from harkit.features.store import store_config
+    from harkit.features.config import store_config
+    from harkit.features.preprocess import Preprocessor, source_key
     from harkit.models.builder import pixel_input
     from harkit.models.recipe import load_recipe
 

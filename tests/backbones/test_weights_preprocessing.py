@@ -111,8 +111,9 @@ def _by_hand(frames: np.ndarray, prep: Preprocessing) -> torch.Tensor:
 
 def test_extraction_store_and_export_use_each_weights_own_preprocessing(twin):
     from harkit.data.sampling import SamplingConfig
-    from harkit.features.extractor import FeatureExtractor, Preprocessor, source_key
-    from harkit.features.store import store_config
+    from harkit.features.config import store_config
+    from harkit.features.extractor import FeatureExtractor
+    from harkit.features.preprocess import Preprocessor, source_key
     from harkit.infer.engine import FramePrep
     from harkit.models.recipe import FeatureSource
 

@@ -14,8 +14,7 @@ from harkit.data.datasets import VideoIndex
 from harkit.features import FeatureExtractor, extract_features, feature_stores_for
 from harkit.features import extractor as extractor_module
 from harkit.features import pipeline as pipeline_module
-from harkit.features.engines import COMPILE_MIN_VIDEOS, auto_compile
-from harkit.features.extractor import sources_precision
+from harkit.features.engines import COMPILE_MIN_VIDEOS, auto_compile, sources_precision
 from harkit.models.recipe import FeatureSource
 from harkit.precision import PRECISION_ENV
 from tests.helpers.features import FOUR, R18, SMALL

@@ -14,7 +14,7 @@ from harkit.backbones.module import grid_pool
 from harkit.config import ConfigError
 from harkit.data.datasets import DatasetConfig, load_index
 from harkit.features import FeatureDataset, FeatureExtractor, extract_features, feature_stores_for
-from harkit.features.store import store_config
+from harkit.features.config import store_config
 from harkit.models.builder import source_dim
 from harkit.models.recipe import FeatureSource, load_recipe
 from tests.helpers.features import FOUR, SMALL

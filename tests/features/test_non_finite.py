@@ -40,7 +40,8 @@ def test_extraction_records_non_finite_features_as_failed(
 
 
 def test_features_past_float16_are_refused_not_stored_as_inf(tmp_path: Path) -> None:
-    from harkit.features.store import FeatureStoreError, store_config
+    from harkit.features.config import store_config
+    from harkit.features.errors import FeatureStoreError
 
     store = FeatureStore.at(tmp_path, store_config(TINY, FOUR))
     values = torch.zeros(4, 768)

@@ -10,7 +10,7 @@ import torch
 
 from harkit.data.sampling import SamplingConfig
 from harkit.features import FeatureExtractor, FeatureExtractorError, resolve_engine
-from harkit.features.store import store_config
+from harkit.features.config import store_config
 from harkit.models.recipe import FeatureSource
 from tests.helpers.features import GOOGLENET, R18, SMALL
 from tests.helpers.frames import pattern_frames

@@ -26,7 +26,7 @@ from harkit.data.datasets import VideoIndex
 from harkit.data.sampling import SamplingConfig
 from harkit.features import FeatureDataset, FeatureStore, feature_stores_for, store_config
 from harkit.features import store as store_module
-from harkit.features.store import MANIFEST_VERSION
+from harkit.features.manifest import MANIFEST_VERSION
 from harkit.models.recipe import FeatureSource
 from tests.helpers.features import R18
 

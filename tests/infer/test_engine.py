@@ -16,7 +16,8 @@ from harkit.infer.errors import InferenceError
 from harkit.infer.pipeline import split_model
 from harkit.infer.quantize import compare_outputs
 from harkit.infer.sources import Frame, FrameSource
-from harkit.infer.stream import StreamConfig, run_stream
+from harkit.infer.stream import run_stream
+from harkit.infer.stream_plan import StreamConfig
 from harkit.train.run import load_run
 
 # int8 is a few per cent of the feature scale off fp32 (see harkit.infer.quantize); cosine

@@ -14,7 +14,8 @@ import yaml
 
 from harkit.infer import Recognizer
 from harkit.infer.sources import FileSource
-from harkit.infer.stream import StreamConfig, run_stream
+from harkit.infer.stream import run_stream
+from harkit.infer.stream_plan import StreamConfig
 from harkit.synth import write_video
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,8 @@ from harkit.infer.decoder import IncrementalDecoder
 from harkit.infer.pipeline import split_model
 from harkit.infer.smoothing import LabelSmoother
 from harkit.infer.sources import Frame, FrameSource
-from harkit.infer.stream import StreamConfig, run_stream
+from harkit.infer.stream import run_stream
+from harkit.infer.stream_plan import StreamConfig
 from harkit.train.run import load_run
 from tests.helpers.frames import pattern_frames
 from tests.helpers.runs import CLASSES

@@ -11,7 +11,8 @@ import pytest
 
 from harkit.infer import Recognizer
 from harkit.infer.sources import FileSource, Frame, FrameSource
-from harkit.infer.stream import StreamConfig, plan_stream, run_stream
+from harkit.infer.stream import run_stream
+from harkit.infer.stream_plan import StreamConfig, plan_stream
 from harkit.train.run_info import RunInfo
 
 
@@ -110,7 +111,7 @@ def test_a_file_of_one_clip_is_sampled_as_predict_a_long_one_by_the_run(make_run
 
 
 def test_clip_length_from_the_recorded_dataset(make_run, make_video, tmp_path):
-    from harkit.infer.stream import training_clip_length
+    from harkit.infer.training_clip import training_clip_length
 
     root = tmp_path / "data"
     for c, label in enumerate(("jump", "sit")):

@@ -19,7 +19,8 @@ import pytest
 
 from harkit.infer import Recognizer
 from harkit.infer.sources import FileSource, Frame, FrameSource
-from harkit.infer.stream import StreamConfig, StreamRecognizer, plan_stream, run_stream
+from harkit.infer.stream import StreamRecognizer, run_stream
+from harkit.infer.stream_plan import StreamConfig, plan_stream
 from harkit.train.run_info import RunInfo
 from tests.helpers.frames import pattern_frames
 from tests.helpers.runs import CLASSES, write_run

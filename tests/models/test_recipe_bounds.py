@@ -95,7 +95,8 @@ def test_a_non_square_crop_needs_frame_features(recipe):
 
 def test_a_non_square_crop_is_refused_for_segment_backbones():
     from harkit.data.transforms import TransformConfig
-    from harkit.features.extractor import FeatureExtractorError, Preprocessor
+    from harkit.features.errors import FeatureExtractorError
+    from harkit.features.preprocess import Preprocessor
     from harkit.models.recipe import FeatureSource
 
     with pytest.raises(FeatureExtractorError, match=r"only frame \(2D\) backbones"):

@@ -93,6 +93,20 @@ def test_what_is_written_reads_back_equal(tmp_path: Path) -> None:
     assert on_disk["exported"]["epoch_index"] == 1 and on_disk["dataset_config"]["split"] == 2
 
 
+def test_data_without_numbered_splits_records_no_split_in_its_config(tmp_path: Path) -> None:
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    csv = tmp_path / "videos.csv"
+    info = RunInfo(
+        dataset=DatasetRecord(name="videos", kind="csv", root=str(csv), split=None),
+        dataset_config=DatasetConfig(root=csv),
+    )
+    write_run_info(paths, info)
+    on_disk = json.loads(paths.info.read_text(encoding="utf-8"))
+    assert on_disk["dataset"]["split"] is None and "split" not in on_disk["dataset_config"]
+    assert read_run_info(paths.root).dataset_config == DatasetConfig(root=csv)
+
+
 def test_train_returns_the_run_json_it_wrote(toy, tmp_path: Path) -> None:
     recipe = small_recipe("optim.epochs=1")
     result = train(recipe, toy(recipe_dim(recipe)), tmp_path / "run", progress=False)
