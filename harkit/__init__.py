@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
         VideoArg,
     )
     from harkit.backbones import create_backbone, get_backbone_spec, list_backbones
+    from harkit.config import ConfigError
     from harkit.data.datasets import DatasetConfig
     from harkit.errors import HarkitError
     from harkit.experiments import ablate, evaluate_splits, reproduce
@@ -56,6 +57,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "HarkitError": "harkit.errors",
+    "ConfigError": "harkit.config",
     # data: datasets and harkit's own synthetic videos
     "DatasetConfig": "harkit.data.datasets",
     "SynthConfig": "harkit.synth.config",
@@ -87,6 +89,7 @@ _EXPORTS = {
 
 # the lazy names, __version__, and the functions defined below
 __all__ = [
+    "ConfigError",
     "DatasetConfig",
     "FeatureStore",
     "HarkitError",
