@@ -11,14 +11,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from pydantic import Field, InstanceOf
 
+from harkit._lazy import validated
+from harkit.arguments import PathArg
 from harkit.config import save_config
 from harkit.data.datasets import DatasetConfig, DatasetError, resolve_kind
 from harkit.data.jobs import open_skip_report
@@ -170,21 +173,22 @@ def _flow_settings(recipe: Recipe, store: str | os.PathLike[str] | None) -> dict
     return None
 
 
+@validated
 def train(
-    recipe: Recipe,
-    dataset: DatasetConfig | TrainData,
-    run_dir: str | os.PathLike[str],
+    recipe: InstanceOf[Recipe],
+    dataset: InstanceOf[DatasetConfig] | InstanceOf[TrainData],
+    run_dir: PathArg,
     *,
-    store: str | os.PathLike[str] | None = None,
-    devices: int | str = 1,
-    num_nodes: int = 1,
+    store: PathArg | None = None,
+    devices: int | str | Sequence[int] = 1,
+    num_nodes: Annotated[int, Field(ge=1)] = 1,
     accelerator: str = "auto",
     strategy: str | None = None,
     resume: bool = False,
-    max_epochs: int | None = None,
+    max_epochs: Annotated[int, Field(ge=1)] | None = None,
     precision: str | None = None,
     progress: bool = True,
-    callbacks: Sequence[Callback] = (),
+    callbacks: Sequence[InstanceOf[Callback]] = (),
 ) -> TrainResult:
     """Train ``recipe`` on ``dataset`` (a config, or prepared :class:`TrainData`) into
     ``run_dir`` and write the run folder (see :mod:`harkit.train.run`).

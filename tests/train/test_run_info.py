@@ -193,3 +193,22 @@ def test_an_unreadable_format_version_is_refused(tmp_path: Path, version: Any) -
     paths = _write(tmp_path, {"format_version": version, "harkit_version": "9.9"})
     with pytest.raises(RunError, match=rf"run format {version!r} written by harkit 9\.9"):
         read_run_info(paths.root)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"max_epochs": -1}, "argument 'max_epochs': input should be greater than or equal to 1"),
+        ({"max_epochs": True}, "argument 'max_epochs'"),
+        ({"num_nodes": 0}, "argument 'num_nodes': input should be greater than or equal to 1"),
+        ({"progress": "no"}, "argument 'progress': input should be a valid boolean"),
+    ],
+)
+def test_train_refuses_bad_options_before_any_work(toy, tmp_path: Path, options, named) -> None:
+    """max_epochs=-1 is Lightning's 'train forever': refused in one line, nothing written."""
+    from harkit.config import ConfigError
+
+    recipe = small_recipe("optim.epochs=1")
+    with pytest.raises(ConfigError, match=named):
+        train(recipe, toy(recipe_dim(recipe)), tmp_path / "run", **{"progress": False, **options})
+    assert not (tmp_path / "run").exists()
