@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import types
 from collections.abc import Iterable, Mapping
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from harkit.errors import HarkitError
 from harkit.io import atomic_write_text
@@ -41,9 +43,43 @@ class ConfigError(HarkitError, ValueError):
 
 
 class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are errors, values are validated on set."""
+    """Base for every config section: unknown keys are errors, values are validated on set,
+    and ``true``/``false`` is not a number (pydantic would read ``epochs: true`` as 1)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(value, bool) else None
+                if field is not None and _number_not_bool(field.annotation):
+                    raise ValueError(f"{key}: expected a number, not {str(value).lower()}")
+        return data
+
+
+@cache
+def _number_not_bool(annotation: Any) -> bool:
+    """Whether ``annotation`` takes an int or a float but no bool (nor anything)."""
+    leaves: list[Any] = []
+
+    def walk(a: Any) -> None:
+        origin = get_origin(a)
+        if origin is Annotated:
+            walk(get_args(a)[0])
+        elif origin in (Union, types.UnionType):
+            for arg in get_args(a):
+                walk(arg)
+        elif origin is Literal:
+            leaves.extend(type(arg) for arg in get_args(a))
+        else:
+            leaves.append(a)
+
+    walk(annotation)
+    if any(leaf is bool or leaf is Any for leaf in leaves):
+        return False
+    return any(leaf in (int, float) for leaf in leaves)
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:

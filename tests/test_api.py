@@ -345,3 +345,15 @@ def test_numpy_integers_count_as_ints_and_numpy_bools_do_not() -> None:
         harkit.train_and_evaluate("synthetic-gru", "v", "r", splits=[np.int64(1), np.True_])
     with pytest.raises(ConfigError, match=r"argument 'splits.0': .* equal to 1, got 0"):
         harkit.train_and_evaluate("synthetic-gru", "v", "r", splits=range(3))  # a range is a list
+
+
+def test_evaluation_options_are_checked_before_the_run_is_read(tmp_path) -> None:
+    """clips=10**6 ran for 10+ minutes at 4.5 GB; batch_size=-1 was a DataLoader ValueError."""
+    with pytest.raises(ConfigError, match=r"argument 'clips': .* less than or equal to 1000"):
+        harkit.evaluate_run(tmp_path / "run", clips=10**6)
+    with pytest.raises(ConfigError, match=r"argument 'batch_size': .* greater than or equal to 1"):
+        harkit.evaluate_run(tmp_path / "run", batch_size=-1)
+    with pytest.raises(
+        ConfigError, match=r"argument 'batch_size': input should be a valid integer"
+    ):
+        harkit.evaluate_run(tmp_path / "run", batch_size="8")

@@ -153,3 +153,20 @@ def test_a_huge_bad_value_is_quoted_short(tmp_path):
         load_config(Named, path)
     message = str(err.value)
     assert len(message) < 400 and "characters)" in message
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("optim.epochs=true", "epochs: expected a number, not true"),
+        ("optim.lr=false", "lr: expected a number, not false"),
+        ("head.hidden=true", "hidden: expected a number, not true"),
+    ],
+)
+def test_true_or_false_is_not_a_number(override: str, named: str) -> None:
+    """YAML's true became epochs 1, lr 1.0 and a 1-unit GRU without a word."""
+    from harkit.models.recipe import load_recipe
+
+    with pytest.raises(ConfigError, match=named):
+        load_recipe("synthetic-gru", [override])
+    assert load_recipe("synthetic-gru", ["optim.epochs=3"]).optim.epochs == 3

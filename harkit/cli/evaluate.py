@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--store", type=folder, help="feature store (default: the training run's)")
     p.add_argument(
         "--clips",
-        type=int_in_range(1, 1000),
+        type=int_in_range(1, 1000),  # harkit.experiments.evaluate.MAX_VIEWS
         default=1,
         help="views per video, averaged into video-level metrics when > 1",
     )

@@ -9,6 +9,7 @@ protocols, a generic ``root/<class>/<video>`` folder and a CSV manifest
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -425,7 +426,18 @@ def csv_index(path: str | Path, group_column: str | None = None) -> VideoIndex:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: manifest not found")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "save the manifest as UTF-8 (spreadsheets: 'CSV UTF-8')"
+        ) from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: manifest not readable ({exc.strerror or exc})") from None
+    if "\0" in text:  # the csv module refuses NUL bytes mid-read
+        raise DatasetError(f"{path}: holds NUL bytes, not a CSV text file")
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         header = [c for c in reader.fieldnames or [] if c is not None]
         columns: dict[str, str] = {}

@@ -12,13 +12,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field, InstanceOf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from harkit._lazy import validated
+from harkit.arguments import PathArg, RunFolder
 from harkit.data.clips import SkipReport, collate_clips
 from harkit.data.datasets import DatasetConfig, DatasetError, VideoIndex
 from harkit.data.jobs import loader_worker_init, open_skip_report, video_id
@@ -36,6 +39,10 @@ __all__ = [
     "predict",
     "training_summary",
 ]
+
+
+MAX_VIEWS = 1000
+"""Most clips (views) per test video an evaluation takes (``--clips``)."""
 
 
 @dataclass
@@ -175,14 +182,15 @@ def evaluate_predictions(
     return EvalResult(clip, video, files, preds, training, coverage)
 
 
+@validated
 def evaluate_run(
-    run_dir: str | os.PathLike[str],
-    dataset: DatasetConfig | Dataset | None = None,
+    run_dir: RunFolder,
+    dataset: InstanceOf[DatasetConfig] | InstanceOf[Dataset] | None = None,
     *,
-    clips: int = 1,
-    store: str | os.PathLike[str] | None = None,
-    out_dir: str | os.PathLike[str] | None = None,
-    batch_size: int | None = None,
+    clips: Annotated[int, Field(ge=1, le=MAX_VIEWS)] = 1,
+    store: PathArg | None = None,
+    out_dir: PathArg | None = None,
+    batch_size: Annotated[int, Field(ge=1)] | None = None,
     device: str | None = None,
     precision: str = "32",
     recorded_overrides: dict[str, Any] | None = None,
@@ -195,8 +203,6 @@ def evaluate_run(
     the recorded data must still be the data the run trained on. ``clips``: views per video (video-level
     metrics when > 1). ``store``: feature store (default: the training run's).
     """
-    if clips < 1:
-        raise DatasetError(f"--clips must be >= 1, got {clips}")
     paths = RunPaths(Path(run_dir))
     info = read_run_info(paths.root)
     recipe, classes, model = load_run(paths.root)

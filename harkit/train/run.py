@@ -126,6 +126,11 @@ def lock_run(paths: RunPaths) -> Iterator[None]:
     An OS lock (filelock's flock), so the kernel drops it when the process dies: a killed run
     leaves no stale lock behind.
     """
+    for folder in (paths.root, *paths.root.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise RunError(f"{folder} is a file; a run folder needs a folder there")
+            break
     paths.root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(paths.lock, timeout=0)
     try:

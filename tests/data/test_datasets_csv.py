@@ -3,6 +3,7 @@ and what every report says when there are no groups."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,23 @@ def test_annotations_for_a_folder_without_their_videos_are_refused(
         f"hmdb51-split1: 1 of the 2 videos that {hmdb} lists are not under {root}: using the 1 "
         "present",
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        ("path,label\nclip.mp4,café\n".encode("latin-1"), "not UTF-8 text (byte 0xe9"),
+        (b"path,label\nclip.mp4,x\x00y\n", "holds NUL bytes"),
+    ],
+)
+def test_a_manifest_that_is_not_utf8_text_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, named: str
+) -> None:
+    """A spreadsheet's Latin-1 CSV was a 24-line UnicodeDecodeError traceback (exit 1)."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(content)
+    with pytest.raises(DatasetError, match=re.escape(named)):
+        csv_index(manifest)
+    assert cli_main.main(["data", "inspect", str(manifest)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert named in err and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -212,3 +212,14 @@ def test_train_refuses_bad_options_before_any_work(toy, tmp_path: Path, options,
     with pytest.raises(ConfigError, match=named):
         train(recipe, toy(recipe_dim(recipe)), tmp_path / "run", **{"progress": False, **options})
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_that_is_a_file_is_one_line(toy, tmp_path: Path) -> None:
+    """It was a FileExistsError traceback naming the file."""
+    recipe = small_recipe("optim.epochs=1")
+    taken = tmp_path / "manifest.csv"
+    taken.write_text("path,label\n")
+    for run in (taken, taken / "run"):
+        with pytest.raises(RunError, match=r"manifest.csv is a file; a run folder needs a folder"):
+            train(recipe, toy(recipe_dim(recipe)), run, progress=False)
+    assert taken.read_text() == "path,label\n"
