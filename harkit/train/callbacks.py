@@ -12,13 +12,20 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.plugins import TorchCheckpointIO
 
 from harkit.io import atomic_output
 from harkit.train.run import load_weights_only
 
-__all__ = ["AtomicCheckpointIO", "ReplicaDigest", "RngCheckpoint", "state_digest"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "EpochProgressBar",
+    "ReplicaDigest",
+    "RngCheckpoint",
+    "state_digest",
+]
 
 
 def state_digest(module: torch.nn.Module) -> str:
@@ -103,3 +110,19 @@ class RngCheckpoint(Callback):
             and len(cuda) == torch.cuda.device_count()
         ):
             torch.cuda.set_rng_state_all(cuda)
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's progress bar with the epoch counted from 1 of N, as every other harkit
+    output counts it (Lightning's own shows its 0-based index)."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
+        # Lightning's method with another description (calling it would print its own first)
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        self.train_progress_bar.reset()
+        self.train_progress_bar.total = convert_inf(self.total_train_batches)
+        self.train_progress_bar.initial = 0
+        self.train_progress_bar.set_description(
+            f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        )

@@ -356,9 +356,14 @@ def load_run(
     from harkit.models.builder import build_model
 
     paths = RunPaths(Path(path))
-    read_run_info(paths.root)
+    info = read_run_info(paths.root)
     recipe = read_recipe(paths)
     classes = read_classes(paths)
+    if info.num_classes is not None and info.num_classes != len(classes):
+        raise RunError(
+            f"{paths.info}: num_classes is {info.num_classes} but {paths.classes.name} names "
+            f"{len(classes)} classes; restore the run folder's files or train again"
+        )
     if not paths.weights.is_file():
         raise RunError(
             f"{paths.root}: model.safetensors is missing (training did not finish?); "

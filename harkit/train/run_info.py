@@ -46,7 +46,7 @@ class RunRecord(BaseModel):
     harkit cannot vouch for the others after training further.
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
 
 class DatasetRecord(RunRecord):

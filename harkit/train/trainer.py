@@ -30,7 +30,12 @@ from harkit.io import atomic_write_text
 from harkit.models.builder import build_model
 from harkit.models.networks import count_parameters
 from harkit.models.recipe import Recipe
-from harkit.train.callbacks import AtomicCheckpointIO, ReplicaDigest, RngCheckpoint
+from harkit.train.callbacks import (
+    AtomicCheckpointIO,
+    EpochProgressBar,
+    ReplicaDigest,
+    RngCheckpoint,
+)
 from harkit.train.data import (
     ActionDataModule,
     TrainData,
@@ -393,6 +398,7 @@ def _build_trainer(
     cbs: list[Callback] = [
         RngCheckpoint(),
         ReplicaDigest(paths.logs / "replicas"),
+        *([EpochProgressBar()] if progress else []),
         *callbacks,
     ]
     if has_val:  # without validation there is no "best": the last epoch is exported

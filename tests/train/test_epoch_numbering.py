@@ -11,7 +11,7 @@ from harkit.experiments import evaluate_run
 from harkit.models.builder import feature_dims
 from harkit.models.recipe import load_recipe
 from harkit.train import train
-from tests.helpers.training import toy_data
+from tests.helpers.training import recipe_dim, small_recipe, toy_data
 
 
 def test_train_summary_run_json_and_report_agree_on_the_epoch(tmp_path: Path) -> None:
@@ -40,3 +40,13 @@ def test_train_summary_run_json_and_report_agree_on_the_epoch(tmp_path: Path) ->
     assert metrics["training"]["checkpoint"]["epoch"] == n
     report = (run / "report" / "report.md").read_text()
     assert f"(checkpoints/best.ckpt, epoch {n} of 3)" in report
+
+
+def test_the_progress_bar_counts_epochs_from_1(toy, tmp_path, capfd) -> None:
+    """Lightning's bar showed 'Epoch 0' .. 'Epoch 1' for a 2-epoch run."""
+    recipe = small_recipe("optim.epochs=2")
+    train(recipe, toy(recipe_dim(recipe)), tmp_path / "run", progress=True)
+    captured = capfd.readouterr()
+    shown = captured.out + captured.err
+    assert "Epoch 1/2" in shown and "Epoch 2/2" in shown
+    assert "Epoch 0" not in shown

@@ -223,3 +223,17 @@ def test_a_run_folder_that_is_a_file_is_one_line(toy, tmp_path: Path) -> None:
         with pytest.raises(RunError, match=r"manifest.csv is a file; a run folder needs a folder"):
             train(recipe, toy(recipe_dim(recipe)), run, progress=False)
     assert taken.read_text() == "path,label\n"
+
+
+@pytest.mark.parametrize("value", ["2", True, 3])
+def test_num_classes_must_agree_with_classes_json(toy, tmp_path: Path, value: Any) -> None:
+    """A run.json edited to another class count, or to a string or a bool, was accepted."""
+    from harkit.train.run import load_run
+
+    recipe = small_recipe("optim.epochs=1")
+    run = tmp_path / "run"
+    train(recipe, toy(recipe_dim(recipe)), run, progress=False)
+    data = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    (run / "run.json").write_text(json.dumps({**data, "num_classes": value}), encoding="utf-8")
+    with pytest.raises(RunError, match=r"run.json.*num_classes"):
+        load_run(run)
