@@ -357,3 +357,10 @@ def test_evaluation_options_are_checked_before_the_run_is_read(tmp_path) -> None
         ConfigError, match=r"argument 'batch_size': input should be a valid integer"
     ):
         harkit.evaluate_run(tmp_path / "run", batch_size="8")
+
+
+def test_load_recipe_takes_one_override_string_and_refuses_none() -> None:
+    """One string was read as one override per character ('override 'o' must look like ...')."""
+    assert harkit.load_recipe("synthetic-gru", "optim.epochs=3").optim.epochs == 3
+    with pytest.raises(ConfigError, match=r"load_recipe: argument 'name_or_path': .* got None"):
+        harkit.load_recipe(None)

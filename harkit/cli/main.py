@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -68,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarkitError as exc:
         print(f"harkit: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `harkit ... | head`: the reader has what it wanted
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
     except OSError as exc:  # a path the user gave cannot be written or read (/proc/x, a file/x)
         where = exc.filename or ""
         reason = exc.strerror or " ".join(str(exc).split())
@@ -81,6 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("harkit: interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not fail again."""
+    # not a file descriptor (captured output): nothing to silence
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -373,6 +373,11 @@ def _check_listed_videos(
 def folder_index(root: str | Path, name: str | None = None) -> VideoIndex:
     """Any ``root/<class>/<video>`` tree (videos or frame folders); classes sorted by name."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DatasetError(
+            f"{root}: a file, not a dataset; expected a folder of <class>/<video> or a CSV "
+            "manifest (.csv)"
+        )
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
     try:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
+from harkit._lazy import validated
 from harkit.config import (
     ConfigError,
     StrictModel,
@@ -62,6 +63,8 @@ from harkit.models.registry import (
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable  # Python 3.11+; importlib.abc before
+
+    from harkit.arguments import Overrides
 
 __all__ = [
     "MAX_UNITS",
@@ -350,8 +353,10 @@ def _apply(
     return out
 
 
-def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """A built-in recipe by name (``fusion-gru``, ``ablations/...``) or a YAML file path."""
+@validated
+def load_recipe(name_or_path: str | Path, overrides: Overrides = ()) -> Recipe:
+    """A built-in recipe by name (``fusion-gru``, ``ablations/...``) or a YAML file path;
+    ``overrides``: ``key=value`` changes (a list, or one string for one change)."""
     path = _resolve(name_or_path)
     data = _apply(_load_raw(path), overrides, source=str(path))
     return parse_config(Recipe, data, source=str(path))

@@ -1,5 +1,8 @@
+import contextlib
 import csv
+import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +82,15 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert err.startswith("harkit: error:") and "nowhere" in err and "Traceback" not in err
     assert main(["data", "synth", str(tmp_path), "-s", "num_actors=zero"]) == 2
     assert "num_actors" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`harkit ... | head` printed 'harkit: error: Broken pipe' and exited 2."""
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    with contextlib.redirect_stdout(ClosedPipe()):
+        code = main(["info", "--list"])
+    assert code == 141 and capsys.readouterr().err == ""

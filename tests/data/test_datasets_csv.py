@@ -342,3 +342,11 @@ def test_a_manifest_that_is_not_utf8_text_is_one_line(
     assert cli_main.main(["data", "inspect", str(manifest)]) == 2
     err = capsys.readouterr().err.strip()
     assert named in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_video_file_given_as_the_dataset_is_named_a_file(tmp_path: Path) -> None:
+    """It said 'dataset folder not found' although the file was there."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00" * 16)
+    with pytest.raises(DatasetError, match=r"clip.mp4: a file, not a dataset; expected a folder"):
+        load_index(DatasetConfig(root=video))
