@@ -107,7 +107,9 @@ def test_segments_block_labels_the_clips_of_a_long_video_in_order(quickstart) ->
     for g, w in zip(got, want, strict=True):
         assert abs(float(g[0]) - float(w[0])) <= stride / 2 + 0.01, (g, w)
         assert abs(float(g[1]) - float(w[1])) <= stride / 2 + 0.01, (g, w)
-        assert abs(float(g[3]) - float(w[3])) <= 0.1, (g, w)
+        # confidences vary between runs (the first segment, straddling a change of clip, gave
+        # 0.68 and 0.79 in two full-suite runs; the README says so)
+        assert abs(float(g[3]) - float(w[3])) <= 0.15, (g, w)
     out = quickstart.work / "out"
     assert sorted(p.name for p in out.iterdir()) == [
         "long.mp4.segments.csv",
