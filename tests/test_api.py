@@ -364,3 +364,16 @@ def test_load_recipe_takes_one_override_string_and_refuses_none() -> None:
     assert harkit.load_recipe("synthetic-gru", "optim.epochs=3").optim.epochs == 3
     with pytest.raises(ConfigError, match=r"load_recipe: argument 'name_or_path': .* got None"):
         harkit.load_recipe(None)
+
+
+def test_evaluate_splits_and_render_dataset_check_their_arguments(tmp_path) -> None:
+    """'1,2' was a TypeError comparing str with int, [True] was split 1, None a TypeError."""
+    with pytest.raises(ConfigError, match=r"evaluate_splits: argument 'splits': .* got '1,2'"):
+        harkit.evaluate_splits(tmp_path / "run", "1,2")
+    with pytest.raises(ConfigError, match=r"argument 'splits.0': .* got True"):
+        harkit.evaluate_splits(tmp_path / "run", [True])
+    with pytest.raises(ConfigError, match=r"render_dataset: argument 'out_dir': .* got None"):
+        harkit.render_dataset(None)
+    with pytest.raises(ConfigError, match=r"render_dataset: argument 'config'"):
+        harkit.render_dataset(tmp_path / "data", {"classes": ["a", "b"]})
+    assert not (tmp_path / "data").exists()

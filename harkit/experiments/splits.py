@@ -14,8 +14,12 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, InstanceOf
+
+from harkit._lazy import validated
+from harkit.arguments import PathArg, RunFolder
 from harkit.data.datasets import OFFICIAL_SPLITS, DatasetConfig, DatasetError, resolve_kind
 from harkit.data.splits import cross_validation_folds, cross_validation_name
 from harkit.evaluate.metrics import Metrics
@@ -198,13 +202,14 @@ def train_and_evaluate(
     )
 
 
+@validated
 def evaluate_splits(
-    run_dir: str | os.PathLike[str],
-    splits: Sequence[int] | None = None,
+    run_dir: RunFolder,
+    splits: Sequence[Annotated[int, Field(ge=1)]] | None = None,
     *,
     cross_validation: str | int | None = None,
-    dataset: DatasetConfig | None = None,
-    out_dir: str | os.PathLike[str] | None = None,
+    dataset: InstanceOf[DatasetConfig] | None = None,
+    out_dir: PathArg | None = None,
     recorded_overrides: Mapping[str, Any] | None = None,
     **evaluate_kwargs: Any,
 ) -> dict[str, Any]:

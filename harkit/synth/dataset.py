@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from pydantic import InstanceOf
 
+from harkit._lazy import validated
+from harkit.arguments import PathArg
 from harkit.errors import HarkitError
 from harkit.io import atomic_write_text
 from harkit.synth.config import KINDS, REVERSED_OF, SynthConfig
@@ -59,9 +61,10 @@ def clip_filename(label: str, actor: int, clip: int, container: str = "mp4") -> 
 _STAMP = "synth_config.json"
 
 
+@validated
 def render_dataset(
-    out_dir: str | os.PathLike[str],
-    config: SynthConfig | None = None,
+    out_dir: PathArg,
+    config: InstanceOf[SynthConfig] | None = None,
     *,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
