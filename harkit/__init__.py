@@ -129,7 +129,7 @@ def __dir__() -> list[str]:
 @validated
 def create_model(
     recipe: RecipeArg,
-    num_classes: Annotated[int, Field(ge=2)],
+    num_classes: Annotated[int, Field(ge=2, le=100_000)],  # more is a typo, not a dataset
     *,
     overrides: Overrides = (),
     pretrained: bool = False,

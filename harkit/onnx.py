@@ -1,8 +1,8 @@
 """ONNX for harkit: one opset, one exporter, one cache of exported graphs, one way to open them.
 
 Three things export PyTorch networks to ONNX: the extraction's onnxruntime engine
-(:func:`harkit.features.engines.graph_spec`, frame backbones at a dynamic batch), the stream engine
-(:mod:`harkit.infer.engine`, frame encoders at batch 1) and ``harkit export``
+(:func:`harkit.features.engines.graph_spec`, frame backbones at a dynamic batch), the stream
+engine (:mod:`harkit.infer.engine`, frame encoders at batch 1) and ``harkit export``
 (:mod:`harkit.infer.export`, a run's encoders and head into a folder of the user's). All of
 them go through :func:`export_onnx`:
 

@@ -377,3 +377,9 @@ def test_evaluate_splits_and_render_dataset_check_their_arguments(tmp_path) -> N
     with pytest.raises(ConfigError, match=r"render_dataset: argument 'config'"):
         harkit.render_dataset(tmp_path / "data", {"classes": ["a", "b"]})
     assert not (tmp_path / "data").exists()
+
+
+def test_an_absurd_class_count_is_refused_before_allocating() -> None:
+    """num_classes=10**12 was torch's 'can't allocate 512000000000000 bytes'."""
+    with pytest.raises(ConfigError, match=r"'num_classes': input should be less than or equal"):
+        harkit.create_model("synthetic-gru", 10**12)

@@ -40,6 +40,13 @@ def _one_of(names: tuple[str, ...] | list[str]) -> str:
     return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
 
 
+def path_arg(text: str) -> Path:
+    """A path; a blank one is refused (``Path("")`` would quietly be the current folder)."""
+    if not text.strip():
+        raise _refuse(text, "a path")
+    return Path(text)
+
+
 def int_in_range(low: int, high: int) -> Callable[[str], int]:
     """An integer ``low <= n <= high`` (every count has a ceiling: absurd sizes are typos)."""
     allowed = f"an integer from {low} to {high}"
@@ -229,11 +236,11 @@ def add_dataset_args(
     ``--allow-leakage`` for verbs that build train/test splits."""
     help_ = "dataset folder or CSV manifest"
     if positional:
-        parser.add_argument("dataset", type=Path, metavar="ROOT", help=help_)
+        parser.add_argument("dataset", type=path_arg, metavar="ROOT", help=help_)
     else:
-        parser.add_argument("--dataset", type=Path, required=required, help=help_)
+        parser.add_argument("--dataset", type=path_arg, required=required, help=help_)
     parser.add_argument("--kind", default="auto", choices=DATASET_KINDS)
-    parser.add_argument("--annotations", type=Path, help="split files (UCF101/HMDB51)")
+    parser.add_argument("--annotations", type=path_arg, help="split files (UCF101/HMDB51)")
     parser.add_argument(
         "--split",
         type=int_in_range(1, 25),

@@ -8,13 +8,13 @@ some of the split runs RUN holds: ``RUN/splits-1-2.md``, so the full mean is kep
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from harkit.cli.args import (
     add_dataset_args,
     dataset_config,
     folder,
     int_in_range,
+    path_arg,
     print_splits_summary,
     split_list,
 )
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="evaluate a run folder on its test split")
     p.add_argument(
         "run",
-        type=Path,
+        type=path_arg,
         help="run folder written by 'harkit train' (with --splits: "
         "the folder 'harkit train --splits' wrote, holding split1/, split2/, ...)",
     )

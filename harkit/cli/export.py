@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from harkit.cli.args import float_in_range, folder, int_in_range
+from harkit.cli.args import float_in_range, folder, int_in_range, path_arg
 from harkit.onnx import OPSET, OPSET_RANGE
 
 
@@ -19,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "full-length sequences) and export.json; default folder RUN/onnx, which "
         "'harkit predict --engine onnx' uses.",
     )
-    p.add_argument("run", type=Path, help="trained run folder")
+    p.add_argument("run", type=path_arg, help="trained run folder")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("--out", type=folder, help="output folder (default RUN/<format>)")
     p.add_argument(
@@ -38,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
         "--flow-config",
-        type=Path,
+        type=path_arg,
         metavar="PATH",
         help="flow-stream runs: the flow_config.json (or flow folder) training used; "
         "recorded in export.json (the flow itself is computed in Python)",

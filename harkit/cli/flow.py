@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from harkit.cli.args import add_dataset_args, dataset_config, folder, int_in_range
+from harkit.cli.args import add_dataset_args, dataset_config, folder, int_in_range, path_arg
 from harkit.data.datasets import DatasetConfig, VideoIndex, load_index
 
 
@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int_in_range(1, 65536),
         help="number of ranks (default: $WORLD_SIZE or 1)",
     )
-    flow.add_argument("--weights", type=Path, help="local RAFT weights file (raft-* only)")
+    flow.add_argument("--weights", type=path_arg, help="local RAFT weights file (raft-* only)")
     flow.add_argument(
         "--backend", default="auto", choices=["auto", *_BACKENDS], help="video reader backend"
     )

@@ -28,7 +28,7 @@ import os
 import sys
 from pathlib import Path
 
-from harkit.cli.args import device, float_in_range, folder, int_in_range, shown
+from harkit.cli.args import device, float_in_range, folder, int_in_range, path_arg, shown
 from harkit.data.datasets import list_videos
 from harkit.data.video import FRAME_EXTENSIONS
 from harkit.errors import HarkitError
@@ -47,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Label videos with a trained run folder. Exit status: 0 if at least one "
         "video was predicted, 1 if none could be, 2 on input errors.",
     )
-    p.add_argument("run", type=Path, help="trained run folder")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER")
+    p.add_argument("run", type=path_arg, help="trained run folder")
+    p.add_argument("inputs", nargs="+", type=path_arg, metavar="VIDEO_OR_FOLDER")
     p.add_argument(
         "--top-k",
         type=int_in_range(1, 1000),
@@ -104,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--flow-config",
-        type=Path,
+        type=path_arg,
         metavar="PATH",
         help="flow-stream runs: the flow_config.json (or flow folder) training used "
         "(default: run.json's, else the recipe's method with `harkit flow` defaults)",

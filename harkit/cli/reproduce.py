@@ -12,6 +12,7 @@ from harkit.cli.args import (
     devices,
     folder,
     int_in_range,
+    path_arg,
     split_list,
 )
 from harkit.config import parse_config
@@ -28,9 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "interrupted reproduction: finished splits are kept, interrupted ones resume.",
     )
     p.add_argument("recipe", help="recipe name (harkit info --list) or YAML path")
-    p.add_argument("--dataset", type=Path, required=True, help="benchmark video root")
+    p.add_argument("--dataset", type=path_arg, required=True, help="benchmark video root")
     p.add_argument("--kind", default="auto", choices=DATASET_KINDS)
-    p.add_argument("--annotations", type=Path, help="split files (UCF101/HMDB51)")
+    p.add_argument("--annotations", type=path_arg, help="split files (UCF101/HMDB51)")
     p.add_argument(
         "--allow-missing",
         action="store_true",

@@ -26,6 +26,7 @@ from harkit.cli.args import (
     float_in_range,
     int_in_range,
     output_file,
+    path_arg,
     stream_source,
 )
 
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "No label before the window holds a training clip's steps (--warmup); the end of a "
         "file gives its final answer (predict's, on a file of up to two training clips).",
     )
-    p.add_argument("run", type=Path, help="trained run folder")
+    p.add_argument("run", type=path_arg, help="trained run folder")
     p.add_argument(
         "--source",
         required=True,
@@ -143,14 +144,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--calibrate",
-        type=Path,
+        type=path_arg,
         metavar="VIDEO",
         help="--engine int8: a video like the stream's to fit int8 ranges to (default: the "
         "source file itself; required for cameras and URLs)",
     )
     p.add_argument(
         "--flow-config",
-        type=Path,
+        type=path_arg,
         metavar="PATH",
         help="flow-stream runs: the flow_config.json (or flow folder) training used",
     )

@@ -428,3 +428,21 @@ def test_extract_with_no_video_extracted_exits_1_and_a_missing_flow_root_is_refu
         f"harkit: error: --flow-root {tmp_path / 'nowhere'}: folder not found (the output of "
         "`harkit flow`)\n"
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--recipe", "synthetic-gru", "--dataset", "", "--run", "r"],
+        ["predict", "", "a.mp4"],
+        ["evaluate", " "],
+    ],
+)
+def test_a_blank_path_is_refused_not_read_as_the_current_folder(argv, capsys) -> None:
+    """--dataset '' was read as '.' ('the run folder is inside the dataset folder .')."""
+    from harkit.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert "expected a path, got " in capsys.readouterr().err
