@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import time
@@ -34,7 +33,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from harkit._lazy import validated
 from harkit.arguments import PathArg
-from harkit.config import parse_config
 from harkit.data.clips import load_clip
 from harkit.data.datasets import DatasetConfig, VideoIndex
 from harkit.data.jobs import (
@@ -59,13 +57,13 @@ from harkit.features.config import StoreDtype, store_config
 from harkit.features.engines import Engine, auto_compile, probe_settings
 from harkit.features.errors import FeatureStoreError
 from harkit.features.extractor import FeatureExtractor
+from harkit.features.flow_settings import record_flow_settings, stored_flow_config
 from harkit.features.manifest import source_stamp
 from harkit.features.preprocess import Preprocessor, source_key
 from harkit.features.store import FeatureStore
 from harkit.flow.extract import CONFIG_FILE, FlowConfig, flow_settings, stored_video_root
 from harkit.flow.sampled import SampledFlow, load_clip_and_flow
 from harkit.flow.storage import flow_file_path, load_flow
-from harkit.io import atomic_write_text, read_json_object
 from harkit.models.recipe import FeatureSource
 from harkit.precision import Precision
 
@@ -309,57 +307,6 @@ def _record_engines(
             log.warning("could not record the engine in %s: %s", store.path, exc)
 
 
-#: In a flow source's store folder: the settings of the flow its features were made from, so
-#: a store never mixes flows and training can record them for inference (``run.json`` flow).
-FLOW_SETTINGS_FILE = "flow_config.json"
-
-
-def read_flow_settings(store_path: Path) -> dict[str, Any] | None:
-    """The flow settings recorded in a flow source's store folder (``None`` if none)."""
-    path = store_path / FLOW_SETTINGS_FILE
-    if not path.is_file():
-        return None
-    try:
-        settings = read_json_object(path)
-    except (OSError, ValueError) as exc:
-        raise HarkitError(
-            f"{path}: not readable ({' '.join(str(exc).split())}); delete it and run "
-            f"`harkit extract --flow-root FLOW` again"
-        ) from None
-    return settings
-
-
-def _record_flow_settings(
-    stores: Sequence[FeatureStore], settings: dict[str, Any] | None, origin: str
-) -> None:
-    if settings is None:  # a flow folder from before flow_config.json: nothing to compare
-        return
-    for store in stores:
-        old = read_flow_settings(store.path)
-        if old is None:
-            atomic_write_text(
-                store.path / FLOW_SETTINGS_FILE, json.dumps(settings, indent=1, sort_keys=True)
-            )
-        elif old != settings:
-            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise HarkitError(
-                f"{store.path} holds features of flow computed with other settings "
-                f"({', '.join(changed)} differ from {origin}); use another --store for this "
-                f"flow"
-            )
-
-
-def _stored_flow_config(stores: Sequence[FeatureStore]) -> FlowConfig | None:
-    """The flow settings a flow source's store already records: without flow files, the
-    videos left to extract get the flow its features were made from."""
-    for store in stores:
-        settings = read_flow_settings(store.path)
-        if settings is not None:
-            known = {k: v for k, v in settings.items() if k in FlowConfig.model_fields}
-            return parse_config(FlowConfig, known, source=str(store.path / FLOW_SETTINGS_FILE))
-    return None
-
-
 def _identity(item: Any) -> Any:
     return item
 
@@ -507,16 +454,16 @@ def extract_features(
                     settings.get("method"),
                     flow_method,
                 )
-            _record_flow_settings(flow_stores, settings, str(flow / CONFIG_FILE))
+            record_flow_settings(flow_stores, settings, str(flow / CONFIG_FILE))
             flow_video_root = _flow_video_root(flow, index)
         else:  # no flow files: the sampled pairs, as `harkit flow` would have computed them
-            config = _stored_flow_config(flow_stores)
+            config = stored_flow_config(flow_stores)
             origin = "the settings the store records"
             if config is None:
                 config = FlowConfig(method=flow_method or "tvl1")
                 origin = f"flow_method {config.method} with `harkit flow` defaults"
             flow = SampledFlow(config)
-            _record_flow_settings(flow_stores, config.model_dump(mode="json"), origin)
+            record_flow_settings(flow_stores, config.model_dump(mode="json"), origin)
     if not todo:
         log.info("features rank %d/%d: all %d videos already done", rank, world_size, existing)
         return summary

@@ -11,12 +11,12 @@ package, never the reverse.
 """
 
 from harkit.train.data import (
-    ActionDataModule,
     TrainData,
     carve_validation,
     check_feature_dim,
     prepare_data,
 )
+from harkit.train.loaders import ActionDataModule
 from harkit.train.module import ActionModule
 from harkit.train.run import FORMAT_VERSION, RunError, RunPaths, load_run, offline_recipe
 from harkit.train.run_info import DataRecord, RunInfo

@@ -78,7 +78,7 @@ class RngCheckpoint(Callback):
 
     Lightning does not, so a resumed run would drop out differently from an uninterrupted
     one. The training order and the loader workers' seeds are functions of the recipe seed and
-    the epoch (:class:`harkit.train.data.EpochShuffle`): they need no state here. Stored as
+    the epoch (:class:`harkit.train.loaders.EpochShuffle`): they need no state here. Stored as
     tensors and plain values: checkpoints still load with ``weights_only=True``.
     """
 

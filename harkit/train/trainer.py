@@ -27,7 +27,6 @@ from harkit.data.datasets import DatasetConfig, DatasetError, resolve_kind
 from harkit.data.jobs import open_skip_report
 from harkit.errors import HarkitError
 from harkit.io import atomic_write_text
-from harkit.models.builder import build_model
 from harkit.models.networks import count_parameters
 from harkit.models.recipe import Recipe
 from harkit.train.callbacks import (
@@ -37,12 +36,13 @@ from harkit.train.callbacks import (
     RngCheckpoint,
 )
 from harkit.train.data import (
-    ActionDataModule,
     TrainData,
     _is_first_process,
     check_feature_dim,
     prepare_data,
 )
+from harkit.train.loaders import ActionDataModule
+from harkit.train.memory import check_model_fits
 from harkit.train.module import ActionModule
 from harkit.train.run import (
     RunError,
@@ -170,7 +170,7 @@ def _flow_settings(recipe: Recipe, store: str | os.PathLike[str] | None) -> dict
     if store is None or not any(s.stream == "flow" for s in recipe.input.features):
         return None
     from harkit.features.dataset import feature_stores_for
-    from harkit.features.pipeline import read_flow_settings
+    from harkit.features.flow_settings import read_flow_settings
 
     for location in feature_stores_for(recipe, None, None, Path(store)):
         if location.source.stream == "flow":
@@ -262,48 +262,6 @@ def _check_same_videos(paths: RunPaths, previous: RunInfo | None, data: DataReco
             f"{paths.root} was trained on {was} ({old.count} videos); {now} "
             f"({new.count} videos) is other data: resume on the data the run was "
             "trained on, or train a new run"
-        )
-
-
-TRAINING_BYTES_PER_PARAMETER = 16
-"""fp32 weights, their gradients and Adam's two moments."""
-
-
-def _available_memory() -> int | None:
-    """Bytes of memory available now (Linux ``MemAvailable``), None where unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def check_model_fits(recipe: Recipe, num_classes: int = 2) -> None:
-    """Refuse, before anything is allocated, a model whose training state cannot fit in the
-    memory available (``head.hidden=65536`` asked for 51 GB and died in a traceback).
-
-    The model is built on the meta device (shapes only), an end-to-end encoder without its
-    pretrained weights (the sizes are the same; nothing is read or downloaded).
-    """
-    if recipe.network is not None and recipe.network.encoder_weights != "none":
-        network = recipe.network.model_copy(update={"encoder_weights": "none"})
-        recipe = recipe.model_copy(update={"network": network})
-    try:
-        with torch.device("meta"):
-            model = build_model(recipe, num_classes)
-    except Exception:  # e.g. a pretrained encoder's weights cannot load onto meta tensors
-        return
-    params = sum(p.numel() for p in model.parameters())
-    need, available = params * TRAINING_BYTES_PER_PARAMETER, _available_memory()
-    if available is not None and need > available:
-        raise RunError(
-            f"recipe {recipe.name!r}: its model has {params:,} parameters, about "
-            f"{need / 2**30:.1f} GiB to train (weights, gradients, optimizer state), but "
-            f"{available / 2**30:.1f} GiB of memory is available; choose smaller sizes "
-            "(head.hidden, head.fc, network.units, ...)"
         )
 
 

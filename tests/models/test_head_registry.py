@@ -231,8 +231,8 @@ def test_built_in_heads_are_registered_like_any_other() -> None:
 
 def test_networks_trained_from_scratch_have_no_encoder_weights() -> None:
     # training's memory check and offline copies read network.encoder_weights of any network
+    from harkit.train.memory import check_model_fits
     from harkit.train.run import offline_recipe
-    from harkit.train.trainer import check_model_fits
 
     recipe = load_recipe("c3d-gru", ["network.size=16", "input.sampling.num_frames=8"])
     assert recipe.network.encoder_weights == "none"  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
-from harkit.train.data import EpochShuffle, _loader
+from harkit.train.loaders import EpochShuffle, _loader
 from harkit.train.run import read_run_info
 
 REPO = Path(__file__).resolve().parents[2]

@@ -296,9 +296,9 @@ def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(
 ):
     # head.hidden=65536 passes validation (sizes up to 65536 are allowed) but its GRU over
     # 1280-d features has 13e9 parameters: refused in one line, before data or run files
-    import harkit.train.trainer as trainer
+    import harkit.train.memory as memory
 
-    monkeypatch.setattr(trainer, "_available_memory", lambda: 24 * 2**30)  # this machine's
+    monkeypatch.setattr(memory, "_available_memory", lambda: 24 * 2**30)  # this machine's
     run = tmp_path / "run"
     code = cli_main.main(
         [
