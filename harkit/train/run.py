@@ -288,15 +288,17 @@ def read_classes(paths: RunPaths) -> list[str]:
     return classes
 
 
-def read_recipe(paths: RunPaths) -> Recipe:
-    """``recipe.yaml`` (plain YAML), validated with this harkit version."""
+def read_recipe(paths: RunPaths, info: RunInfo | None = None) -> Recipe:
+    """``recipe.yaml`` (plain YAML), validated with this harkit version; ``info``: the run's
+    ``run.json`` when the caller has read it already (it says the recipe's format)."""
     if not paths.recipe.is_file():
         raise RunError(f"{paths.root}: recipe.yaml is missing")
     try:
         data = load_yaml(paths.recipe)
     except ConfigError as exc:
         raise RunError(str(exc)) from None
-    if isinstance(data, dict) and _format_version(paths) == 1:
+    version = info.format_version if info is not None else _format_version(paths)
+    if isinstance(data, dict) and version == 1:
         data = _recipe_from_format_1(data)
     try:
         return parse_config(Recipe, data, source=str(paths.recipe))
@@ -357,7 +359,7 @@ def load_run(
 
     paths = RunPaths(Path(path))
     info = read_run_info(paths.root)
-    recipe = read_recipe(paths)
+    recipe = read_recipe(paths, info)
     classes = read_classes(paths)
     if info.num_classes is not None and info.num_classes != len(classes):
         raise RunError(
