@@ -134,3 +134,19 @@ def write_run(
     save_weights(model, paths.weights)
     write_run_info(paths, RunInfo(mode=recipe.mode))
     return root
+
+
+# the motion recipe's shape: per-frame RGB + per-frame flow descriptors, uniform sampling
+TWO_STREAM_FRAMES = {
+    "name": "test-tiny-twostream",
+    "mode": "features",
+    "input": {
+        "sampling": {"strategy": "uniform", "num_frames": 6},
+        "features": [
+            {"backbone": "tiny_image", "weights": "none"},
+            {"backbone": "tiny_flow", "weights": "none", "stream": "flow"},
+        ],
+        "flow_method": "farneback",
+    },
+    "head": {"type": "two_stream", "hidden": 4, "num_layers": 1},
+}

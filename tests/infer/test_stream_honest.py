@@ -23,7 +23,7 @@ from harkit.infer.stream import StreamRecognizer, run_stream
 from harkit.infer.stream_plan import StreamConfig, plan_stream
 from harkit.train.run_info import RunInfo
 from tests.helpers.frames import pattern_frames
-from tests.helpers.runs import CLASSES, write_run
+from tests.helpers.runs import CLASSES, TWO_STREAM_FRAMES, write_run
 
 # seed 001's two-stream I3D, small: random-init I3D on 32 px, segments of 8 frames, farneback
 TWO_STREAM_SEGMENTS = {
@@ -39,20 +39,6 @@ TWO_STREAM_SEGMENTS = {
         "flow_method": "farneback",
     },
     "head": {"type": "two_stream", "hidden": 8, "num_layers": 1},
-}
-# the motion recipe's shape: per-frame RGB + per-frame flow descriptors, uniform sampling
-TWO_STREAM_FRAMES = {
-    "name": "test-tiny-twostream",
-    "mode": "features",
-    "input": {
-        "sampling": {"strategy": "uniform", "num_frames": 6},
-        "features": [
-            {"backbone": "tiny_image", "weights": "none"},
-            {"backbone": "tiny_flow", "weights": "none", "stream": "flow"},
-        ],
-        "flow_method": "farneback",
-    },
-    "head": {"type": "two_stream", "hidden": 4, "num_layers": 1},
 }
 
 

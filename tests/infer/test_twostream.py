@@ -24,7 +24,7 @@ from harkit.infer.stream_plan import StreamConfig
 from harkit.synth import write_video
 from harkit.train.run_info import RunInfo
 from tests.helpers.frames import pattern_frames
-from tests.helpers.runs import write_run
+from tests.helpers.runs import TWO_STREAM_FRAMES, write_run
 
 pytestmark = pytest.mark.slow
 
@@ -341,20 +341,7 @@ def test_frame_flow_stream_samples_training_pairs_exactly(tmp_path):
     """Per-frame flow (tiny_flow) with uniform sampling: on a file the stream takes the flow
     pairs training sampled (not consecutive sampled frames), so its final decision is
     predict's. The flow settings come from run.json's ``flow`` entry."""
-    recipe = {
-        "name": "test-tiny-twostream",
-        "mode": "features",
-        "input": {
-            "sampling": {"strategy": "uniform", "num_frames": 6},
-            "features": [
-                {"backbone": "tiny_image", "weights": "none"},
-                {"backbone": "tiny_flow", "weights": "none", "stream": "flow"},
-            ],
-            "flow_method": "farneback",
-        },
-        "head": {"type": "two_stream", "hidden": 4, "num_layers": 1},
-    }
-    run = write_run(tmp_path / "run", recipe)
+    run = write_run(tmp_path / "run", TWO_STREAM_FRAMES)
     info = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**info, "flow": {"method": "farneback", "size": 32}}))
     video = tmp_path / "clip.mp4"
