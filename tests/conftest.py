@@ -5,8 +5,9 @@ Helpers (constants, builders) live in ``tests/helpers``; this file holds fixture
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,17 @@ def fast_precision(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     is emulated (slow) without it, so tests using this fixture stay tiny."""
     monkeypatch.setenv(PRECISION_ENV, request.param)
     return request.param
+
+
+@pytest.fixture(params=["fork", "forkserver", "spawn"])
+def start_method(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Worker processes (DataLoader, pools) start with this method, as Python's default: fork
+    is Linux's up to Python 3.13, forkserver from 3.14, spawn on macOS and Windows. Narrow it
+    with ``@pytest.mark.parametrize("start_method", [...], indirect=True)``."""
+    before = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method(request.param, force=True)
+    yield request.param
+    multiprocessing.set_start_method(before, force=True)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -34,6 +35,7 @@ __all__ = [
     "rank_report_path",
     "resolve_shard",
     "shard_indices",
+    "starting_process_pid",
     "video_id",
 ]
 
@@ -155,27 +157,32 @@ def _set_parent_death_signal() -> bool:
         return False
 
 
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
+def _watch(creator_pid: int, direct: bool) -> None:
+    while os.getppid() == creator_pid if direct else _pid_exists(creator_pid):
         time.sleep(_WATCH_INTERVAL_S)
-    os._exit(1)  # the parent is gone: nobody will ever read this worker's results
+    os._exit(1)  # the creator is gone: nobody will ever read this worker's results
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Tie this worker process's life to ``parent_pid`` (call it first in the worker).
+def die_with_parent(creator_pid: int) -> None:
+    """Tie this worker process's life to ``creator_pid``, the process that started the pool
+    or DataLoader (call it first in the worker).
 
     A pool or DataLoader worker blocked on its task queue outlives a parent killed with
     SIGKILL: nothing tells it, and it holds its memory for minutes. On Linux the kernel
-    SIGKILLs the worker when the parent exits (``PR_SET_PDEATHSIG``; strictly, when the parent
-    *thread* that started the worker exits, which for harkit's pools is the main thread);
-    elsewhere, or if ``prctl`` fails, a daemon thread polls the parent pid. A parent that died
-    before this ran (between the fork and here) ends the worker at once.
+    SIGKILLs the worker when its parent exits (``PR_SET_PDEATHSIG``; strictly, when the parent
+    *thread* that started the worker exits, which for harkit's pools is the main thread).
+    A forked worker's parent is the creator. A forkserver worker's parent is the fork server
+    (Python 3.14's default start method on Linux), which exits with the creator; a daemon
+    thread then also polls the creator's pid, as it does where ``prctl`` is missing. A creator
+    that died before this ran (between the start and here) ends the worker at once.
     """
-    if not (sys.platform.startswith("linux") and _set_parent_death_signal()):
+    direct = os.getppid() == creator_pid
+    kernel = sys.platform.startswith("linux") and _set_parent_death_signal()
+    if not (kernel and direct):
         threading.Thread(
-            target=_watch_parent, args=(parent_pid,), name="harkit-parent-watch", daemon=True
+            target=_watch, args=(creator_pid, direct), name="harkit-parent-watch", daemon=True
         ).start()
-    if os.getppid() != parent_pid:
+    if (os.getppid() != creator_pid) if direct else not _pid_exists(creator_pid):
         os._exit(1)
 
 
@@ -189,11 +196,15 @@ def _pid_exists(pid: int) -> bool:
     return True
 
 
-def _loader_worker_init(creator_pid: int, worker_id: int, rank: int | None = None) -> None:
-    parent = os.getppid()
-    if parent != creator_pid and _pid_exists(creator_pid):
-        creator_pid = parent  # iterated in another process than the one that built the loader
-    die_with_parent(creator_pid)
+def starting_process_pid() -> int:
+    """In a pool or DataLoader worker: the pid of the process that started it (iterated the
+    loader). Its OS parent under fork; under forkserver or spawn the OS parent is the server."""
+    parent = multiprocessing.parent_process()
+    return os.getppid() if parent is None or parent.pid is None else parent.pid
+
+
+def _loader_worker_init(worker_id: int, rank: int | None = None) -> None:
+    die_with_parent(starting_process_pid())
     if rank is not None:
         from lightning.fabric.utilities.seed import pl_worker_init_function
 
@@ -201,12 +212,12 @@ def _loader_worker_init(creator_pid: int, worker_id: int, rank: int | None = Non
 
 
 def loader_worker_init(rank: int | None = None) -> Callable[[int], None]:
-    """A DataLoader ``worker_init_fn`` that ties each worker's life to its parent (see
-    :func:`die_with_parent`). Call it where the DataLoader is built; picklable, for spawn.
+    """A DataLoader ``worker_init_fn`` that ties each worker's life to the process iterating
+    the loader (see :func:`die_with_parent`), under any start method; picklable.
 
     With ``rank`` it also seeds the worker's torch / numpy / python RNGs from the loader's base
     seed, the worker id and ``rank``, as Lightning's ``seed_everything(workers=True)`` would
     (which it skips for a loader that has its own ``worker_init_fn``): DDP ranks' workers then
     draw different augmentations.
     """
-    return functools.partial(_loader_worker_init, os.getpid(), rank=rank)
+    return functools.partial(_loader_worker_init, rank=rank)

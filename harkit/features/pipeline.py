@@ -43,6 +43,7 @@ from harkit.data.jobs import (
     rank_report_path,
     resolve_shard,
     shard_indices,
+    starting_process_pid,
     video_id,
 )
 from harkit.data.sampling import SamplingConfig, sample_indices
@@ -311,8 +312,8 @@ def _identity(item: Any) -> Any:
     return item
 
 
-def _init_worker(parent_pid: int, worker_id: int) -> None:
-    die_with_parent(parent_pid)  # a killed extract must not leave decoders running
+def _init_worker(worker_id: int) -> None:
+    die_with_parent(starting_process_pid())  # a killed extract must not leave decoders running
     # Workers decode; one thread each leaves the cores to the network in the main process.
     # (Not cv2.setNumThreads: in a forked child it deadlocks on the parent's thread pool.)
     torch.set_num_threads(1)
@@ -499,7 +500,7 @@ def extract_features(
         batch_size=None,
         num_workers=workers,
         collate_fn=_identity,
-        worker_init_fn=functools.partial(_init_worker, os.getpid()) if workers else None,
+        worker_init_fn=_init_worker if workers else None,
         prefetch_factor=4 if workers else None,
     )
     bar = progress_bar("features", len(positions), existing, enabled=progress, rank=rank)

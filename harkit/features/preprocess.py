@@ -98,15 +98,32 @@ def group_sources(sources: Sequence[FeatureSource]) -> list[SourceGroup]:
     return groups
 
 
+@dataclass(frozen=True)
+class _Input:
+    """What a worker needs to prepare one group's input: no network, no builder."""
+
+    prep_key: tuple
+    stream: str
+    backbone: str
+    kind: str
+    preprocessing: Preprocessing | None
+
+
 class Preprocessor:
     """uint8 frames / flow -> each network group's float input. Light and picklable, so the
-    extraction pipeline runs it in DataLoader workers next to the decoding."""
+    extraction pipeline runs it in DataLoader workers next to the decoding, whatever the
+    start method: a pickled one leaves ``groups`` (their backbone builders) behind, so a
+    spawn or forkserver worker (Python 3.14's default on Linux) receives data only."""
 
     def __init__(
         self, sources: Sequence[FeatureSource], transform: TransformConfig | None = None
     ) -> None:
         self.transform = transform or TransformConfig()
         self.groups = group_sources(sources)
+        self._inputs = tuple(
+            _Input(g.prep_key, g.stream, g.backbone, g.spec.kind, g.preprocessing)
+            for g in self.groups
+        )
         self._transforms: dict[tuple, ClipTransform] = {}
         for group in self.groups:
             if not self.transform.square and group.spec.kind != "frame":
@@ -120,24 +137,29 @@ class Preprocessor:
                     self.transform, group.preprocessing, train=False
                 )
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["groups"]  # the parent's: specs hold builders, often closures
+        return state
+
     def rgb_transform(self, prep_key: tuple) -> ClipTransform | None:
         """The eval transform of the RGB groups with this ``prep_key`` (``None``: no such)."""
         return self._transforms.get(prep_key)
 
     @property
     def needs_rgb(self) -> bool:
-        return any(g.stream == "rgb" for g in self.groups)
+        return any(i.stream == "rgb" for i in self._inputs)
 
     @property
     def needs_flow(self) -> bool:
-        return any(g.stream == "flow" for g in self.groups)
+        return any(i.stream == "flow" for i in self._inputs)
 
     def __call__(
         self, frames: np.ndarray | None, flow: np.ndarray | None = None
     ) -> dict[tuple, torch.Tensor]:
         """``{prep key: float tensor (T, C, S, S) or (T, L, C, S, S)}`` for every group."""
         out: dict[tuple, torch.Tensor] = {}
-        for group in self.groups:
+        for group in self._inputs:
             if group.prep_key in out:
                 continue
             data = frames if group.stream == "rgb" else flow
@@ -148,11 +170,11 @@ class Preprocessor:
                     + ("frames" if group.stream == "rgb" else "flow=")
                 )
             data = np.asarray(data)
-            segment = group.spec.kind == "segment"
+            segment = group.kind == "segment"
             if data.ndim != (6 if segment else 5) - 1 or data.shape[-1] != channels:
                 shape = "(T, L, H, W, C)" if segment else "(T, H, W, C)"
                 raise FeatureExtractorError(
-                    f"backbone {group.backbone!r} ({group.spec.kind}) needs {group.stream} "
+                    f"backbone {group.backbone!r} ({group.kind}) needs {group.stream} "
                     f"input shaped {shape} with C={channels}, got {data.shape}"
                 )
             lead = data.shape[:-3]

@@ -43,6 +43,7 @@ from harkit.data.jobs import (
     rank_report_path,
     resolve_shard,
     shard_indices,
+    starting_process_pid,
 )
 from harkit.data.sampling import SamplingConfig
 from harkit.data.video import VideoReadError, get_reader
@@ -233,8 +234,10 @@ def _check_stamp(out_root: Path, stamp: dict[str, Any], overwrite: bool) -> None
     atomic_write_text(path, text)
 
 
-def _init_worker(parent_pid: int, spawned: bool) -> None:
-    die_with_parent(parent_pid)  # a killed `harkit flow` must not leave workers computing
+def _init_worker(spawned: bool) -> None:
+    die_with_parent(
+        starting_process_pid()
+    )  # a killed `harkit flow` must not leave workers computing
     if not spawned:
         return  # forked: see _single_threaded_opencv
     import cv2
@@ -398,7 +401,7 @@ def _run(
     with (
         threads,
         ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(), spawn)
+            workers, mp_context=context, initializer=_init_worker, initargs=(spawn,)
         ) as pool,
     ):
         futures = [pool.submit(_flow_task, *job, config, backend) for job in todo]

@@ -3,7 +3,7 @@ built with `loader_worker_init` (the trainer's) takes the workers with it."""
 
 from __future__ import annotations
 
-import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -17,17 +17,20 @@ from tests.helpers.processes import job_env, kill_job_and_list_survivors
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 # workers stuck in one long item: torch's own parent check only runs between items
+# The patch is module-level: forkserver and spawn workers import this script too.
 SLOW_EXTRACT = """
-import sys, time
+import multiprocessing, sys, time
 from harkit.features import pipeline
 def slow_load_clip(*args, **kwargs):
     time.sleep(300)
 pipeline.load_clip = slow_load_clip
-from harkit.cli import main as cli_main
-sys.exit(cli_main.main(sys.argv[1:]))
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1])
+    from harkit.cli import main as cli_main
+    sys.exit(cli_main.main(sys.argv[2:]))
 """
 SLOW_LOADER = """
-import time
+import multiprocessing, sys, time
 from torch.utils.data import DataLoader, Dataset
 from harkit.data.jobs import loader_worker_init
 class Slow(Dataset):
@@ -36,16 +39,26 @@ class Slow(Dataset):
     def __getitem__(self, i):
         time.sleep(300)
         return i
-for _ in DataLoader(Slow(), num_workers=2, worker_init_fn=loader_worker_init()):
-    pass
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1])
+    for _ in DataLoader(Slow(), num_workers=2, worker_init_fn=loader_worker_init()):
+        pass
 """
+#: Python's defaults on Linux: fork up to 3.13, forkserver from 3.14 (its workers are the
+#: fork server's children, which exits with the job).
+START_METHODS = pytest.mark.parametrize("method", ["fork", "forkserver"])
 
 
-def _start(tmp_path: Path, body: str, *args: str) -> subprocess.Popen:
+def _processes(method: str) -> int:
+    """What the job starts: 2 workers, and under forkserver the server and its tracker."""
+    return 2 if method == "fork" else 4
+
+
+def _start(tmp_path: Path, body: str, method: str, *args: str) -> subprocess.Popen:
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(body))
     return subprocess.Popen(
-        [sys.executable, str(script), *args],
+        [sys.executable, str(script), method, *args],
         env=job_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -53,10 +66,14 @@ def _start(tmp_path: Path, body: str, *args: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_kill_9_of_extract_ends_its_decode_workers(tmp_path: Path, tiny_root: Path) -> None:
+@START_METHODS
+def test_kill_9_of_extract_ends_its_decode_workers(
+    tmp_path: Path, tiny_root: Path, method: str
+) -> None:
     proc = _start(
         tmp_path,
         SLOW_EXTRACT,
+        method,
         "extract",
         str(tiny_root),
         "--store",
@@ -73,15 +90,17 @@ def test_kill_9_of_extract_ends_its_decode_workers(tmp_path: Path, tiny_root: Pa
         "2",
         "--no-progress",
     )
-    workers, survivors = kill_job_and_list_survivors(proc, workers=2)
-    assert len(workers) == 2
+    workers, survivors = kill_job_and_list_survivors(proc, workers=_processes(method))
+    assert len(workers) == _processes(method)
     assert survivors == [], f"decode workers {survivors} outlived the killed `harkit extract`"
 
 
 @pytest.mark.slow
-def test_kill_9_of_a_loader_owner_ends_its_workers(tmp_path: Path) -> None:
-    workers, survivors = kill_job_and_list_survivors(_start(tmp_path, SLOW_LOADER), workers=2)
-    assert len(workers) == 2
+@START_METHODS
+def test_kill_9_of_a_loader_owner_ends_its_workers(tmp_path: Path, method: str) -> None:
+    proc = _start(tmp_path, SLOW_LOADER, method)
+    workers, survivors = kill_job_and_list_survivors(proc, workers=_processes(method))
+    assert len(workers) == _processes(method)
     assert survivors == [], f"DataLoader workers {survivors} outlived their killed parent"
 
 
@@ -94,5 +113,4 @@ def test_worker_whose_parent_is_already_gone_exits(tmp_path: Path) -> None:
     child.start()
     child.join(30)
     assert child.exitcode == 1
-    init = loader_worker_init()  # picklable for spawn, bound to this process
-    assert init.args[0] == os.getpid()  # type: ignore[attr-defined]
+    pickle.dumps(loader_worker_init(rank=1))  # spawn and forkserver workers receive it pickled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from harkit.data.clips import SkippedVideo, collate_clips
-from harkit.data.datasets import DatasetConfig, load_index
+from harkit.data.datasets import DatasetConfig, VideoIndex, load_index
 from harkit.features import (
     FeatureDataset,
     FeatureExtractor,
@@ -19,6 +20,7 @@ from harkit.features import (
     extract_features,
     feature_stores_for,
 )
+from harkit.features.preprocess import Preprocessor
 from harkit.models.recipe import FeatureSource, Recipe
 from tests.helpers.features import FOUR, GOOGLENET, R18, SMALL
 from tests.helpers.frames import pattern_frames
@@ -107,6 +109,44 @@ def test_two_backbones_into_stores_and_dataset(tiny_root: Path, tmp_path: Path) 
     # a subset with another common root still finds its videos (by path)
     sub = index.select([it for it in index if it.label == index[0].label])
     assert not isinstance(FeatureDataset(sub, locations)[0], SkippedVideo)
+
+
+def test_preprocessor_pickles_without_its_networks() -> None:
+    """A spawn or forkserver worker receives the preprocessor pickled; it held the backbone
+    specs, whose builders are closures: `Can't pickle local object '_torchvision_builder...'`."""
+    preprocessor = Preprocessor([R18, GOOGLENET], SMALL)
+    copy = pickle.loads(pickle.dumps(preprocessor))
+    assert not hasattr(copy, "groups") and copy.needs_rgb and not copy.needs_flow
+    frames = pattern_frames(3, 72, 96)
+    expected, got = preprocessor(frames), copy(frames)
+    assert got.keys() == expected.keys() and len(got) == 2  # 224 px and GoogLeNet's input
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "start_method",
+    ["fork", "forkserver", pytest.param("spawn", marks=pytest.mark.slow)],  # spawn: ~5 s
+    indirect=True,
+)
+def test_workers_extract_the_same_features_under_every_start_method(
+    start_method: str, tiny_index: VideoIndex, tmp_path: Path
+) -> None:
+    """Python 3.14 starts DataLoader workers with forkserver on Linux (spawn on macOS):
+    extraction with workers failed there (an unpicklable preprocessor, and workers that
+    took the fork server for a dead parent and exited)."""
+    index = tiny_index.select(list(tiny_index)[:3])
+    exact = {"engine": "torch", "precision": "fp32", "progress": False}
+    for folder, workers in (("inline", 0), (start_method, 2)):
+        report = extract_features(
+            index, [R18], tmp_path / folder, FOUR, SMALL, num_workers=workers, **exact
+        )
+        assert (report.extracted, report.failed) == (3, 0)
+    (expected,) = feature_stores_for([R18], FOUR, SMALL, tmp_path / "inline")
+    (got,) = feature_stores_for([R18], FOUR, SMALL, tmp_path / start_method)
+    a, b = FeatureDataset(index, [expected]), FeatureDataset(index, [got])
+    for i in range(len(index)):
+        torch.testing.assert_close(b[i]["video"], a[i]["video"], rtol=0, atol=0)
 
 
 def test_bad_video_is_recorded_and_skipped(tiny_root: Path, tmp_path: Path) -> None:

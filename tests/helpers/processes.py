@@ -23,13 +23,18 @@ def _stat(pid: int) -> list[str] | None:
     return text[text.rfind(")") + 2 :].split()  # the name in (...) may hold spaces: skip it
 
 
-def children(pid: int) -> list[int]:
-    """Live processes whose parent is ``pid``."""
-    found = []
+def descendants(pid: int) -> list[int]:
+    """Live processes started by ``pid``, its children's children included (forkserver and
+    spawn workers are children of a server process, not of the job)."""
+    parents = {}
     for entry in Path("/proc").iterdir():
         fields = _stat(int(entry.name)) if entry.name.isdigit() else None
-        if fields and fields[0] != "Z" and int(fields[1]) == pid:
-            found.append(int(entry.name))
+        if fields and fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
     return found
 
 
@@ -42,13 +47,14 @@ def alive(pid: int) -> bool:
 def kill_job_and_list_survivors(
     proc: subprocess.Popen, workers: int, *, start_s: float = 180.0, grace_s: float = 10.0
 ) -> tuple[list[int], list[int]]:
-    """Wait until ``proc`` has ``workers`` children, SIGKILL it, then wait up to ``grace_s``
-    for them to go. Returns ``(workers seen, survivors)``; survivors are killed afterwards so
-    a failing test leaves nothing running."""
+    """Wait until ``proc`` has ``workers`` descendants, SIGKILL it, then wait up to ``grace_s``
+    for every descendant to go (a fork server and its resource tracker too). Returns
+    ``(descendants seen, survivors)``; survivors are killed afterwards so a failing test
+    leaves nothing running."""
     deadline = time.monotonic() + start_s
     seen: list[int] = []
     while time.monotonic() < deadline and proc.poll() is None:
-        seen = children(proc.pid)
+        seen = descendants(proc.pid)
         if len(seen) >= workers:
             break
         time.sleep(0.05)
@@ -59,7 +65,7 @@ def kill_job_and_list_survivors(
             f"job ended or never started {workers} workers: {output.decode()[-2000:]}"
         )
     time.sleep(0.5)  # let the workers get into their work
-    seen = children(proc.pid)
+    seen = descendants(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + grace_s

@@ -45,7 +45,11 @@ def _epoch(loader: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([b["index"] for b in batches]), torch.cat([b["video"] for b in batches])
 
 
-def test_order_and_worker_draws_depend_on_seed_and_epoch_only() -> None:
+# forkserver (Python 3.14's Linux default): each of the 16 workers imports torch anew, ~25 s
+@pytest.mark.parametrize(
+    "start_method", ["fork", pytest.param("forkserver", marks=pytest.mark.slow)], indirect=True
+)
+def test_order_and_worker_draws_depend_on_seed_and_epoch_only(start_method: str) -> None:
     before = torch.get_rng_state()
     running = _loader(_Draws(), 4, 2, shuffle=True, seed=7)
     epochs = []
