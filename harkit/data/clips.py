@@ -302,7 +302,8 @@ class SkipReport:
         key = str(path)
         if key in self.entries:
             return
-        log.warning("skipping unreadable video %s: %s", key, reason)
+        said = reason if reason.startswith(key) else f"{key}: {reason}"  # errors name the file
+        log.warning("skipping unreadable video %s", said)
         if self.path:
             self._append(_entry_line(key, reason))
         self.entries[key] = reason

@@ -109,21 +109,26 @@ def group_split(index: VideoIndex, test_fraction: float = 0.2, seed: int = 0) ->
     """Assign ``train``/``test`` with whole groups on one side, class proportions kept.
 
     Items without a group count as their own group. Uses scikit-learn's
-    ``StratifiedGroupKFold`` with ``round(1 / test_fraction)`` folds and takes one as test;
-    with too few videos per class for that, the fallback of :func:`carve_share` (warned).
+    ``StratifiedGroupKFold`` with ``round(1 / test_fraction)`` folds and takes one as test
+    (over 50%: one of ``round(1 / (1 - test_fraction))`` as train); with too few videos per
+    class for that, the fallback of :func:`carve_share` (warned).
     """
     if len(index) < 2:
         raise DatasetError(f"{index.name}: need at least 2 videos to split, found {len(index)}")
-    folds = max(2, round(1 / test_fraction))
+    # One fold of k is at most half: a test share over 50% is the train share carved instead.
+    flip = test_fraction > 0.5
+    share = 1 - test_fraction if flip else test_fraction
+    folds = max(2, round(1 / share))
     groups = [item.group or f"__video{i}" for i, item in enumerate(index)]
     if len(set(groups)) < folds:
         raise DatasetError(
             f"{index.name}: {len(set(groups))} groups cannot make a {test_fraction:.0%} "
             f"group-aware test split (needs >= {folds} groups)"
         )
-    is_test, how = carve_share(index, test_fraction, seed)
+    carved, how = carve_share(index, share, seed)
+    is_test = ~carved if flip else carved
     if how:
-        log.warning("%s: test split: %s", index.name, how)
+        log.warning("%s: %s split: %s", index.name, "train" if flip else "test", how)
     return index.with_splits("test" if t else "train" for t in is_test)
 
 

@@ -398,10 +398,7 @@ def reproduce(
     (``key=value``) apply to every run. ``train_kwargs`` go to
     :func:`harkit.train.trainer.train` (devices, accelerator, ...).
     """
-    dataset, splits, held_out = plan_splits(dataset, splits)
-    kind = resolve_kind(dataset)
-    cv = dataset.cross_validation
-    sources = [(_resolve(recipe), "recipe")]
+    sources = [(_resolve(recipe), "recipe")]  # a wrong recipe name first, before the data
     if ablations:
         sources += [(path, "ablation") for path in find_ablations(recipe)]
     entries: list[Entry] = []
@@ -416,6 +413,9 @@ def reproduce(
     if len(set(slugs)) != len(slugs):
         raise ConfigError(f"reproduce: recipe names repeat: {[e.name for e in entries]}")
 
+    dataset, splits, held_out = plan_splits(dataset, splits)
+    kind = resolve_kind(dataset)
+    cv = dataset.cross_validation
     for k in splits:  # a missing or broken split file fails here, before anything is written
         load_index(dataset.model_copy(update={"split": k}))
     out = Path(out_dir)

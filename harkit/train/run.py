@@ -256,6 +256,8 @@ def _no_run_json(paths: RunPaths) -> str:
     """Why ``RUN`` has no run.json, and what to do: resume an interrupted training, use the
     split runs of a ``harkit train --splits`` folder, or train one."""
     root = paths.root
+    if paths.info.exists():
+        return f"{paths.info} is not a file; move it away (run.json is written by training)"
     if paths.last_ckpt.is_file():
         recipe = paths.recipe if paths.recipe.is_file() else "RECIPE"
         return (

@@ -145,3 +145,16 @@ def test_kill_9_mid_report_loses_no_recorded_entry(tmp_path: Path) -> None:
     report = open_skip_report(path)  # whatever the kill cut, the file reads (and is mended)
     assert all(f"/videos/v{i:06d}.avi" in report.entries for i in range(recorded + 1))
     assert json.loads(path.read_text()) == report.entries
+
+
+def test_the_skip_warning_names_the_video_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    report = SkipReport(tmp_path / "skipped.json")
+    with caplog.at_level(logging.WARNING, logger="harkit.data.clips"):
+        report.record("/v/a.mp4", "/v/a.mp4: file is empty (0 bytes)")  # a decoder's error
+        report.record("/v/b.mp4", "no frames")
+    assert caplog.messages == [
+        "skipping unreadable video /v/a.mp4: file is empty (0 bytes)",
+        "skipping unreadable video /v/b.mp4: no frames",
+    ]

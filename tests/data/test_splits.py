@@ -32,6 +32,15 @@ def test_group_split_needs_enough_groups():
         group_split(index_with_groups(groups=2, classes=1), test_fraction=0.2)
 
 
+def test_a_test_share_over_half_is_honoured_or_refused():
+    """k-fold takes one fold of at least 2 as test: 0.8 gave a 50% test split without a word."""
+    index = group_split(index_with_groups(), test_fraction=0.8, seed=0)
+    assert leaked_groups(index) == []
+    assert 0.7 < len(index.subset("test")) / len(index) < 0.9
+    with pytest.raises(DatasetError, match=r"2 groups cannot make a 90% .* \(needs >= 10 groups\)"):
+        group_split(index_with_groups(groups=2, classes=1), test_fraction=0.9)
+
+
 def test_leakage_error_lists_the_groups():
     index = index_with_groups(classes=1, groups=3, clips=2)
     index = index.with_splits(["train", "test", "train", "train", "test", "test"])

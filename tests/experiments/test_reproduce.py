@@ -172,3 +172,18 @@ def test_table_states_the_videos_used_not_the_videos_listed(ucf, tmp_path, capsy
     assert used["train"] + used["val"] + used["test"] == 15  # 16 listed, one missing
     md = (out / "reproduce.md").read_text()
     assert f"Videos used: split 1: 2 classes, {used['train']} train" in md
+
+
+def test_an_unknown_recipe_is_named_before_the_data_is_judged(tmp_path, capsys):
+    """On data without official splits the complaint was about --splits, not the typo."""
+    manifest = tmp_path / "videos.csv"
+    manifest.write_text("path,label,group\na.mp4,x,g1\nb.mp4,y,g2\n")
+    out = tmp_path / "out"
+    assert (
+        main(["reproduce", "efficientnet-gur", "--dataset", str(manifest), "--out", str(out)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("harkit: error: unknown recipe 'efficientnet-gur'") and "--splits" not in err
+    )
+    assert not out.exists()

@@ -80,6 +80,15 @@ def test_an_interrupted_run_says_how_to_resume(
     assert capsys.readouterr().err == (
         f"harkit: error: {run}: not a harkit run folder (no run.json); train one first\n"
     )
+    # a folder named run.json (beside a checkpoint) read as an interrupted training
+    (run / "run.json").mkdir()
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert cli_main.main(["evaluate", str(run)]) == 2
+    assert capsys.readouterr().err == (
+        f"harkit: error: {run / 'run.json'} is not a file; move it away (run.json is written "
+        "by training)\n"
+    )
 
 
 def test_a_split_runs_folder_points_to_splits(
