@@ -22,7 +22,7 @@ import os
 import re
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -58,6 +58,7 @@ __all__ = [
     "max_pixels",
     "probe",
     "read_frames",
+    "rgb_converter",
 ]
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -247,6 +248,25 @@ class VideoReader(ABC):
         yield from enumerate(self.iter_frames(path, stop=last + 1))
 
 
+def rgb_converter() -> Callable[[VideoFrame], np.ndarray]:
+    """A function from decoded frames to RGB24 ``(H, W, 3)`` arrays, converting with a
+    reformatter of its own that goes with it.
+
+    Not ``frame.to_ndarray(format="rgb24")``: from PyAV 18.1.1 it converts with one reformatter
+    per thread, kept for the thread's life. Its swscale slice threads are not copied into a
+    forked DataLoader worker, so after the main thread had converted one frame, a worker's
+    first conversion waited for them forever.
+    """
+    from av.video.reformatter import VideoReformatter
+
+    reformatter = VideoReformatter()
+
+    def to_rgb(frame: VideoFrame) -> np.ndarray:
+        return reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+    return to_rgb
+
+
 class PyAVReader(VideoReader):
     """FFmpeg through PyAV with frame threading; the default backend."""
 
@@ -330,17 +350,19 @@ class PyAVReader(VideoReader):
             container.close()
 
     def iter_frames(self, path: str | Path, stop: int | None = None) -> Iterator[np.ndarray]:
+        to_rgb = rgb_converter()
         for i, frame in self.decode(Path(path)):
             if stop is not None and i >= stop:
                 return
-            yield frame.to_ndarray(format="rgb24")
+            yield to_rgb(frame)
 
     def _indexed_frames(
         self, path: Path, wanted: set[int], last: int
     ) -> Iterator[tuple[int, np.ndarray]]:
+        to_rgb = rgb_converter()
         for i, frame in self.decode(path):
             # Only wanted frames pay for the YUV -> RGB conversion.
-            yield i, (frame.to_ndarray(format="rgb24") if i in wanted else None)
+            yield i, (to_rgb(frame) if i in wanted else None)
             if i >= last:
                 return
 

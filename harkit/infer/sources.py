@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 
 from harkit.data.clips import out_of_memory_reason
-from harkit.data.video import PyAVReader, VideoReadError, check_frame_size, probe
+from harkit.data.video import (
+    PyAVReader,
+    VideoReadError,
+    check_frame_size,
+    probe,
+    rgb_converter,
+)
 from harkit.infer.errors import SourceError
 
 __all__ = [
@@ -162,10 +168,11 @@ class FileSource(FrameSource):
             self.num_frames = None
 
     def frames(self) -> Iterator[Frame]:
+        to_rgb = rgb_converter()
         try:
             for i, frame in self._reader.decode(self.path, bounded=False):
                 t = float(frame.time) if frame.time is not None else i / self.fps
-                yield Frame(i, t, frame.to_ndarray(format="rgb24"))
+                yield Frame(i, t, to_rgb(frame))
         except VideoReadError as exc:  # corrupt data midway, or past a size / length limit
             log.warning("%s: decoding stopped early (%s)", self.name, exc.reason)
             self.end_reason = f"decoding error: {exc.reason}"
@@ -273,6 +280,7 @@ class URLSource(FrameSource):
         last_time: float | None = None
         offset = 0.0
         restart = False
+        to_rgb = rgb_converter()
         while True:
             try:
                 container = self._open()
@@ -313,7 +321,7 @@ class URLSource(FrameSource):
                         offset = (last_time or 0.0) + 1.0 / self.fps - t
                     t = t + (offset if duration is None else 0.0)
                     attempt = 0
-                    yield Frame(index, t, frame.to_ndarray(format="rgb24"), restart)
+                    yield Frame(index, t, to_rgb(frame), restart)
                     restart = False
                     index += 1
                     last_time = t

@@ -28,8 +28,8 @@ def _encoder_works(name: str) -> bool:
         ctx.time_base = Fraction(1, 25)
         ctx.framerate = Fraction(25, 1)
         ctx.open()
-        frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
-        ctx.encode(frame.reformat(format="yuv420p"))
+        # a yuv420p frame as is: frame.reformat keeps a per-thread context (see rgb_converter)
+        ctx.encode(av.VideoFrame.from_ndarray(np.zeros((48, 32), np.uint8), format="yuv420p"))
         ctx.encode(None)
     except Exception:  # a missing or unusable (e.g. hardware-only) encoder raises many types
         return False

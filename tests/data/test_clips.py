@@ -1,4 +1,5 @@
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -163,3 +164,22 @@ def test_sampling_uses_counted_frames_not_a_header_claim(lying_avi, monkeypatch,
         4 if sampling.strategy == "uniform" else 6 if sampling.strategy == "stride" else 12
     )
     assert frames.shape[-3:] == (32, 32, 3)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork")
+def test_forked_workers_decode_after_the_main_thread_converted_frames(index) -> None:
+    """PyAV 18.1.1 converts ``to_ndarray(format=...)`` with one reformatter per thread, kept
+    alive; a forked worker inherited it without its swscale threads and its first frame waited
+    forever (CI hung here). The timeout turns a hang into a failure."""
+    first = index[0].path
+    assert len(list(PyAVReader().iter_frames(first))) == 30  # the main thread converts first
+    dataset = ClipDataset(index, SamplingConfig(num_frames=4), ClipTransform(TransformConfig(), 32))
+    loader = DataLoader(
+        dataset,
+        batch_size=2,
+        num_workers=2,
+        collate_fn=collate_clips,
+        multiprocessing_context="fork",
+        timeout=120,
+    )
+    assert sum(len(batch["label"]) for batch in loader) == 3  # and broken.mp4 skipped
