@@ -21,6 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 from torch.utils.data import DataLoader
 
 from harkit.data import (
@@ -52,7 +53,13 @@ def make_clip(path: Path, seconds: float = 7, fps: int = 25, size=(240, 320)) ->
 
 def naive_clip(path: Path, indices: np.ndarray) -> np.ndarray:
     with av.open(str(path)) as container:
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+        # a reformatter per call: PyAV 18.1.1's per-thread one (to_ndarray(format=...)) would
+        # hang the forked loader workers benchmarked after it (see harkit's rgb_converter)
+        reformatter = VideoReformatter()
+        frames = [
+            reformatter.reformat(frame, format="rgb24").to_ndarray()
+            for frame in container.decode(video=0)
+        ]
     return np.stack(frames)[indices]
 
 

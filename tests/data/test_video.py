@@ -4,6 +4,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from av.video.reformatter import VideoReformatter
 
 from harkit.data.video import (
     FrameCountError,
@@ -19,9 +20,17 @@ from harkit.data.video import (
 
 
 def sequential_decode(path):
-    """Reference: PyAV decodes and converts every frame, no threading."""
+    """Reference: PyAV decodes and converts every frame, no threading. (Not
+    ``to_ndarray(format=...)``: PyAV 18.1.1's per-thread reformatter would hang this test
+    process's later forked DataLoader workers; see ``rgb_converter``.)"""
+    reformatter = VideoReformatter()
     with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        return np.stack(
+            [
+                reformatter.reformat(f, format="rgb24").to_ndarray()
+                for f in container.decode(video=0)
+            ]
+        )
 
 
 @pytest.mark.parametrize("suffix", ["mp4", "avi"])
