@@ -235,9 +235,8 @@ def _check_stamp(out_root: Path, stamp: dict[str, Any], overwrite: bool) -> None
 
 
 def _init_worker(spawned: bool) -> None:
-    die_with_parent(
-        starting_process_pid()
-    )  # a killed `harkit flow` must not leave workers computing
+    # a killed `harkit flow` must not leave workers computing
+    die_with_parent(starting_process_pid())
     if not spawned:
         return  # forked: see _single_threaded_opencv
     import cv2
