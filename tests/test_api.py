@@ -379,6 +379,25 @@ def test_evaluate_splits_and_render_dataset_check_their_arguments(tmp_path) -> N
     assert not (tmp_path / "data").exists()
 
 
+def test_reproduce_and_ablate_check_their_arguments_before_training(tmp_path) -> None:
+    """reproduce(clips=10**6) trained every split, then failed at its first evaluation."""
+    from harkit.data.datasets import DatasetConfig
+    from harkit.experiments.ablate import ablate
+    from harkit.experiments.reproduce import reproduce
+
+    data = DatasetConfig(root=tmp_path / "videos")
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"reproduce: argument 'clips': .* got 1000000"):
+        reproduce("efficientnet-gru", data, out, clips=10**6)
+    with pytest.raises(ConfigError, match=r"reproduce: argument 'splits.0': .* got 0"):
+        reproduce("efficientnet-gru", data, out, splits=[0])
+    with pytest.raises(ConfigError, match=r"ablate: argument 'clips': .* got 0"):
+        ablate([], data, out, clips=0)
+    with pytest.raises(ConfigError, match=r"ablate: argument 'dataset'"):
+        ablate([], str(tmp_path), out)
+    assert not out.exists()
+
+
 def test_an_absurd_class_count_is_refused_before_allocating() -> None:
     """num_classes=10**12 was torch's 'can't allocate 512000000000000 bytes'."""
     with pytest.raises(ConfigError, match=r"'num_classes': input should be less than or equal"):

@@ -14,13 +14,17 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, InstanceOf
+
+from harkit._lazy import validated
+from harkit.arguments import PathArg
 from harkit.config import ConfigError
 from harkit.data.datasets import DatasetConfig
 from harkit.evaluate import HEADLINE, write_comparison_table
 from harkit.evaluate.paper import paper_numbers
-from harkit.experiments.evaluate import evaluate_run
+from harkit.experiments.evaluate import MAX_VIEWS, evaluate_run
 from harkit.models.recipe import Recipe, load_recipe
 from harkit.train.data import TrainData
 from harkit.train.run import read_run_info
@@ -131,13 +135,14 @@ def recipe_variants(names: Sequence[str], overrides: Sequence[str] = ()) -> list
     return [Variant(str(n), load_recipe(n, list(overrides)), tuple(overrides)) for n in names]
 
 
+@validated
 def ablate(
-    variants: Sequence[Variant],
-    dataset: DatasetConfig | TrainData,
-    out_dir: str | os.PathLike[str],
+    variants: Sequence[InstanceOf[Variant]],
+    dataset: InstanceOf[DatasetConfig] | InstanceOf[TrainData],
+    out_dir: PathArg,
     *,
-    store: str | os.PathLike[str] | None = None,
-    clips: int = 1,
+    store: PathArg | None = None,
+    clips: Annotated[int, Field(ge=1, le=MAX_VIEWS)] = 1,
     **train_kwargs: Any,
 ) -> list[dict[str, Any]]:
     """Train and test every variant into ``out_dir/<variant>/``; write ``ablation.md/.csv``.

@@ -25,8 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, InstanceOf
+
+from harkit._lazy import validated
+from harkit.arguments import Overrides, PathArg
 from harkit.config import ConfigError, load_yaml
 from harkit.data.datasets import (
     DatasetConfig,
@@ -37,7 +41,7 @@ from harkit.data.splits import cross_validation_name
 from harkit.evaluate.metrics import Metrics
 from harkit.evaluate.paper import paper_numbers
 from harkit.evaluate.tables import write_splits_report
-from harkit.experiments.evaluate import evaluate_run, training_summary
+from harkit.experiments.evaluate import MAX_VIEWS, evaluate_run, training_summary
 from harkit.experiments.splits import plan_splits
 from harkit.io import atomic_write_text
 from harkit.models.recipe import Recipe, _resolve, load_recipe, recipe_dir
@@ -376,17 +380,18 @@ def _write_table(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
     return paths
 
 
+@validated
 def reproduce(
-    recipe: str | os.PathLike[str],
-    dataset: DatasetConfig,
-    out_dir: str | os.PathLike[str],
+    recipe: PathArg,
+    dataset: InstanceOf[DatasetConfig],
+    out_dir: PathArg,
     *,
-    splits: Sequence[int] | None = None,
-    store: str | os.PathLike[str] | None = None,
+    splits: Sequence[Annotated[int, Field(ge=1)]] | None = None,
+    store: PathArg | None = None,
     ablations: bool = False,
-    overrides: Sequence[str] = (),
-    clips: int = 1,
-    flow_root: str | os.PathLike[str] | None = None,
+    overrides: Overrides = (),
+    clips: Annotated[int, Field(ge=1, le=MAX_VIEWS)] = 1,
+    flow_root: PathArg | None = None,
     progress: bool = True,
     **train_kwargs: Any,
 ) -> dict[str, Any]:
