@@ -129,6 +129,16 @@ def group_split(index: VideoIndex, test_fraction: float = 0.2, seed: int = 0) ->
     is_test = ~carved if flip else carved
     if how:
         log.warning("%s: %s split: %s", index.name, "train" if flip else "test", how)
+    elif abs(is_test.mean() - test_fraction) > 0.05:  # e.g. 0.4: 1 of round(2.5) = 2 folds
+        log.warning(
+            "%s: the test split holds %.0f%% of the videos, not the %.0f%% asked: it is %s of "
+            "%d stratified folds of whole groups",
+            index.name,
+            100 * is_test.mean(),
+            100 * test_fraction,
+            "all but one" if flip else "one",
+            folds,
+        )
     return index.with_splits("test" if t else "train" for t in is_test)
 
 

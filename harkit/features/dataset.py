@@ -130,6 +130,8 @@ class FeatureDataset(Dataset):
         row = row or store.find_path(item.path)
         if row is None:
             raise FeatureStoreError(f"not in feature store {store.path.name}")
+        if row.status != "ok":  # extraction's own reason, which names the file
+            raise FeatureStoreError(row.error or f"extraction failed ({store.path.name})")
         if not row.matches(source_stamp(item.path)):
             raise FeatureStoreError(
                 f"feature store {store.path.name} holds features of another file for this id "

@@ -49,6 +49,10 @@ class SampledFlow:
         self.config = config
         self.method: FlowMethod = get_flow_method(config.method, config.weights)
 
+    def __reduce__(self) -> tuple[type[SampledFlow], tuple[FlowConfig]]:
+        # OpenCV's flow objects do not pickle: a spawn or forkserver worker builds its own
+        return SampledFlow, (self.config,)
+
     def gray(self, frame: np.ndarray) -> np.ndarray:
         """RGB ``uint8 (H, W, 3)`` -> the working grayscale frame."""
         return to_gray(frame, self.config.size)

@@ -73,3 +73,19 @@ def test_splits_import_datasets_never_the_reverse():
     # the pieces moved with the direction: loading holds UCF50's fold, splitting builds the index
     assert datasets.leave_one_group_out.__module__ == "harkit.data.datasets"
     assert splits.build_index.__module__ == "harkit.data.splits"
+
+
+def test_a_test_share_off_the_asked_one_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    """0.4 and 0.6 both gave 50% (one of round(2.5) = 2 folds) without a word."""
+    with caplog.at_level("WARNING", logger="harkit.data.splits"):
+        index = group_split(index_with_groups(groups=40), test_fraction=0.4)
+    share = len(index.subset("test")) / len(index)
+    assert share == 0.5
+    assert caplog.messages == [
+        "toy: the test split holds 50% of the videos, not the 40% asked: it is one of 2 "
+        "stratified folds of whole groups"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="harkit.data.splits"):
+        group_split(index_with_groups(groups=40), test_fraction=0.2)
+    assert caplog.messages == []
