@@ -141,10 +141,11 @@ def plan_splits(
         listed = ",".join(str(k) for k in splits or [])
         if kind not in OFFICIAL_SPLITS:
             # on data without official splits every "split" is the same one: a spread of 0
-            raise DatasetError(
-                f"--splits {listed}: {dataset.root} is a '{kind}' dataset without official "
-                "splits; cross-validate it by group instead (--splits leave-one-group-out, or "
-                "--splits 5-fold), or train once without --splits"
+            raise DatasetError(  # reproduce asks for every split when none are given
+                (f"--splits {listed}: " if listed else "")
+                + f"{dataset.root} is a '{kind}' dataset without official splits; "
+                "cross-validate it by group instead (--splits leave-one-group-out, or "
+                "--splits 5-fold)" + (", or train once without --splits" if listed else "")
             )
         top = OFFICIAL_SPLITS[kind]
         chosen = _check_splits(splits) if splits else list(range(1, top + 1))

@@ -187,3 +187,15 @@ def test_an_unknown_recipe_is_named_before_the_data_is_judged(tmp_path, capsys):
         err.startswith("harkit: error: unknown recipe 'efficientnet-gur'") and "--splits" not in err
     )
     assert not out.exists()
+
+
+def test_reproduce_on_data_without_splits_names_no_splits_argument(tmp_path, capsys):
+    """Without --splits it said '--splits : ... or train once without --splits'."""
+    manifest = tmp_path / "videos.csv"
+    manifest.write_text("path,label,group\na.mp4,x,g1\nb.mp4,y,g2\n")
+    out = tmp_path / "out"
+    assert main(["reproduce", "synthetic-gru", "--dataset", str(manifest), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"harkit: error: {manifest} is a 'csv' dataset without official splits; cross-validate "
+        "it by group instead (--splits leave-one-group-out, or --splits 5-fold)\n"
+    )
