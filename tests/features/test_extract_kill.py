@@ -50,7 +50,8 @@ START_METHODS = pytest.mark.parametrize("method", ["fork", "forkserver"])
 
 
 def _processes(method: str) -> int:
-    """What the job starts: 2 workers, and under forkserver the server and its tracker."""
+    """What the job starts at least: 2 workers, and under forkserver the server and its
+    resource tracker (each must die with the job)."""
     return 2 if method == "fork" else 4
 
 
@@ -91,7 +92,7 @@ def test_kill_9_of_extract_ends_its_decode_workers(
         "--no-progress",
     )
     workers, survivors = kill_job_and_list_survivors(proc, workers=_processes(method))
-    assert len(workers) == _processes(method)
+    assert len(workers) >= _processes(method)
     assert survivors == [], f"decode workers {survivors} outlived the killed `harkit extract`"
 
 
@@ -100,7 +101,7 @@ def test_kill_9_of_extract_ends_its_decode_workers(
 def test_kill_9_of_a_loader_owner_ends_its_workers(tmp_path: Path, method: str) -> None:
     proc = _start(tmp_path, SLOW_LOADER, method)
     workers, survivors = kill_job_and_list_survivors(proc, workers=_processes(method))
-    assert len(workers) == _processes(method)
+    assert len(workers) >= _processes(method)
     assert survivors == [], f"DataLoader workers {survivors} outlived their killed parent"
 
 
