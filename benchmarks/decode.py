@@ -21,7 +21,6 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from av.video.reformatter import VideoReformatter
 from torch.utils.data import DataLoader
 
 from harkit.data import (
@@ -34,6 +33,7 @@ from harkit.data import (
     get_reader,
     sample_indices,
 )
+from harkit.data.video import rgb_converter
 from harkit.synth import write_video
 
 
@@ -53,13 +53,10 @@ def make_clip(path: Path, seconds: float = 7, fps: int = 25, size=(240, 320)) ->
 
 def naive_clip(path: Path, indices: np.ndarray) -> np.ndarray:
     with av.open(str(path)) as container:
-        # a reformatter per call: PyAV 18.1.1's per-thread one (to_ndarray(format=...)) would
-        # hang the forked loader workers benchmarked after it (see harkit's rgb_converter)
-        reformatter = VideoReformatter()
-        frames = [
-            reformatter.reformat(frame, format="rgb24").to_ndarray()
-            for frame in container.decode(video=0)
-        ]
+        # not to_ndarray(format=...): PyAV 18.1.1's per-thread converter would hang the
+        # forked loader workers benchmarked after it (see rgb_converter)
+        to_rgb = rgb_converter()
+        frames = [to_rgb(frame) for frame in container.decode(video=0)]
     return np.stack(frames)[indices]
 
 

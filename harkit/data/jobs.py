@@ -35,7 +35,6 @@ __all__ = [
     "rank_report_path",
     "resolve_shard",
     "shard_indices",
-    "starting_process_pid",
     "video_id",
 ]
 
@@ -163,9 +162,9 @@ def _watch(creator_pid: int, direct: bool) -> None:
     os._exit(1)  # the creator is gone: nobody will ever read this worker's results
 
 
-def die_with_parent(creator_pid: int) -> None:
-    """Tie this worker process's life to ``creator_pid``, the process that started the pool
-    or DataLoader (call it first in the worker).
+def die_with_parent(creator_pid: int | None = None) -> None:
+    """Tie this worker process's life to ``creator_pid`` (default: the process that started
+    the pool or DataLoader, :func:`starting_process_pid`); call it first in the worker.
 
     A pool or DataLoader worker blocked on its task queue outlives a parent killed with
     SIGKILL: nothing tells it, and it holds its memory for minutes. On Linux the kernel
@@ -176,6 +175,8 @@ def die_with_parent(creator_pid: int) -> None:
     thread then also polls the creator's pid, as it does where ``prctl`` is missing. A creator
     that died before this ran (between the start and here) ends the worker at once.
     """
+    if creator_pid is None:
+        creator_pid = starting_process_pid()
     direct = os.getppid() == creator_pid
     kernel = sys.platform.startswith("linux") and _set_parent_death_signal()
     if not (kernel and direct):
@@ -204,7 +205,7 @@ def starting_process_pid() -> int:
 
 
 def _loader_worker_init(worker_id: int, rank: int | None = None) -> None:
-    die_with_parent(starting_process_pid())
+    die_with_parent()
     if rank is not None:
         from lightning.fabric.utilities.seed import pl_worker_init_function
 

@@ -43,7 +43,6 @@ from harkit.data.jobs import (
     rank_report_path,
     resolve_shard,
     shard_indices,
-    starting_process_pid,
     video_id,
 )
 from harkit.data.sampling import SamplingConfig, sample_indices
@@ -313,7 +312,7 @@ def _identity(item: Any) -> Any:
 
 
 def _init_worker(worker_id: int) -> None:
-    die_with_parent(starting_process_pid())  # a killed extract must not leave decoders running
+    die_with_parent()  # a killed extract must not leave decoders running
     # Workers decode; one thread each leaves the cores to the network in the main process.
     # (Not cv2.setNumThreads: in a forked child it deadlocks on the parent's thread pool.)
     torch.set_num_threads(1)

@@ -43,7 +43,6 @@ from harkit.data.jobs import (
     rank_report_path,
     resolve_shard,
     shard_indices,
-    starting_process_pid,
 )
 from harkit.data.sampling import SamplingConfig
 from harkit.data.video import VideoReadError, get_reader
@@ -235,8 +234,7 @@ def _check_stamp(out_root: Path, stamp: dict[str, Any], overwrite: bool) -> None
 
 
 def _init_worker(spawned: bool) -> None:
-    # a killed `harkit flow` must not leave workers computing
-    die_with_parent(starting_process_pid())
+    die_with_parent()  # a killed `harkit flow` must not leave workers computing
     if not spawned:
         return  # forked: see _single_threaded_opencv
     import cv2

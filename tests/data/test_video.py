@@ -4,7 +4,6 @@ import av
 import cv2
 import numpy as np
 import pytest
-from av.video.reformatter import VideoReformatter
 
 from harkit.data.video import (
     FrameCountError,
@@ -16,21 +15,17 @@ from harkit.data.video import (
     get_reader,
     probe,
     read_frames,
+    rgb_converter,
 )
 
 
 def sequential_decode(path):
-    """Reference: PyAV decodes and converts every frame, no threading. (Not
-    ``to_ndarray(format=...)``: PyAV 18.1.1's per-thread reformatter would hang this test
-    process's later forked DataLoader workers; see ``rgb_converter``.)"""
-    reformatter = VideoReformatter()
+    """Reference: PyAV decodes and converts every frame in order, no threading, no seeking
+    (converted as harkit does: PyAV 18.1.1's per-thread ``to_ndarray(format=...)`` would hang
+    this process's later forked loader workers)."""
+    to_rgb = rgb_converter()
     with av.open(str(path)) as container:
-        return np.stack(
-            [
-                reformatter.reformat(f, format="rgb24").to_ndarray()
-                for f in container.decode(video=0)
-            ]
-        )
+        return np.stack([to_rgb(f) for f in container.decode(video=0)])
 
 
 @pytest.mark.parametrize("suffix", ["mp4", "avi"])

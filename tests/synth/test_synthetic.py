@@ -10,9 +10,9 @@ import av
 import numpy as np
 import pytest
 from av.video.frame import PictureType
-from av.video.reformatter import VideoReformatter
 from pydantic import ValidationError
 
+from harkit.data.video import rgb_converter
 from harkit.errors import HarkitError
 from harkit.synth import (
     BACKGROUNDS,
@@ -37,11 +37,11 @@ CLEAN = SynthConfig(num_frames=20, size=96, noise_std=0.0, backgrounds=["solid"]
 
 
 def _decode(path: Path) -> tuple[np.ndarray, list[str]]:
-    reformatter = VideoReformatter()  # not to_ndarray(format=...): see test_video.py
+    to_rgb = rgb_converter()  # not to_ndarray(format=...): see harkit.data.video
     with av.open(str(path)) as container:
         frames, kinds = [], []
         for frame in container.decode(video=0):
-            frames.append(reformatter.reformat(frame, format="rgb24").to_ndarray())
+            frames.append(to_rgb(frame))
             kinds.append(PictureType(int(frame.pict_type)).name)
     return np.stack(frames), kinds
 
