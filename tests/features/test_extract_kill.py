@@ -19,9 +19,10 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 # workers stuck in one long item: torch's own parent check only runs between items
 # The patch is module-level: forkserver and spawn workers import this script too.
 SLOW_EXTRACT = """
-import multiprocessing, sys, time
+import multiprocessing, os, sys, time
 from harkit.features import pipeline
 def slow_load_clip(*args, **kwargs):
+    open(os.path.join(os.environ["BUSY"], str(os.getpid())), "w").close()
     time.sleep(300)
 pipeline.load_clip = slow_load_clip
 if __name__ == "__main__":
@@ -30,13 +31,14 @@ if __name__ == "__main__":
     sys.exit(cli_main.main(sys.argv[2:]))
 """
 SLOW_LOADER = """
-import multiprocessing, sys, time
+import multiprocessing, os, sys, time
 from torch.utils.data import DataLoader, Dataset
 from harkit.data.jobs import loader_worker_init
 class Slow(Dataset):
     def __len__(self):
         return 8
     def __getitem__(self, i):
+        open(os.path.join(os.environ["BUSY"], str(os.getpid())), "w").close()
         time.sleep(300)
         return i
 if __name__ == "__main__":
@@ -55,12 +57,20 @@ def _processes(method: str) -> int:
     return 2 if method == "fork" else 4
 
 
+def _busy(tmp_path: Path) -> Path:
+    """Where each worker drops a file once in its slow item: a forkserver worker still
+    importing torch cannot watch its parent yet, and exits only once it has."""
+    folder = tmp_path / "busy"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def _start(tmp_path: Path, body: str, method: str, *args: str) -> subprocess.Popen:
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(body))
     return subprocess.Popen(
         [sys.executable, str(script), method, *args],
-        env=job_env(),
+        env={**job_env(), "BUSY": str(_busy(tmp_path))},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -91,7 +101,9 @@ def test_kill_9_of_extract_ends_its_decode_workers(
         "2",
         "--no-progress",
     )
-    workers, survivors = kill_job_and_list_survivors(proc, workers=_processes(method))
+    workers, survivors = kill_job_and_list_survivors(
+        proc, workers=_processes(method), busy=_busy(tmp_path)
+    )
     assert len(workers) >= _processes(method)
     assert survivors == [], f"decode workers {survivors} outlived the killed `harkit extract`"
 
@@ -100,7 +112,9 @@ def test_kill_9_of_extract_ends_its_decode_workers(
 @START_METHODS
 def test_kill_9_of_a_loader_owner_ends_its_workers(tmp_path: Path, method: str) -> None:
     proc = _start(tmp_path, SLOW_LOADER, method)
-    workers, survivors = kill_job_and_list_survivors(proc, workers=_processes(method))
+    workers, survivors = kill_job_and_list_survivors(
+        proc, workers=_processes(method), busy=_busy(tmp_path)
+    )
     assert len(workers) >= _processes(method)
     assert survivors == [], f"DataLoader workers {survivors} outlived their killed parent"
 

@@ -45,17 +45,23 @@ def alive(pid: int) -> bool:
 
 
 def kill_job_and_list_survivors(
-    proc: subprocess.Popen, workers: int, *, start_s: float = 180.0, grace_s: float = 10.0
+    proc: subprocess.Popen,
+    workers: int,
+    *,
+    busy: Path | None = None,
+    start_s: float = 180.0,
+    grace_s: float = 10.0,
 ) -> tuple[list[int], list[int]]:
-    """Wait until ``proc`` has ``workers`` descendants, SIGKILL it, then wait up to ``grace_s``
-    for every descendant to go (a fork server and its resource tracker too). Returns
-    ``(descendants seen, survivors)``; survivors are killed afterwards so a failing test
-    leaves nothing running."""
+    """Wait until ``proc`` has ``workers`` descendants (and, with ``busy``, until two workers
+    have each dropped a file there: in their work, not still starting), SIGKILL it, then wait
+    up to ``grace_s`` for every descendant to go (a fork server and its resource tracker
+    too). Returns ``(descendants seen, survivors)``; survivors are killed afterwards so a
+    failing test leaves nothing running."""
     deadline = time.monotonic() + start_s
     seen: list[int] = []
     while time.monotonic() < deadline and proc.poll() is None:
         seen = descendants(proc.pid)
-        if len(seen) >= workers:
+        if len(seen) >= workers and (busy is None or len(list(busy.iterdir())) >= 2):
             break
         time.sleep(0.05)
     if proc.poll() is not None or len(seen) < workers:
